@@ -1,0 +1,329 @@
+//! Boundary selection and the boundary contributions (SPEC "Boundary
+//! conditions"): Robin edges, penalty Dirichlet nodes, penalised unused
+//! nodes. The selection is computed once per run and is backend-neutral;
+//! backends differ only in how they add the contributions.
+
+use crate::element::{self, EDGES};
+use crate::mesh::Mesh;
+use std::sync::Arc;
+
+/// A side of the mesh's bounding box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// `x = min x`
+    XMin,
+    /// `x = max x`
+    XMax,
+    /// `y = min y`
+    YMin,
+    /// `y = max y`
+    YMax,
+}
+
+impl Side {
+    /// Scene name of the side.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::XMin => "xmin",
+            Side::XMax => "xmax",
+            Side::YMin => "ymin",
+            Side::YMax => "ymax",
+        }
+    }
+
+    /// Parses a scene name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "xmin" => Side::XMin,
+            "xmax" => Side::XMax,
+            "ymin" => Side::YMin,
+            "ymax" => Side::YMax,
+            _ => return None,
+        })
+    }
+}
+
+/// Which nodes a boundary part covers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Selector {
+    /// Nodes within the tolerance of a bounding-box side.
+    Side(Side),
+    /// A named node set of the mesh (e.g. a gmsh physical group).
+    Named(String),
+    /// Nodes inside an axis-aligned box (inclusive, with the tolerance).
+    Box {
+        /// lower x
+        x0: f64,
+        /// upper x
+        x1: f64,
+        /// lower y
+        y0: f64,
+        /// upper y
+        y1: f64,
+    },
+}
+
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selector::Side(s) => write!(f, "side {}", s.name()),
+            Selector::Named(n) => write!(f, "node set \"{n}\""),
+            Selector::Box { x0, x1, y0, y1 } => write!(f, "box [{x0}, {x1}] x [{y0}, {y1}]"),
+        }
+    }
+}
+
+/// A value prescribed on a Dirichlet part.
+#[derive(Clone)]
+pub enum Value {
+    /// The same value everywhere.
+    Constant(f64),
+    /// A value depending on position.
+    Function(Arc<dyn Fn(f64, f64) -> f64 + Send + Sync>),
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Constant(v) => write!(f, "Constant({v})"),
+            Value::Function(_) => write!(f, "Function(..)"),
+        }
+    }
+}
+
+/// A Robin part: `du/dn + p u = gamma` on the selected edges.
+#[derive(Debug, Clone)]
+pub struct RobinPart {
+    /// Name used in messages ("inlet").
+    pub name: String,
+    /// Selected nodes; an edge counts when its three nodes are selected.
+    pub select: Selector,
+    /// `p`.
+    pub p: f64,
+    /// `gamma`.
+    pub gamma: f64,
+}
+
+/// A Dirichlet part, imposed by penalty.
+#[derive(Debug, Clone)]
+pub struct DirichletPart {
+    /// Name used in messages ("outlet").
+    pub name: String,
+    /// Selected nodes.
+    pub select: Selector,
+    /// Prescribed value.
+    pub value: Value,
+}
+
+/// All boundary settings.
+#[derive(Debug, Clone)]
+pub struct BoundaryConfig {
+    /// Robin parts.
+    pub robin: Vec<RobinPart>,
+    /// Dirichlet parts.
+    pub dirichlet: Vec<DirichletPart>,
+    /// Coordinate tolerance of the side selectors.
+    pub tol: f64,
+    /// Penalty factor.
+    pub penalty: f64,
+}
+
+impl Default for BoundaryConfig {
+    /// SPEC's defaults: Robin inlet at `x = min x` with `p = 0`,
+    /// `gamma = 2.5`; Dirichlet outlet `u = 0` at `x = max x`.
+    fn default() -> Self {
+        Self {
+            robin: vec![RobinPart {
+                name: "inlet".into(),
+                select: Selector::Side(Side::XMin),
+                p: 0.0,
+                gamma: 2.5,
+            }],
+            dirichlet: vec![DirichletPart {
+                name: "outlet".into(),
+                select: Selector::Side(Side::XMax),
+                value: Value::Constant(0.0),
+            }],
+            tol: 1e-9,
+            penalty: 1e12,
+        }
+    }
+}
+
+/// A boundary selection problem.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BoundaryError {
+    /// A Robin part found no edge.
+    #[error(
+        "boundary \"{name}\" ({select}): no element edge has all three of its nodes selected; check the selector (and the tolerance {tol:e}), or that the mesh has that boundary"
+    )]
+    NoEdges {
+        /// part name
+        name: String,
+        /// its selector, rendered
+        select: String,
+        /// tolerance
+        tol: f64,
+    },
+    /// A Dirichlet part selected no node.
+    #[error("boundary \"{name}\" ({select}): selects no node; check the selector (and the tolerance {tol:e})")]
+    NoNodes {
+        /// part name
+        name: String,
+        /// its selector, rendered
+        select: String,
+        /// tolerance
+        tol: f64,
+    },
+    /// A named node set that the mesh does not have.
+    #[error("boundary \"{name}\": the mesh has no node set \"{set}\" (it has: {available})")]
+    UnknownSet {
+        /// part name
+        name: String,
+        /// requested set
+        set: String,
+        /// what exists
+        available: String,
+    },
+    /// Nothing fixes the constant: the matrix would be singular.
+    #[error(
+        "no Dirichlet boundary and no Robin part with p > 0: the potential is defined only up to a constant and the matrix is singular; add an outlet ([[boundary.dirichlet]])"
+    )]
+    Singular,
+}
+
+/// A resolved Robin edge: global nodes (start, mid, end) and its part.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RobinEdge {
+    /// Global node indices.
+    pub nodes: [u32; 3],
+    /// Index into `BoundaryConfig::robin`.
+    pub part: u32,
+}
+
+/// The boundary selection of a mesh, resolved once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resolved {
+    /// Robin edges.
+    pub robin_edges: Vec<RobinEdge>,
+    /// Dirichlet nodes and their values (each node once: the first part
+    /// that selects it wins).
+    pub dirichlet: Vec<(u32, f64)>,
+    /// Nodes no element references.
+    pub unused: Vec<u32>,
+}
+
+/// Node mask of a selector.
+pub fn select(mesh: &Mesh, sel: &Selector, tol: f64, name: &str) -> Result<Vec<bool>, BoundaryError> {
+    let n = mesh.nodes();
+    let fold = |v: &[f64]| {
+        v.iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)))
+    };
+    Ok(match sel {
+        Selector::Side(side) => {
+            let (coord, pick_min) = match side {
+                Side::XMin => (&mesh.x, true),
+                Side::XMax => (&mesh.x, false),
+                Side::YMin => (&mesh.y, true),
+                Side::YMax => (&mesh.y, false),
+            };
+            let (lo, hi) = fold(coord);
+            let target = if pick_min { lo } else { hi };
+            coord.iter().map(|&c| (c - target).abs() < tol).collect()
+        }
+        Selector::Box { x0, x1, y0, y1 } => (0..n)
+            .map(|i| {
+                let (x, y) = (mesh.x[i], mesh.y[i]);
+                x >= x0 - tol && x <= x1 + tol && y >= y0 - tol && y <= y1 + tol
+            })
+            .collect(),
+        Selector::Named(set) => {
+            let nodes = mesh.node_sets.get(set).ok_or_else(|| BoundaryError::UnknownSet {
+                name: name.to_string(),
+                set: set.clone(),
+                available: if mesh.node_sets.is_empty() {
+                    "none".into()
+                } else {
+                    mesh.node_sets.keys().cloned().collect::<Vec<_>>().join(", ")
+                },
+            })?;
+            let mut m = vec![false; n];
+            for &v in nodes {
+                m[v as usize] = true;
+            }
+            m
+        }
+    })
+}
+
+/// Resolves every part of `cfg` on `mesh`.
+pub fn resolve(mesh: &Mesh, cfg: &BoundaryConfig) -> Result<Resolved, BoundaryError> {
+    if cfg.dirichlet.is_empty() && !cfg.robin.iter().any(|r| r.p > 0.0) {
+        return Err(BoundaryError::Singular);
+    }
+    let mut out = Resolved::default();
+    for (pi, part) in cfg.robin.iter().enumerate() {
+        let mask = select(mesh, &part.select, cfg.tol, &part.name)?;
+        let before = out.robin_edges.len();
+        for el in &mesh.elements {
+            for edge in EDGES {
+                let nodes = edge.map(|k| el[k]);
+                if nodes.iter().all(|&v| mask[v as usize]) {
+                    out.robin_edges.push(RobinEdge {
+                        nodes,
+                        part: pi as u32,
+                    });
+                }
+            }
+        }
+        if out.robin_edges.len() == before {
+            return Err(BoundaryError::NoEdges {
+                name: part.name.clone(),
+                select: part.select.to_string(),
+                tol: cfg.tol,
+            });
+        }
+    }
+    let mut taken = vec![false; mesh.nodes()];
+    for part in &cfg.dirichlet {
+        let mask = select(mesh, &part.select, cfg.tol, &part.name)?;
+        let mut any = false;
+        for (i, &m) in mask.iter().enumerate() {
+            if m {
+                any = true;
+                if !taken[i] {
+                    taken[i] = true;
+                    let v = match &part.value {
+                        Value::Constant(c) => *c,
+                        Value::Function(f) => f(mesh.x[i], mesh.y[i]),
+                    };
+                    out.dirichlet.push((i as u32, v));
+                }
+            }
+        }
+        if !any {
+            return Err(BoundaryError::NoNodes {
+                name: part.name.clone(),
+                select: part.select.to_string(),
+                tol: cfg.tol,
+            });
+        }
+    }
+    out.unused = mesh
+        .used_nodes()
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| !**u)
+        .map(|(i, _)| i as u32)
+        .collect();
+    Ok(out)
+}
+
+/// Robin contribution of one resolved edge: `(He, Pe)`.
+pub fn robin_contribution(mesh: &Mesh, cfg: &BoundaryConfig, e: &RobinEdge) -> ([[f64; 3]; 3], [f64; 3]) {
+    let part = &cfg.robin[e.part as usize];
+    let x = e.nodes.map(|v| mesh.x[v as usize]);
+    let y = e.nodes.map(|v| mesh.y[v as usize]);
+    element::robin_edge(&x, &y, part.p, part.gamma)
+}

@@ -1,0 +1,122 @@
+//! Pieces every host-side backend shares: the element load, applying a
+//! resolved boundary to the system, the solve step around the CG kernels,
+//! and the progress hook.
+
+use crate::boundary::{self, BoundaryConfig, Resolved};
+use crate::components::*;
+use crate::element::{self, Coords, NODES, QP, QuadData};
+use crate::mesh::Mesh;
+use crate::pipeline::{PipelineError, fail};
+use crate::solver::{self, CgKernels};
+use crate::sparse::SymCsr;
+use bevy_ecs::prelude::*;
+
+/// Element load vector for the configured source; `None` when the source
+/// is identically zero (the reference case), so assembly can skip it.
+#[inline]
+pub fn element_load(source: &Source, c: &Coords, qd: &QuadData) -> Option<[f64; NODES]> {
+    match source {
+        Source::Constant(v) if *v == 0.0 => None,
+        Source::Constant(v) => Some(element::load(qd, &[*v; QP])),
+        Source::Function(f) => {
+            let pts = element::gauss_points_xy(c);
+            let vals: [f64; QP] = std::array::from_fn(|q| f(pts[q].0, pts[q].1));
+            Some(element::load(qd, &vals))
+        }
+    }
+}
+
+/// Adds the resolved boundary contributions to `k` and `f`: Robin edge
+/// matrices and loads, then penalties on Dirichlet and unused nodes.
+/// Returns the report.
+pub fn apply_boundary(
+    mesh: &Mesh,
+    cfg: &BoundaryConfig,
+    res: &Resolved,
+    k: &mut SymCsr,
+    f: &mut [f64],
+) -> BoundaryReport {
+    for e in &res.robin_edges {
+        let (he, pe) = boundary::robin_contribution(mesh, cfg, e);
+        for a in 0..3 {
+            let na = e.nodes[a];
+            f[na as usize] += pe[a];
+            if cfg.robin[e.part as usize].p != 0.0 {
+                for b in 0..3 {
+                    let nb = e.nodes[b];
+                    if na <= nb {
+                        let s = k.slot(na, nb).expect("edge pair in pattern");
+                        // off-diagonal pairs of the full matrix appear twice
+                        // (a,b) and (b,a); the upper triangle stores one.
+                        k.val[s as usize] += he[a][b];
+                    }
+                }
+            }
+        }
+    }
+    for &(i, v) in &res.dirichlet {
+        let s = k.diag_slot(i as usize);
+        k.val[s] += cfg.penalty;
+        f[i as usize] += cfg.penalty * v;
+    }
+    for &i in &res.unused {
+        let s = k.diag_slot(i as usize);
+        k.val[s] += cfg.penalty;
+    }
+    BoundaryReport {
+        robin_edges: res.robin_edges.len(),
+        dirichlet_nodes: res.dirichlet.len(),
+        unused_nodes: res.unused.len(),
+    }
+}
+
+/// A callback told of the solver's progress: `(iteration, relative
+/// residual)`. The CLI installs one that drives a progress bar.
+#[derive(Resource, Default)]
+pub struct ProgressHook(pub Option<Box<dyn FnMut(usize, f64) + Send + Sync>>);
+
+/// The solve step shared by host backends: runs the configured method with
+/// the given CG kernels, stores the solution and the true residual.
+pub fn solve_into(
+    sys: &LinearSystem,
+    settings: &SolverSettings,
+    kernels: &mut dyn CgKernels,
+    hook: &mut ProgressHook,
+    solution: &mut Solution,
+    failure: &mut Failure,
+) {
+    let _span = tracing::info_span!("cg_jacobi", rows = sys.k.n).entered();
+    let mut noop = |_: usize, _: f64| {};
+    let progress: &mut dyn FnMut(usize, f64) = match hook.0.as_mut() {
+        Some(h) => h,
+        None => &mut noop,
+    };
+    match settings.method {
+        SolverMethod::CgJacobi => {
+            match solver::solve_cg_jacobi(&sys.k, &sys.f, &settings.cg, kernels, progress) {
+                Ok((u, stats)) => {
+                    let r = {
+                        let _s = tracing::info_span!("true_residual").entered();
+                        solver::true_relative_residual(&sys.k, &sys.f, &u)
+                    };
+                    if !stats.converged && !settings.allow_unconverged {
+                        fail(
+                            failure,
+                            PipelineError::NotConverged {
+                                iterations: stats.iterations,
+                                residual: stats.recurrence_residual,
+                                rtol: settings.cg.rtol,
+                            },
+                        );
+                    }
+                    *solution = Solution {
+                        u,
+                        stats,
+                        true_residual: r,
+                    };
+                }
+                Err(e) => fail(failure, e),
+            }
+        }
+    }
+}

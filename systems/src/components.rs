@@ -1,0 +1,178 @@
+//! ECS data: the components of element entities and the resources shared
+//! by the phases. Elements are entities with small dense components;
+//! everything global (the matrix, vectors, solver state, settings, timings)
+//! is a resource.
+
+use crate::boundary::BoundaryConfig;
+use crate::element::{Coords, ElementFields, NODES, QuadData, SYM_ENTRIES};
+use crate::mesh::Mesh;
+use crate::solver::{CgSettings, SolveStats};
+use crate::sparse::SymCsr;
+use bevy_ecs::prelude::*;
+use std::sync::Arc;
+
+/// Index of the element in the mesh (its row in every per-element output).
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ElementIndex(pub u32);
+
+/// The element's eight global node indices (counter-clockwise).
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nodes(pub [u32; NODES]);
+
+/// The element's node coordinates, gathered once at spawn time.
+#[derive(Component, Debug, Clone, Copy, PartialEq)]
+pub struct ElementCoords(pub Coords);
+
+/// Quadrature data (geometric factors), written by the quadrature phase.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Default)]
+pub struct Quadrature(pub QuadData);
+
+/// Slots of the element's upper-triangle pairs in the matrix value array,
+/// written by the assembly phase's pattern system.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slots(pub [u32; SYM_ENTRIES]);
+
+impl Default for Slots {
+    fn default() -> Self {
+        Self([0; SYM_ENTRIES])
+    }
+}
+
+/// Derived fields, written by the post-processing phase.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Default)]
+pub struct Fields(pub ElementFields);
+
+/// The mesh (shared, read-only).
+#[derive(Resource, Debug, Clone)]
+pub struct MeshRes(pub Arc<Mesh>);
+
+/// A source term `f(x, y)`.
+#[derive(Clone)]
+pub enum Source {
+    /// `f` constant (SPEC: 0 in the reference).
+    Constant(f64),
+    /// `f` given as a function of position (manufactured solutions).
+    Function(Arc<dyn Fn(f64, f64) -> f64 + Send + Sync>),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Constant(v) => write!(f, "Constant({v})"),
+            Source::Function(_) => write!(f, "Function(..)"),
+        }
+    }
+}
+
+/// Physical constants.
+#[derive(Resource, Debug, Clone)]
+pub struct Physics {
+    /// Stagnation pressure `p0` (Pa).
+    pub p0: f64,
+    /// Density `rho` (kg/m^3); pressure uses `rho / 2`.
+    pub rho: f64,
+    /// Source term of `-div grad u = f`.
+    pub source: Source,
+}
+
+impl Default for Physics {
+    fn default() -> Self {
+        Self {
+            p0: 101_328.828_1,
+            rho: 1.225,
+            source: Source::Constant(0.0),
+        }
+    }
+}
+
+/// Which linear solver the solve phase runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SolverMethod {
+    /// The reference configuration: equilibrated Jacobi-PCG.
+    #[default]
+    CgJacobi,
+}
+
+impl SolverMethod {
+    /// The name used in scenes and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            SolverMethod::CgJacobi => "cg-jacobi",
+        }
+    }
+
+    /// Parses a scene / CLI name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "cg-jacobi" => Some(SolverMethod::CgJacobi),
+            _ => None,
+        }
+    }
+
+    /// All names, for error messages.
+    pub const NAMES: &'static [&'static str] = &["cg-jacobi"];
+}
+
+/// Solver settings.
+#[derive(Resource, Debug, Clone, PartialEq, Default)]
+pub struct SolverSettings {
+    /// Method.
+    pub method: SolverMethod,
+    /// CG tolerance and cap.
+    pub cg: CgSettings,
+    /// Accept a solve that hit the cap (results are marked `converged = 0`)
+    /// instead of failing.
+    pub allow_unconverged: bool,
+}
+
+/// Boundary configuration resource.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct Boundaries(pub BoundaryConfig);
+
+/// The assembled system `K u = f`, in symmetric CSR.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct LinearSystem {
+    /// The matrix (upper triangle).
+    pub k: SymCsr,
+    /// The right-hand side.
+    pub f: Vec<f64>,
+    /// Full non-zero count of the assembled matrix (before penalties; the
+    /// pattern includes every diagonal).
+    pub nnz: usize,
+}
+
+/// What the boundary phase found.
+#[derive(Resource, Debug, Clone, Default, PartialEq)]
+pub struct BoundaryReport {
+    /// Robin edges integrated.
+    pub robin_edges: usize,
+    /// Dirichlet nodes penalised.
+    pub dirichlet_nodes: usize,
+    /// Unused nodes penalised.
+    pub unused_nodes: usize,
+}
+
+/// The solution and how it was obtained.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct Solution {
+    /// Potential per node.
+    pub u: Vec<f64>,
+    /// Solver statistics.
+    pub stats: SolveStats,
+    /// `||f - K u|| / ||f||`.
+    pub true_residual: f64,
+}
+
+/// Something a phase reports that is not an error (e.g. renumbered
+/// elements, a fallback to the serial backend).
+#[derive(Resource, Debug, Clone, Default)]
+pub struct Notes(pub Vec<String>);
+
+/// A failure raised by a system; later phases do not run.
+#[derive(Resource, Debug, Default)]
+pub struct Failure(pub Option<crate::PipelineError>);
+
+/// Run condition: no phase has failed so far.
+pub fn no_failure(f: Res<Failure>) -> bool {
+    f.0.is_none()
+}

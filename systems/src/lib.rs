@@ -1,0 +1,26 @@
+//! # quadflow-systems
+//!
+//! The simulation engine of quadflow: a Quad-8 finite-element solver for 2D
+//! potential flow laid out as an ECS pipeline on `bevy_ecs`.
+//!
+//! - [`element`]: the Quad-8 serendipity element and its kernels.
+//! - [`mesh`]: the validated mesh.
+//! - [`sparse`]: symmetric CSR, sparsity pattern, slot maps.
+//! - [`boundary`]: boundary selection and contributions.
+//! - [`solver`]: equilibrated Jacobi-PCG.
+//! - [`components`]: ECS components and resources.
+//! - [`pipeline`]: phases, the [`pipeline::Backend`] plug-in trait, the
+//!   [`pipeline::Pipeline`] runner.
+//! - [`serial`]: the single-threaded backend.
+
+pub mod boundary;
+pub mod common;
+pub mod components;
+pub mod element;
+pub mod mesh;
+pub mod pipeline;
+pub mod serial;
+pub mod solver;
+pub mod sparse;
+
+pub use pipeline::{Backend, Phase, PhasePlan, Pipeline, PipelineError, Registry, RunConfig};

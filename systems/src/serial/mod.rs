@@ -1,0 +1,148 @@
+//! The single-threaded executor (the seed's "CPU baseline"): implements
+//! every phase and is the fallback of every other backend.
+
+use crate::boundary;
+use crate::common::{self, ProgressHook};
+use crate::components::*;
+use crate::element;
+use crate::mesh::MeshError;
+use crate::pipeline::{Backend, Phase, PhaseSystems, fail};
+use crate::solver::SerialKernels;
+use crate::sparse::{self, SymCsr};
+use bevy_ecs::prelude::*;
+
+/// The serial backend plugin.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Serial;
+
+impl Backend for Serial {
+    fn name(&self) -> &'static str {
+        "serial"
+    }
+
+    fn systems(&self, phase: Phase) -> Option<PhaseSystems> {
+        Some(match phase {
+            Phase::Quadrature => quadrature.into_configs(),
+            Phase::Assembly => (build_pattern, assemble).chain().into_configs(),
+            Phase::Boundary => apply_boundary.into_configs(),
+            Phase::Solve => solve.into_configs(),
+            Phase::Post => post.into_configs(),
+        })
+    }
+}
+
+/// Quadrature: geometric factors of every element at the 3 x 3 points.
+pub fn quadrature(
+    mut q: Query<(&ElementIndex, &ElementCoords, &Nodes, &mut Quadrature)>,
+    mut failure: ResMut<Failure>,
+) {
+    let _s = tracing::info_span!("serial::quadrature").entered();
+    for (idx, c, nodes, mut qd) in &mut q {
+        match element::quad_data(&c.0) {
+            Ok(d) => qd.0 = d,
+            Err((point, det)) => {
+                fail(
+                    &mut failure,
+                    MeshError::Degenerate {
+                        element: idx.0 as usize,
+                        nodes: nodes.0,
+                        point,
+                        det,
+                    },
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// Assembly, step 1: the sparsity pattern from the connectivity, and each
+/// element's slot map into it.
+pub fn build_pattern(
+    mesh: Res<MeshRes>,
+    mut sys: ResMut<LinearSystem>,
+    mut q: Query<(&Nodes, &mut Slots)>,
+    mut failure: ResMut<Failure>,
+) {
+    let _s = tracing::info_span!("serial::pattern").entered();
+    let k = match SymCsr::pattern(mesh.0.nodes(), &mesh.0.elements) {
+        Ok(k) => k,
+        Err(e) => return fail(&mut failure, e),
+    };
+    {
+        let _s = tracing::info_span!("serial::slot_maps").entered();
+        for (nodes, mut slots) in &mut q {
+            slots.0 = sparse::slot_map(&k, &nodes.0);
+        }
+    }
+    sys.nnz = k.full_nnz();
+    sys.f = vec![0.0; k.n];
+    sys.k = k;
+}
+
+/// Assembly, step 2: element matrices (and loads) scattered into the CSR
+/// values through the slot maps, in element order.
+pub fn assemble(
+    mut sys: ResMut<LinearSystem>,
+    physics: Res<Physics>,
+    q: Query<(&Nodes, &ElementCoords, &Quadrature, &Slots)>,
+) {
+    let _s = tracing::info_span!("serial::element_scatter").entered();
+    let LinearSystem { k, f, .. } = &mut *sys;
+    let val = &mut k.val;
+    for (nodes, c, qd, slots) in &q {
+        let ke = element::stiffness_sym(&qd.0);
+        for (s, v) in slots.0.iter().zip(ke.iter()) {
+            val[*s as usize] += v;
+        }
+        if let Some(fe) = common::element_load(&physics.source, &c.0, &qd.0) {
+            for (a, v) in fe.iter().enumerate() {
+                f[nodes.0[a] as usize] += v;
+            }
+        }
+    }
+}
+
+/// Boundary: resolve the selection, add Robin edges and penalties.
+pub fn apply_boundary(
+    mesh: Res<MeshRes>,
+    bc: Res<Boundaries>,
+    mut sys: ResMut<LinearSystem>,
+    mut report: ResMut<BoundaryReport>,
+    mut failure: ResMut<Failure>,
+) {
+    let _s = tracing::info_span!("serial::boundary").entered();
+    let resolved = match boundary::resolve(&mesh.0, &bc.0) {
+        Ok(r) => r,
+        Err(e) => return fail(&mut failure, e),
+    };
+    let LinearSystem { k, f, .. } = &mut *sys;
+    *report = common::apply_boundary(&mesh.0, &bc.0, &resolved, k, f);
+}
+
+/// Solve: the configured method with single-threaded kernels.
+pub fn solve(
+    sys: Res<LinearSystem>,
+    settings: Res<SolverSettings>,
+    mut hook: ResMut<ProgressHook>,
+    mut solution: ResMut<Solution>,
+    mut failure: ResMut<Failure>,
+) {
+    let _s = tracing::info_span!("serial::solve").entered();
+    common::solve_into(&sys, &settings, &mut SerialKernels, &mut hook, &mut solution, &mut failure);
+}
+
+/// Post-processing: velocity, speed and pressure of every element.
+pub fn post(
+    solution: Res<Solution>,
+    physics: Res<Physics>,
+    mut q: Query<(&Nodes, &ElementCoords, &mut Fields)>,
+) {
+    let _s = tracing::info_span!("serial::post").entered();
+    let u = &solution.u;
+    let half_rho = physics.rho / 2.0;
+    for (nodes, c, mut out) in &mut q {
+        let ue = nodes.0.map(|v| u[v as usize]);
+        out.0 = element::post(&c.0, &ue, physics.p0, half_rho);
+    }
+}

@@ -1,0 +1,465 @@
+//! The reference linear solve (SPEC "Linear solve"): diagonal
+//! equilibration, then Jacobi-preconditioned CG on the equilibrated system,
+//! stopped on the recurrence residual, exactly SciPy's `cg` iteration.
+//!
+//! Two things make it fast without changing the iteration beyond rounding:
+//! - Rows with no off-diagonal entry (unused nodes, isolated penalties) are
+//!   decoupled: they are solved directly and left out of the CG vectors.
+//!   CG would keep them at their exact values anyway (zero for the
+//!   reference), so nothing but the vector length changes.
+//! - One CG iteration is two passes over memory over the symmetric
+//!   (upper-triangle) matrix: pass A updates `p`, forms `q = A p` and
+//!   `p.q` while walking the rows from last to first (so the `p_j`, `j > i`,
+//!   a row needs are already updated), and applies the previous step's
+//!   `x += alpha p`; pass B updates `r` and forms `r.r` and `r.z`.
+
+use crate::sparse::SymCsr;
+use std::time::Instant;
+
+/// Settings of the iterative solve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CgSettings {
+    /// Relative tolerance on the equilibrated recurrence residual.
+    pub rtol: f64,
+    /// Iteration cap; reaching it is reported as not converged.
+    pub max_iter: usize,
+}
+
+impl Default for CgSettings {
+    fn default() -> Self {
+        Self {
+            rtol: 1e-8,
+            max_iter: 15_000,
+        }
+    }
+}
+
+/// What a solve did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SolveStats {
+    /// CG iterations (matrix-vector products).
+    pub iterations: usize,
+    /// Whether the stopping rule was met within the cap.
+    pub converged: bool,
+    /// Final recurrence residual relative to `||f~||`.
+    pub recurrence_residual: f64,
+    /// Seconds spent in setup (equilibration, decoupling).
+    pub setup_seconds: f64,
+    /// Rows solved directly (decoupled).
+    pub decoupled_rows: usize,
+    /// Rows in the CG system.
+    pub cg_rows: usize,
+    /// Stored entries of the CG matrix (upper triangle).
+    pub cg_stored: usize,
+}
+
+/// The equilibrated, decoupled system CG runs on.
+#[derive(Debug, Clone)]
+pub struct EquilibratedSystem {
+    /// `D K D` restricted to the coupled rows (renumbered densely).
+    pub a: SymCsr,
+    /// `D f` on the coupled rows.
+    pub b: Vec<f64>,
+    /// `1 / diag(D K D)` on the coupled rows (the Jacobi preconditioner).
+    pub inv_diag: Vec<f64>,
+    /// `d = 1 / sqrt(|diag K|)` for every row of the original system.
+    pub d: Vec<f64>,
+    /// Original index of each coupled row.
+    pub rows: Vec<u32>,
+    /// The solution of the decoupled rows, in original numbering (zero
+    /// on coupled rows).
+    pub direct: Vec<f64>,
+    /// `||D f||` over all rows (the stopping rule's reference norm).
+    pub b_norm: f64,
+    /// Number of decoupled rows.
+    pub decoupled: usize,
+}
+
+/// Error of the linear solve.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SolveError {
+    /// A zero on the diagonal: some node has no stiffness at all.
+    #[error("the assembled matrix has a zero diagonal at node {0}; the node is in no element and has no penalty")]
+    ZeroDiagonal(usize),
+    /// CG broke down (`p.Ap <= 0`), so the matrix is not positive definite.
+    #[error(
+        "CG broke down at iteration {iteration} (p.Ap = {pap:.3e}): the matrix is not positive definite. Is there a Dirichlet boundary (an outlet)? Without one the potential is only defined up to a constant"
+    )]
+    Breakdown {
+        /// where
+        iteration: usize,
+        /// the offending curvature
+        pap: f64,
+    },
+    /// Not finite values in the system.
+    #[error("the linear system contains NaN or infinite values")]
+    NonFinite,
+}
+
+impl EquilibratedSystem {
+    /// Equilibrates `K u = f` and splits off decoupled rows.
+    pub fn new(k: &SymCsr, f: &[f64]) -> Result<Self, SolveError> {
+        let n = k.n;
+        let mut d = vec![0.0; n];
+        for (i, di) in d.iter_mut().enumerate() {
+            let a = k.val[k.diag_slot(i)].abs();
+            if a == 0.0 {
+                return Err(SolveError::ZeroDiagonal(i));
+            }
+            if !a.is_finite() {
+                return Err(SolveError::NonFinite);
+            }
+            *di = 1.0 / a.sqrt();
+        }
+        // coupled = has an off-diagonal entry in its row or column
+        let mut coupled = vec![false; n];
+        for i in 0..n {
+            let (s, e) = (k.rowptr[i] as usize, k.rowptr[i + 1] as usize);
+            if e > s + 1 {
+                coupled[i] = true;
+                for &j in &k.col[s + 1..e] {
+                    coupled[j as usize] = true;
+                }
+            }
+        }
+        let mut new_of = vec![u32::MAX; n];
+        let mut rows = Vec::new();
+        for i in 0..n {
+            if coupled[i] {
+                new_of[i] = rows.len() as u32;
+                rows.push(i as u32);
+            }
+        }
+        let m = rows.len();
+        let mut rowptr = Vec::with_capacity(m + 1);
+        rowptr.push(0u32);
+        let mut col = Vec::with_capacity(k.stored());
+        let mut val = Vec::with_capacity(k.stored());
+        let mut b = Vec::with_capacity(m);
+        let mut inv_diag = Vec::with_capacity(m);
+        let mut direct = vec![0.0; n];
+        let mut b_norm2 = 0.0;
+        for i in 0..n {
+            let fi = d[i] * f[i];
+            b_norm2 += fi * fi;
+            let (s, e) = (k.rowptr[i] as usize, k.rowptr[i + 1] as usize);
+            if !coupled[i] {
+                direct[i] = f[i] / k.val[s];
+                continue;
+            }
+            for kk in s..e {
+                let j = k.col[kk] as usize;
+                let v = d[i] * k.val[kk] * d[j];
+                col.push(new_of[j]);
+                val.push(v);
+            }
+            inv_diag.push(1.0 / (d[i] * k.val[s] * d[i]));
+            b.push(fi);
+            rowptr.push(col.len() as u32);
+        }
+        if !b_norm2.is_finite() || val.iter().any(|v| !v.is_finite()) {
+            return Err(SolveError::NonFinite);
+        }
+        Ok(Self {
+            a: SymCsr { n: m, rowptr, col, val },
+            b,
+            inv_diag,
+            d,
+            rows,
+            direct,
+            b_norm: b_norm2.sqrt(),
+            decoupled: n - m,
+        })
+    }
+
+    /// Maps a CG solution `u~` (coupled rows) back to `u = D u~` in the
+    /// original numbering, with the decoupled rows' direct solution.
+    pub fn unscale(&self, xt: &[f64]) -> Vec<f64> {
+        let mut u = self.direct.clone();
+        for (k, &i) in self.rows.iter().enumerate() {
+            u[i as usize] = self.d[i as usize] * xt[k];
+        }
+        u
+    }
+}
+
+/// The two fused passes of one CG iteration; a backend supplies its own
+/// (serial, multi-threaded) implementation.
+pub trait CgKernels {
+    /// Pass A: `x += alpha_prev p`, `p = r * inv_diag + beta p`, `q = A p`;
+    /// returns `p.q`.
+    #[allow(clippy::too_many_arguments)]
+    fn pass_a(
+        &mut self,
+        a: &SymCsr,
+        inv_diag: &[f64],
+        r: &[f64],
+        beta: f64,
+        alpha_prev: f64,
+        x: &mut [f64],
+        p: &mut [f64],
+        q: &mut [f64],
+    ) -> f64;
+    /// Pass B: `r -= alpha q`; returns `(r.r, r.z)` with `z = r * inv_diag`.
+    fn pass_b(&mut self, inv_diag: &[f64], alpha: f64, q: &[f64], r: &mut [f64]) -> (f64, f64);
+    /// `x += alpha p` (the last pending update).
+    fn axpy(&mut self, alpha: f64, p: &[f64], x: &mut [f64]) {
+        for (xi, pi) in x.iter_mut().zip(p) {
+            *xi += alpha * pi;
+        }
+    }
+}
+
+/// The single-threaded fused kernels.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SerialKernels;
+
+impl CgKernels for SerialKernels {
+    #[inline(never)]
+    fn pass_a(
+        &mut self,
+        a: &SymCsr,
+        inv_diag: &[f64],
+        r: &[f64],
+        beta: f64,
+        alpha_prev: f64,
+        x: &mut [f64],
+        p: &mut [f64],
+        q: &mut [f64],
+    ) -> f64 {
+        let n = a.n;
+        let (rowptr, col, val) = (&a.rowptr[..], &a.col[..], &a.val[..]);
+        assert!(rowptr.len() == n + 1 && r.len() == n && inv_diag.len() == n);
+        assert!(x.len() == n && p.len() == n && q.len() == n);
+        let mut pap = 0.0;
+        for i in (0..n).rev() {
+            let s = rowptr[i] as usize;
+            let e = rowptr[i + 1] as usize;
+            let pold = p[i];
+            x[i] += alpha_prev * pold;
+            let pi = r[i] * inv_diag[i] + beta * pold;
+            p[i] = pi;
+            let mut acc = 0.0;
+            for k in s + 1..e {
+                let j = col[k] as usize;
+                let v = val[k];
+                acc += v * p[j];
+                q[j] += v * pi;
+            }
+            let diag = val[s] * pi;
+            q[i] = diag + acc;
+            pap += pi * (diag + 2.0 * acc);
+        }
+        pap
+    }
+
+    #[inline(never)]
+    fn pass_b(&mut self, inv_diag: &[f64], alpha: f64, q: &[f64], r: &mut [f64]) -> (f64, f64) {
+        let (mut rr, mut rz) = (0.0, 0.0);
+        for ((ri, &qi), &di) in r.iter_mut().zip(q).zip(inv_diag) {
+            let v = *ri - alpha * qi;
+            *ri = v;
+            rr += v * v;
+            rz += v * v * di;
+        }
+        (rr, rz)
+    }
+}
+
+/// Result of [`pcg`]: the equilibrated solution on the coupled rows.
+#[derive(Debug, Clone)]
+pub struct CgOutcome {
+    /// `u~` on the coupled rows.
+    pub x: Vec<f64>,
+    /// Iterations and convergence.
+    pub stats: SolveStats,
+}
+
+/// Jacobi-preconditioned CG on an equilibrated system, SciPy's iteration:
+/// stop when `||r|| < rtol ||b||` is found at the top of an iteration.
+/// `progress(iteration, relative_residual)` is called every 50 iterations.
+pub fn pcg(
+    sys: &EquilibratedSystem,
+    settings: &CgSettings,
+    kernels: &mut dyn CgKernels,
+    progress: &mut dyn FnMut(usize, f64),
+) -> Result<CgOutcome, SolveError> {
+    let m = sys.a.n;
+    let mut x = vec![0.0; m];
+    let mut r = sys.b.clone();
+    let mut p = vec![0.0; m];
+    let mut q = vec![0.0; m];
+    let atol = settings.rtol * sys.b_norm;
+    let mut stats = SolveStats {
+        cg_rows: m,
+        cg_stored: sys.a.stored(),
+        decoupled_rows: sys.decoupled,
+        ..Default::default()
+    };
+    if sys.b_norm == 0.0 {
+        stats.converged = true;
+        return Ok(CgOutcome { x, stats });
+    }
+    let mut rr: f64 = r.iter().map(|v| v * v).sum();
+    let mut rz: f64 = r.iter().zip(&sys.inv_diag).map(|(v, d)| v * v * d).sum();
+    let mut rho_prev = 0.0;
+    let mut alpha = 0.0;
+    let mut it = 0;
+    loop {
+        if rr.sqrt() < atol {
+            stats.converged = true;
+            break;
+        }
+        if it >= settings.max_iter {
+            break;
+        }
+        let beta = if it == 0 { 0.0 } else { rz / rho_prev };
+        let pap = kernels.pass_a(&sys.a, &sys.inv_diag, &r, beta, alpha, &mut x, &mut p, &mut q);
+        if !(pap > 0.0) {
+            return Err(SolveError::Breakdown { iteration: it, pap });
+        }
+        alpha = rz / pap;
+        rho_prev = rz;
+        (rr, rz) = kernels.pass_b(&sys.inv_diag, alpha, &q, &mut r);
+        it += 1;
+        if it % 50 == 0 {
+            progress(it, rr.sqrt() / sys.b_norm);
+        }
+    }
+    if it > 0 {
+        kernels.axpy(alpha, &p, &mut x);
+    }
+    stats.iterations = it;
+    stats.recurrence_residual = rr.sqrt() / sys.b_norm;
+    Ok(CgOutcome { x, stats })
+}
+
+/// `||f - K u|| / ||f||` with the unequilibrated system.
+pub fn true_relative_residual(k: &SymCsr, f: &[f64], u: &[f64]) -> f64 {
+    let ku = k.mul(u);
+    let num: f64 = f.iter().zip(&ku).map(|(a, b)| (a - b) * (a - b)).sum();
+    let den: f64 = f.iter().map(|a| a * a).sum();
+    if den == 0.0 { num.sqrt() } else { (num / den).sqrt() }
+}
+
+/// Full reference solve: equilibrate, CG, unscale. Returns `u` and stats.
+pub fn solve_cg_jacobi(
+    k: &SymCsr,
+    f: &[f64],
+    settings: &CgSettings,
+    kernels: &mut dyn CgKernels,
+    progress: &mut dyn FnMut(usize, f64),
+) -> Result<(Vec<f64>, SolveStats), SolveError> {
+    let t0 = Instant::now();
+    let sys = EquilibratedSystem::new(k, f)?;
+    let setup = t0.elapsed().as_secs_f64();
+    let out = pcg(&sys, settings, kernels, progress)?;
+    let mut stats = out.stats;
+    stats.setup_seconds = setup;
+    Ok((sys.unscale(&out.x), stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 1D Laplacian (tridiagonal) with a decoupled row appended.
+    fn lap(n: usize) -> SymCsr {
+        let mut rowptr = vec![0u32];
+        let mut col = vec![];
+        let mut val = vec![];
+        for i in 0..n {
+            col.push(i as u32);
+            val.push(2.0 + i as f64 * 0.01);
+            if i + 1 < n {
+                col.push(i as u32 + 1);
+                val.push(-1.0);
+            }
+            rowptr.push(col.len() as u32);
+        }
+        col.push(n as u32);
+        val.push(4.0);
+        rowptr.push(col.len() as u32);
+        SymCsr { n: n + 1, rowptr, col, val }
+    }
+
+    /// Textbook PCG on the full equilibrated matrix, for comparison.
+    fn textbook(k: &SymCsr, f: &[f64], rtol: f64) -> (Vec<f64>, usize) {
+        let n = k.n;
+        let d: Vec<f64> = k.diagonal().iter().map(|a| 1.0 / a.abs().sqrt()).collect();
+        let mut ks = k.clone();
+        for i in 0..n {
+            for kk in k.rowptr[i] as usize..k.rowptr[i + 1] as usize {
+                ks.val[kk] *= d[i] * d[k.col[kk] as usize];
+            }
+        }
+        let b: Vec<f64> = (0..n).map(|i| d[i] * f[i]).collect();
+        let dg = ks.diagonal();
+        let bn = b.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let (mut x, mut r, mut p) = (vec![0.0; n], b.clone(), vec![0.0; n]);
+        let mut rho_prev = 0.0;
+        let mut it = 0;
+        loop {
+            if r.iter().map(|v| v * v).sum::<f64>().sqrt() < rtol * bn {
+                break;
+            }
+            let z: Vec<f64> = (0..n).map(|i| r[i] / dg[i]).collect();
+            let rho: f64 = (0..n).map(|i| r[i] * z[i]).sum();
+            let beta = if it == 0 { 0.0 } else { rho / rho_prev };
+            for i in 0..n {
+                p[i] = z[i] + beta * p[i];
+            }
+            let q = ks.mul(&p);
+            let alpha = rho / (0..n).map(|i| p[i] * q[i]).sum::<f64>();
+            for i in 0..n {
+                x[i] += alpha * p[i];
+                r[i] -= alpha * q[i];
+            }
+            rho_prev = rho;
+            it += 1;
+        }
+        ((0..n).map(|i| d[i] * x[i]).collect(), it)
+    }
+
+    #[test]
+    fn fused_cg_matches_textbook() {
+        let k = lap(200);
+        let f: Vec<f64> = (0..201).map(|i| ((i * 7) % 11) as f64 - 5.0).collect();
+        // A tight tolerance so that the two roundings of CG agree closely.
+        let s = CgSettings { rtol: 1e-12, max_iter: 1000 };
+        let (u, stats) = solve_cg_jacobi(&k, &f, &s, &mut SerialKernels, &mut |_, _| {}).unwrap();
+        let (ut, it) = textbook(&k, &f, 1e-12);
+        assert!(stats.converged);
+        assert_eq!(stats.decoupled_rows, 1);
+        assert!((stats.iterations as i64 - it as i64).abs() <= 1, "{} vs {it}", stats.iterations);
+        let scale = ut.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for i in 0..201 {
+            assert!((u[i] - ut[i]).abs() < 1e-9 * scale);
+        }
+        assert!((u[200] - f[200] / 4.0).abs() < 1e-15);
+        assert!(true_relative_residual(&k, &f, &u) < 1e-10);
+    }
+
+    #[test]
+    fn cap_is_reported_as_not_converged() {
+        let k = lap(300);
+        let f = vec![1.0; 301];
+        let s = CgSettings { rtol: 1e-12, max_iter: 5 };
+        let (_, stats) = solve_cg_jacobi(&k, &f, &s, &mut SerialKernels, &mut |_, _| {}).unwrap();
+        assert!(!stats.converged);
+        assert_eq!(stats.iterations, 5);
+    }
+
+    #[test]
+    fn indefinite_matrix_breaks_down_with_a_message() {
+        let mut k = lap(10);
+        for v in k.val.iter_mut() {
+            if *v > 0.0 {
+                *v = 0.5;
+            }
+        }
+        let f = vec![1.0; 11];
+        let err = solve_cg_jacobi(&k, &f, &CgSettings::default(), &mut SerialKernels, &mut |_, _| {}).unwrap_err();
+        assert!(err.to_string().contains("not positive definite"), "{err}");
+    }
+}
