@@ -1,1 +1,10 @@
+//! # quadflow
+//!
+//! The application around the engine (`quadflow-systems`): mesh input and
+//! output (HDF5, generators), scene files, building and running the
+//! pipeline, results files, tracing.
 
+pub mod generate;
+pub mod h5io;
+
+pub use quadflow_systems as systems;

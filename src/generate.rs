@@ -1,0 +1,1 @@
+//! Built-in mesh generators for the reference geometries.
