@@ -29,3 +29,61 @@ pub fn read_mesh(path: &Path) -> Result<RawMesh, H5Error> {
     let _ = path;
     todo!()
 }
+
+/// Reference results (temporary stub until the reader lands).
+#[derive(Debug, Clone, Default)]
+pub struct Reference {
+    /// u
+    pub u: Vec<f64>,
+    /// vel
+    pub vel: Vec<[f64; 2]>,
+    /// abs_vel
+    pub abs_vel: Vec<f64>,
+    /// pressure
+    pub pressure: Vec<f64>,
+    /// iterations
+    pub iterations: i64,
+    /// converged
+    pub converged: bool,
+    /// residual
+    pub true_relative_residual: f64,
+    /// nnz
+    pub matrix_nnz: i64,
+}
+
+/// Reads a reference file.
+pub fn read_reference(path: &Path) -> Result<Reference, H5Error> {
+    let _ = path;
+    todo!()
+}
+
+/// Attribute value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attr {
+    /// integer
+    Int(i64),
+    /// float
+    Float(f64),
+    /// string
+    Str(String),
+}
+
+/// Results to write.
+pub struct ResultsData<'a> {
+    /// u
+    pub u: &'a [f64],
+    /// vel
+    pub vel: &'a [[f64; 2]],
+    /// abs_vel
+    pub abs_vel: &'a [f64],
+    /// pressure
+    pub pressure: &'a [f64],
+    /// attributes
+    pub attrs: Vec<(String, Attr)>,
+}
+
+/// Writes results.
+pub fn write_results(path: &Path, data: &ResultsData) -> Result<(), H5Error> {
+    let _ = (path, data.u);
+    todo!()
+}

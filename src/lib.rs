@@ -6,5 +6,8 @@
 
 pub mod generate;
 pub mod h5io;
+pub mod run;
+pub mod scene;
+pub mod trace;
 
 pub use quadflow_systems as systems;

@@ -166,7 +166,9 @@ pub enum BoundaryError {
         tol: f64,
     },
     /// A Dirichlet part selected no node.
-    #[error("boundary \"{name}\" ({select}): selects no node; check the selector (and the tolerance {tol:e})")]
+    #[error(
+        "boundary \"{name}\" ({select}): selects no node; check the selector (and the tolerance {tol:e})"
+    )]
     NoNodes {
         /// part name
         name: String,
@@ -214,11 +216,18 @@ pub struct Resolved {
 }
 
 /// Node mask of a selector.
-pub fn select(mesh: &Mesh, sel: &Selector, tol: f64, name: &str) -> Result<Vec<bool>, BoundaryError> {
+pub fn select(
+    mesh: &Mesh,
+    sel: &Selector,
+    tol: f64,
+    name: &str,
+) -> Result<Vec<bool>, BoundaryError> {
     let n = mesh.nodes();
     let fold = |v: &[f64]| {
         v.iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)))
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            })
     };
     Ok(match sel {
         Selector::Side(side) => {
@@ -239,15 +248,22 @@ pub fn select(mesh: &Mesh, sel: &Selector, tol: f64, name: &str) -> Result<Vec<b
             })
             .collect(),
         Selector::Named(set) => {
-            let nodes = mesh.node_sets.get(set).ok_or_else(|| BoundaryError::UnknownSet {
-                name: name.to_string(),
-                set: set.clone(),
-                available: if mesh.node_sets.is_empty() {
-                    "none".into()
-                } else {
-                    mesh.node_sets.keys().cloned().collect::<Vec<_>>().join(", ")
-                },
-            })?;
+            let nodes = mesh
+                .node_sets
+                .get(set)
+                .ok_or_else(|| BoundaryError::UnknownSet {
+                    name: name.to_string(),
+                    set: set.clone(),
+                    available: if mesh.node_sets.is_empty() {
+                        "none".into()
+                    } else {
+                        mesh.node_sets
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                })?;
             let mut m = vec![false; n];
             for &v in nodes {
                 m[v as usize] = true;
@@ -321,7 +337,11 @@ pub fn resolve(mesh: &Mesh, cfg: &BoundaryConfig) -> Result<Resolved, BoundaryEr
 }
 
 /// Robin contribution of one resolved edge: `(He, Pe)`.
-pub fn robin_contribution(mesh: &Mesh, cfg: &BoundaryConfig, e: &RobinEdge) -> ([[f64; 3]; 3], [f64; 3]) {
+pub fn robin_contribution(
+    mesh: &Mesh,
+    cfg: &BoundaryConfig,
+    e: &RobinEdge,
+) -> ([[f64; 3]; 3], [f64; 3]) {
     let part = &cfg.robin[e.part as usize];
     let x = e.nodes.map(|v| mesh.x[v as usize]);
     let y = e.nodes.map(|v| mesh.y[v as usize]);

@@ -152,7 +152,8 @@ pub static BASIS9: LazyLock<Basis<QP>> = LazyLock::new(|| {
 });
 
 /// The 2 x 2 Gauss basis for post-processing.
-pub static BASIS4: LazyLock<Basis<QP_POST>> = LazyLock::new(|| Basis::tabulate(&gauss2(), &[1.0, 1.0]));
+pub static BASIS4: LazyLock<Basis<QP_POST>> =
+    LazyLock::new(|| Basis::tabulate(&gauss2(), &[1.0, 1.0]));
 
 /// Element node coordinates, `x` then `y`.
 pub type Coords = ([f64; NODES], [f64; NODES]);
@@ -198,7 +199,9 @@ pub const DEGENERATE_REL: f64 = 1e-12;
 pub fn size2(c: &Coords) -> f64 {
     let fold = |v: &[f64; NODES]| {
         v.iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            })
     };
     let (x0, x1) = fold(&c.0);
     let (y0, y1) = fold(&c.1);
@@ -323,7 +326,10 @@ pub fn post(c: &Coords, ue: &[f64; NODES], p0: f64, half_rho: f64) -> ElementFie
             gx += b.dn[q][i][0] * ue[i];
             ge += b.dn[q][i][1] * ue[i];
         }
-        let g = Vector2::new(j[(1, 1)] * gx - j[(0, 1)] * ge, -j[(1, 0)] * gx + j[(0, 0)] * ge) / det;
+        let g = Vector2::new(
+            j[(1, 1)] * gx - j[(0, 1)] * ge,
+            -j[(1, 0)] * gx + j[(0, 0)] * ge,
+        ) / det;
         vel += g;
         abs += g.norm();
     }

@@ -15,7 +15,9 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum MeshError {
     /// `x` and `y` have different lengths.
-    #[error("mesh: x has {x} values but y has {y}; the node coordinate arrays must have equal length")]
+    #[error(
+        "mesh: x has {x} values but y has {y}; the node coordinate arrays must have equal length"
+    )]
     LengthMismatch {
         /// length of x
         x: usize,
@@ -23,7 +25,9 @@ pub enum MeshError {
         y: usize,
     },
     /// No nodes or no elements.
-    #[error("mesh: it has {nodes} nodes and {elements} elements; a mesh needs at least one element")]
+    #[error(
+        "mesh: it has {nodes} nodes and {elements} elements; a mesh needs at least one element"
+    )]
     Empty {
         /// node count
         nodes: usize,
@@ -308,7 +312,14 @@ mod tests {
         let mut rep = e.clone();
         rep[0][7] = 0;
         let err = Mesh::new(x.clone(), y.clone(), &rep, OrientationPolicy::Fix).unwrap_err();
-        assert!(matches!(err, MeshError::RepeatedNode { element: 0, node: 0, .. }));
+        assert!(matches!(
+            err,
+            MeshError::RepeatedNode {
+                element: 0,
+                node: 0,
+                ..
+            }
+        ));
         let mut xn = x.clone();
         xn[4] = f64::NAN;
         let err = Mesh::new(xn, y.clone(), &e, OrientationPolicy::Fix).unwrap_err();

@@ -297,9 +297,9 @@ impl Pipeline {
         let mut prepared: Vec<&'static str> = Vec::new();
         for phase in Phase::ALL {
             let wanted = plan.get(phase);
-            let backend = registry
-                .get(wanted)
-                .ok_or_else(|| PipelineError::UnknownBackend(wanted.to_string(), registry.names()))?;
+            let backend = registry.get(wanted).ok_or_else(|| {
+                PipelineError::UnknownBackend(wanted.to_string(), registry.names())
+            })?;
             let (backend, systems) = match backend.systems(phase) {
                 Some(s) => (backend.clone(), s),
                 None => {
@@ -307,7 +307,9 @@ impl Pipeline {
                         "backend {wanted} does not implement the {} phase; using serial",
                         phase.name()
                     ));
-                    let s = serial.systems(phase).expect("serial implements every phase");
+                    let s = serial
+                        .systems(phase)
+                        .expect("serial implements every phase");
                     (serial.clone(), s)
                 }
             };
@@ -321,7 +323,11 @@ impl Pipeline {
                     .chain()
                     .in_set(Stage::Outer(phase)),
             );
-            schedule.add_systems(phase_begin(phase).in_set(Stage::Begin(phase)).run_if(no_failure));
+            schedule.add_systems(
+                phase_begin(phase)
+                    .in_set(Stage::Begin(phase))
+                    .run_if(no_failure),
+            );
             schedule.add_systems(phase_end(phase).in_set(Stage::End(phase)));
             schedule.add_systems(systems.in_set(phase).distributive_run_if(no_failure));
         }

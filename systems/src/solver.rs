@@ -79,7 +79,9 @@ pub struct EquilibratedSystem {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SolveError {
     /// A zero on the diagonal: some node has no stiffness at all.
-    #[error("the assembled matrix has a zero diagonal at node {0}; the node is in no element and has no penalty")]
+    #[error(
+        "the assembled matrix has a zero diagonal at node {0}; the node is in no element and has no penalty"
+    )]
     ZeroDiagonal(usize),
     /// CG broke down (`p.Ap <= 0`), so the matrix is not positive definite.
     #[error(
@@ -161,7 +163,12 @@ impl EquilibratedSystem {
             return Err(SolveError::NonFinite);
         }
         Ok(Self {
-            a: SymCsr { n: m, rowptr, col, val },
+            a: SymCsr {
+                n: m,
+                rowptr,
+                col,
+                val,
+            },
             b,
             inv_diag,
             d,
@@ -314,7 +321,16 @@ pub fn pcg(
             break;
         }
         let beta = if it == 0 { 0.0 } else { rz / rho_prev };
-        let pap = kernels.pass_a(&sys.a, &sys.inv_diag, &r, beta, alpha, &mut x, &mut p, &mut q);
+        let pap = kernels.pass_a(
+            &sys.a,
+            &sys.inv_diag,
+            &r,
+            beta,
+            alpha,
+            &mut x,
+            &mut p,
+            &mut q,
+        );
         if !(pap > 0.0) {
             return Err(SolveError::Breakdown { iteration: it, pap });
         }
@@ -339,7 +355,11 @@ pub fn true_relative_residual(k: &SymCsr, f: &[f64], u: &[f64]) -> f64 {
     let ku = k.mul(u);
     let num: f64 = f.iter().zip(&ku).map(|(a, b)| (a - b) * (a - b)).sum();
     let den: f64 = f.iter().map(|a| a * a).sum();
-    if den == 0.0 { num.sqrt() } else { (num / den).sqrt() }
+    if den == 0.0 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
 }
 
 /// Full reference solve: equilibrate, CG, unscale. Returns `u` and stats.
@@ -380,7 +400,12 @@ mod tests {
         col.push(n as u32);
         val.push(4.0);
         rowptr.push(col.len() as u32);
-        SymCsr { n: n + 1, rowptr, col, val }
+        SymCsr {
+            n: n + 1,
+            rowptr,
+            col,
+            val,
+        }
     }
 
     /// Textbook PCG on the full equilibrated matrix, for comparison.
@@ -426,12 +451,19 @@ mod tests {
         let k = lap(200);
         let f: Vec<f64> = (0..201).map(|i| ((i * 7) % 11) as f64 - 5.0).collect();
         // A tight tolerance so that the two roundings of CG agree closely.
-        let s = CgSettings { rtol: 1e-12, max_iter: 1000 };
+        let s = CgSettings {
+            rtol: 1e-12,
+            max_iter: 1000,
+        };
         let (u, stats) = solve_cg_jacobi(&k, &f, &s, &mut SerialKernels, &mut |_, _| {}).unwrap();
         let (ut, it) = textbook(&k, &f, 1e-12);
         assert!(stats.converged);
         assert_eq!(stats.decoupled_rows, 1);
-        assert!((stats.iterations as i64 - it as i64).abs() <= 1, "{} vs {it}", stats.iterations);
+        assert!(
+            (stats.iterations as i64 - it as i64).abs() <= 1,
+            "{} vs {it}",
+            stats.iterations
+        );
         let scale = ut.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         for i in 0..201 {
             assert!((u[i] - ut[i]).abs() < 1e-9 * scale);
@@ -444,7 +476,10 @@ mod tests {
     fn cap_is_reported_as_not_converged() {
         let k = lap(300);
         let f = vec![1.0; 301];
-        let s = CgSettings { rtol: 1e-12, max_iter: 5 };
+        let s = CgSettings {
+            rtol: 1e-12,
+            max_iter: 5,
+        };
         let (_, stats) = solve_cg_jacobi(&k, &f, &s, &mut SerialKernels, &mut |_, _| {}).unwrap();
         assert!(!stats.converged);
         assert_eq!(stats.iterations, 5);
@@ -459,7 +494,14 @@ mod tests {
             }
         }
         let f = vec![1.0; 11];
-        let err = solve_cg_jacobi(&k, &f, &CgSettings::default(), &mut SerialKernels, &mut |_, _| {}).unwrap_err();
+        let err = solve_cg_jacobi(
+            &k,
+            &f,
+            &CgSettings::default(),
+            &mut SerialKernels,
+            &mut |_, _| {},
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("not positive definite"), "{err}");
     }
 }

@@ -85,7 +85,15 @@ impl SymCsr {
         let mut mark = vec![u32::MAX; n];
         let mut col = Vec::with_capacity(n * 12);
         let mut len = Vec::with_capacity(n);
-        pattern_rows(0..n, elements, &ne_ptr, &ne_adj, &mut mark, &mut col, &mut len);
+        pattern_rows(
+            0..n,
+            elements,
+            &ne_ptr,
+            &ne_adj,
+            &mut mark,
+            &mut col,
+            &mut len,
+        );
         Self::from_row_lengths(n, &len, col)
     }
 
@@ -123,8 +131,14 @@ impl SymCsr {
     /// Index of entry `(i, j)`, `i <= j`, if stored.
     #[inline]
     pub fn slot(&self, i: u32, j: u32) -> Option<u32> {
-        let (s, e) = (self.rowptr[i as usize] as usize, self.rowptr[i as usize + 1] as usize);
-        self.col[s..e].binary_search(&j).ok().map(|k| (s + k) as u32)
+        let (s, e) = (
+            self.rowptr[i as usize] as usize,
+            self.rowptr[i as usize + 1] as usize,
+        );
+        self.col[s..e]
+            .binary_search(&j)
+            .ok()
+            .map(|k| (s + k) as u32)
     }
 
     /// Index of the diagonal entry of row `i`.
@@ -202,7 +216,9 @@ pub fn slot_map(a: &SymCsr, el: &[u32; NODES]) -> [u32; SYM_ENTRIES] {
     for (k, &(p, q)) in SYM_PAIRS.iter().enumerate() {
         let (i, j) = (el[p as usize], el[q as usize]);
         let (i, j) = if i <= j { (i, j) } else { (j, i) };
-        out[k] = a.slot(i, j).expect("element pair missing from its own pattern");
+        out[k] = a
+            .slot(i, j)
+            .expect("element pair missing from its own pattern");
     }
     out
 }
@@ -233,7 +249,9 @@ mod tests {
             assert!(col[r.clone()].windows(2).all(|w| w[0] < w[1]));
             for k in r {
                 let j = col[k] as usize;
-                let back = (rp[j] as usize..rp[j + 1] as usize).find(|&m| col[m] as usize == i).unwrap();
+                let back = (rp[j] as usize..rp[j + 1] as usize)
+                    .find(|&m| col[m] as usize == i)
+                    .unwrap();
                 assert_eq!(val[back], val[k]);
             }
         }
@@ -241,7 +259,9 @@ mod tests {
         let x: Vec<f64> = (0..14).map(|i| (i as f64).sin()).collect();
         let y = b.mul(&x);
         for i in 0..14 {
-            let yi: f64 = (rp[i] as usize..rp[i + 1] as usize).map(|k| val[k] * x[col[k] as usize]).sum();
+            let yi: f64 = (rp[i] as usize..rp[i + 1] as usize)
+                .map(|k| val[k] * x[col[k] as usize])
+                .sum();
             assert!((yi - y[i]).abs() < 1e-12);
         }
     }
@@ -253,10 +273,16 @@ mod tests {
         for el in &els {
             let s = slot_map(&a, el);
             for (k, &(p, q)) in SYM_PAIRS.iter().enumerate() {
-                let (i, j) = (el[p as usize].min(el[q as usize]), el[p as usize].max(el[q as usize]));
+                let (i, j) = (
+                    el[p as usize].min(el[q as usize]),
+                    el[p as usize].max(el[q as usize]),
+                );
                 let slot = s[k] as usize;
                 assert_eq!(a.col[slot], j);
-                assert!(a.rowptr[i as usize] as usize <= slot && slot < a.rowptr[i as usize + 1] as usize);
+                assert!(
+                    a.rowptr[i as usize] as usize <= slot
+                        && slot < a.rowptr[i as usize + 1] as usize
+                );
             }
         }
     }

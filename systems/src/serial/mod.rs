@@ -129,7 +129,14 @@ pub fn solve(
     mut failure: ResMut<Failure>,
 ) {
     let _s = tracing::info_span!("serial::solve").entered();
-    common::solve_into(&sys, &settings, &mut SerialKernels, &mut hook, &mut solution, &mut failure);
+    common::solve_into(
+        &sys,
+        &settings,
+        &mut SerialKernels,
+        &mut hook,
+        &mut solution,
+        &mut failure,
+    );
 }
 
 /// Post-processing: velocity, speed and pressure of every element.

@@ -1,0 +1,295 @@
+//! Building the pipeline from a scene, running it, and writing results.
+
+use crate::generate;
+use crate::h5io::{self, Attr, ResultsData};
+use crate::scene::{MeshSource, Scene, SceneError};
+use quadflow_systems::common::ProgressHook;
+use quadflow_systems::components::{BoundaryReport, LinearSystem, Notes, Solution};
+use quadflow_systems::mesh::{Mesh, MeshError};
+use quadflow_systems::pipeline::{Phase, PhaseTimes, Pipeline, PipelineError, Registry, Resolved};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Any failure of the application, with a message for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Scene file.
+    #[error(transparent)]
+    Scene(#[from] SceneError),
+    /// HDF5 file.
+    #[error(transparent)]
+    H5(#[from] h5io::H5Error),
+    /// Mesh validation (with the mesh's origin).
+    #[error("{origin}: {source}")]
+    Mesh {
+        /// where the mesh came from
+        origin: String,
+        /// what is wrong
+        source: MeshError,
+    },
+    /// Generator.
+    #[error(transparent)]
+    Generate(#[from] generate::GenerateError),
+    /// The run itself.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// Anything else, already phrased.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The backends this build knows.
+pub fn registry() -> Registry {
+    Registry::with_serial()
+}
+
+/// A loaded, validated mesh and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedMesh {
+    /// The mesh.
+    pub mesh: Arc<Mesh>,
+    /// "file X" or "generated venturi, N nodes".
+    pub origin: String,
+    /// Seconds to read (or generate) and validate.
+    pub seconds: f64,
+}
+
+/// Loads (or generates) and validates the scene's mesh.
+pub fn load_mesh(scene: &Scene) -> Result<LoadedMesh, AppError> {
+    let t0 = Instant::now();
+    let _s = tracing::info_span!("load").entered();
+    let (raw, origin) = match scene.mesh_source()? {
+        MeshSource::File(p) => (h5io::read_mesh(&p)?, p.display().to_string()),
+        MeshSource::Generate(g, n) => (
+            generate::generate(g, n)?,
+            format!("generated {} (~{n} nodes)", g.name()),
+        ),
+    };
+    let mesh = Mesh::new(raw.x, raw.y, &raw.quad8, scene.orientation()?).map_err(|source| {
+        AppError::Mesh {
+            origin: origin.clone(),
+            source,
+        }
+    })?;
+    Ok(LoadedMesh {
+        mesh: Arc::new(mesh),
+        origin,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// The mesh that was solved.
+    pub mesh: Arc<Mesh>,
+    /// Where it came from.
+    pub origin: String,
+    /// Seconds to load the mesh.
+    pub load_seconds: f64,
+    /// Seconds per phase, in [`Phase::ALL`] order.
+    pub phase_seconds: [f64; 5],
+    /// Load to the end of post-processing.
+    pub total_seconds: f64,
+    /// Backend that ran each phase.
+    pub backends: [&'static str; 5],
+    /// Potential, solver statistics, true residual.
+    pub solution: Solution,
+    /// Per-element velocity.
+    pub vel: Vec<[f64; 2]>,
+    /// Per-element speed.
+    pub abs_vel: Vec<f64>,
+    /// Per-element pressure.
+    pub pressure: Vec<f64>,
+    /// Non-zeros of the assembled matrix.
+    pub nnz: usize,
+    /// Boundary statistics.
+    pub boundary: BoundaryReport,
+    /// Warnings and notes (renumbered elements, fallbacks).
+    pub notes: Vec<String>,
+    /// Solver name.
+    pub solver: String,
+}
+
+/// Runs a scene on an already loaded mesh.
+pub fn run_on(
+    scene: &Scene,
+    loaded: &LoadedMesh,
+    progress: Option<ProgressHook>,
+) -> Result<RunResult, AppError> {
+    let t0 = Instant::now();
+    let mut p = Pipeline::new(
+        loaded.mesh.clone(),
+        scene.run_config()?,
+        &registry(),
+        &scene.plan(),
+    )?;
+    if let Some(h) = progress {
+        p.world.insert_resource(h);
+    }
+    p.run()?;
+    let (vel, abs_vel, pressure) = p.element_fields();
+    let w = &mut p.world;
+    let solution = std::mem::take(&mut *w.resource_mut::<Solution>());
+    let nnz = w.resource::<LinearSystem>().nnz;
+    Ok(RunResult {
+        mesh: loaded.mesh.clone(),
+        origin: loaded.origin.clone(),
+        load_seconds: loaded.seconds,
+        phase_seconds: w.resource::<PhaseTimes>().seconds,
+        total_seconds: loaded.seconds + t0.elapsed().as_secs_f64(),
+        backends: w.resource::<Resolved>().0,
+        solution,
+        vel,
+        abs_vel,
+        pressure,
+        nnz,
+        boundary: w.resource::<BoundaryReport>().clone(),
+        notes: w.resource::<Notes>().0.clone(),
+        solver: scene.solver.method.clone(),
+    })
+}
+
+/// Loads the mesh and runs the scene.
+pub fn run(scene: &Scene, progress: Option<ProgressHook>) -> Result<RunResult, AppError> {
+    let loaded = load_mesh(scene)?;
+    run_on(scene, &loaded, progress)
+}
+
+impl RunResult {
+    /// The backend label: one name, or `phase=name` pairs when mixed.
+    pub fn backend_label(&self) -> String {
+        if self.backends.iter().all(|b| *b == self.backends[0]) {
+            self.backends[0].to_string()
+        } else {
+            Phase::ALL
+                .iter()
+                .map(|p| format!("{}={}", p.name(), self.backends[p.index()]))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    }
+
+    /// Root attributes of the results file (SPEC "Outputs" plus extras).
+    pub fn attributes(&self, scene: &Scene) -> Vec<(String, Attr)> {
+        let s = &self.solution;
+        let mut a = vec![
+            ("iterations".into(), Attr::Int(s.stats.iterations as i64)),
+            ("converged".into(), Attr::Int(s.stats.converged as i64)),
+            (
+                "true_relative_residual".into(),
+                Attr::Float(s.true_residual),
+            ),
+            ("matrix_nnz".into(), Attr::Int(self.nnz as i64)),
+            ("nodes".into(), Attr::Int(self.mesh.nodes() as i64)),
+            (
+                "elements".into(),
+                Attr::Int(self.mesh.elements.len() as i64),
+            ),
+            ("backend".into(), Attr::Str(self.backend_label())),
+            ("solver".into(), Attr::Str(self.solver.clone())),
+            ("time_load".into(), Attr::Float(self.load_seconds)),
+        ];
+        for p in Phase::ALL {
+            a.push((
+                format!("time_{}", p.name()),
+                Attr::Float(self.phase_seconds[p.index()]),
+            ));
+        }
+        a.push(("time_total".into(), Attr::Float(self.total_seconds)));
+        a.push(("rtol".into(), Attr::Float(scene.solver.rtol)));
+        a.push((
+            "recurrence_residual".into(),
+            Attr::Float(s.stats.recurrence_residual),
+        ));
+        a.push((
+            "renumbered_elements".into(),
+            Attr::Int(self.mesh.flipped as i64),
+        ));
+        a.push(("mesh_source".into(), Attr::Str(self.origin.clone())));
+        a.push(("scene".into(), Attr::Str(scene.to_toml())));
+        a.push((
+            "quadflow_version".into(),
+            Attr::Str(env!("CARGO_PKG_VERSION").into()),
+        ));
+        a
+    }
+
+    /// Writes the results file (whole or not at all).
+    pub fn write(&self, path: &Path, scene: &Scene) -> Result<(), AppError> {
+        let _s = tracing::info_span!("write_results").entered();
+        h5io::write_results(
+            path,
+            &ResultsData {
+                u: &self.solution.u,
+                vel: &self.vel,
+                abs_vel: &self.abs_vel,
+                pressure: &self.pressure,
+                attrs: self.attributes(scene),
+            },
+        )?;
+        Ok(())
+    }
+
+    /// A human-readable report of the run.
+    pub fn report(&self, out: Option<&PathBuf>) -> String {
+        use std::fmt::Write;
+        let m = &self.mesh;
+        let mut s = String::new();
+        let _ = writeln!(s, "mesh      {}", self.origin);
+        let _ = writeln!(
+            s,
+            "          {} nodes, {} elements, {} unused nodes, matrix nnz {}",
+            m.nodes(),
+            m.elements.len(),
+            self.boundary.unused_nodes,
+            self.nnz
+        );
+        let _ = writeln!(
+            s,
+            "boundary  {} Robin edges, {} Dirichlet nodes",
+            self.boundary.robin_edges, self.boundary.dirichlet_nodes
+        );
+        for n in &self.notes {
+            let _ = writeln!(s, "note      {n}");
+        }
+        let _ = writeln!(s, "phase          backend      seconds");
+        let _ = writeln!(s, "  load         -            {:9.4}", self.load_seconds);
+        for p in Phase::ALL {
+            let _ = writeln!(
+                s,
+                "  {:<12} {:<12} {:9.4}",
+                p.name(),
+                self.backends[p.index()],
+                self.phase_seconds[p.index()]
+            );
+        }
+        let _ = writeln!(s, "  total                     {:9.4}", self.total_seconds);
+        let st = &self.solution.stats;
+        let _ = writeln!(
+            s,
+            "solver    {}: {} iterations, {}, true relative residual {:.3e}",
+            self.solver,
+            st.iterations,
+            if st.converged {
+                "converged"
+            } else {
+                "NOT converged"
+            },
+            self.solution.true_residual
+        );
+        let (lo, hi) = self
+            .solution
+            .u
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        let _ = writeln!(s, "u         min {lo:.9}, max {hi:.9}");
+        if let Some(p) = out {
+            let _ = writeln!(s, "results   {}", p.display());
+        }
+        s
+    }
+}

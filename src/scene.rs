@@ -1,0 +1,611 @@
+//! Scene files (TOML): what to solve and how. Every key is optional and
+//! defaults to SPEC's reference configuration; unknown keys and bad values
+//! are errors that name the key. See the README's "Scene files" section.
+
+use crate::generate::Geometry;
+use quadflow_systems::boundary::{BoundaryConfig, DirichletPart, RobinPart, Selector, Side, Value};
+use quadflow_systems::components::{Physics, SolverMethod, SolverSettings, Source};
+use quadflow_systems::mesh::OrientationPolicy;
+use quadflow_systems::pipeline::{Phase, PhasePlan, RunConfig};
+use quadflow_systems::solver::CgSettings;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A scene problem: the file, the key and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum SceneError {
+    /// The file could not be read.
+    #[error("scene {path}: {source}")]
+    Io {
+        /// file
+        path: String,
+        /// cause
+        source: std::io::Error,
+    },
+    /// TOML syntax, unknown key or wrong type (the message names the key).
+    #[error("scene {path}: {message}")]
+    Parse {
+        /// file
+        path: String,
+        /// the parser's message
+        message: String,
+    },
+    /// A value out of range.
+    #[error("scene {path}: {key}: {message}")]
+    Value {
+        /// file
+        path: String,
+        /// dotted key
+        key: String,
+        /// what is wrong
+        message: String,
+    },
+}
+
+/// `[mesh]`: where the mesh comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MeshSection {
+    /// An HDF5 mesh file (relative paths are relative to the scene file).
+    pub file: Option<PathBuf>,
+    /// A built-in geometry to generate (`straight_channel`, `venturi`, ...).
+    pub generate: Option<String>,
+    /// Approximate node count of a generated mesh.
+    pub nodes: Option<usize>,
+    /// `fix` (renumber clockwise elements, warn) or `refuse`.
+    pub orientation: Option<String>,
+}
+
+/// `[physics]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhysicsSection {
+    /// Stagnation pressure (Pa).
+    pub p0: f64,
+    /// Density (kg/m^3).
+    pub rho: f64,
+    /// Constant source term `f`.
+    pub source: f64,
+}
+
+impl Default for PhysicsSection {
+    fn default() -> Self {
+        let p = Physics::default();
+        Self {
+            p0: p.p0,
+            rho: p.rho,
+            source: 0.0,
+        }
+    }
+}
+
+/// One Robin part, `du/dn + p u = gamma`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RobinSection {
+    /// Name in messages.
+    #[serde(default = "default_inlet")]
+    pub name: String,
+    /// Selector: `xmin`, `xmax`, `ymin`, `ymax`, `set:NAME` or `box:x0,x1,y0,y1`.
+    pub select: String,
+    /// `p` (0 = pure flux).
+    #[serde(default)]
+    pub p: f64,
+    /// `gamma` (inflow flux).
+    pub gamma: f64,
+}
+
+/// One Dirichlet part, `u = value` by penalty.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DirichletSection {
+    /// Name in messages.
+    #[serde(default = "default_outlet")]
+    pub name: String,
+    /// Selector, as for Robin parts.
+    pub select: String,
+    /// Prescribed value.
+    #[serde(default)]
+    pub value: f64,
+}
+
+fn default_inlet() -> String {
+    "inlet".into()
+}
+fn default_outlet() -> String {
+    "outlet".into()
+}
+
+/// `[boundary]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BoundarySection {
+    /// Side-selector tolerance.
+    pub tolerance: f64,
+    /// Penalty factor for Dirichlet and unused nodes.
+    pub penalty: f64,
+    /// Robin parts (default: the inlet `xmin`, `gamma = 2.5`).
+    pub robin: Option<Vec<RobinSection>>,
+    /// Dirichlet parts (default: the outlet `xmax`, `u = 0`).
+    pub dirichlet: Option<Vec<DirichletSection>>,
+}
+
+impl Default for BoundarySection {
+    fn default() -> Self {
+        let b = BoundaryConfig::default();
+        Self {
+            tolerance: b.tol,
+            penalty: b.penalty,
+            robin: None,
+            dirichlet: None,
+        }
+    }
+}
+
+/// `[solver]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SolverSection {
+    /// `cg-jacobi` (the reference configuration).
+    pub method: String,
+    /// Relative tolerance.
+    pub rtol: f64,
+    /// Iteration cap.
+    pub max_iterations: usize,
+    /// Keep a result that hit the cap (marked `converged = 0`).
+    pub allow_unconverged: bool,
+}
+
+impl Default for SolverSection {
+    fn default() -> Self {
+        let c = CgSettings::default();
+        Self {
+            method: SolverMethod::CgJacobi.name().into(),
+            rtol: c.rtol,
+            max_iterations: c.max_iter,
+            allow_unconverged: false,
+        }
+    }
+}
+
+/// `[backend]`: the executor of every phase.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendSection {
+    /// Backend of phases not named below.
+    pub default: String,
+    /// Per-phase overrides.
+    pub quadrature: Option<String>,
+    /// assembly
+    pub assembly: Option<String>,
+    /// boundary
+    pub boundary: Option<String>,
+    /// solve
+    pub solve: Option<String>,
+    /// post
+    pub post: Option<String>,
+}
+
+impl Default for BackendSection {
+    fn default() -> Self {
+        Self {
+            default: "serial".into(),
+            quadrature: None,
+            assembly: None,
+            boundary: None,
+            solve: None,
+            post: None,
+        }
+    }
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    /// Results file (HDF5).
+    pub results: Option<PathBuf>,
+    /// Chrome trace file.
+    pub trace: Option<PathBuf>,
+}
+
+/// A whole scene.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Scene {
+    /// Free text shown in the run header.
+    pub title: Option<String>,
+    /// Mesh source.
+    #[serde(default)]
+    pub mesh: MeshSection,
+    /// Physics.
+    #[serde(default)]
+    pub physics: PhysicsSection,
+    /// Boundaries.
+    #[serde(default)]
+    pub boundary: BoundarySection,
+    /// Solver.
+    #[serde(default)]
+    pub solver: SolverSection,
+    /// Backends.
+    #[serde(default)]
+    pub backend: BackendSection,
+    /// Outputs.
+    #[serde(default)]
+    pub output: OutputSection,
+    /// Where the scene came from (not a key).
+    #[serde(skip)]
+    pub origin: String,
+}
+
+/// The built-in default scene: a generated venturi of about 20,000 nodes,
+/// the reference configuration, serial backend. Needs no file.
+pub const DEFAULT_SCENE: &str = include_str!("../scenes/default.toml");
+
+/// Where the mesh of a scene comes from, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MeshSource {
+    /// A file.
+    File(PathBuf),
+    /// A generated geometry with a target node count.
+    Generate(Geometry, usize),
+}
+
+impl Scene {
+    /// Parses scene text; `origin` names it in messages and is the base of
+    /// relative paths (a file path, or `<built-in>`).
+    pub fn parse(text: &str, origin: &str) -> Result<Self, SceneError> {
+        let mut s: Scene = toml::from_str(text).map_err(|e| SceneError::Parse {
+            path: origin.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        s.origin = origin.to_string();
+        s.check()?;
+        Ok(s)
+    }
+
+    /// Reads and parses a scene file.
+    pub fn load(path: &Path) -> Result<Self, SceneError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SceneError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The built-in default scene.
+    pub fn default_scene() -> Self {
+        Self::parse(DEFAULT_SCENE, "<built-in default scene>").expect("the built-in scene is valid")
+    }
+
+    fn err(&self, key: &str, message: impl Into<String>) -> SceneError {
+        SceneError::Value {
+            path: self.origin.clone(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Checks every value; called by `parse`, and again after command-line
+    /// overrides.
+    pub fn check(&self) -> Result<(), SceneError> {
+        self.mesh_source()?;
+        self.orientation()?;
+        let p = &self.physics;
+        if !(p.p0.is_finite()) {
+            return Err(self.err("physics.p0", "must be a finite number"));
+        }
+        if !(p.rho.is_finite() && p.rho > 0.0) {
+            return Err(self.err("physics.rho", format!("must be positive, got {}", p.rho)));
+        }
+        if !p.source.is_finite() {
+            return Err(self.err("physics.source", "must be a finite number"));
+        }
+        let b = &self.boundary;
+        if !(b.tolerance.is_finite() && b.tolerance > 0.0) {
+            return Err(self.err(
+                "boundary.tolerance",
+                format!("must be positive, got {}", b.tolerance),
+            ));
+        }
+        if !(b.penalty.is_finite() && b.penalty > 0.0) {
+            return Err(self.err(
+                "boundary.penalty",
+                format!("must be positive, got {}", b.penalty),
+            ));
+        }
+        self.boundaries()?;
+        let s = &self.solver;
+        if SolverMethod::parse(&s.method).is_none() {
+            return Err(self.err(
+                "solver.method",
+                format!(
+                    "unknown method \"{}\" (available: {})",
+                    s.method,
+                    SolverMethod::NAMES.join(", ")
+                ),
+            ));
+        }
+        if !(s.rtol > 0.0 && s.rtol < 1.0) {
+            return Err(self.err("solver.rtol", format!("must lie in (0, 1), got {}", s.rtol)));
+        }
+        if s.max_iterations == 0 {
+            return Err(self.err("solver.max_iterations", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The mesh source, with relative paths resolved against the scene's
+    /// directory.
+    pub fn mesh_source(&self) -> Result<MeshSource, SceneError> {
+        match (&self.mesh.file, &self.mesh.generate) {
+            (Some(_), Some(_)) => Err(self.err("mesh", "give either file or generate, not both")),
+            (None, None) => Err(self.err(
+                "mesh",
+                "needs file = \"MESH.h5\" or generate = \"GEOMETRY\"",
+            )),
+            (Some(f), None) => {
+                if self.mesh.nodes.is_some() {
+                    return Err(self.err("mesh.nodes", "only applies to generated meshes"));
+                }
+                let base = Path::new(&self.origin)
+                    .parent()
+                    .filter(|_| !self.origin.starts_with('<'));
+                Ok(MeshSource::File(match base {
+                    Some(b) if f.is_relative() => b.join(f),
+                    _ => f.clone(),
+                }))
+            }
+            (None, Some(g)) => {
+                let geom = Geometry::parse(g).ok_or_else(|| {
+                    self.err(
+                        "mesh.generate",
+                        format!(
+                            "unknown geometry \"{g}\" (available: {})",
+                            Geometry::ALL.map(|g| g.name()).join(", ")
+                        ),
+                    )
+                })?;
+                let n = self.mesh.nodes.unwrap_or(20_000);
+                if !(50..=50_000_000).contains(&n) {
+                    return Err(
+                        self.err("mesh.nodes", format!("must lie in 50..=50000000, got {n}"))
+                    );
+                }
+                Ok(MeshSource::Generate(geom, n))
+            }
+        }
+    }
+
+    /// The orientation policy.
+    pub fn orientation(&self) -> Result<OrientationPolicy, SceneError> {
+        match self.mesh.orientation.as_deref() {
+            None | Some("fix") => Ok(OrientationPolicy::Fix),
+            Some("refuse") => Ok(OrientationPolicy::Refuse),
+            Some(o) => Err(self.err(
+                "mesh.orientation",
+                format!("must be \"fix\" or \"refuse\", got \"{o}\""),
+            )),
+        }
+    }
+
+    fn selector(&self, key: &str, s: &str) -> Result<Selector, SceneError> {
+        if let Some(side) = Side::parse(s) {
+            return Ok(Selector::Side(side));
+        }
+        if let Some(name) = s.strip_prefix("set:") {
+            if !name.is_empty() {
+                return Ok(Selector::Named(name.to_string()));
+            }
+        }
+        if let Some(b) = s.strip_prefix("box:") {
+            let v: Vec<f64> = b.split(',').filter_map(|t| t.trim().parse().ok()).collect();
+            if v.len() == 4 && v[0] <= v[1] && v[2] <= v[3] {
+                return Ok(Selector::Box {
+                    x0: v[0],
+                    x1: v[1],
+                    y0: v[2],
+                    y1: v[3],
+                });
+            }
+        }
+        Err(self.err(
+            key,
+            format!(
+                "bad selector \"{s}\": use xmin, xmax, ymin, ymax, set:NAME or box:x0,x1,y0,y1"
+            ),
+        ))
+    }
+
+    /// The boundary configuration.
+    pub fn boundaries(&self) -> Result<BoundaryConfig, SceneError> {
+        let b = &self.boundary;
+        let mut cfg = BoundaryConfig {
+            tol: b.tolerance,
+            penalty: b.penalty,
+            ..BoundaryConfig::default()
+        };
+        if let Some(r) = &b.robin {
+            cfg.robin = r
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    if !(r.p.is_finite() && r.p >= 0.0) {
+                        return Err(
+                            self.err(&format!("boundary.robin[{i}].p"), "must be finite and >= 0")
+                        );
+                    }
+                    if !r.gamma.is_finite() {
+                        return Err(
+                            self.err(&format!("boundary.robin[{i}].gamma"), "must be finite")
+                        );
+                    }
+                    Ok(RobinPart {
+                        name: r.name.clone(),
+                        select: self.selector(&format!("boundary.robin[{i}].select"), &r.select)?,
+                        p: r.p,
+                        gamma: r.gamma,
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(d) = &b.dirichlet {
+            cfg.dirichlet =
+                d.iter()
+                    .enumerate()
+                    .map(|(i, d)| {
+                        if !d.value.is_finite() {
+                            return Err(self
+                                .err(&format!("boundary.dirichlet[{i}].value"), "must be finite"));
+                        }
+                        Ok(DirichletPart {
+                            name: d.name.clone(),
+                            select: self
+                                .selector(&format!("boundary.dirichlet[{i}].select"), &d.select)?,
+                            value: Value::Constant(d.value),
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+        }
+        Ok(cfg)
+    }
+
+    /// Physics, boundaries and solver as the engine takes them.
+    pub fn run_config(&self) -> Result<RunConfig, SceneError> {
+        let s = &self.solver;
+        Ok(RunConfig {
+            physics: Physics {
+                p0: self.physics.p0,
+                rho: self.physics.rho,
+                source: Source::Constant(self.physics.source),
+            },
+            boundaries: self.boundaries()?,
+            solver: SolverSettings {
+                method: SolverMethod::parse(&s.method).ok_or_else(|| {
+                    self.err("solver.method", format!("unknown method \"{}\"", s.method))
+                })?,
+                cg: CgSettings {
+                    rtol: s.rtol,
+                    max_iter: s.max_iterations,
+                },
+                allow_unconverged: s.allow_unconverged,
+            },
+        })
+    }
+
+    /// The backend of each phase.
+    pub fn plan(&self) -> PhasePlan {
+        let b = &self.backend;
+        let mut plan = PhasePlan::uniform(&b.default);
+        for (phase, name) in [
+            (Phase::Quadrature, &b.quadrature),
+            (Phase::Assembly, &b.assembly),
+            (Phase::Boundary, &b.boundary),
+            (Phase::Solve, &b.solve),
+            (Phase::Post, &b.post),
+        ] {
+            if let Some(n) = name {
+                plan.set(phase, n);
+            }
+        }
+        plan
+    }
+
+    /// Sets every phase to one backend (the `--backend` flag).
+    pub fn set_backend(&mut self, name: &str) {
+        self.backend = BackendSection {
+            default: name.to_string(),
+            ..BackendSection::default()
+        };
+    }
+
+    /// The scene as TOML (stored in results files).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_scene_parses() {
+        let s = Scene::default_scene();
+        assert!(matches!(
+            s.mesh_source().unwrap(),
+            MeshSource::Generate(Geometry::Venturi, _)
+        ));
+        assert_eq!(s.plan(), PhasePlan::uniform("serial"));
+        let back = Scene::parse(&s.to_toml(), "<round trip>").unwrap();
+        assert_eq!(back.mesh, s.mesh);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Scene::parse(
+            "[solver]\nrtoll = 1e-8\n[mesh]\ngenerate='venturi'",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("rtoll"), "{e}");
+        let e = Scene::parse("colour = 3\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let base = "[mesh]\ngenerate = 'venturi'\n";
+        for (extra, key) in [
+            ("[solver]\nrtol = -1.0\n", "solver.rtol"),
+            ("[solver]\nmethod = 'magic'\n", "solver.method"),
+            ("[physics]\nrho = 0.0\n", "physics.rho"),
+            (
+                "[[boundary.robin]]\nselect = 'left'\ngamma = 1.0\n",
+                "boundary.robin[0].select",
+            ),
+            ("[boundary]\ntolerance = 0.0\n", "boundary.tolerance"),
+        ] {
+            let e = Scene::parse(&format!("{base}{extra}"), "t.toml").unwrap_err();
+            assert!(e.to_string().contains(key), "{key}: {e}");
+        }
+        let e = Scene::parse("[mesh]\ngenerate = 'blob'\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("mesh.generate"), "{e}");
+        let e = Scene::parse("[mesh]\ngenerate = 'venturi'\nnodes = 3\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("mesh.nodes"), "{e}");
+        let e =
+            Scene::parse("[mesh]\nfile = 'a.h5'\ngenerate = 'venturi'\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        let e = Scene::parse(
+            "[mesh]\ngenerate = 'venturi'\norientation = 'flip'\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("mesh.orientation"), "{e}");
+    }
+
+    #[test]
+    fn relative_mesh_path_is_relative_to_the_scene() {
+        let s = Scene::parse("[mesh]\nfile = 'm.h5'\n", "/a/b/scene.toml").unwrap();
+        assert_eq!(
+            s.mesh_source().unwrap(),
+            MeshSource::File(PathBuf::from("/a/b/m.h5"))
+        );
+    }
+
+    #[test]
+    fn selectors_and_plan() {
+        let s = Scene::parse(
+            "[mesh]\ngenerate='venturi'\n[backend]\ndefault='serial'\nsolve='other'\n\
+             [[boundary.dirichlet]]\nselect='box:0,1,0,0.5'\nvalue=2.0\n\
+             [[boundary.robin]]\nselect='set:inlet'\ngamma=1.0\np=0.5\n",
+            "t.toml",
+        )
+        .unwrap();
+        let b = s.boundaries().unwrap();
+        assert_eq!(b.robin[0].select, Selector::Named("inlet".into()));
+        assert!(matches!(b.dirichlet[0].select, Selector::Box { x1, .. } if x1 == 1.0));
+        assert_eq!(s.plan().get(Phase::Solve), "other");
+        assert_eq!(s.plan().get(Phase::Post), "serial");
+    }
+}
