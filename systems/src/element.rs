@@ -224,7 +224,7 @@ pub fn quad_data(c: &Coords) -> Result<QuadData, (usize, f64)> {
         }
         let inv = Matrix2::new(j[(1, 1)], -j[(0, 1)], -j[(1, 0)], j[(0, 0)]) / det;
         let wd = b.weights[q] * det;
-        let m = inv * inv.transpose() * wd;
+        let m = inv.transpose() * inv * wd;
         out.g[q] = [m[(0, 0)], m[(0, 1)], m[(1, 1)]];
         out.wdet[q] = wd;
     }

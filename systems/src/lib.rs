@@ -18,6 +18,7 @@ pub mod common;
 pub mod components;
 pub mod element;
 pub mod mesh;
+pub mod ordering;
 pub mod pipeline;
 pub mod serial;
 pub mod solver;

@@ -13,6 +13,7 @@
 //!   a row needs are already updated), and applies the previous step's
 //!   `x += alpha p`; pass B updates `r` and forms `r.r` and `r.z`.
 
+use crate::ordering;
 use crate::sparse::SymCsr;
 use std::time::Instant;
 
@@ -56,7 +57,8 @@ pub struct SolveStats {
 /// The equilibrated, decoupled system CG runs on.
 #[derive(Debug, Clone)]
 pub struct EquilibratedSystem {
-    /// `D K D` restricted to the coupled rows (renumbered densely).
+    /// `D K D` restricted to the coupled rows, renumbered by reverse
+    /// Cuthill-McKee.
     pub a: SymCsr,
     /// `D f` on the coupled rows.
     pub b: Vec<f64>,
@@ -64,7 +66,7 @@ pub struct EquilibratedSystem {
     pub inv_diag: Vec<f64>,
     /// `d = 1 / sqrt(|diag K|)` for every row of the original system.
     pub d: Vec<f64>,
-    /// Original index of each coupled row.
+    /// Original index of each CG row.
     pub rows: Vec<u32>,
     /// The solution of the decoupled rows, in original numbering (zero
     /// on coupled rows).
@@ -162,17 +164,27 @@ impl EquilibratedSystem {
         if !b_norm2.is_finite() || val.iter().any(|v| !v.is_finite()) {
             return Err(SolveError::NonFinite);
         }
+        let a = SymCsr {
+            n: m,
+            rowptr,
+            col,
+            val,
+        };
+        // Renumber the coupled rows by reverse Cuthill-McKee for locality.
+        let (ptr, adj) = ordering::adjacency(&a);
+        let perm = ordering::rcm(m, &ptr, &adj);
+        let mut inv = vec![0u32; m];
+        for (new, &old) in perm.iter().enumerate() {
+            inv[old as usize] = new as u32;
+        }
+        let a = ordering::permute(&a, &perm, &inv);
+        let take = |v: &[f64]| perm.iter().map(|&o| v[o as usize]).collect::<Vec<f64>>();
         Ok(Self {
-            a: SymCsr {
-                n: m,
-                rowptr,
-                col,
-                val,
-            },
-            b,
-            inv_diag,
+            a,
+            b: take(&b),
+            inv_diag: take(&inv_diag),
             d,
-            rows,
+            rows: perm.iter().map(|&o| rows[o as usize]).collect(),
             direct,
             b_norm: b_norm2.sqrt(),
             decoupled: n - m,
