@@ -40,7 +40,13 @@ pub fn adjacency(a: &SymCsr) -> (Vec<u32>, Vec<u32>) {
 /// Breadth-first search from `start` over unvisited nodes, neighbours in
 /// increasing degree; appends the visit order to `order`. Returns the last
 /// level's first node (a far node) and the number of levels.
-fn bfs(start: u32, ptr: &[u32], adj: &[u32], seen: &mut [bool], order: &mut Vec<u32>) -> (u32, usize) {
+fn bfs(
+    start: u32,
+    ptr: &[u32],
+    adj: &[u32],
+    seen: &mut [bool],
+    order: &mut Vec<u32>,
+) -> (u32, usize) {
     let deg = |v: u32| ptr[v as usize + 1] - ptr[v as usize];
     let begin = order.len();
     seen[start as usize] = true;
@@ -157,7 +163,11 @@ pub fn bandwidth(a: &SymCsr) -> usize {
     (0..a.n)
         .map(|i| {
             let e = a.rowptr[i + 1] as usize;
-            if e > a.rowptr[i] as usize { a.col[e - 1] as usize - i } else { 0 }
+            if e > a.rowptr[i] as usize {
+                a.col[e - 1] as usize - i
+            } else {
+                0
+            }
         })
         .max()
         .unwrap_or(0)
@@ -180,7 +190,11 @@ mod tests {
                 rows[a].push((b as u32, -1.0 - i as f64 * 0.01));
             }
         }
-        let mut a = SymCsr { n, rowptr: vec![0], ..Default::default() };
+        let mut a = SymCsr {
+            n,
+            rowptr: vec![0],
+            ..Default::default()
+        };
         for r in &mut rows {
             r.sort_by_key(|p| p.0);
             for &(c, v) in r.iter() {

@@ -59,7 +59,7 @@ pub struct SolveStats {
 pub struct EquilibratedSystem {
     /// `D K D` restricted to the coupled rows, renumbered by reverse
     /// Cuthill-McKee.
-    pub a: SymCsr,
+    pub a: CgMatrix,
     /// `D f` on the coupled rows.
     pub b: Vec<f64>,
     /// `1 / diag(D K D)` on the coupled rows (the Jacobi preconditioner).
@@ -177,7 +177,7 @@ impl EquilibratedSystem {
         for (new, &old) in perm.iter().enumerate() {
             inv[old as usize] = new as u32;
         }
-        let a = ordering::permute(&a, &perm, &inv);
+        let a = CgMatrix::new(ordering::permute(&a, &perm, &inv));
         let take = |v: &[f64]| perm.iter().map(|&o| v[o as usize]).collect::<Vec<f64>>();
         Ok(Self {
             a,
@@ -202,6 +202,43 @@ impl EquilibratedSystem {
     }
 }
 
+/// A symmetric matrix checked for use by the CG kernels: row pointers
+/// non-decreasing and within the arrays, every row starting with its
+/// diagonal, every column below `n`. The kernels index without bounds
+/// checks on the strength of this.
+#[derive(Debug, Clone)]
+pub struct CgMatrix(SymCsr);
+
+impl CgMatrix {
+    /// Checks `a` (panics on a malformed matrix: that is a bug in the
+    /// caller, never user input).
+    pub fn new(a: SymCsr) -> Self {
+        let n = a.n;
+        assert_eq!(a.rowptr.len(), n + 1);
+        assert_eq!(a.rowptr[n] as usize, a.col.len());
+        assert_eq!(a.col.len(), a.val.len());
+        for i in 0..n {
+            let (s, e) = (a.rowptr[i] as usize, a.rowptr[i + 1] as usize);
+            assert!(
+                s < e && a.col[s] as usize == i,
+                "row {i} must start with its diagonal"
+            );
+            assert!(a.col[s..e].iter().all(|&j| (j as usize) < n));
+        }
+        Self(a)
+    }
+
+    /// The matrix.
+    pub fn get(&self) -> &SymCsr {
+        &self.0
+    }
+
+    /// Number of rows.
+    pub fn n(&self) -> usize {
+        self.0.n
+    }
+}
+
 /// The two fused passes of one CG iteration; a backend supplies its own
 /// (serial, multi-threaded) implementation.
 pub trait CgKernels {
@@ -210,7 +247,7 @@ pub trait CgKernels {
     #[allow(clippy::too_many_arguments)]
     fn pass_a(
         &mut self,
-        a: &SymCsr,
+        a: &CgMatrix,
         inv_diag: &[f64],
         r: &[f64],
         beta: f64,
@@ -237,7 +274,7 @@ impl CgKernels for SerialKernels {
     #[inline(never)]
     fn pass_a(
         &mut self,
-        a: &SymCsr,
+        a: &CgMatrix,
         inv_diag: &[f64],
         r: &[f64],
         beta: f64,
@@ -246,6 +283,7 @@ impl CgKernels for SerialKernels {
         p: &mut [f64],
         q: &mut [f64],
     ) -> f64 {
+        let a = a.get();
         let n = a.n;
         let (rowptr, col, val) = (&a.rowptr[..], &a.col[..], &a.val[..]);
         assert!(rowptr.len() == n + 1 && r.len() == n && inv_diag.len() == n);
@@ -260,10 +298,14 @@ impl CgKernels for SerialKernels {
             p[i] = pi;
             let mut acc = 0.0;
             for k in s + 1..e {
-                let j = col[k] as usize;
-                let v = val[k];
-                acc += v * p[j];
-                q[j] += v * pi;
+                // SAFETY: `CgMatrix` guarantees every column is < n, and
+                // `p`, `q` have length n (asserted above).
+                unsafe {
+                    let j = *col.get_unchecked(k) as usize;
+                    let v = *val.get_unchecked(k);
+                    acc += v * *p.get_unchecked(j);
+                    *q.get_unchecked_mut(j) += v * pi;
+                }
             }
             let diag = val[s] * pi;
             q[i] = diag + acc;
@@ -303,7 +345,7 @@ pub fn pcg(
     kernels: &mut dyn CgKernels,
     progress: &mut dyn FnMut(usize, f64),
 ) -> Result<CgOutcome, SolveError> {
-    let m = sys.a.n;
+    let m = sys.a.n();
     let mut x = vec![0.0; m];
     let mut r = sys.b.clone();
     let mut p = vec![0.0; m];
@@ -311,7 +353,7 @@ pub fn pcg(
     let atol = settings.rtol * sys.b_norm;
     let mut stats = SolveStats {
         cg_rows: m,
-        cg_stored: sys.a.stored(),
+        cg_stored: sys.a.get().stored(),
         decoupled_rows: sys.decoupled,
         ..Default::default()
     };
