@@ -1,6 +1,29 @@
 //! HDF5 input and output without any system library (`hdf5-pure`).
+//!
+//! - Mesh files ([`read_mesh`], [`write_mesh`]): datasets `x`, `y` (f64, N)
+//!   and `quad8` (int32 or int64, `[E, 8]`, 0-based node indices) at the root,
+//!   contiguous or chunked with gzip.
+//! - Results files ([`write_results`], [`read_results`],
+//!   [`read_results_attrs`]): datasets `u` (N), `vel` (`[E, 2]`), `abs_vel`
+//!   and `pressure` (E), all f64, plus scalar root attributes.
+//! - Reference results files of the published Python implementation
+//!   ([`read_reference`]).
+//!
+//! Every reader turns whatever goes wrong (a missing file, a file that is not
+//! HDF5, a truncated or corrupt one, a missing dataset, a wrong shape or type)
+//! into an [`H5Error`] naming the file; none of them panics, since reading runs
+//! under [`std::panic::catch_unwind`] in case the parser does. Every writer is
+//! all-or-nothing: it writes a temporary file beside the target and renames it
+//! over the target only once the whole file is on disk.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::fs;
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hdf5_pure::{AttrValue, DType, Dataset, File, FileBuilder, FormatError};
 
 /// Mesh arrays as stored in a file (SPEC "Mesh"): node coordinates and
 /// 0-based Quad-8 connectivity, before validation.
@@ -24,66 +47,733 @@ pub struct H5Error {
     pub message: String,
 }
 
-/// Reads a mesh file (`x`, `y`, `quad8` at the root).
-pub fn read_mesh(path: &Path) -> Result<RawMesh, H5Error> {
-    let _ = path;
-    todo!()
+impl H5Error {
+    /// An error about the file at `path`.
+    pub fn new(path: &Path, message: impl Into<String>) -> Self {
+        Self {
+            path: path.display().to_string(),
+            message: message.into(),
+        }
+    }
 }
 
-/// Reference results (temporary stub until the reader lands).
-#[derive(Debug, Clone, Default)]
-pub struct Reference {
-    /// u
-    pub u: Vec<f64>,
-    /// vel
-    pub vel: Vec<[f64; 2]>,
-    /// abs_vel
-    pub abs_vel: Vec<f64>,
-    /// pressure
-    pub pressure: Vec<f64>,
-    /// iterations
-    pub iterations: i64,
-    /// converged
-    pub converged: bool,
-    /// residual
-    pub true_relative_residual: f64,
-    /// nnz
-    pub matrix_nnz: i64,
-}
-
-/// Reads a reference file.
-pub fn read_reference(path: &Path) -> Result<Reference, H5Error> {
-    let _ = path;
-    todo!()
-}
-
-/// Attribute value.
+/// A scalar root attribute of a results file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attr {
-    /// integer
+    /// An integer, written as a 64-bit signed integer. On reading, any integer
+    /// attribute (including h5py's booleans, which read as 0 or 1) becomes
+    /// this.
     Int(i64),
-    /// float
+    /// A floating-point number, written as an f64. On reading, f32 and f64
+    /// attributes become this.
     Float(f64),
-    /// string
+    /// A string, written as a variable-length UTF-8 string (what h5py writes
+    /// itself and reads back as a `str`). On reading, fixed- and
+    /// variable-length strings of either charset become this.
     Str(String),
 }
 
-/// Results to write.
+/// What [`write_results`] writes: per-node potential `u`, per-element
+/// velocity, speed and pressure, and the root attributes.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ResultsData<'a> {
-    /// u
+    /// Potential per node (dataset `u`, shape `[N]`).
     pub u: &'a [f64],
-    /// vel
+    /// Velocity per element (dataset `vel`, shape `[E, 2]`).
     pub vel: &'a [[f64; 2]],
-    /// abs_vel
+    /// Speed per element (dataset `abs_vel`, shape `[E]`).
     pub abs_vel: &'a [f64],
-    /// pressure
+    /// Pressure per element (dataset `pressure`, shape `[E]`).
     pub pressure: &'a [f64],
-    /// attributes
+    /// Scalar root attributes, in the order given; names must be distinct.
     pub attrs: Vec<(String, Attr)>,
 }
 
-/// Writes results.
+/// A results file read back by [`read_results`]: the owned counterpart of
+/// [`ResultsData`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Results {
+    /// Potential per node (`u`).
+    pub u: Vec<f64>,
+    /// Velocity per element (`vel`).
+    pub vel: Vec<[f64; 2]>,
+    /// Speed per element (`abs_vel`).
+    pub abs_vel: Vec<f64>,
+    /// Pressure per element (`pressure`).
+    pub pressure: Vec<f64>,
+    /// Root attributes this module can represent, sorted by name (see
+    /// [`read_results_attrs`]).
+    pub attrs: Vec<(String, Attr)>,
+}
+
+/// A reference results file (`shared/reference/NAME.h5`) of the published
+/// Python implementation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reference {
+    /// Potential per node.
+    pub u: Vec<f64>,
+    /// Velocity per element.
+    pub vel: Vec<[f64; 2]>,
+    /// Speed per element.
+    pub abs_vel: Vec<f64>,
+    /// Pressure per element.
+    pub pressure: Vec<f64>,
+    /// CG iterations (attribute `iterations`).
+    pub iterations: i64,
+    /// Whether CG converged (attribute `converged`, an h5py boolean).
+    pub converged: bool,
+    /// `||f - K u|| / ||f||` (attribute `true_relative_residual`).
+    pub true_relative_residual: f64,
+    /// Non-zeros of the assembled matrix (attribute `matrix_nnz`).
+    pub matrix_nnz: i64,
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+// ---------------------------------------------------------------------------
+
+/// How much decoded data one dataset may claim per byte of file: deflate
+/// cannot do better than about 1032:1, so a dataset claiming more than this
+/// is corrupt, and refusing it keeps a garbage shape from asking for an
+/// allocation that would abort the process.
+const MAX_EXPANSION: u64 = 1100;
+
+/// An open file together with its path and size, for error messages and
+/// sanity checks.
+struct Opened {
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+impl Opened {
+    fn err(&self, message: impl Into<String>) -> H5Error {
+        H5Error::new(&self.path, message)
+    }
+
+    /// A failure of the parser on a file that opened: the file is damaged.
+    fn corrupt(&self, what: &str, e: impl std::fmt::Display) -> H5Error {
+        self.err(format!(
+            "not a readable HDF5 file (truncated or corrupt?): {what}: {e}"
+        ))
+    }
+
+    /// Opens dataset `name` at the root, telling a missing one (with `hint`
+    /// on what the file should hold) from an unreadable one.
+    fn dataset(&self, name: &str, hint: &str) -> Result<Dataset, H5Error> {
+        match self.file.dataset(name) {
+            Ok(ds) => Ok(ds),
+            Err(hdf5_pure::Error::Format(FormatError::PathNotFound(_))) => {
+                Err(self.err(format!("missing dataset \"{name}\"; {hint}")))
+            }
+            Err(e) => {
+                // Some failures to resolve a name are not `PathNotFound`;
+                // ask the root for its members to tell them apart.
+                let listed = self.file.root().datasets().ok();
+                match listed {
+                    Some(names) if !names.iter().any(|n| n == name) => {
+                        Err(self.err(format!("missing dataset \"{name}\"; {hint}")))
+                    }
+                    _ => Err(self.corrupt(&format!("cannot open dataset \"{name}\""), e)),
+                }
+            }
+        }
+    }
+
+    fn shape(&self, ds: &Dataset, name: &str) -> Result<Vec<u64>, H5Error> {
+        let shape = ds.shape().map_err(|e| {
+            self.corrupt(&format!("cannot read the shape of dataset \"{name}\""), e)
+        })?;
+        // Refuse a shape the file cannot hold before anything allocates it.
+        let count = shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .and_then(|n| n.checked_mul(8));
+        let limit = self
+            .len
+            .saturating_mul(MAX_EXPANSION)
+            .saturating_add(1 << 20);
+        match count {
+            Some(bytes) if bytes <= limit => Ok(shape),
+            _ => Err(self.err(format!(
+                "dataset \"{name}\" declares shape {shape:?}, more data than the file \
+                 can hold; the file is corrupt"
+            ))),
+        }
+    }
+
+    fn dtype(&self, ds: &Dataset, name: &str) -> Result<DType, H5Error> {
+        ds.dtype().map_err(|e| {
+            self.corrupt(
+                &format!("cannot read the datatype of dataset \"{name}\""),
+                e,
+            )
+        })
+    }
+
+    /// Reads a numeric dataset of rank 1 (`cols == None`, shape `[n]`) or
+    /// rank 2 (`cols == Some(c)`, shape `[n, c]`) as f64, returning the
+    /// values and `n`.
+    fn read_f64(
+        &self,
+        name: &str,
+        cols: Option<u64>,
+        hint: &str,
+    ) -> Result<(Vec<f64>, usize), H5Error> {
+        let ds = self.dataset(name, hint)?;
+        let shape = self.shape(&ds, name)?;
+        let rows = check_shape(&shape, cols).map_err(|want| {
+            self.err(format!(
+                "dataset \"{name}\" has shape {shape:?}; it must be {want}"
+            ))
+        })?;
+        let dtype = self.dtype(&ds, name)?;
+        if !is_float(&dtype) && !is_int(&dtype) {
+            return Err(self.err(format!(
+                "dataset \"{name}\" has datatype {dtype}; it must be floating point (f64)"
+            )));
+        }
+        let values = ds
+            .read_f64()
+            .map_err(|e| self.corrupt(&format!("cannot read dataset \"{name}\""), e))?;
+        self.check_len(name, values.len(), &shape)?;
+        Ok((values, rows))
+    }
+
+    fn check_len(&self, name: &str, got: usize, shape: &[u64]) -> Result<(), H5Error> {
+        let want: u64 = shape.iter().product();
+        if got as u64 != want {
+            return Err(self.err(format!(
+                "dataset \"{name}\" has shape {shape:?} but {got} values could be read; \
+                 the file is corrupt"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The root attributes, as a map from name to value.
+    fn root_attrs(&self) -> Result<std::collections::HashMap<String, AttrValue>, H5Error> {
+        self.file
+            .root()
+            .attrs()
+            .map_err(|e| self.corrupt("cannot read the root attributes", e))
+    }
+}
+
+/// `Ok(rows)` when `shape` is `[rows]` (for `cols == None`) or
+/// `[rows, cols]`, else `Err` with what the shape must be.
+fn check_shape(shape: &[u64], cols: Option<u64>) -> Result<usize, String> {
+    let rows = match (shape, cols) {
+        (&[n], None) => n,
+        (&[n, c], Some(want)) if c == want => n,
+        (_, None) => return Err("1-D".into()),
+        (_, Some(c)) => return Err(format!("[n, {c}] (2-D with {c} columns)")),
+    };
+    usize::try_from(rows).map_err(|_| "addressable (too many rows)".to_string())
+}
+
+fn is_float(dt: &DType) -> bool {
+    matches!(dt, DType::F32 | DType::F64)
+}
+
+fn is_int(dt: &DType) -> bool {
+    matches!(
+        dt,
+        DType::I8
+            | DType::I16
+            | DType::I32
+            | DType::I64
+            | DType::U8
+            | DType::U16
+            | DType::U32
+            | DType::U64
+    )
+}
+
+/// Opens `path` and runs `read` on it, turning every failure, a panic in the
+/// parser included, into an [`H5Error`] naming the file.
+fn with_file<T>(
+    path: &Path,
+    read: impl FnOnce(&Opened) -> Result<T, H5Error>,
+) -> Result<T, H5Error> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(H5Error::new(path, "file not found; check the path"));
+        }
+        Err(e) => return Err(H5Error::new(path, format!("cannot read the file: {e}"))),
+    };
+    if !hdf5_pure::is_hdf5_bytes(&bytes) {
+        return Err(H5Error::new(
+            path,
+            "not an HDF5 file (no HDF5 signature); a mesh or results file must be HDF5",
+        ));
+    }
+    let len = bytes.len() as u64;
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        let file = File::from_bytes(bytes).map_err(|e| {
+            H5Error::new(
+                path,
+                format!("not a readable HDF5 file (truncated or corrupt?): {e}"),
+            )
+        })?;
+        let opened = Opened {
+            file,
+            path: path.to_path_buf(),
+            len,
+        };
+        read(&opened)
+    }));
+    match outcome {
+        Ok(result) => result,
+        Err(payload) => {
+            let why = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the HDF5 parser failed".into());
+            Err(H5Error::new(
+                path,
+                format!("not a readable HDF5 file (truncated or corrupt?): {why}"),
+            ))
+        }
+    }
+}
+
+const MESH_HINT: &str = "a mesh file needs x, y and quad8 at the root";
+
+/// Reads a mesh file: datasets `x` and `y` (1-D, same length N, numeric,
+/// f64 in practice, read as f64) and `quad8` (`[E, 8]`, any integer type, int32 or int64 in
+/// practice) at the root, contiguous or chunked and compressed.
+///
+/// Node indices are returned as they are stored; their range is not checked
+/// here (the engine validates the mesh).
+///
+/// # Errors
+///
+/// An [`H5Error`] naming the file, and the dataset where one is at fault, when
+/// the file is missing, is not HDF5 or cannot be parsed (truncated, corrupt),
+/// a dataset is missing, `x` or `y` is not 1-D, they differ in length,
+/// `quad8` is not `[E, 8]`, or `quad8` is not of an integer type.
+pub fn read_mesh(path: &Path) -> Result<RawMesh, H5Error> {
+    with_file(path, |f| {
+        // Open all three first, so a missing one is reported as missing
+        // before anything else is checked.
+        f.dataset("x", MESH_HINT)?;
+        f.dataset("y", MESH_HINT)?;
+        let ds_q = f.dataset("quad8", MESH_HINT)?;
+
+        let q_shape = f.shape(&ds_q, "quad8")?;
+        let elements = check_shape(&q_shape, Some(8)).map_err(|_| {
+            f.err(format!(
+                "dataset \"quad8\" has shape {q_shape:?}; it must be [E, 8] \
+                 (one row of 8 node indices per Quad-8 element)"
+            ))
+        })?;
+        let q_type = f.dtype(&ds_q, "quad8")?;
+        let flat: Vec<i64> = if is_float(&q_type) {
+            return Err(f.err(format!(
+                "dataset \"quad8\" has floating-point datatype {q_type}; it must hold \
+                 integer node indices (int32 or int64); convert it, e.g. \
+                 quad8.astype(\"int32\") in NumPy"
+            )));
+        } else if matches!(q_type, DType::U64) {
+            let raw = ds_q
+                .read_u64()
+                .map_err(|e| f.corrupt("cannot read dataset \"quad8\"", e))?;
+            raw.into_iter()
+                .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+                .collect()
+        } else if is_int(&q_type) {
+            ds_q.read_i64()
+                .map_err(|e| f.corrupt("cannot read dataset \"quad8\"", e))?
+        } else {
+            return Err(f.err(format!(
+                "dataset \"quad8\" has datatype {q_type}; it must hold integer node \
+                 indices (int32 or int64)"
+            )));
+        };
+        f.check_len("quad8", flat.len(), &q_shape)?;
+        debug_assert_eq!(flat.len(), elements * 8);
+        let quad8 = flat
+            .chunks_exact(8)
+            .map(|c| <[i64; 8]>::try_from(c).expect("chunks of 8"))
+            .collect();
+
+        let (x, _) = f.read_f64("x", None, MESH_HINT)?;
+        let (y, _) = f.read_f64("y", None, MESH_HINT)?;
+        if x.len() != y.len() {
+            return Err(f.err(format!(
+                "datasets \"x\" ({} values) and \"y\" ({} values) differ in length; \
+                 they must hold one coordinate per node each",
+                x.len(),
+                y.len()
+            )));
+        }
+        Ok(RawMesh { x, y, quad8 })
+    })
+}
+
+const RESULTS_HINT: &str = "a results file needs u, vel, abs_vel and pressure at the root";
+
+fn read_results_in(f: &Opened) -> Result<Results, H5Error> {
+    let (u, _) = f.read_f64("u", None, RESULTS_HINT)?;
+    let (vel_flat, elements) = f.read_f64("vel", Some(2), RESULTS_HINT)?;
+    let vel: Vec<[f64; 2]> = vel_flat.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
+    let (abs_vel, _) = f.read_f64("abs_vel", None, RESULTS_HINT)?;
+    let (pressure, _) = f.read_f64("pressure", None, RESULTS_HINT)?;
+    for (name, len) in [("abs_vel", abs_vel.len()), ("pressure", pressure.len())] {
+        if len != elements {
+            return Err(f.err(format!(
+                "dataset \"{name}\" has {len} values but \"vel\" has {elements} rows; \
+                 both are per element"
+            )));
+        }
+    }
+    let attrs = convert_attrs(f.root_attrs()?);
+    Ok(Results {
+        u,
+        vel,
+        abs_vel,
+        pressure,
+        attrs,
+    })
+}
+
+/// Maps the attributes this module represents to [`Attr`], sorted by name;
+/// arrays and other kinds are left out.
+fn convert_attrs(map: std::collections::HashMap<String, AttrValue>) -> Vec<(String, Attr)> {
+    let mut out: Vec<(String, Attr)> = map
+        .into_iter()
+        .filter_map(|(name, value)| attr_from_value(&value).map(|a| (name, a)))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn attr_from_value(value: &AttrValue) -> Option<Attr> {
+    match value {
+        AttrValue::I8(_)
+        | AttrValue::I16(_)
+        | AttrValue::I32(_)
+        | AttrValue::I64(_)
+        | AttrValue::U8(_)
+        | AttrValue::U16(_)
+        | AttrValue::U32(_)
+        | AttrValue::U64(_) => value.as_i64().map(Attr::Int),
+        AttrValue::F32(_) | AttrValue::F64(_) => value.as_f64().map(Attr::Float),
+        _ => match value.as_strings() {
+            Some([one]) if !matches!(value, AttrValue::VarLenAsciiCharArray(_)) => {
+                Some(Attr::Str(one.clone()))
+            }
+            _ => None,
+        },
+    }
+}
+
+/// Reads a results file written by [`write_results`] (or by the Python
+/// reference): datasets `u` (`[N]`), `vel` (`[E, 2]`), `abs_vel` and
+/// `pressure` (`[E]`), and the root attributes as [`read_results_attrs`]
+/// returns them.
+///
+/// # Errors
+///
+/// An [`H5Error`] naming the file and dataset when the file cannot be read,
+/// a dataset is missing or has the wrong rank or shape, or the per-element
+/// datasets differ in length.
+pub fn read_results(path: &Path) -> Result<Results, H5Error> {
+    with_file(path, read_results_in)
+}
+
+/// Reads the scalar root attributes of a results file, sorted by name.
+///
+/// Integers (any width, h5py booleans included, as 0 or 1) become
+/// [`Attr::Int`], f32 and f64 [`Attr::Float`], fixed- and variable-length
+/// strings [`Attr::Str`]; array-valued and other attributes are left out.
+///
+/// # Errors
+///
+/// An [`H5Error`] naming the file when it cannot be read.
+pub fn read_results_attrs(path: &Path) -> Result<Vec<(String, Attr)>, H5Error> {
+    with_file(path, |f| Ok(convert_attrs(f.root_attrs()?)))
+}
+
+/// Reads a reference results file (`shared/reference/NAME.h5`): the datasets
+/// of [`read_results`] and the attributes `iterations`, `converged`,
+/// `true_relative_residual` and `matrix_nnz`.
+///
+/// # Errors
+///
+/// As [`read_results`], and when one of those attributes is missing or of
+/// the wrong kind.
+pub fn read_reference(path: &Path) -> Result<Reference, H5Error> {
+    with_file(path, |f| {
+        let results = read_results_in(f)?;
+        let attrs = f.root_attrs()?;
+        let get = |name: &str| {
+            attrs.get(name).ok_or_else(|| {
+                f.err(format!(
+                    "missing root attribute \"{name}\"; a reference file needs iterations, \
+                     converged, true_relative_residual and matrix_nnz"
+                ))
+            })
+        };
+        let int = |name: &str| {
+            let v = get(name)?;
+            v.as_i64().ok_or_else(|| {
+                f.err(format!(
+                    "root attribute \"{name}\" is {v:?}; expected an integer"
+                ))
+            })
+        };
+        let iterations = int("iterations")?;
+        let matrix_nnz = int("matrix_nnz")?;
+        let converged = int("converged")? != 0;
+        let trr = get("true_relative_residual")?;
+        let true_relative_residual = trr.as_f64().ok_or_else(|| {
+            f.err(format!(
+                "root attribute \"true_relative_residual\" is {trr:?}; expected a float"
+            ))
+        })?;
+        Ok(Reference {
+            u: results.u,
+            vel: results.vel,
+            abs_vel: results.abs_vel,
+            pressure: results.pressure,
+            iterations,
+            converged,
+            true_relative_residual,
+            matrix_nnz,
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Writing
+// ---------------------------------------------------------------------------
+
+/// Distinguishes temporary files of concurrent writes in one process.
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Serializes `builder` to `path` all or nothing: into `.<name>.tmp-<pid>-<n>`
+/// in the same directory, synced, then renamed over `path`. On any failure
+/// the temporary is removed and `path` is left as it was.
+fn write_atomic(path: &Path, builder: FileBuilder) -> Result<(), H5Error> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| H5Error::new(path, "not a file path (it has no file name)"))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}-{n}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                "; the directory does not exist"
+            } else {
+                ""
+            };
+            H5Error::new(
+                path,
+                format!("cannot create temporary file {}: {e}{hint}", tmp.display()),
+            )
+        })?;
+    let result = (|| {
+        let mut file = file;
+        builder
+            .finish_to(&mut file)
+            .map_err(|e| H5Error::new(path, format!("cannot write HDF5 data: {e}")))?;
+        file.flush()
+            .and_then(|()| file.sync_all())
+            .map_err(|e| H5Error::new(path, format!("cannot write the file: {e}")))?;
+        drop(file);
+        fs::rename(&tmp, path).map_err(|e| {
+            H5Error::new(
+                path,
+                format!("cannot move {} into place: {e}", tmp.display()),
+            )
+        })
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes a results file: datasets `u` (`[N]`), `vel` (`[E, 2]`), `abs_vel`
+/// and `pressure` (`[E]`), all f64 and contiguous, and `data.attrs` as scalar
+/// root attributes ([`Attr::Int`] as int64, [`Attr::Float`] as f64,
+/// [`Attr::Str`] as a variable-length UTF-8 string, which h5py reads as a
+/// `str`).
+///
+/// The file is written whole or not at all: into a temporary file beside
+/// `path` (`.<name>.tmp-<pid>-<n>`), then renamed over `path`. On failure
+/// the temporary is removed and an existing `path` is left untouched.
+///
+/// # Errors
+///
+/// An [`H5Error`] naming `path` when `abs_vel`, `pressure` and `vel` differ
+/// in length, an attribute name is empty or repeated, the directory does not
+/// exist or is not writable, or writing fails.
 pub fn write_results(path: &Path, data: &ResultsData) -> Result<(), H5Error> {
-    let _ = (path, data.u);
-    todo!()
+    let elements = data.vel.len();
+    for (name, len) in [
+        ("abs_vel", data.abs_vel.len()),
+        ("pressure", data.pressure.len()),
+    ] {
+        if len != elements {
+            return Err(H5Error::new(
+                path,
+                format!("{name} has {len} values but vel has {elements}; both are per element"),
+            ));
+        }
+    }
+    let mut seen = HashSet::new();
+    for (name, _) in &data.attrs {
+        if name.is_empty() {
+            return Err(H5Error::new(path, "an attribute name is empty"));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(H5Error::new(
+                path,
+                format!("attribute \"{name}\" is given twice"),
+            ));
+        }
+    }
+
+    let mut b = FileBuilder::new();
+    b.create_dataset("u")
+        .with_f64_data(data.u)
+        .with_shape(&[data.u.len() as u64]);
+    let vel_flat: Vec<f64> = data.vel.iter().flatten().copied().collect();
+    b.create_dataset("vel")
+        .with_f64_data(&vel_flat)
+        .with_shape(&[elements as u64, 2]);
+    b.create_dataset("abs_vel")
+        .with_f64_data(data.abs_vel)
+        .with_shape(&[elements as u64]);
+    b.create_dataset("pressure")
+        .with_f64_data(data.pressure)
+        .with_shape(&[elements as u64]);
+    for (name, attr) in &data.attrs {
+        let value = match attr {
+            Attr::Int(v) => AttrValue::I64(*v),
+            Attr::Float(v) => AttrValue::F64(*v),
+            Attr::Str(s) => AttrValue::VarLenString(s.clone()),
+        };
+        b.set_attr(name, value);
+    }
+    write_atomic(path, b)
+}
+
+/// Writes a mesh file: `x` and `y` (f64, `[N]`) and `quad8` (`[E, 8]`,
+/// int32 unless `int64` is set) at the root, with the same all-or-nothing
+/// write as [`write_results`].
+///
+/// With `gzip`, each dataset is stored chunked (up to 65,536 nodes or 8,192
+/// elements per chunk) with the deflate filter at level 6, as h5py's
+/// `compression="gzip"` does; an empty dataset stays contiguous. Without it,
+/// storage is contiguous.
+///
+/// Indices are written as given, without range checks, so tests can craft
+/// invalid meshes.
+///
+/// # Errors
+///
+/// An [`H5Error`] naming `path` when `x` and `y` differ in length, a node
+/// index does not fit int32 (unless `int64`), or writing fails (see
+/// [`write_results`]).
+pub fn write_mesh(path: &Path, mesh: &RawMesh, int64: bool, gzip: bool) -> Result<(), H5Error> {
+    if mesh.x.len() != mesh.y.len() {
+        return Err(H5Error::new(
+            path,
+            format!(
+                "x has {} values and y {}; they must have one per node each",
+                mesh.x.len(),
+                mesh.y.len()
+            ),
+        ));
+    }
+    let nodes = mesh.x.len() as u64;
+    let elements = mesh.quad8.len() as u64;
+    let flat: Vec<i64> = mesh.quad8.iter().flatten().copied().collect();
+
+    let mut b = FileBuilder::new();
+    for (name, values) in [("x", &mesh.x), ("y", &mesh.y)] {
+        let ds = b.create_dataset(name);
+        ds.with_f64_data(values).with_shape(&[nodes]);
+        if gzip && nodes > 0 {
+            ds.with_chunks(&[nodes.min(65_536)]).with_deflate(6);
+        }
+    }
+    let ds = b.create_dataset("quad8");
+    if int64 {
+        ds.with_i64_data(&flat);
+    } else {
+        let narrow: Vec<i32> = flat
+            .iter()
+            .map(|&v| i32::try_from(v))
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                H5Error::new(
+                    path,
+                    "a quad8 node index does not fit int32; write the mesh with int64",
+                )
+            })?;
+        ds.with_i32_data(&narrow);
+    }
+    ds.with_shape(&[elements, 8]);
+    if gzip && elements > 0 {
+        ds.with_chunks(&[elements.min(8_192), 8]).with_deflate(6);
+    }
+    write_atomic(path, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        assert_eq!(check_shape(&[5], None), Ok(5));
+        assert_eq!(check_shape(&[0], None), Ok(0));
+        assert_eq!(check_shape(&[3, 8], Some(8)), Ok(3));
+        assert!(check_shape(&[3, 7], Some(8)).is_err());
+        assert!(check_shape(&[24], Some(8)).is_err());
+        assert!(check_shape(&[3, 8], None).is_err());
+        assert!(check_shape(&[], None).is_err());
+    }
+
+    #[test]
+    fn attribute_kinds() {
+        assert_eq!(attr_from_value(&AttrValue::I8(1)), Some(Attr::Int(1)));
+        assert_eq!(attr_from_value(&AttrValue::U32(7)), Some(Attr::Int(7)));
+        assert_eq!(attr_from_value(&AttrValue::U64(u64::MAX)), None);
+        assert_eq!(
+            attr_from_value(&AttrValue::F32(0.5)),
+            Some(Attr::Float(0.5))
+        );
+        assert_eq!(
+            attr_from_value(&AttrValue::AsciiString("a".into())),
+            Some(Attr::Str("a".into()))
+        );
+        assert_eq!(
+            attr_from_value(&AttrValue::VarLenString("b".into())),
+            Some(Attr::Str("b".into()))
+        );
+        assert_eq!(attr_from_value(&AttrValue::F64Array(vec![1.0, 2.0])), None);
+        assert_eq!(
+            attr_from_value(&AttrValue::StringArray(vec!["a".into(), "b".into()])),
+            None
+        );
+    }
 }

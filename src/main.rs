@@ -33,12 +33,18 @@ struct RunArgs {
     /// Run the scene's settings on this mesh file (HDF5) instead.
     #[arg(long)]
     mesh: Option<PathBuf>,
-    /// Backend for every phase (e.g. serial).
+    /// Backend for every phase (serial, parallel).
     #[arg(long)]
     backend: Option<String>,
     /// Linear solver (cg-jacobi).
     #[arg(long)]
     solver: Option<String>,
+    /// Threads of the parallel backend (0 = one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Assembly strategy of the parallel backend (direct-csr, batched-coo).
+    #[arg(long)]
+    assembly: Option<String>,
     /// Iteration cap of the solver.
     #[arg(long)]
     max_iter: Option<usize>,
@@ -83,12 +89,23 @@ fn scene_for(a: &RunArgs) -> Result<Scene, AppError> {
         scene.mesh.file = Some(abs);
         scene.mesh.generate = None;
         scene.mesh.nodes = None;
+        scene.title = Some(format!(
+            "{} on {}",
+            scene.title.as_deref().unwrap_or("scene"),
+            m.display()
+        ));
     }
     if let Some(b) = &a.backend {
         scene.set_backend(b);
     }
     if let Some(s) = &a.solver {
         scene.solver.method = s.clone();
+    }
+    if let Some(t) = a.threads {
+        scene.parallel.threads = t;
+    }
+    if let Some(s) = &a.assembly {
+        scene.parallel.assembly = s.clone();
     }
     if let Some(n) = a.max_iter {
         scene.solver.max_iterations = n;

@@ -39,9 +39,11 @@ pub enum AppError {
     Other(String),
 }
 
-/// The backends this build knows.
-pub fn registry() -> Registry {
-    Registry::with_serial()
+/// The backends this build knows, configured by the scene.
+pub fn registry(scene: &Scene) -> Result<Registry, AppError> {
+    let mut r = Registry::with_serial();
+    r.register(scene.parallel_backend()?);
+    Ok(r)
 }
 
 /// A loaded, validated mesh and where it came from.
@@ -122,7 +124,7 @@ pub fn run_on(
     let mut p = Pipeline::new(
         loaded.mesh.clone(),
         scene.run_config()?,
-        &registry(),
+        &registry(scene)?,
         &scene.plan(),
     )?;
     if let Some(h) = progress {

@@ -6,6 +6,7 @@ use crate::generate::Geometry;
 use quadflow_systems::boundary::{BoundaryConfig, DirichletPart, RobinPart, Selector, Side, Value};
 use quadflow_systems::components::{Physics, SolverMethod, SolverSettings, Source};
 use quadflow_systems::mesh::OrientationPolicy;
+use quadflow_systems::parallel::{AssemblyStrategy, Parallel};
 use quadflow_systems::pipeline::{Phase, PhasePlan, RunConfig};
 use quadflow_systems::solver::CgSettings;
 use serde::{Deserialize, Serialize};
@@ -199,6 +200,28 @@ impl Default for BackendSection {
     }
 }
 
+/// `[parallel]`: settings of the `parallel` backend.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParallelSection {
+    /// Threads (0 = one per core).
+    pub threads: usize,
+    /// `direct-csr` (coloured scatter into CSR) or `batched-coo`.
+    pub assembly: String,
+    /// Elements per batch of `batched-coo`.
+    pub batch_size: usize,
+}
+
+impl Default for ParallelSection {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            assembly: "direct-csr".into(),
+            batch_size: 1024,
+        }
+    }
+}
+
 /// `[output]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
@@ -230,6 +253,9 @@ pub struct Scene {
     /// Backends.
     #[serde(default)]
     pub backend: BackendSection,
+    /// Parallel backend settings.
+    #[serde(default)]
+    pub parallel: ParallelSection,
     /// Outputs.
     #[serde(default)]
     pub output: OutputSection,
@@ -332,6 +358,7 @@ impl Scene {
         if s.max_iterations == 0 {
             return Err(self.err("solver.max_iterations", "must be at least 1"));
         }
+        self.parallel_backend()?;
         Ok(())
     }
 
@@ -511,6 +538,34 @@ impl Scene {
         plan
     }
 
+    /// The parallel backend as configured by `[parallel]`.
+    pub fn parallel_backend(&self) -> Result<Parallel, SceneError> {
+        let p = &self.parallel;
+        if p.batch_size == 0 {
+            return Err(self.err("parallel.batch_size", "must be at least 1"));
+        }
+        if p.threads > 1024 {
+            return Err(self.err(
+                "parallel.threads",
+                format!("{} threads is unreasonable (0 = one per core)", p.threads),
+            ));
+        }
+        let strategy = AssemblyStrategy::parse(&p.assembly, p.batch_size).ok_or_else(|| {
+            self.err(
+                "parallel.assembly",
+                format!(
+                    "unknown strategy \"{}\" (available: {})",
+                    p.assembly,
+                    AssemblyStrategy::NAMES.join(", ")
+                ),
+            )
+        })?;
+        Ok(Parallel {
+            threads: p.threads,
+            strategy,
+        })
+    }
+
     /// Sets every phase to one backend (the `--backend` flag).
     pub fn set_backend(&mut self, name: &str) {
         self.backend = BackendSection {
@@ -565,6 +620,8 @@ mod tests {
                 "boundary.robin[0].select",
             ),
             ("[boundary]\ntolerance = 0.0\n", "boundary.tolerance"),
+            ("[parallel]\nassembly = 'lil'\n", "parallel.assembly"),
+            ("[parallel]\nbatch_size = 0\n", "parallel.batch_size"),
         ] {
             let e = Scene::parse(&format!("{base}{extra}"), "t.toml").unwrap_err();
             assert!(e.to_string().contains(key), "{key}: {e}");

@@ -275,31 +275,57 @@ pub fn select(
 
 /// Resolves every part of `cfg` on `mesh`.
 pub fn resolve(mesh: &Mesh, cfg: &BoundaryConfig) -> Result<Resolved, BoundaryError> {
+    resolve_with(mesh, cfg, false)
+}
+
+/// [`resolve`] with the element scans run on the current rayon pool.
+pub fn resolve_parallel(mesh: &Mesh, cfg: &BoundaryConfig) -> Result<Resolved, BoundaryError> {
+    resolve_with(mesh, cfg, true)
+}
+
+/// The edges of `mesh` whose three nodes are all in `mask`, in element
+/// order, tagged with `part`.
+fn edges_in(mesh: &Mesh, mask: &[bool], part: u32, parallel: bool) -> Vec<RobinEdge> {
+    let scan = |el: &[u32; crate::element::NODES]| {
+        EDGES
+            .iter()
+            .map(|edge| edge.map(|k| el[k]))
+            .filter(|nodes| nodes.iter().all(|&v| mask[v as usize]))
+            .map(|nodes| RobinEdge { nodes, part })
+            .collect::<Vec<_>>()
+    };
+    if parallel {
+        use rayon::prelude::*;
+        mesh.elements
+            .par_iter()
+            .with_min_len(1024)
+            .flat_map_iter(scan)
+            .collect()
+    } else {
+        mesh.elements.iter().flat_map(scan).collect()
+    }
+}
+
+fn resolve_with(
+    mesh: &Mesh,
+    cfg: &BoundaryConfig,
+    parallel: bool,
+) -> Result<Resolved, BoundaryError> {
     if cfg.dirichlet.is_empty() && !cfg.robin.iter().any(|r| r.p > 0.0) {
         return Err(BoundaryError::Singular);
     }
     let mut out = Resolved::default();
     for (pi, part) in cfg.robin.iter().enumerate() {
         let mask = select(mesh, &part.select, cfg.tol, &part.name)?;
-        let before = out.robin_edges.len();
-        for el in &mesh.elements {
-            for edge in EDGES {
-                let nodes = edge.map(|k| el[k]);
-                if nodes.iter().all(|&v| mask[v as usize]) {
-                    out.robin_edges.push(RobinEdge {
-                        nodes,
-                        part: pi as u32,
-                    });
-                }
-            }
-        }
-        if out.robin_edges.len() == before {
+        let edges = edges_in(mesh, &mask, pi as u32, parallel);
+        if edges.is_empty() {
             return Err(BoundaryError::NoEdges {
                 name: part.name.clone(),
                 select: part.select.to_string(),
                 tol: cfg.tol,
             });
         }
+        out.robin_edges.extend(edges);
     }
     let mut taken = vec![false; mesh.nodes()];
     for part in &cfg.dirichlet {

@@ -19,6 +19,7 @@ pub mod components;
 pub mod element;
 pub mod mesh;
 pub mod ordering;
+pub mod parallel;
 pub mod pipeline;
 pub mod serial;
 pub mod solver;

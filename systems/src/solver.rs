@@ -243,7 +243,8 @@ impl CgMatrix {
 /// (serial, multi-threaded) implementation.
 pub trait CgKernels {
     /// Pass A: `x += alpha_prev p`, `p = r * inv_diag + beta p`, `q = A p`;
-    /// returns `p.q`.
+    /// returns `p.q`. `p` is a `Vec` so that an implementation may swap in
+    /// a second buffer rather than update in place.
     #[allow(clippy::too_many_arguments)]
     fn pass_a(
         &mut self,
@@ -253,7 +254,7 @@ pub trait CgKernels {
         beta: f64,
         alpha_prev: f64,
         x: &mut [f64],
-        p: &mut [f64],
+        p: &mut Vec<f64>,
         q: &mut [f64],
     ) -> f64;
     /// Pass B: `r -= alpha q`; returns `(r.r, r.z)` with `z = r * inv_diag`.
@@ -280,7 +281,7 @@ impl CgKernels for SerialKernels {
         beta: f64,
         alpha_prev: f64,
         x: &mut [f64],
-        p: &mut [f64],
+        p: &mut Vec<f64>,
         q: &mut [f64],
     ) -> f64 {
         let a = a.get();
