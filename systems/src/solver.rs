@@ -267,12 +267,126 @@ pub trait CgKernels {
     }
 }
 
+/// Rows per reduction chunk. Dot products are summed chunk by chunk and the
+/// chunk sums combined in order; the parallel kernels split rows on chunk
+/// boundaries, so every thread count gives the serial kernels' bits.
+pub const CHUNK: usize = 2048;
+
+/// Pass A over the rows `start..end` (last to first), for one block of a
+/// row partition (the whole matrix for the serial kernels).
+///
+/// `pold` is the previous `p` (all rows, read-only); new values of the
+/// block's rows go to `pb` (`pb[0]` is row `start`), `x += alpha_prev p` to
+/// `xb`, `q` of the block's rows to `qb`. Rows reaching past `end` read new
+/// `p` values from `halo_p` (`halo_p[0]` is row `end`) and leave their
+/// scatter terms in `halo_terms` in generation order (rows descending);
+/// the caller adds them to `q` afterwards in that order, which is the
+/// serial order. Per-chunk partial sums of `p.q` are pushed to `partials`
+/// (chunks descending).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+pub fn pass_a_rows(
+    a: &CgMatrix,
+    inv_diag: &[f64],
+    r: &[f64],
+    beta: f64,
+    alpha_prev: f64,
+    (start, end): (usize, usize),
+    pold: &[f64],
+    xb: &mut [f64],
+    pb: &mut [f64],
+    qb: &mut [f64],
+    halo_p: &[f64],
+    halo_terms: &mut Vec<(u32, f64)>,
+    partials: &mut Vec<f64>,
+) {
+    let m = a.get();
+    let n = m.n;
+    let (rowptr, col, val) = (&m.rowptr[..], &m.col[..], &m.val[..]);
+    assert!(start <= end && end <= n && (start % CHUNK == 0 || start == end));
+    assert!(r.len() == n && inv_diag.len() == n && pold.len() == n);
+    assert!(xb.len() == end - start && pb.len() == end - start && qb.len() == end - start);
+    let nchunks = (end - start).div_ceil(CHUNK);
+    for c in (0..nchunks).rev() {
+        let mut pap = 0.0;
+        let (cs, ce) = (start + c * CHUNK, (start + (c + 1) * CHUNK).min(end));
+        for i in (cs..ce).rev() {
+            let s = rowptr[i] as usize;
+            let e = rowptr[i + 1] as usize;
+            let li = i - start;
+            let po = pold[i];
+            xb[li] += alpha_prev * po;
+            let pi = r[i] * inv_diag[i] + beta * po;
+            pb[li] = pi;
+            let mut acc = 0.0;
+            if (col[e - 1] as usize) < end {
+                for k in s + 1..e {
+                    // SAFETY: `CgMatrix` guarantees columns are > the row
+                    // and < n; this row's last (largest) column is < end
+                    // (checked just above), so start <= j < end, and
+                    // `pb`, `qb` cover start..end (asserted).
+                    unsafe {
+                        let j = *col.get_unchecked(k) as usize - start;
+                        let v = *val.get_unchecked(k);
+                        acc += v * *pb.get_unchecked(j);
+                        *qb.get_unchecked_mut(j) += v * pi;
+                    }
+                }
+            } else {
+                for k in s + 1..e {
+                    let j = col[k] as usize;
+                    let v = val[k];
+                    if j < end {
+                        acc += v * pb[j - start];
+                        qb[j - start] += v * pi;
+                    } else {
+                        acc += v * halo_p[j - end];
+                        halo_terms.push((j as u32, v * pi));
+                    }
+                }
+            }
+            let diag = val[s] * pi;
+            qb[li] = diag + acc;
+            pap += pi * (diag + 2.0 * acc);
+        }
+        partials.push(pap);
+    }
+}
+
+/// Pass B over the rows `start..end` (`rb[0]` is row `start`): per-chunk
+/// partial `(r.r, r.z)` pushed to `partials` (chunks ascending).
+#[inline(never)]
+pub fn pass_b_rows(
+    inv_diag: &[f64],
+    alpha: f64,
+    q: &[f64],
+    (start, end): (usize, usize),
+    rb: &mut [f64],
+    partials: &mut Vec<(f64, f64)>,
+) {
+    assert!((start % CHUNK == 0 || start == end) && rb.len() == end - start);
+    for (c, rc) in rb.chunks_mut(CHUNK).enumerate() {
+        let s = start + c * CHUNK;
+        let (mut rr, mut rz) = (0.0, 0.0);
+        for ((ri, &qi), &di) in rc.iter_mut().zip(&q[s..]).zip(&inv_diag[s..]) {
+            let v = *ri - alpha * qi;
+            *ri = v;
+            rr += v * v;
+            rz += v * v * di;
+        }
+        partials.push((rr, rz));
+    }
+}
+
 /// The single-threaded fused kernels.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SerialKernels;
+#[derive(Debug, Default, Clone)]
+pub struct SerialKernels {
+    spare: Vec<f64>,
+    partials: Vec<f64>,
+    partials_b: Vec<(f64, f64)>,
+}
 
 impl CgKernels for SerialKernels {
-    #[inline(never)]
     fn pass_a(
         &mut self,
         a: &CgMatrix,
@@ -284,47 +398,36 @@ impl CgKernels for SerialKernels {
         p: &mut Vec<f64>,
         q: &mut [f64],
     ) -> f64 {
-        let a = a.get();
-        let n = a.n;
-        let (rowptr, col, val) = (&a.rowptr[..], &a.col[..], &a.val[..]);
-        assert!(rowptr.len() == n + 1 && r.len() == n && inv_diag.len() == n);
-        assert!(x.len() == n && p.len() == n && q.len() == n);
-        let mut pap = 0.0;
-        for i in (0..n).rev() {
-            let s = rowptr[i] as usize;
-            let e = rowptr[i + 1] as usize;
-            let pold = p[i];
-            x[i] += alpha_prev * pold;
-            let pi = r[i] * inv_diag[i] + beta * pold;
-            p[i] = pi;
-            let mut acc = 0.0;
-            for k in s + 1..e {
-                // SAFETY: `CgMatrix` guarantees every column is < n, and
-                // `p`, `q` have length n (asserted above).
-                unsafe {
-                    let j = *col.get_unchecked(k) as usize;
-                    let v = *val.get_unchecked(k);
-                    acc += v * *p.get_unchecked(j);
-                    *q.get_unchecked_mut(j) += v * pi;
-                }
-            }
-            let diag = val[s] * pi;
-            q[i] = diag + acc;
-            pap += pi * (diag + 2.0 * acc);
-        }
-        pap
+        let n = a.n();
+        self.spare.resize(n, 0.0);
+        self.partials.clear();
+        let mut no_halo = Vec::new();
+        pass_a_rows(
+            a,
+            inv_diag,
+            r,
+            beta,
+            alpha_prev,
+            (0, n),
+            p,
+            x,
+            &mut self.spare,
+            q,
+            &[],
+            &mut no_halo,
+            &mut self.partials,
+        );
+        std::mem::swap(p, &mut self.spare);
+        self.partials.iter().sum::<f64>()
     }
 
-    #[inline(never)]
     fn pass_b(&mut self, inv_diag: &[f64], alpha: f64, q: &[f64], r: &mut [f64]) -> (f64, f64) {
-        let (mut rr, mut rz) = (0.0, 0.0);
-        for ((ri, &qi), &di) in r.iter_mut().zip(q).zip(inv_diag) {
-            let v = *ri - alpha * qi;
-            *ri = v;
-            rr += v * v;
-            rz += v * v * di;
-        }
-        (rr, rz)
+        self.partials_b.clear();
+        let n = r.len();
+        pass_b_rows(inv_diag, alpha, q, (0, n), r, &mut self.partials_b);
+        self.partials_b
+            .iter()
+            .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 }
 
@@ -510,7 +613,8 @@ mod tests {
             rtol: 1e-12,
             max_iter: 1000,
         };
-        let (u, stats) = solve_cg_jacobi(&k, &f, &s, &mut SerialKernels, &mut |_, _| {}).unwrap();
+        let (u, stats) =
+            solve_cg_jacobi(&k, &f, &s, &mut SerialKernels::default(), &mut |_, _| {}).unwrap();
         let (ut, it) = textbook(&k, &f, 1e-12);
         assert!(stats.converged);
         assert_eq!(stats.decoupled_rows, 1);
@@ -535,7 +639,8 @@ mod tests {
             rtol: 1e-12,
             max_iter: 5,
         };
-        let (_, stats) = solve_cg_jacobi(&k, &f, &s, &mut SerialKernels, &mut |_, _| {}).unwrap();
+        let (_, stats) =
+            solve_cg_jacobi(&k, &f, &s, &mut SerialKernels::default(), &mut |_, _| {}).unwrap();
         assert!(!stats.converged);
         assert_eq!(stats.iterations, 5);
     }
@@ -553,7 +658,7 @@ mod tests {
             &k,
             &f,
             &CgSettings::default(),
-            &mut SerialKernels,
+            &mut SerialKernels::default(),
             &mut |_, _| {},
         )
         .unwrap_err();

@@ -243,3 +243,94 @@ fn iteration_cap_is_not_convergence() {
     .unwrap();
     assert!(!p.world.resource::<Solution>().stats.converged);
 }
+
+/// A grid with every interior node moved a little (curved elements).
+fn wavy(nx: usize, ny: usize) -> Mesh {
+    let m = grid(nx, ny, 3.0, 1.0);
+    let (mut x, mut y) = (m.x.clone(), m.y.clone());
+    for i in 0..x.len() {
+        let (a, b) = (x[i], y[i]);
+        if a > 0.0 && a < 3.0 && b > 0.0 && b < 1.0 {
+            x[i] += 0.02 * (7.0 * b).sin();
+            y[i] += 0.02 * (5.0 * a).cos();
+        }
+    }
+    let els: Vec<[i64; 8]> = m.elements.iter().map(|e| e.map(|v| v as i64)).collect();
+    Mesh::new(x, y, &els, OrientationPolicy::Refuse).unwrap()
+}
+
+#[test]
+fn both_parallel_assembly_strategies_give_the_serial_matrix() {
+    use quadflow_systems::parallel::{AssemblyStrategy, Parallel};
+    let mesh = wavy(20, 7);
+    let mut cfg = RunConfig::default();
+    cfg.physics.source = Source::Constant(0.7); // exercise the load vector too
+    let serial = run(
+        mesh.clone(),
+        cfg.clone(),
+        &Registry::with_serial(),
+        &PhasePlan::uniform("serial"),
+    )
+    .unwrap();
+    let ks = serial.world.resource::<LinearSystem>();
+    for (threads, strategy) in [
+        (1, AssemblyStrategy::DirectCsr),
+        (3, AssemblyStrategy::DirectCsr),
+        (2, AssemblyStrategy::BatchedCoo { batch: 7 }),
+        (3, AssemblyStrategy::BatchedCoo { batch: 1000 }),
+    ] {
+        let mut reg = Registry::with_serial();
+        reg.register(Parallel { threads, strategy });
+        let par = run(
+            mesh.clone(),
+            cfg.clone(),
+            &reg,
+            &PhasePlan::uniform("parallel"),
+        )
+        .unwrap();
+        let kp = par.world.resource::<LinearSystem>();
+        assert_eq!(kp.k.rowptr, ks.k.rowptr, "{strategy:?}: pattern rows");
+        assert_eq!(kp.k.col, ks.k.col, "{strategy:?}: pattern columns");
+        let scale = ks.k.val.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (a, b) in kp.k.val.iter().zip(&ks.k.val) {
+            assert!(
+                (a - b).abs() <= 1e-12 * scale,
+                "{strategy:?}: value {a} vs {b}"
+            );
+        }
+        for (a, b) in kp.f.iter().zip(&ks.f) {
+            assert!(
+                (a - b).abs() <= 1e-12 * scale,
+                "{strategy:?}: load {a} vs {b}"
+            );
+        }
+        assert_eq!(kp.nnz, ks.nnz);
+        let (us, up) = (
+            &serial.world.resource::<Solution>().u,
+            &par.world.resource::<Solution>().u,
+        );
+        assert_eq!(
+            us, up,
+            "{strategy:?}: the solution should match serial bit for bit"
+        );
+    }
+}
+
+#[test]
+fn bad_parallel_settings_are_errors() {
+    use quadflow_systems::parallel::{AssemblyStrategy, Parallel};
+    let mut reg = Registry::with_serial();
+    reg.register(Parallel {
+        threads: 2,
+        strategy: AssemblyStrategy::BatchedCoo { batch: 0 },
+    });
+    let err = Pipeline::new(
+        Arc::new(grid(2, 1, 3.0, 1.0)),
+        RunConfig::default(),
+        &reg,
+        &PhasePlan::uniform("parallel"),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("batch size"), "{err}");
+}

@@ -12,10 +12,12 @@
 //!   private halo buffer, added to `q` afterwards.
 //!
 //! With the RCM ordering of the solver the halo is a band of a few hundred
-//! rows. Partial sums are combined in block order, so a given thread count
-//! always gives the same bits.
+//! rows. Blocks start on reduction-chunk boundaries, partial sums are
+//! combined chunk by chunk in the serial order and halo terms are added in
+//! the serial order, so every thread count reproduces the serial kernels
+//! bit for bit.
 
-use crate::solver::{CgKernels, CgMatrix};
+use crate::solver::{self, CHUNK, CgKernels, CgMatrix};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -59,7 +61,9 @@ impl ParallelKernels {
                 n
             } else {
                 let target = (nnz * b / t) as u32;
-                a.rowptr.partition_point(|&v| v < target).clamp(start, n)
+                let row = a.rowptr.partition_point(|&v| v < target);
+                // block ends on a reduction-chunk boundary (see CHUNK)
+                (row.div_ceil(CHUNK) * CHUNK).clamp(start, n)
             };
             blocks.push((start, end));
             start = end;
@@ -111,12 +115,10 @@ impl CgKernels for ParallelKernels {
         q: &mut [f64],
     ) -> f64 {
         self.layout(a);
-        let m = a.get();
-        let n = m.n;
+        let n = a.n();
         assert!(
             r.len() == n && inv_diag.len() == n && x.len() == n && p.len() == n && q.len() == n
         );
-        let (rowptr, col, val) = (&m.rowptr[..], &m.col[..], &m.val[..]);
         let pold: &[f64] = p;
         let blocks = &self.blocks;
         let halo = &self.halo;
@@ -126,64 +128,42 @@ impl CgKernels for ParallelKernels {
             .zip(split(q, blocks))
             .enumerate()
             .collect();
-        let parts: Vec<(f64, Vec<f64>)> = self.pool.install(|| {
+        let parts: Vec<(Vec<f64>, Vec<(u32, f64)>)> = self.pool.install(|| {
             work.into_par_iter()
                 .map(|(b, ((xb, pb), qb))| {
                     let (start, end) = blocks[b];
-                    let h = halo[b];
-                    let hp: Vec<f64> = (end..end + h)
+                    let hp: Vec<f64> = (end..end + halo[b])
                         .map(|j| r[j] * inv_diag[j] + beta * pold[j])
                         .collect();
-                    let mut hq = vec![0.0; h];
-                    let mut pap = 0.0;
-                    for i in (start..end).rev() {
-                        let s = rowptr[i] as usize;
-                        let e = rowptr[i + 1] as usize;
-                        let li = i - start;
-                        let po = pold[i];
-                        xb[li] += alpha_prev * po;
-                        let pi = r[i] * inv_diag[i] + beta * po;
-                        pb[li] = pi;
-                        let mut acc = 0.0;
-                        if (col[e - 1] as usize) < end {
-                            for k in s + 1..e {
-                                // SAFETY: CgMatrix columns are < n; this row's
-                                // columns are in start..end (checked above),
-                                // and pb, qb cover start..end.
-                                unsafe {
-                                    let j = *col.get_unchecked(k) as usize - start;
-                                    let v = *val.get_unchecked(k);
-                                    acc += v * *pb.get_unchecked(j);
-                                    *qb.get_unchecked_mut(j) += v * pi;
-                                }
-                            }
-                        } else {
-                            for k in s + 1..e {
-                                let j = col[k] as usize;
-                                let v = val[k];
-                                if j < end {
-                                    acc += v * pb[j - start];
-                                    qb[j - start] += v * pi;
-                                } else {
-                                    acc += v * hp[j - end];
-                                    hq[j - end] += v * pi;
-                                }
-                            }
-                        }
-                        let diag = val[s] * pi;
-                        qb[li] = diag + acc;
-                        pap += pi * (diag + 2.0 * acc);
-                    }
-                    (pap, hq)
+                    let mut terms = Vec::new();
+                    let mut partials = Vec::new();
+                    solver::pass_a_rows(
+                        a,
+                        inv_diag,
+                        r,
+                        beta,
+                        alpha_prev,
+                        (start, end),
+                        pold,
+                        xb,
+                        pb,
+                        qb,
+                        &hp,
+                        &mut terms,
+                        &mut partials,
+                    );
+                    (partials, terms)
                 })
                 .collect()
         });
+        // Serial order: rows (hence chunks and halo terms) from last to first.
         let mut pap = 0.0;
-        for (b, (part, hq)) in parts.into_iter().enumerate() {
-            pap += part;
-            let end = blocks[b].1;
-            for (k, v) in hq.into_iter().enumerate() {
-                q[end + k] += v;
+        for (partials, terms) in parts.iter().rev() {
+            for &v in partials {
+                pap += v;
+            }
+            for &(j, t) in terms {
+                q[j as usize] += t;
             }
         }
         std::mem::swap(p, &mut self.spare);
@@ -197,23 +177,18 @@ impl CgKernels for ParallelKernels {
         }
         let blocks = &self.blocks;
         let work: Vec<_> = split(r, blocks).into_iter().enumerate().collect();
-        let parts: Vec<(f64, f64)> = self.pool.install(|| {
+        let parts: Vec<Vec<(f64, f64)>> = self.pool.install(|| {
             work.into_par_iter()
                 .map(|(b, rb)| {
-                    let (s, e) = blocks[b];
-                    let (mut rr, mut rz) = (0.0, 0.0);
-                    for ((ri, &qi), &di) in rb.iter_mut().zip(&q[s..e]).zip(&inv_diag[s..e]) {
-                        let v = *ri - alpha * qi;
-                        *ri = v;
-                        rr += v * v;
-                        rz += v * v * di;
-                    }
-                    (rr, rz)
+                    let mut partials = Vec::new();
+                    solver::pass_b_rows(inv_diag, alpha, q, blocks[b], rb, &mut partials);
+                    partials
                 })
                 .collect()
         });
         parts
             .iter()
+            .flatten()
             .fold((0.0, 0.0), |acc, p| (acc.0 + p.0, acc.1 + p.1))
     }
 

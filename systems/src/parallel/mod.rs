@@ -8,10 +8,11 @@
 //!   into CSR by a counting sort on rows and a per-row sort that sums
 //!   duplicates. No precomputed pattern.
 //! - [`AssemblyStrategy::DirectCsr`] (seed 4): the pattern and slot maps are
-//!   built once (in parallel over row blocks and elements); elements are
-//!   coloured so that no two elements of one colour share a node, and each
-//!   colour's elements add straight into the CSR values in parallel,
-//!   race-free. No triplets, no sort.
+//!   built once (in parallel over row blocks and elements); element matrices
+//!   are computed in parallel and added straight into the CSR values by row
+//!   owners (each thread owns a slice of rows), race-free without atomics
+//!   or colouring, and in element order, so the matrix equals the serial
+//!   one bit for bit. No triplets, no sort.
 
 mod cg;
 
@@ -194,37 +195,25 @@ pub fn pattern_parallel(
     SymCsr::from_row_lengths(n, &len, col)
 }
 
-/// Greedy element colouring: no two elements of one colour share a node.
-/// Returns the elements of each colour, in increasing element order.
-pub fn colour_elements(n: usize, elements: &[[u32; NODES]]) -> Vec<Vec<u32>> {
-    // per node, a bit per colour already used around it (spills past 64
-    // colours into further rounds)
-    let mut colours: Vec<Vec<u32>> = Vec::new();
-    let mut pending: Vec<u32> = (0..elements.len() as u32).collect();
-    let mut base = 0usize;
-    while !pending.is_empty() {
-        let mut used = vec![0u64; n];
-        let mut rest = Vec::new();
-        for &e in &pending {
-            let el = &elements[e as usize];
-            let mask = el.iter().fold(0u64, |m, &v| m | used[v as usize]);
-            if mask == u64::MAX {
-                rest.push(e);
-                continue;
-            }
-            let c = (!mask).trailing_zeros() as usize;
-            for &v in el {
-                used[v as usize] |= 1 << c;
-            }
-            if colours.len() <= base + c {
-                colours.resize(base + c + 1, Vec::new());
-            }
-            colours[base + c].push(e);
-        }
-        pending = rest;
-        base = colours.len();
+/// Splits `0..n` rows into `t` contiguous blocks of about equal stored
+/// entries.
+pub fn row_blocks(k: &SymCsr, t: usize) -> Vec<(usize, usize)> {
+    let t = t.max(1);
+    let nnz = k.stored();
+    let mut out = Vec::with_capacity(t);
+    let mut start = 0;
+    for b in 1..=t {
+        let end = if b == t {
+            k.n
+        } else {
+            k.rowptr
+                .partition_point(|&v| (v as usize) < nnz * b / t)
+                .clamp(start, k.n)
+        };
+        out.push((start, end));
+        start = end;
     }
-    colours
+    out
 }
 
 /// Direct CSR, step 1: pattern and slot maps (parallel).
@@ -257,60 +246,76 @@ pub fn build_pattern(
     sys.k = k;
 }
 
-/// A raw pointer that may cross threads; every use is race-free because
-/// the elements of one colour touch disjoint entries.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f64);
-// SAFETY: see the colouring argument at the use site.
-unsafe impl Send for SharedMut {}
-// SAFETY: as above.
-unsafe impl Sync for SharedMut {}
-
-/// Direct CSR, step 2: coloured parallel scatter.
+/// Direct CSR, step 2: element matrices computed in parallel, then added
+/// into the CSR values by row owners. Each thread owns a block of rows (a
+/// contiguous slice of the value array and of `f`) and walks all elements
+/// in order, adding the entries that fall in its rows. Writes are disjoint
+/// by construction (safe Rust, no atomics), and every entry receives its
+/// contributions in element order, exactly as in the serial executor, so
+/// the matrix is bit-for-bit the serial one for any thread count.
 pub fn assemble_direct(
     rt: Res<ParallelRuntime>,
-    mesh: Res<MeshRes>,
     mut sys: ResMut<LinearSystem>,
     physics: Res<Physics>,
     q: Query<(&Nodes, &ElementCoords, &Quadrature, &Slots)>,
 ) {
     let _s = tracing::info_span!("parallel::element_scatter").entered();
-    let colours = {
-        let _s = tracing::info_span!("parallel::colouring").entered();
-        colour_elements(mesh.0.nodes(), &mesh.0.elements)
-    };
     // element order = query order (entities were spawned in element order)
     let items: Vec<_> = q.iter().collect();
-    assert_eq!(items.len(), mesh.0.elements.len());
-    let LinearSystem { k, f, .. } = &mut *sys;
-    let (val_len, f_len) = (k.val.len(), f.len());
-    let val = SharedMut(k.val.as_mut_ptr());
-    let fp = SharedMut(f.as_mut_ptr());
     let source = &physics.source;
+    let (ke, fe): (Vec<[f64; SYM_ENTRIES]>, Vec<Option<[f64; NODES]>>) = rt.pool.install(|| {
+        let _s = tracing::info_span!("parallel::element_kernels").entered();
+        items
+            .par_iter()
+            .with_min_len(256)
+            .map(|(_, c, qd, _)| {
+                (
+                    element::stiffness_sym(&qd.0),
+                    common::element_load(source, &c.0, &qd.0),
+                )
+            })
+            .unzip()
+    });
+    let _s = tracing::info_span!("parallel::scatter").entered();
+    let LinearSystem { k, f, .. } = &mut *sys;
+    let blocks = row_blocks(k, rt.pool.current_num_threads());
+    // disjoint slices of the values (by row block) and of f
+    let mut vals = Vec::with_capacity(blocks.len());
+    let mut fs = Vec::with_capacity(blocks.len());
+    let (mut vrest, mut frest) = (&mut k.val[..], &mut f[..]);
+    for &(s, e) in &blocks {
+        let (v, vr) = vrest.split_at_mut((k.rowptr[e] - k.rowptr[s]) as usize);
+        let (fb, fr) = frest.split_at_mut(e - s);
+        vals.push(v);
+        fs.push(fb);
+        vrest = vr;
+        frest = fr;
+    }
+    let rowptr = &k.rowptr;
     rt.pool.install(|| {
-        for colour in &colours {
-            colour.par_iter().with_min_len(256).for_each(|&e| {
-                let (nodes, c, qd, slots) = items[e as usize];
-                let ke = element::stiffness_sym(&qd.0);
-                let fe = common::element_load(source, &c.0, &qd.0);
-                let (val, fp) = (val, fp);
-                for (s, v) in slots.0.iter().zip(ke.iter()) {
-                    assert!((*s as usize) < val_len);
-                    // SAFETY: in bounds (checked); elements of one colour
-                    // share no node, so no two threads add to one slot
-                    // (a slot belongs to a node pair of its element).
-                    unsafe { *val.0.add(*s as usize) += v };
-                }
-                if let Some(fe) = fe {
-                    for (a, v) in fe.iter().enumerate() {
-                        let i = nodes.0[a] as usize;
-                        assert!(i < f_len);
-                        // SAFETY: in bounds; nodes of one colour are disjoint.
-                        unsafe { *fp.0.add(i) += v };
+        vals.into_par_iter()
+            .zip(fs)
+            .zip(&blocks)
+            .for_each(|((vb, fb), &(s, e))| {
+                let base = rowptr[s] as usize;
+                let (lo, hi) = (s as u32, e as u32);
+                for ((nodes, _, _, slots), (ke, fe)) in items.iter().zip(ke.iter().zip(&fe)) {
+                    for (kk, &(a, b)) in SYM_PAIRS.iter().enumerate() {
+                        let row = nodes.0[a as usize].min(nodes.0[b as usize]);
+                        if row >= lo && row < hi {
+                            vb[slots.0[kk] as usize - base] += ke[kk];
+                        }
+                    }
+                    if let Some(fe) = fe {
+                        for (a, v) in fe.iter().enumerate() {
+                            let i = nodes.0[a];
+                            if i >= lo && i < hi {
+                                fb[(i - lo) as usize] += v;
+                            }
+                        }
                     }
                 }
-            });
-        }
+            })
     });
 }
 
@@ -355,7 +360,8 @@ pub fn coo_to_csr(
     let lens: Vec<u32> = rows
         .par_iter_mut()
         .map(|r| {
-            r.sort_unstable_by_key(|e| e.0);
+            // stable: duplicates stay in element order, as serial sums them
+            r.sort_by_key(|e| e.0);
             let mut w = 0;
             for k in 0..r.len() {
                 if k > 0 && r[k].0 == r[w - 1].0 {
@@ -530,21 +536,16 @@ mod tests {
     }
 
     #[test]
-    fn colouring_is_valid() {
-        let els = strip(50);
-        let n = 3 * (2 * 50 + 1);
-        let colours = colour_elements(n, &els);
-        assert_eq!(colours.len(), 2);
-        for c in &colours {
-            let mut seen = vec![false; n];
-            for &e in c {
-                for &v in &els[e as usize] {
-                    assert!(!seen[v as usize], "node {v} twice in a colour");
-                    seen[v as usize] = true;
-                }
-            }
+    fn row_blocks_cover_all_rows() {
+        let els = strip(30);
+        let k = SymCsr::pattern(3 * 61, &els).unwrap();
+        for t in 1..5 {
+            let b = row_blocks(&k, t);
+            assert_eq!(b.len(), t);
+            assert_eq!(b[0].0, 0);
+            assert_eq!(b[t - 1].1, k.n);
+            assert!(b.windows(2).all(|w| w[0].1 == w[1].0));
         }
-        assert_eq!(colours.iter().map(|c| c.len()).sum::<usize>(), 50);
     }
 
     #[test]

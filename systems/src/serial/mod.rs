@@ -132,7 +132,7 @@ pub fn solve(
     common::solve_into(
         &sys,
         &settings,
-        &mut SerialKernels,
+        &mut SerialKernels::default(),
         &mut hook,
         &mut solution,
         &mut failure,
