@@ -162,10 +162,8 @@ fn cmd_run(a: RunArgs) -> Result<(), AppError> {
     } else {
         progress_hook(scene.solver.rtol)
     };
-    if !a.quiet {
-        if let Some(t) = &scene.title {
-            eprintln!("quadflow  {t}");
-        }
+    if let (false, Some(t)) = (a.quiet, &scene.title) {
+        eprintln!("quadflow  {t}");
     }
     let result = run::run(&scene, Some(hook))?;
     if let Some(p) = &scene.output.results {

@@ -420,10 +420,8 @@ impl Scene {
         if let Some(side) = Side::parse(s) {
             return Ok(Selector::Side(side));
         }
-        if let Some(name) = s.strip_prefix("set:") {
-            if !name.is_empty() {
-                return Ok(Selector::Named(name.to_string()));
-            }
+        if let Some(name) = s.strip_prefix("set:").filter(|n| !n.is_empty()) {
+            return Ok(Selector::Named(name.to_string()));
         }
         if let Some(b) = s.strip_prefix("box:") {
             let v: Vec<f64> = b.split(',').filter_map(|t| t.trim().parse().ok()).collect();

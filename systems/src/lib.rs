@@ -13,6 +13,10 @@
 //!   [`pipeline::Pipeline`] runner.
 //! - [`serial`]: the single-threaded backend.
 
+// Element kernels index small fixed arrays by node and quadrature point;
+// explicit index loops mirror the formulas (and the CUDA C kernels).
+#![allow(clippy::needless_range_loop)]
+
 pub mod boundary;
 pub mod common;
 pub mod components;

@@ -489,7 +489,8 @@ pub fn pcg(
             &mut p,
             &mut q,
         );
-        if !(pap > 0.0) {
+        // NaN counts as a breakdown too
+        if pap.is_nan() || pap <= 0.0 {
             return Err(SolveError::Breakdown { iteration: it, pap });
         }
         alpha = rz / pap;

@@ -128,7 +128,9 @@ impl CgKernels for ParallelKernels {
             .zip(split(q, blocks))
             .enumerate()
             .collect();
-        let parts: Vec<(Vec<f64>, Vec<(u32, f64)>)> = self.pool.install(|| {
+        // per block: chunk partials of p.q, and halo scatter terms
+        type Part = (Vec<f64>, Vec<(u32, f64)>);
+        let parts: Vec<Part> = self.pool.install(|| {
             work.into_par_iter()
                 .map(|(b, ((xb, pb), qb))| {
                     let (start, end) = blocks[b];

@@ -404,28 +404,28 @@ pub fn assemble_coo(
     let items: Vec<_> = q.iter().collect();
     let n = mesh.0.nodes();
     let source = &physics.source;
-    let (batches, loads): (Vec<Vec<(u32, u32, f64)>>, Vec<Vec<(u32, f64)>>) =
-        rt.pool.install(|| {
-            let _s = tracing::info_span!("parallel::batch_kernels").entered();
-            items
-                .par_chunks(batch)
-                .map(|chunk| {
-                    let mut trip = Vec::with_capacity(chunk.len() * SYM_ENTRIES);
-                    let mut load = Vec::new();
-                    for (nodes, c, qd) in chunk {
-                        let ke = element::stiffness_sym(&qd.0);
-                        for (kk, &(a, b)) in SYM_PAIRS.iter().enumerate() {
-                            let (i, j) = (nodes.0[a as usize], nodes.0[b as usize]);
-                            trip.push((i.min(j), i.max(j), ke[kk]));
-                        }
-                        if let Some(fe) = common::element_load(source, &c.0, &qd.0) {
-                            load.extend(nodes.0.iter().zip(fe).map(|(&i, v)| (i, v)));
-                        }
+    type Batches = (Vec<Vec<(u32, u32, f64)>>, Vec<Vec<(u32, f64)>>);
+    let (batches, loads): Batches = rt.pool.install(|| {
+        let _s = tracing::info_span!("parallel::batch_kernels").entered();
+        items
+            .par_chunks(batch)
+            .map(|chunk| {
+                let mut trip = Vec::with_capacity(chunk.len() * SYM_ENTRIES);
+                let mut load = Vec::new();
+                for (nodes, c, qd) in chunk {
+                    let ke = element::stiffness_sym(&qd.0);
+                    for (kk, &(a, b)) in SYM_PAIRS.iter().enumerate() {
+                        let (i, j) = (nodes.0[a as usize], nodes.0[b as usize]);
+                        trip.push((i.min(j), i.max(j), ke[kk]));
                     }
-                    (trip, load)
-                })
-                .unzip()
-        });
+                    if let Some(fe) = common::element_load(source, &c.0, &qd.0) {
+                        load.extend(nodes.0.iter().zip(fe).map(|(&i, v)| (i, v)));
+                    }
+                }
+                (trip, load)
+            })
+            .unzip()
+    });
     let k = {
         let _s = tracing::info_span!("parallel::coo_to_csr").entered();
         match rt.pool.install(|| coo_to_csr(n, &batches)) {
