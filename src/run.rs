@@ -281,6 +281,19 @@ impl RunResult {
             },
             self.solution.true_residual
         );
+        if st.iterations > 0 && st.iteration_seconds > 0.0 {
+            let per = st.iteration_seconds / st.iterations as f64;
+            let _ = writeln!(
+                s,
+                "          {} CG rows ({} decoupled), setup {:.3} s, {:.3} ms/iteration, {:.1} MB/iteration -> {:.1} GB/s",
+                st.cg_rows,
+                st.decoupled_rows,
+                st.setup_seconds,
+                per * 1e3,
+                st.bytes_per_iteration as f64 / 1e6,
+                st.bytes_per_iteration as f64 / per / 1e9
+            );
+        }
         let (lo, hi) = self
             .solution
             .u
