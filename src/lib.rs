@@ -4,6 +4,7 @@
 //! output (HDF5, generators), scene files, building and running the
 //! pipeline, results files, tracing.
 
+pub mod bench;
 pub mod generate;
 pub mod h5io;
 pub mod run;

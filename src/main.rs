@@ -24,6 +24,26 @@ struct Cli {
 enum Command {
     /// Solve a scene (the built-in default scene if none is given).
     Run(RunArgs),
+    /// Run a benchmark suite (backends x variants x meshes) and record it
+    /// under profiles/.
+    Bench(BenchArgs),
+    /// One run of a bench case (used by `bench`; prints JSON).
+    #[command(hide = true)]
+    BenchCase {
+        /// scene file
+        scene: PathBuf,
+        /// results file
+        out: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Suite file (TOML); default benches/y_tube.toml.
+    suite: Option<PathBuf>,
+    /// Folder the results go under (<folder>/<suite>/<machine>/).
+    #[arg(long, default_value = "profiles")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args, Default)]
@@ -57,6 +77,9 @@ struct RunArgs {
     /// Chrome trace (open in Perfetto or chrome://tracing).
     #[arg(long)]
     trace: Option<PathBuf>,
+    /// Flamegraph (SVG) of the run's phases, systems and kernels.
+    #[arg(long)]
+    flamegraph: Option<PathBuf>,
     /// Print only errors.
     #[arg(long, short)]
     quiet: bool,
@@ -66,6 +89,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Run(a)) => cmd_run(a),
+        Some(Command::Bench(b)) => cmd_bench(b),
+        Some(Command::BenchCase { scene, out }) => quadflow::bench::bench_case(&scene, &out),
         None => cmd_run(RunArgs::default()),
     };
     match result {
@@ -119,6 +144,9 @@ fn scene_for(a: &RunArgs) -> Result<Scene, AppError> {
     if a.trace.is_some() {
         scene.output.trace = a.trace.clone();
     }
+    if a.flamegraph.is_some() {
+        scene.output.flamegraph = a.flamegraph.clone();
+    }
     scene.check()?;
     Ok(scene)
 }
@@ -153,9 +181,9 @@ fn progress_hook(rtol: f64) -> ProgressHook {
 
 fn cmd_run(a: RunArgs) -> Result<(), AppError> {
     let scene = scene_for(&a)?;
-    let _trace = match &scene.output.trace {
-        Some(p) => Some(quadflow::trace::chrome(p)?),
-        None => None,
+    let trace = match (&scene.output.trace, &scene.output.flamegraph) {
+        (None, None) => None,
+        (c, f) => Some(quadflow::trace::install(c.as_deref(), f.as_deref())?),
     };
     let hook = if a.quiet {
         ProgressHook(None)
@@ -169,8 +197,23 @@ fn cmd_run(a: RunArgs) -> Result<(), AppError> {
     if let Some(p) = &scene.output.results {
         result.write(p, &scene)?;
     }
+    if let Some(t) = trace {
+        t.finish()?;
+    }
     if !a.quiet {
         print!("{}", result.report(scene.output.results.as_ref()));
     }
+    Ok(())
+}
+
+fn cmd_bench(b: BenchArgs) -> Result<(), AppError> {
+    let path = b.suite.unwrap_or_else(|| {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/y_tube.toml"))
+    });
+    let suite = quadflow::bench::Suite::load(&path)?;
+    let base = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let report = quadflow::bench::run_suite(&suite, &base, &b.out, &command)?;
+    print!("{}", quadflow::bench::markdown(&report));
     Ok(())
 }

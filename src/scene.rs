@@ -230,6 +230,8 @@ pub struct OutputSection {
     pub results: Option<PathBuf>,
     /// Chrome trace file.
     pub trace: Option<PathBuf>,
+    /// Flamegraph (SVG) file.
+    pub flamegraph: Option<PathBuf>,
 }
 
 /// A whole scene.

@@ -68,6 +68,7 @@ fn results_file_has_the_spec_layout_and_h5py_reads_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.h5");
     let trace = dir.path().join("t.json");
+    let flame = dir.path().join("f.svg");
     let mesh = shared().join("meshes/y_tube_201.h5");
     let o = quadflow(&[
         "run",
@@ -77,6 +78,8 @@ fn results_file_has_the_spec_layout_and_h5py_reads_it() {
         out.to_str().unwrap(),
         "--trace",
         trace.to_str().unwrap(),
+        "--flamegraph",
+        flame.to_str().unwrap(),
         "--backend",
         "parallel",
     ]);
@@ -121,13 +124,24 @@ fn results_file_has_the_spec_layout_and_h5py_reads_it() {
     let t = std::fs::read_to_string(&trace).unwrap();
     assert!(t.trim_start().starts_with('['), "not a Chrome trace");
     for span in [
-        "\"phase\"",
+        "phase_quadrature",
+        "phase_solve",
         "parallel::quadrature",
         "parallel::solve",
         "cg_jacobi",
     ] {
         assert!(t.contains(span), "trace lacks {span}");
     }
+    // the flamegraph is an SVG with the phases and systems
+    let svg = std::fs::read_to_string(&flame).unwrap();
+    assert!(svg.contains("<svg"), "not an SVG");
+    for frame in ["phase_assembly", "parallel::element_scatter", "cg_jacobi"] {
+        assert!(svg.contains(frame), "flamegraph lacks {frame}");
+    }
+    assert!(
+        !dir.path().join("f.folded").exists(),
+        "folded stacks left behind"
+    );
     // h5py, when available (CI installs it)
     if Command::new("python3")
         .args(["-c", "import h5py"])

@@ -193,7 +193,15 @@ struct PhaseSpan(Option<tracing::span::EnteredSpan>);
 
 fn phase_begin(phase: Phase) -> impl FnMut(ResMut<PhaseTimes>, NonSendMut<PhaseSpan>) {
     move |mut t, mut span| {
-        span.0 = Some(tracing::info_span!("phase", name = phase.name()).entered());
+        // a distinct span name per phase, so flamegraphs keep them apart
+        let s = match phase {
+            Phase::Quadrature => tracing::info_span!("phase_quadrature"),
+            Phase::Assembly => tracing::info_span!("phase_assembly"),
+            Phase::Boundary => tracing::info_span!("phase_boundary"),
+            Phase::Solve => tracing::info_span!("phase_solve"),
+            Phase::Post => tracing::info_span!("phase_post"),
+        };
+        span.0 = Some(s.entered());
         t.started = Some(Instant::now());
     }
 }

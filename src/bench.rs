@@ -1,0 +1,661 @@
+//! `quadflow bench`: runs a matrix of backends x variants x meshes, each
+//! case with warm-up runs and repeats in fresh processes, and records per
+//! phase the median, min and max wall time, iterations, true residual, peak
+//! resident memory, and whether the case's fields agree with the first
+//! backend's on the same mesh (the seed's numerical-equivalence claim).
+//!
+//! Each run is a child process (`quadflow bench-case`), so that peak memory
+//! is per case and no state carries over between runs.
+
+use crate::h5io;
+use crate::run::AppError;
+use crate::scene::Scene;
+use quadflow_systems::pipeline::Phase;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// A benchmark suite (TOML).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Suite {
+    /// Suite name (the folder under `profiles/`).
+    pub name: String,
+    /// Runs per case not counted.
+    #[serde(default = "one")]
+    pub warmup: usize,
+    /// Counted runs per case.
+    #[serde(default = "three")]
+    pub repeats: usize,
+    /// Relative tolerance of the field-equivalence check.
+    #[serde(default = "equiv_tol")]
+    pub tolerance: f64,
+    /// Meshes: a path (relative to the suite file) or `generate:GEOMETRY:NODES`.
+    pub meshes: Vec<String>,
+    /// Cases run on every mesh; the first is the equivalence reference.
+    pub cases: Vec<CaseSpec>,
+    /// Scene TOML applied to every case before its own settings (solver
+    /// settings, for instance).
+    #[serde(default)]
+    pub scene: String,
+}
+
+fn one() -> usize {
+    1
+}
+fn three() -> usize {
+    3
+}
+fn equiv_tol() -> f64 {
+    1e-6
+}
+
+/// One case of the matrix.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CaseSpec {
+    /// Label in tables.
+    pub label: String,
+    /// Backend of every phase.
+    pub backend: String,
+    /// Extra scene TOML (e.g. `[parallel]` settings).
+    #[serde(default)]
+    pub scene: String,
+}
+
+/// Per-phase statistics over the repeats, in seconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Stat {
+    /// Median.
+    pub median: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+impl Stat {
+    /// Median, min and max of samples (empty: zeros).
+    pub fn of(samples: &[f64]) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        let mut v = samples.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Self {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        }
+    }
+}
+
+/// What one child run reports (JSON on its stdout).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct RunRecord {
+    /// load, quadrature, assembly, boundary, solve, post, total.
+    pub seconds: Vec<f64>,
+    /// CG iterations.
+    pub iterations: usize,
+    /// Whether converged.
+    pub converged: bool,
+    /// True relative residual.
+    pub true_residual: f64,
+    /// Peak resident memory of the process (bytes).
+    pub peak_rss: u64,
+    /// Nodes of the mesh.
+    pub nodes: usize,
+    /// Elements.
+    pub elements: usize,
+    /// Backend label.
+    pub backend: String,
+    /// Bytes per CG iteration (counted).
+    pub bytes_per_iteration: usize,
+    /// Seconds of the CG iteration proper.
+    pub iteration_seconds: f64,
+}
+
+/// Results of one case.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CaseResult {
+    /// Case label.
+    pub label: String,
+    /// Mesh label.
+    pub mesh: String,
+    /// Nodes.
+    pub nodes: usize,
+    /// Elements.
+    pub elements: usize,
+    /// Per phase (load, quadrature, assembly, boundary, solve, post, total).
+    pub phases: Vec<Stat>,
+    /// Iterations (of the last run).
+    pub iterations: usize,
+    /// True residual (of the last run).
+    pub true_residual: f64,
+    /// Largest peak RSS over the runs (bytes).
+    pub peak_rss: u64,
+    /// Max relative difference of `u`, `abs_vel` and `pressure` to the first
+    /// case on the same mesh (0 for the first case itself).
+    pub max_rel_diff: f64,
+    /// Whether that difference is within the suite's tolerance.
+    pub equivalent: bool,
+    /// Median CG bandwidth (counted bytes / iteration time), GB/s.
+    pub cg_gbps: f64,
+}
+
+/// Names of the seven timed quantities, in record order.
+pub const COLUMNS: [&str; 7] = [
+    "load",
+    "quadrature",
+    "assembly",
+    "boundary",
+    "solve",
+    "post",
+    "total",
+];
+
+/// Whole-suite output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// Suite name.
+    pub suite: String,
+    /// Machine description.
+    pub machine: Machine,
+    /// UTC date and time.
+    pub date: String,
+    /// Git revision of the binary's checkout.
+    pub git_revision: String,
+    /// The command that produced this.
+    pub command: String,
+    /// Warm-up runs and repeats.
+    pub warmup: usize,
+    /// Counted repeats.
+    pub repeats: usize,
+    /// All cases.
+    pub cases: Vec<CaseResult>,
+}
+
+/// The machine a report was measured on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Machine {
+    /// Short name (folder under the suite).
+    pub name: String,
+    /// CPU model.
+    pub cpu: String,
+    /// Logical cores.
+    pub cores: usize,
+    /// Memory, GiB.
+    pub memory_gib: f64,
+    /// GPU and driver (nvidia-smi), if any.
+    pub gpu: Option<String>,
+}
+
+impl Machine {
+    /// Describes this machine.
+    pub fn detect() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let mem_kb: f64 = std::fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("MemTotal"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        let gpu = Command::new("nvidia-smi")
+            .args(["--query-gpu=name,driver_version", "--format=csv,noheader"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty());
+        let slug = |s: &str| {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '-'
+                    }
+                })
+                .collect::<String>()
+                .split('-')
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join("-")
+        };
+        let name = match &gpu {
+            Some(g) => format!(
+                "{}-{}c-{}",
+                slug(&cpu),
+                cores,
+                slug(g.split(',').next().unwrap_or(""))
+            ),
+            None => format!("{}-{}c", slug(&cpu), cores),
+        };
+        Self {
+            name,
+            cpu,
+            cores,
+            memory_gib: mem_kb / 1024.0 / 1024.0,
+            gpu,
+        }
+    }
+}
+
+/// Peak resident memory of this process, from `/proc/self/status`.
+pub fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Max over fields of `max |a - b| / max |b|`.
+pub fn max_rel_diff(a: &[&[f64]], b: &[&[f64]]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            if x.len() != y.len() {
+                return f64::INFINITY;
+            }
+            let scale = y
+                .iter()
+                .fold(0.0f64, |m, v| m.max(v.abs()))
+                .max(f64::MIN_POSITIVE);
+            x.iter().zip(y.iter()).fold(0.0f64, |m, (p, q)| {
+                let d = (p - q).abs();
+                if d.is_nan() { f64::INFINITY } else { m.max(d) }
+            }) / scale
+        })
+        .fold(0.0, f64::max)
+}
+
+impl Suite {
+    /// Reads a suite file.
+    pub fn load(path: &Path) -> Result<Self, AppError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| AppError::Other(format!("suite {}: {e}", path.display())))?;
+        let s: Suite = toml::from_str(&text).map_err(|e| {
+            AppError::Other(format!(
+                "suite {}: {}",
+                path.display(),
+                e.to_string().trim_end()
+            ))
+        })?;
+        if s.repeats == 0 || s.meshes.is_empty() || s.cases.is_empty() {
+            return Err(AppError::Other(format!(
+                "suite {}: needs repeats >= 1, at least one mesh and one case",
+                path.display()
+            )));
+        }
+        Ok(s)
+    }
+
+    /// The scene text of `case` on `mesh` (mesh paths resolved against
+    /// `base`, the suite's folder).
+    pub fn scene_text(&self, case: &CaseSpec, mesh: &str, base: &Path) -> Result<String, AppError> {
+        let mesh_toml = if let Some(rest) = mesh.strip_prefix("generate:") {
+            let (g, n) = rest.split_once(':').ok_or_else(|| {
+                AppError::Other(format!("suite mesh {mesh:?}: use generate:GEOMETRY:NODES"))
+            })?;
+            format!("[mesh]\ngenerate = {g:?}\nnodes = {n}\n")
+        } else {
+            let p = base.join(mesh);
+            format!("[mesh]\nfile = {:?}\n", p.display().to_string())
+        };
+        let text = format!(
+            "{mesh_toml}[backend]\ndefault = {:?}\n{}\n{}\n",
+            case.backend, self.scene, case.scene
+        );
+        // validate now rather than in the child
+        Scene::parse(&text, "<bench>")?;
+        Ok(text)
+    }
+}
+
+fn mesh_label(mesh: &str) -> String {
+    match mesh.strip_prefix("generate:") {
+        Some(r) => r.replace(':', "-"),
+        None => Path::new(mesh)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| mesh.into()),
+    }
+}
+
+/// Runs one child process: `quadflow bench-case SCENE OUT`.
+fn run_child(scene: &Path, out: &Path) -> Result<RunRecord, AppError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| AppError::Other(format!("cannot find own executable: {e}")))?;
+    let o = Command::new(exe)
+        .arg("bench-case")
+        .arg(scene)
+        .arg(out)
+        .output()
+        .map_err(|e| AppError::Other(format!("cannot start a bench case: {e}")))?;
+    if !o.status.success() {
+        return Err(AppError::Other(format!(
+            "bench case {} failed: {}",
+            scene.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        )));
+    }
+    serde_json::from_slice(&o.stdout)
+        .map_err(|e| AppError::Other(format!("bench case output: {e}")))
+}
+
+/// The body of `quadflow bench-case`: runs a scene once, writes results to
+/// `out`, prints a [`RunRecord`] as JSON.
+pub fn bench_case(scene: &Path, out: &Path) -> Result<(), AppError> {
+    let scene = Scene::load(scene)?;
+    let r = crate::run::run(&scene, None)?;
+    r.write(out, &scene)?;
+    let mut seconds = vec![r.load_seconds];
+    seconds.extend(Phase::ALL.iter().map(|p| r.phase_seconds[p.index()]));
+    seconds.push(r.total_seconds);
+    let rec = RunRecord {
+        seconds,
+        iterations: r.solution.stats.iterations,
+        converged: r.solution.stats.converged,
+        true_residual: r.solution.true_residual,
+        peak_rss: peak_rss(),
+        nodes: r.mesh.nodes(),
+        elements: r.mesh.elements.len(),
+        backend: r.backend_label(),
+        bytes_per_iteration: r.solution.stats.bytes_per_iteration,
+        iteration_seconds: r.solution.stats.iteration_seconds,
+    };
+    println!("{}", serde_json::to_string(&rec).expect("serialisable"));
+    Ok(())
+}
+
+/// Summarises the repeats of one case.
+pub fn summarise(label: &str, mesh: &str, runs: &[RunRecord]) -> CaseResult {
+    let phases = (0..COLUMNS.len())
+        .map(|k| {
+            Stat::of(
+                &runs
+                    .iter()
+                    .map(|r| r.seconds.get(k).copied().unwrap_or(0.0))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    let last = runs.last().cloned().unwrap_or_default();
+    let gbps = Stat::of(
+        &runs
+            .iter()
+            .filter(|r| r.iterations > 0 && r.iteration_seconds > 0.0)
+            .map(|r| r.bytes_per_iteration as f64 * r.iterations as f64 / r.iteration_seconds / 1e9)
+            .collect::<Vec<_>>(),
+    )
+    .median;
+    CaseResult {
+        label: label.into(),
+        mesh: mesh.into(),
+        nodes: last.nodes,
+        elements: last.elements,
+        phases,
+        iterations: last.iterations,
+        true_residual: last.true_residual,
+        peak_rss: runs.iter().map(|r| r.peak_rss).max().unwrap_or(0),
+        max_rel_diff: 0.0,
+        equivalent: true,
+        cg_gbps: gbps,
+    }
+}
+
+/// Runs a suite; writes `results.json` and `results.md` under
+/// `out_root/<suite>/<machine>/` and returns the report.
+pub fn run_suite(
+    suite: &Suite,
+    base: &Path,
+    out_root: &Path,
+    command: &str,
+) -> Result<Report, AppError> {
+    let machine = Machine::detect();
+    let tmp = tempfile_dir()?;
+    let total = suite.meshes.len() * suite.cases.len();
+    let start = Instant::now();
+    let mut cases = Vec::new();
+    let mut done = 0usize;
+    for mesh in &suite.meshes {
+        let mut reference: Option<h5io::Results> = None;
+        for case in &suite.cases {
+            done += 1;
+            let eta = if done > 1 {
+                let per = start.elapsed().as_secs_f64() / (done - 1) as f64;
+                format!(", ETA {:.0} s", per * (total - done + 1) as f64)
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "bench: case {done} of {total}: {} on {}{eta}",
+                case.label,
+                mesh_label(mesh)
+            );
+            let scene_path = tmp.join(format!("case{done}.toml"));
+            std::fs::write(&scene_path, suite.scene_text(case, mesh, base)?)
+                .map_err(|e| AppError::Other(format!("{}: {e}", scene_path.display())))?;
+            let out = tmp.join(format!("case{done}.h5"));
+            let mut runs = Vec::new();
+            for k in 0..suite.warmup + suite.repeats {
+                let r = run_child(&scene_path, &out)?;
+                if k >= suite.warmup {
+                    runs.push(r);
+                }
+            }
+            let mut res = summarise(&case.label, &mesh_label(mesh), &runs);
+            let fields = h5io::read_results(&out)?;
+            match &reference {
+                None => reference = Some(fields),
+                Some(rf) => {
+                    res.max_rel_diff = max_rel_diff(
+                        &[&fields.u, &fields.abs_vel, &fields.pressure],
+                        &[&rf.u, &rf.abs_vel, &rf.pressure],
+                    );
+                    res.equivalent = res.max_rel_diff <= suite.tolerance;
+                }
+            }
+            let _ = std::fs::remove_file(&out);
+            cases.push(res);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    let report = Report {
+        suite: suite.name.clone(),
+        machine,
+        date: utc_now(),
+        git_revision: git_revision(),
+        command: command.to_string(),
+        warmup: suite.warmup,
+        repeats: suite.repeats,
+        cases,
+    };
+    let dir = out_root.join(&suite.name).join(&report.machine.name);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| AppError::Other(format!("{}: {e}", dir.display())))?;
+    let json = serde_json::to_string_pretty(&report).expect("serialisable");
+    std::fs::write(dir.join("results.json"), json)
+        .map_err(|e| AppError::Other(format!("{}: {e}", dir.display())))?;
+    std::fs::write(dir.join("results.md"), markdown(&report))
+        .map_err(|e| AppError::Other(format!("{}: {e}", dir.display())))?;
+    eprintln!("bench: wrote {}/results.json and results.md", dir.display());
+    Ok(report)
+}
+
+fn tempfile_dir() -> Result<PathBuf, AppError> {
+    let d = std::env::temp_dir().join(format!("quadflow-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&d).map_err(|e| AppError::Other(format!("{}: {e}", d.display())))?;
+    Ok(d)
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` from the system clock.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // civil-from-days (Howard Hinnant's algorithm)
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn git_revision() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The Markdown table of a report: per case the median phase times,
+/// speed-up of the total against the first case on the same mesh,
+/// iterations, CG bandwidth, memory and the equivalence verdict.
+pub fn markdown(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Benchmark suite `{}`\n", r.suite);
+    let _ = writeln!(
+        s,
+        "- machine: {} ({} logical cores, {:.1} GiB){}\n- date: {}\n- git revision: {}\n- command: `{}`\n- {} warm-up run(s), {} counted repeats per case, each run a fresh process; times are medians (min-max in results.json)\n",
+        r.machine.cpu,
+        r.machine.cores,
+        r.machine.memory_gib,
+        r.machine
+            .gpu
+            .as_ref()
+            .map(|g| format!(", GPU {g}"))
+            .unwrap_or_default(),
+        r.date,
+        r.git_revision,
+        r.command,
+        r.warmup,
+        r.repeats
+    );
+    let _ = writeln!(
+        s,
+        "| mesh | case | nodes | load | quadrature | assembly | boundary | solve | post | total | speed-up | iterations | CG GB/s | peak RSS MiB | equivalent |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    let mut first_total: Option<(String, f64)> = None;
+    for c in &r.cases {
+        if first_total.as_ref().map(|f| f.0 != c.mesh).unwrap_or(true) {
+            first_total = Some((c.mesh.clone(), c.phases[6].median));
+        }
+        let base = first_total.as_ref().map(|f| f.1).unwrap_or(1.0);
+        let _ = write!(s, "| {} | {} | {} |", c.mesh, c.label, c.nodes);
+        for p in &c.phases {
+            let _ = write!(s, " {:.4} |", p.median);
+        }
+        let _ = writeln!(
+            s,
+            " {:.2}x | {} | {:.1} | {:.0} | {} |",
+            base / c.phases[6].median.max(1e-12),
+            c.iterations,
+            c.cg_gbps,
+            c.peak_rss as f64 / 1048576.0,
+            if c.equivalent {
+                format!("yes ({:.1e})", c.max_rel_diff)
+            } else {
+                format!("**NO** ({:.1e})", c.max_rel_diff)
+            }
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_median_min_max() {
+        assert_eq!(
+            Stat::of(&[3.0, 1.0, 2.0]),
+            Stat {
+                median: 2.0,
+                min: 1.0,
+                max: 3.0
+            }
+        );
+        assert_eq!(Stat::of(&[4.0, 1.0, 2.0, 3.0]).median, 2.5);
+        assert_eq!(Stat::of(&[]), Stat::default());
+    }
+
+    #[test]
+    fn equivalence_flags_a_differing_field() {
+        let a = [1.0, 2.0, 4.0];
+        let b = [1.0, 2.0, 4.0 + 1e-3];
+        assert_eq!(max_rel_diff(&[&a], &[&a]), 0.0);
+        let d = max_rel_diff(&[&a, &a], &[&a, &b]);
+        assert!((d - 1e-3 / 4.001).abs() < 1e-12, "{d}");
+        assert_eq!(max_rel_diff(&[&a], &[&a[..2]]), f64::INFINITY);
+        assert_eq!(max_rel_diff(&[&[f64::NAN]], &[&[1.0]]), f64::INFINITY);
+        // a summary flagged by the suite tolerance
+        let mut c = summarise("x", "m", &[RunRecord::default()]);
+        c.max_rel_diff = d;
+        c.equivalent = c.max_rel_diff <= 1e-6;
+        assert!(!c.equivalent);
+        let report = Report {
+            suite: "t".into(),
+            machine: Machine::detect(),
+            date: utc_now(),
+            git_revision: "r".into(),
+            command: "c".into(),
+            warmup: 0,
+            repeats: 1,
+            cases: vec![c],
+        };
+        assert!(markdown(&report).contains("**NO**"));
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        let d = utc_now();
+        assert!(
+            d.starts_with("20") && d.ends_with("UTC") && d.len() == 23,
+            "{d}"
+        );
+    }
+}
