@@ -38,14 +38,30 @@ fn setup() -> (Mesh, SymCsr, Vec<f64>) {
 fn kernels(c: &mut Criterion) {
     let (mesh, k, f) = setup();
     let coords: Vec<_> = (0..mesh.elements.len()).map(|e| mesh.coords(e)).collect();
-    let qds: Vec<_> = coords.iter().map(|c| element::quad_data(c).unwrap()).collect();
-    let slots: Vec<_> = mesh.elements.iter().map(|el| sparse::slot_map(&k, el)).collect();
+    let qds: Vec<_> = coords
+        .iter()
+        .map(|c| element::quad_data(c).unwrap())
+        .collect();
+    let slots: Vec<_> = mesh
+        .elements
+        .iter()
+        .map(|el| sparse::slot_map(&k, el))
+        .collect();
 
     c.bench_function("quadrature (all elements)", |b| {
-        b.iter(|| coords.iter().map(|c| element::quad_data(black_box(c)).unwrap().wdet[0]).sum::<f64>())
+        b.iter(|| {
+            coords
+                .iter()
+                .map(|c| element::quad_data(black_box(c)).unwrap().wdet[0])
+                .sum::<f64>()
+        })
     });
     c.bench_function("element stiffness (all elements)", |b| {
-        b.iter(|| qds.iter().map(|q| element::stiffness_sym(black_box(q))[0]).sum::<f64>())
+        b.iter(|| {
+            qds.iter()
+                .map(|q| element::stiffness_sym(black_box(q))[0])
+                .sum::<f64>()
+        })
     });
     let mut val = vec![0.0; k.stored()];
     c.bench_function("element stiffness + scatter (all elements)", |b| {
@@ -59,14 +75,28 @@ fn kernels(c: &mut Criterion) {
         })
     });
     c.bench_function("sparsity pattern", |b| {
-        b.iter(|| SymCsr::pattern(mesh.nodes(), black_box(&mesh.elements)).unwrap().stored())
+        b.iter(|| {
+            SymCsr::pattern(mesh.nodes(), black_box(&mesh.elements))
+                .unwrap()
+                .stored()
+        })
     });
 
     let sys = EquilibratedSystem::new(&k, &f).unwrap();
     let n = sys.a.n();
     let x0: Vec<f64> = (0..n).map(|i| (i as f64 * 1e-3).sin()).collect();
-    let pool1 = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap());
-    let pool2 = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap());
+    let pool1 = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap(),
+    );
+    let pool2 = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap(),
+    );
     let mut kernels: Vec<(&str, Box<dyn CgKernels>)> = vec![
         ("serial", Box::new(SerialKernels::default())),
         ("parallel 1 thread", Box::new(ParallelKernels::new(pool1))),

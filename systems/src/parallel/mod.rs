@@ -21,7 +21,7 @@ pub use cg::ParallelKernels;
 use crate::boundary;
 use crate::common::{self, ProgressHook};
 use crate::components::*;
-use crate::element::{self, NODES, SYM_ENTRIES, SYM_PAIRS};
+use crate::element::{self, NODES, SYM_ENTRIES, SYM_INDEX, SYM_PAIRS};
 use crate::mesh::MeshError;
 use crate::pipeline::{Backend, Phase, PhaseSystems, PipelineError, fail};
 use crate::sparse::{self, SymCsr};
@@ -247,14 +247,16 @@ pub fn build_pattern(
 }
 
 /// Direct CSR, step 2: element matrices computed in parallel, then added
-/// into the CSR values by row owners. Each thread owns a block of rows (a
-/// contiguous slice of the value array and of `f`) and walks all elements
-/// in order, adding the entries that fall in its rows. Writes are disjoint
-/// by construction (safe Rust, no atomics), and every entry receives its
+/// into the CSR values by row owners. Each thread owns blocks of rows (a
+/// contiguous slice of the value array and of `f`) and, for each of its
+/// rows `i`, walks the elements around node `i` in increasing element order
+/// and adds their entries of row `i`. Writes are disjoint by construction
+/// (safe Rust, no atomics, no colouring), and every entry receives its
 /// contributions in element order, exactly as in the serial executor, so
 /// the matrix is bit-for-bit the serial one for any thread count.
 pub fn assemble_direct(
     rt: Res<ParallelRuntime>,
+    mesh: Res<MeshRes>,
     mut sys: ResMut<LinearSystem>,
     physics: Res<Physics>,
     q: Query<(&Nodes, &ElementCoords, &Quadrature, &Slots)>,
@@ -278,7 +280,8 @@ pub fn assemble_direct(
     });
     let _s = tracing::info_span!("parallel::scatter").entered();
     let LinearSystem { k, f, .. } = &mut *sys;
-    let blocks = row_blocks(k, rt.pool.current_num_threads());
+    let (ne_ptr, ne_adj) = sparse::node_elements(k.n, &mesh.0.elements);
+    let blocks = row_blocks(k, 4 * rt.pool.current_num_threads());
     // disjoint slices of the values (by row block) and of f
     let mut vals = Vec::with_capacity(blocks.len());
     let mut fs = Vec::with_capacity(blocks.len());
@@ -291,27 +294,35 @@ pub fn assemble_direct(
         vrest = vr;
         frest = fr;
     }
-    let rowptr = &k.rowptr;
+    let (rowptr, elements) = (&k.rowptr, &mesh.0.elements);
     rt.pool.install(|| {
         vals.into_par_iter()
             .zip(fs)
             .zip(&blocks)
             .for_each(|((vb, fb), &(s, e))| {
                 let base = rowptr[s] as usize;
-                let (lo, hi) = (s as u32, e as u32);
-                for ((nodes, _, _, slots), (ke, fe)) in items.iter().zip(ke.iter().zip(&fe)) {
-                    for (kk, &(a, b)) in SYM_PAIRS.iter().enumerate() {
-                        let row = nodes.0[a as usize].min(nodes.0[b as usize]);
-                        if row >= lo && row < hi {
-                            vb[slots.0[kk] as usize - base] += ke[kk];
-                        }
-                    }
-                    if let Some(fe) = fe {
-                        for (a, v) in fe.iter().enumerate() {
-                            let i = nodes.0[a];
-                            if i >= lo && i < hi {
-                                fb[(i - lo) as usize] += v;
+                for i in s..e {
+                    // the elements around node i, in increasing element order
+                    for &el in &ne_adj[ne_ptr[i] as usize..ne_ptr[i + 1] as usize] {
+                        let (nodes, slots, ke) = (
+                            &elements[el as usize],
+                            &items[el as usize].3.0,
+                            &ke[el as usize],
+                        );
+                        let a = nodes
+                            .iter()
+                            .position(|&v| v as usize == i)
+                            .expect("node in its element");
+                        // the pairs of this element whose row is i: (a, a)
+                        // and (a, b) with a larger node at b
+                        for b in 0..NODES {
+                            if b == a || nodes[b] as usize > i {
+                                let kk = SYM_INDEX[a][b] as usize;
+                                vb[slots[kk] as usize - base] += ke[kk];
                             }
+                        }
+                        if let Some(fe) = &fe[el as usize] {
+                            fb[i - s] += fe[a];
                         }
                     }
                 }
