@@ -537,6 +537,9 @@ pub fn utc_now() -> String {
 }
 
 fn git_revision() -> String {
+    if let Ok(r) = std::env::var("QUADFLOW_GIT_REVISION") {
+        return r;
+    }
     Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
