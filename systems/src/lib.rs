@@ -17,6 +17,7 @@ pub mod boundary;
 pub mod common;
 pub mod components;
 pub mod element;
+pub mod gpu;
 pub mod mesh;
 pub mod ordering;
 pub mod pipeline;
