@@ -21,6 +21,7 @@ pub mod boundary;
 pub mod common;
 pub mod components;
 pub mod element;
+pub mod gpu;
 pub mod mesh;
 pub mod ordering;
 pub mod parallel;

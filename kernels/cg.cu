@@ -1,0 +1,116 @@
+// cg.cu: one Jacobi-PCG iteration in three kernels, with every scalar on
+// the device. Mirrors `solver::pcg` (SciPy's iteration):
+//   top of iteration it: stop if sqrt(rr_it) < atol
+//   beta = rz_it / rz_{it-1} (0 at it = 0);  p = r * inv_diag + beta p
+//   q = A p;  pq = p.q;  breakdown if !(pq > 0)
+//   alpha = rz_it / pq;  x += alpha p;  r -= alpha q
+//   rr_{it+1} = r.r;  rz_{it+1} = r.(r * inv_diag)
+// The scalars of iteration it live in slot (it % ring) of the history ring
+// `hist` (QF_HIST doubles: rr, rz, pq). Once the stop test holds (or CG
+// breaks down) flags[QF_FLAG_STOP] is set and every later kernel returns at
+// once, so the host may launch a whole chunk of iterations blindly and
+// still read back the exact iteration count.
+
+// Stop test and new search direction. One thread per row.
+extern "C" __global__ void qf_cg_direction(int n, int it, int ring,
+                                           const double* __restrict__ r,
+                                           const double* __restrict__ inv_diag,
+                                           double* __restrict__ p,
+                                           const double* hist, int* flags,
+                                           double atol) {
+  if (*(volatile int*)&flags[QF_FLAG_STOP]) return;
+  const double* h = hist + QF_HIST * (it % ring);
+  if (sqrt(h[0]) < atol) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) flags[QF_FLAG_STOP] = 1;
+    return;
+  }
+  const double beta = it == 0 ? 0.0 : h[1] / hist[QF_HIST * ((it - 1) % ring) + 1];
+  QF_FOR(i, n) p[i] = r[i] * inv_diag[i] + beta * p[i];
+}
+
+// q = A p over the full CSR, G threads per row (G = 2..32, a power of
+// two; rows of ~9-21 entries want G = 4), fused with pq = p.q.
+template <int G>
+__device__ __forceinline__ void qf_cg_spmv(int n, int it, int ring,
+                                           const u32* __restrict__ rowptr,
+                                           const u32* __restrict__ col,
+                                           const double* __restrict__ val,
+                                           const double* __restrict__ p,
+                                           double* __restrict__ q,
+                                           double* partials, u32* counter,
+                                           double* hist, const int* flags) {
+  if (*(volatile const int*)&flags[QF_FLAG_STOP]) return;
+  constexpr int PER_WARP = 32 / G;
+  const int lane = threadIdx.x % G;
+  const int gw = (threadIdx.x & 31) / G;
+  const int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  const int nwarps = (gridDim.x * blockDim.x) >> 5;
+  double acc[1] = {0.0};
+  for (int base = warp * PER_WARP; base < n; base += nwarps * PER_WARP) {
+    const int row = base + gw;
+    double sum = 0.0;
+    if (row < n) {
+      const u32 s = __ldg(&rowptr[row]), e = __ldg(&rowptr[row + 1]);
+      for (u32 k = s + lane; k < e; k += G) sum += __ldg(&val[k]) * p[__ldg(&col[k])];
+    }
+#pragma unroll
+    for (int off = G / 2; off > 0; off >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, off, G);
+    if (lane == 0 && row < n) {
+      q[row] = sum;
+      acc[0] += p[row] * sum;
+    }
+  }
+  if (qf_grid_sum<1>(acc, partials, counter) && threadIdx.x == 0)
+    hist[QF_HIST * (it % ring) + 2] = acc[0];
+}
+
+#define QF_SPMV(G)                                                              \
+  extern "C" __global__ void qf_cg_spmv_g##G(                                   \
+      int n, int it, int ring, const u32* __restrict__ rowptr,                  \
+      const u32* __restrict__ col, const double* __restrict__ val,              \
+      const double* __restrict__ p, double* __restrict__ q, double* partials,   \
+      u32* counter, double* hist, const int* flags) {                           \
+    qf_cg_spmv<G>(n, it, ring, rowptr, col, val, p, q, partials, counter, hist, \
+                  flags);                                                       \
+  }
+QF_SPMV(2)
+QF_SPMV(4)
+QF_SPMV(8)
+QF_SPMV(16)
+QF_SPMV(32)
+
+// Step, residual update and the two norms of the next iteration. One
+// thread per row.
+extern "C" __global__ void qf_cg_update(int n, int it, int ring,
+                                        const double* __restrict__ p,
+                                        const double* __restrict__ q,
+                                        const double* __restrict__ inv_diag,
+                                        double* __restrict__ x,
+                                        double* __restrict__ r,
+                                        double* partials, u32* counter,
+                                        double* hist, int* flags) {
+  if (*(volatile int*)&flags[QF_FLAG_STOP]) return;
+  const double* h = hist + QF_HIST * (it % ring);
+  const double pq = h[2];
+  if (!(pq > 0.0)) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+      flags[QF_FLAG_STOP] = 1;
+      flags[QF_FLAG_BREAKDOWN] = it + 1;
+    }
+    return;
+  }
+  const double alpha = h[1] / pq;
+  double acc[2] = {0.0, 0.0};
+  QF_FOR(i, n) {
+    x[i] += alpha * p[i];
+    const double v = r[i] - alpha * q[i];
+    r[i] = v;
+    acc[0] += v * v;
+    acc[1] += v * v * inv_diag[i];
+  }
+  if (qf_grid_sum<2>(acc, partials, counter) && threadIdx.x == 0) {
+    double* h1 = hist + QF_HIST * ((it + 1) % ring);
+    h1[0] = acc[0];
+    h1[1] = acc[1];
+  }
+}

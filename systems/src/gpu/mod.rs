@@ -1,0 +1,490 @@
+//! The GPU executor (the seed's "Numba CUDA" and "CuPy + cuSPARSE" rows):
+//! every phase runs as CUDA C kernels from `kernels/`, compiled at run time
+//! by NVRTC for the device's architecture and cached on disk as PTX.
+//!
+//! Data crosses the bus where a phase boundary demands it and nowhere
+//! else: the mesh goes up once (coordinates and connectivity, at the
+//! quadrature phase), the solution and the per-element fields come back
+//! once. When a later phase runs on another backend (a mixed
+//! [`PhasePlan`](crate::PhasePlan)), the phase before it downloads what
+//! that backend reads (quadrature data into the [`Quadrature`]
+//! components, the system into [`LinearSystem`]), and a GPU phase after a
+//! host phase uploads what it needs. Every byte is counted in
+//! [`GpuReport`].
+//!
+//! - [`kernels`]: the embedded sources, the generated basis tables, the
+//!   kernel names.
+//! - [`cache`]: the on-disk PTX cache.
+//! - [`launch`]: grid and block sizes.
+//! - [`pattern`]: the full CSR pattern the device assembles into.
+//! - [`device`]: context, module, device buffers ([`GpuState`]).
+//! - [`phases`]: quadrature, assembly, boundary and post on the device.
+//! - [`cg`]: the equilibrated Jacobi-PCG, [`GpuSolveStrategy::Custom`]
+//!   (own kernels, scalars on the device) or [`GpuSolveStrategy::Vendor`]
+//!   (cuSPARSE SpMV + cuBLAS).
+//! - [`vendor`]: cuBLAS and cuSPARSE handles.
+//!
+//! Nothing here needs CUDA at build time: the driver, NVRTC, cuBLAS and
+//! cuSPARSE are loaded when the backend is prepared, and a machine without
+//! a driver gets a [`PipelineError::Backend`] saying so.
+
+pub mod cache;
+pub mod cg;
+pub mod device;
+pub mod kernels;
+pub mod launch;
+pub mod pattern;
+pub mod phases;
+pub mod vendor;
+
+pub use device::{GpuState, device_available};
+
+use crate::common::ProgressHook;
+use crate::components::*;
+use crate::pipeline::{Backend, Phase, PhaseSystems, PipelineError, Resolved, fail};
+use bevy_ecs::prelude::*;
+use device::{GResult, guard};
+use std::path::PathBuf;
+
+/// How the GPU solve phase runs the CG iteration.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GpuSolveStrategy {
+    /// Hand-written kernels (the seed's Numba CUDA row): fused SpMV and
+    /// dot product, fused vector updates, scalars kept on the device, the
+    /// host checking convergence every [`GpuCgOptions::check_every`]
+    /// iterations.
+    #[default]
+    Custom,
+    /// cuSPARSE SpMV and cuBLAS vector operations with the scalars on the
+    /// host (the seed's CuPy row): a synchronisation per dot product.
+    Vendor,
+}
+
+impl GpuSolveStrategy {
+    /// Name used in scenes, on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuSolveStrategy::Custom => "custom",
+            GpuSolveStrategy::Vendor => "vendor",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "custom" => Some(Self::Custom),
+            "vendor" => Some(Self::Vendor),
+            _ => None,
+        }
+    }
+
+    /// All names.
+    pub const NAMES: &'static [&'static str] = &["custom", "vendor"];
+}
+
+/// Tuning of the custom CG.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpuCgOptions {
+    /// Iterations launched between two host convergence checks (each
+    /// check copies the residual history, a few hundred bytes, back).
+    pub check_every: usize,
+    /// Threads per matrix row in the SpMV (2, 4, 8, 16 or 32); `None`
+    /// picks from the mean row length ([`launch::spmv_group`]).
+    pub spmv_group: Option<u32>,
+}
+
+impl Default for GpuCgOptions {
+    fn default() -> Self {
+        Self {
+            check_every: 32,
+            spmv_group: None,
+        }
+    }
+}
+
+/// One counted copy between host and device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// What was copied.
+    pub what: &'static str,
+    /// Host to device (`true`) or back.
+    pub to_device: bool,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// What the GPU backend did: device, compilation, data movement, solve.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct GpuReport {
+    /// Device name.
+    pub device_name: String,
+    /// Compute capability.
+    pub compute_capability: (i32, i32),
+    /// Architecture compiled for (`sm_90`).
+    pub arch: String,
+    /// Multiprocessors.
+    pub multiprocessors: u32,
+    /// Seconds to initialise the driver and create the context.
+    pub init_seconds: f64,
+    /// Seconds spent in NVRTC (0 on a cache hit).
+    pub nvrtc_seconds: f64,
+    /// Seconds to load the module and its kernels.
+    pub module_load_seconds: f64,
+    /// Whether the PTX came from the cache.
+    pub cache_hit: bool,
+    /// The cache file read or written, if any.
+    pub cache_file: Option<PathBuf>,
+    /// Bytes copied host to device.
+    pub bytes_to_device: u64,
+    /// Bytes copied device to host.
+    pub bytes_to_host: u64,
+    /// Every copy, in order, merged by name and direction.
+    pub transfers: Vec<Transfer>,
+    /// Strategy of the solve, once it ran.
+    pub strategy: Option<GpuSolveStrategy>,
+    /// Threads per row of the custom SpMV.
+    pub spmv_group: u32,
+    /// Host round trips of the solve loop (convergence checks or, for the
+    /// vendor strategy, dot products).
+    pub host_syncs: usize,
+    /// Stored entries of the device matrix (full CSR).
+    pub device_nnz: usize,
+}
+
+impl GpuReport {
+    /// Counts a copy.
+    pub fn count(&mut self, what: &'static str, to_device: bool, bytes: usize) {
+        let bytes = bytes as u64;
+        if to_device {
+            self.bytes_to_device += bytes;
+        } else {
+            self.bytes_to_host += bytes;
+        }
+        match self
+            .transfers
+            .iter_mut()
+            .find(|t| t.what == what && t.to_device == to_device)
+        {
+            Some(t) => t.bytes += bytes,
+            None => self.transfers.push(Transfer {
+                what,
+                to_device,
+                bytes,
+            }),
+        }
+    }
+}
+
+/// The GPU backend plugin.
+#[derive(Debug, Clone, Default)]
+pub struct Gpu {
+    /// Solve strategy inserted as a resource at prepare time (unless the
+    /// world already has one).
+    pub strategy: GpuSolveStrategy,
+    /// CG tuning, likewise.
+    pub cg: GpuCgOptions,
+    /// Device ordinal.
+    pub device: usize,
+    /// PTX cache directory; `None` reads the environment
+    /// (`QUADFLOW_CACHE`, `XDG_CACHE_HOME`, `HOME`).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Gpu {
+    /// The backend with the given solve strategy.
+    pub fn with_strategy(strategy: GpuSolveStrategy) -> Self {
+        Self {
+            strategy,
+            ..Self::default()
+        }
+    }
+}
+
+/// Name of this backend in [`Resolved`].
+const NAME: &str = device::BACKEND;
+
+fn on_gpu(resolved: &Resolved, phase: Phase) -> bool {
+    resolved.0[phase.index()] == NAME
+}
+
+impl Backend for Gpu {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn systems(&self, phase: Phase) -> Option<PhaseSystems> {
+        Some(match phase {
+            Phase::Quadrature => quadrature.into_configs(),
+            Phase::Assembly => assembly.into_configs(),
+            Phase::Boundary => boundary.into_configs(),
+            Phase::Solve => solve.into_configs(),
+            Phase::Post => post.into_configs(),
+        })
+    }
+
+    fn prepare(&self, world: &mut World) -> Result<(), PipelineError> {
+        let cache = match &self.cache_dir {
+            Some(d) => cache::PtxCache::new(Some(d.clone())),
+            None => cache::PtxCache::from_env(),
+        };
+        let mut report = GpuReport::default();
+        let state = GpuState::create(self.device, &cache, &mut report)?;
+        if !world.contains_resource::<GpuSolveStrategy>() {
+            world.insert_resource(self.strategy);
+        }
+        if !world.contains_resource::<GpuCgOptions>() {
+            world.insert_resource(self.cg);
+        }
+        world.insert_resource(report);
+        world.insert_resource(state);
+        Ok(())
+    }
+}
+
+fn report_failure(failure: &mut Failure, r: GResult<()>) {
+    if let Err(e) = r {
+        fail(failure, e);
+    }
+}
+
+/// Quadrature: geometric factors on the device. Downloads them into the
+/// [`Quadrature`] components when assembly runs elsewhere.
+#[allow(clippy::too_many_arguments)]
+pub fn quadrature(
+    mesh: Res<MeshRes>,
+    resolved: Res<Resolved>,
+    mut st: ResMut<GpuState>,
+    mut report: ResMut<GpuReport>,
+    mut q: Query<(&ElementIndex, &mut Quadrature)>,
+    mut failure: ResMut<Failure>,
+) {
+    let _s = tracing::info_span!("gpu::quadrature").entered();
+    let download = !on_gpu(&resolved, Phase::Assembly);
+    let r = guard(|| {
+        phases::quadrature(&mut st, &mut report, &mesh.0)?;
+        if download {
+            phases::download_quadrature(&st, &mut report, &mut q)?;
+        }
+        st.sync()
+    });
+    report_failure(&mut failure, r);
+}
+
+/// Assembly: full-CSR pattern on the host, element matrices and scatter
+/// on the device.
+#[allow(clippy::too_many_arguments)]
+pub fn assembly(
+    mesh: Res<MeshRes>,
+    physics: Res<Physics>,
+    resolved: Res<Resolved>,
+    mut st: ResMut<GpuState>,
+    mut report: ResMut<GpuReport>,
+    mut sys: ResMut<LinearSystem>,
+    q: Query<(&ElementIndex, &ElementCoords, &Quadrature)>,
+    mut failure: ResMut<Failure>,
+) {
+    let _s = tracing::info_span!("gpu::assembly").entered();
+    let upload_qd = !on_gpu(&resolved, Phase::Quadrature);
+    let download = !on_gpu(&resolved, Phase::Boundary);
+    let r = guard(|| {
+        if upload_qd {
+            phases::upload_quadrature(&mut st, &mut report, &mesh.0, &q)?;
+        }
+        sys.nnz = phases::assemble(&mut st, &mut report, &mesh.0, &physics, &q)?;
+        if download {
+            phases::download_system(&st, &mut report, &mut sys)?;
+        }
+        st.sync()
+    });
+    report_failure(&mut failure, r);
+}
+
+/// Boundary: the selection resolved on the host, Robin edges and
+/// penalties added on the device.
+#[allow(clippy::too_many_arguments)]
+pub fn boundary(
+    mesh: Res<MeshRes>,
+    bc: Res<Boundaries>,
+    resolved: Res<Resolved>,
+    mut st: ResMut<GpuState>,
+    mut report: ResMut<GpuReport>,
+    mut sys: ResMut<LinearSystem>,
+    mut boundary_report: ResMut<BoundaryReport>,
+    mut failure: ResMut<Failure>,
+) {
+    let _s = tracing::info_span!("gpu::boundary").entered();
+    let selection = match crate::boundary::resolve(&mesh.0, &bc.0) {
+        Ok(r) => r,
+        Err(e) => return fail(&mut failure, e),
+    };
+    let upload = !on_gpu(&resolved, Phase::Assembly);
+    let download = !on_gpu(&resolved, Phase::Solve);
+    let r = guard(|| {
+        if upload {
+            phases::upload_system(&mut st, &mut report, &sys)?;
+        }
+        *boundary_report =
+            phases::apply_boundary(&mut st, &mut report, &mesh.0, &bc.0, &selection)?;
+        if download {
+            phases::download_system(&st, &mut report, &mut sys)?;
+        }
+        st.sync()
+    });
+    report_failure(&mut failure, r);
+}
+
+/// Solve: equilibrated Jacobi-PCG on the device with the configured
+/// [`GpuSolveStrategy`]; `u` comes back into [`Solution`].
+#[allow(clippy::too_many_arguments)]
+pub fn solve(
+    settings: Res<SolverSettings>,
+    strategy: Res<GpuSolveStrategy>,
+    options: Res<GpuCgOptions>,
+    resolved: Res<Resolved>,
+    sys: Res<LinearSystem>,
+    mut st: ResMut<GpuState>,
+    mut report: ResMut<GpuReport>,
+    mut hook: ResMut<ProgressHook>,
+    mut solution: ResMut<Solution>,
+    mut failure: ResMut<Failure>,
+) {
+    let _s = tracing::info_span!("gpu::solve", strategy = strategy.name()).entered();
+    let upload = !on_gpu(&resolved, Phase::Boundary);
+    let r = guard(|| {
+        if upload {
+            phases::upload_system(&mut st, &mut report, &sys)?;
+        }
+        let mut noop = |_: usize, _: f64| {};
+        let progress: &mut dyn FnMut(usize, f64) = match hook.0.as_mut() {
+            Some(h) => h,
+            None => &mut noop,
+        };
+        match settings.method {
+            SolverMethod::CgJacobi => {
+                let out = cg::solve(
+                    &mut st,
+                    &mut report,
+                    &settings.cg,
+                    *strategy,
+                    &options,
+                    progress,
+                )?;
+                let not_converged = !out.stats.converged && !settings.allow_unconverged;
+                let err = not_converged.then(|| PipelineError::NotConverged {
+                    iterations: out.stats.iterations,
+                    residual: out.stats.recurrence_residual,
+                    rtol: settings.cg.rtol,
+                });
+                *solution = Solution {
+                    u: out.u,
+                    stats: out.stats,
+                    true_residual: out.true_residual,
+                };
+                st.sync()?;
+                err.map_or(Ok(()), Err)
+            }
+        }
+    });
+    report_failure(&mut failure, r);
+}
+
+/// Post-processing: velocity, speed and pressure per element on the
+/// device, downloaded once into the [`Fields`] components.
+#[allow(clippy::too_many_arguments)]
+pub fn post(
+    mesh: Res<MeshRes>,
+    physics: Res<Physics>,
+    resolved: Res<Resolved>,
+    solution: Res<Solution>,
+    mut st: ResMut<GpuState>,
+    mut report: ResMut<GpuReport>,
+    mut q: Query<(&ElementIndex, &mut Fields)>,
+    mut failure: ResMut<Failure>,
+) {
+    let _s = tracing::info_span!("gpu::post").entered();
+    let upload = !on_gpu(&resolved, Phase::Solve);
+    let r = guard(|| {
+        if upload {
+            phases::upload_solution(&mut st, &mut report, &solution.u)?;
+        }
+        phases::post(&mut st, &mut report, &mesh.0, &physics, &mut q)?;
+        st.sync()
+    });
+    report_failure(&mut failure, r);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::{Mesh, OrientationPolicy};
+    use crate::{PhasePlan, Pipeline, Registry, RunConfig};
+    use std::sync::Arc;
+
+    fn tiny_mesh() -> Mesh {
+        // two Quad-8 elements side by side on [0, 2] x [0, 1]
+        let x = vec![
+            0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 0.5, 1.5, 0.5, 1.5, 0.0, 1.0, 2.0,
+        ];
+        let y = vec![
+            0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.5, 0.5, 0.5,
+        ];
+        let els = vec![[0i64, 1, 4, 3, 6, 11, 8, 10], [1, 2, 5, 4, 7, 12, 9, 11]];
+        Mesh::new(x, y, &els, OrientationPolicy::Refuse).unwrap()
+    }
+
+    #[test]
+    fn strategy_names_round_trip() {
+        for s in [GpuSolveStrategy::Custom, GpuSolveStrategy::Vendor] {
+            assert_eq!(GpuSolveStrategy::parse(s.name()), Some(s));
+        }
+        assert_eq!(GpuSolveStrategy::default(), GpuSolveStrategy::Custom);
+        assert_eq!(GpuSolveStrategy::parse("cupy"), None);
+        assert_eq!(GpuCgOptions::default().check_every, 32);
+    }
+
+    #[test]
+    fn report_counts_and_merges_transfers() {
+        let mut r = GpuReport::default();
+        r.count("x", true, 16);
+        r.count("x", true, 16);
+        r.count("u", false, 8);
+        assert_eq!(r.bytes_to_device, 32);
+        assert_eq!(r.bytes_to_host, 8);
+        assert_eq!(r.transfers.len(), 2);
+        assert_eq!(r.transfers[0].bytes, 32);
+    }
+
+    #[test]
+    fn without_a_driver_the_backend_fails_cleanly() {
+        let mut reg = Registry::with_serial();
+        reg.register(Gpu::default());
+        let result = Pipeline::new(
+            Arc::new(tiny_mesh()),
+            RunConfig::default(),
+            &reg,
+            &PhasePlan::uniform("gpu"),
+        )
+        .and_then(|mut p| p.run().map(|_| p));
+        if device_available() {
+            // On a GPU machine the same tiny run must succeed.
+            let p = result.expect("gpu pipeline on a machine with a device");
+            assert!(p.world.resource::<Solution>().stats.converged);
+            return;
+        }
+        let err = result.err().expect("no driver here, so an error");
+        match &err {
+            PipelineError::Backend { backend, message } => {
+                assert_eq!(backend, "gpu");
+                if device::probe_driver().is_err() {
+                    assert_eq!(message, device::NO_DRIVER);
+                }
+            }
+            other => panic!("expected a backend error, got {other:?}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.starts_with("backend gpu: ") && text.contains("serial"),
+            "{text}"
+        );
+    }
+}
