@@ -63,6 +63,10 @@ pub struct CaseSpec {
     /// Extra scene TOML (e.g. `[parallel]` settings).
     #[serde(default)]
     pub scene: String,
+    /// Warm-up runs of this case (default: the suite's).
+    pub warmup: Option<usize>,
+    /// Counted runs of this case (default: the suite's).
+    pub repeats: Option<usize>,
 }
 
 /// Per-phase statistics over the repeats, in seconds.
@@ -121,6 +125,15 @@ pub struct RunRecord {
     pub bytes_per_iteration: usize,
     /// Seconds of the CG iteration proper.
     pub iteration_seconds: f64,
+    /// Bytes copied host to device (GPU).
+    #[serde(default)]
+    pub bytes_to_device: u64,
+    /// Bytes copied device to host (GPU).
+    #[serde(default)]
+    pub bytes_to_host: u64,
+    /// NVRTC seconds (GPU).
+    #[serde(default)]
+    pub nvrtc_seconds: f64,
 }
 
 /// Results of one case.
@@ -145,8 +158,18 @@ pub struct CaseResult {
     /// Max relative difference of `u`, `abs_vel` and `pressure` to the first
     /// case on the same mesh (0 for the first case itself).
     pub max_rel_diff: f64,
+    /// Max relative difference of `u` alone to the first case.
+    pub max_rel_diff_u: f64,
     /// Whether that difference is within the suite's tolerance.
     pub equivalent: bool,
+    /// Counted runs behind the statistics.
+    pub runs: usize,
+    /// Bytes copied host to device (GPU backends), last run.
+    pub bytes_to_device: u64,
+    /// Bytes copied device to host (GPU backends), last run.
+    pub bytes_to_host: u64,
+    /// NVRTC compile seconds of the last run (0 with a PTX cache hit).
+    pub nvrtc_seconds: f64,
     /// Median CG bandwidth (counted bytes / iteration time), GB/s.
     pub cg_gbps: f64,
 }
@@ -385,6 +408,9 @@ pub fn bench_case(scene: &Path, out: &Path) -> Result<(), AppError> {
         backend: r.backend_label(),
         bytes_per_iteration: r.solution.stats.bytes_per_iteration,
         iteration_seconds: r.solution.stats.iteration_seconds,
+        bytes_to_device: r.gpu.as_ref().map_or(0, |g| g.bytes_to_device),
+        bytes_to_host: r.gpu.as_ref().map_or(0, |g| g.bytes_to_host),
+        nvrtc_seconds: r.gpu.as_ref().map_or(0.0, |g| g.nvrtc_seconds),
     };
     println!("{}", serde_json::to_string(&rec).expect("serialisable"));
     Ok(())
@@ -421,7 +447,12 @@ pub fn summarise(label: &str, mesh: &str, runs: &[RunRecord]) -> CaseResult {
         true_residual: last.true_residual,
         peak_rss: runs.iter().map(|r| r.peak_rss).max().unwrap_or(0),
         max_rel_diff: 0.0,
+        max_rel_diff_u: 0.0,
         equivalent: true,
+        runs: runs.len(),
+        bytes_to_device: last.bytes_to_device,
+        bytes_to_host: last.bytes_to_host,
+        nvrtc_seconds: last.nvrtc_seconds,
         cg_gbps: gbps,
     }
 }
@@ -460,9 +491,11 @@ pub fn run_suite(
                 .map_err(|e| AppError::Other(format!("{}: {e}", scene_path.display())))?;
             let out = tmp.join(format!("case{done}.h5"));
             let mut runs = Vec::new();
-            for k in 0..suite.warmup + suite.repeats {
+            let warmup = case.warmup.unwrap_or(suite.warmup);
+            let repeats = case.repeats.unwrap_or(suite.repeats).max(1);
+            for k in 0..warmup + repeats {
                 let r = run_child(&scene_path, &out)?;
-                if k >= suite.warmup {
+                if k >= warmup {
                     runs.push(r);
                 }
             }
@@ -475,6 +508,7 @@ pub fn run_suite(
                         &[&fields.u, &fields.abs_vel, &fields.pressure],
                         &[&rf.u, &rf.abs_vel, &rf.pressure],
                     );
+                    res.max_rel_diff_u = max_rel_diff(&[&fields.u], &[&rf.u]);
                     res.equivalent = res.max_rel_diff <= suite.tolerance;
                 }
             }
@@ -575,11 +609,11 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "| mesh | case | nodes | load | quadrature | assembly | boundary | solve | post | total | speed-up | iterations | CG GB/s | peak RSS MiB | equivalent |"
+        "| mesh | case | nodes | load | quadrature | assembly | boundary | solve | post | total | speed-up | iterations | CG GB/s | peak RSS MiB | MB to/from device | u diff | equivalent |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     let mut first_total: Option<(String, f64)> = None;
     for c in &r.cases {
@@ -593,11 +627,21 @@ pub fn markdown(r: &Report) -> String {
         }
         let _ = writeln!(
             s,
-            " {:.2}x | {} | {:.1} | {:.0} | {} |",
+            " {:.2}x | {} | {:.1} | {:.0} | {} | {:.1e} | {} |",
             base / c.phases[6].median.max(1e-12),
             c.iterations,
             c.cg_gbps,
             c.peak_rss as f64 / 1048576.0,
+            if c.bytes_to_device + c.bytes_to_host > 0 {
+                format!(
+                    "{:.1} / {:.1}",
+                    c.bytes_to_device as f64 / 1e6,
+                    c.bytes_to_host as f64 / 1e6
+                )
+            } else {
+                "-".into()
+            },
+            c.max_rel_diff_u,
             if c.equivalent {
                 format!("yes ({:.1e})", c.max_rel_diff)
             } else {

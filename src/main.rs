@@ -53,7 +53,7 @@ struct RunArgs {
     /// Run the scene's settings on this mesh file (HDF5) instead.
     #[arg(long)]
     mesh: Option<PathBuf>,
-    /// Backend for every phase (serial, parallel).
+    /// Backend for every phase (serial, parallel, gpu).
     #[arg(long)]
     backend: Option<String>,
     /// Linear solver (cg-jacobi).
@@ -65,6 +65,9 @@ struct RunArgs {
     /// Assembly strategy of the parallel backend (direct-csr, batched-coo).
     #[arg(long)]
     assembly: Option<String>,
+    /// Solve strategy of the gpu backend (custom, vendor).
+    #[arg(long)]
+    gpu_strategy: Option<String>,
     /// Iteration cap of the solver.
     #[arg(long)]
     max_iter: Option<usize>,
@@ -131,6 +134,9 @@ fn scene_for(a: &RunArgs) -> Result<Scene, AppError> {
     }
     if let Some(s) = &a.assembly {
         scene.parallel.assembly = s.clone();
+    }
+    if let Some(s) = &a.gpu_strategy {
+        scene.gpu.strategy = s.clone();
     }
     if let Some(n) = a.max_iter {
         scene.solver.max_iterations = n;

@@ -5,6 +5,7 @@ use crate::h5io::{self, Attr, ResultsData};
 use crate::scene::{MeshSource, Scene, SceneError};
 use quadflow_systems::common::ProgressHook;
 use quadflow_systems::components::{BoundaryReport, LinearSystem, Notes, Solution};
+use quadflow_systems::gpu::GpuReport;
 use quadflow_systems::mesh::{Mesh, MeshError};
 use quadflow_systems::pipeline::{Phase, PhaseTimes, Pipeline, PipelineError, Registry, Resolved};
 use std::path::{Path, PathBuf};
@@ -43,6 +44,7 @@ pub enum AppError {
 pub fn registry(scene: &Scene) -> Result<Registry, AppError> {
     let mut r = Registry::with_serial();
     r.register(scene.parallel_backend()?);
+    r.register(scene.gpu_backend()?);
     Ok(r)
 }
 
@@ -112,6 +114,8 @@ pub struct RunResult {
     pub notes: Vec<String>,
     /// Solver name.
     pub solver: String,
+    /// What the GPU backend did (device, compilation, bytes moved), if it ran.
+    pub gpu: Option<GpuReport>,
 }
 
 /// Runs a scene on an already loaded mesh.
@@ -150,6 +154,7 @@ pub fn run_on(
         boundary: w.resource::<BoundaryReport>().clone(),
         notes: w.resource::<Notes>().0.clone(),
         solver: scene.solver.method.clone(),
+        gpu: w.get_resource::<GpuReport>().cloned(),
     })
 }
 
@@ -215,6 +220,19 @@ impl RunResult {
             "quadflow_version".into(),
             Attr::Str(env!("CARGO_PKG_VERSION").into()),
         ));
+        if let Some(g) = &self.gpu {
+            a.push(("gpu_device".into(), Attr::Str(g.device_name.clone())));
+            a.push((
+                "gpu_bytes_to_device".into(),
+                Attr::Int(g.bytes_to_device as i64),
+            ));
+            a.push((
+                "gpu_bytes_to_host".into(),
+                Attr::Int(g.bytes_to_host as i64),
+            ));
+            a.push(("gpu_nvrtc_seconds".into(), Attr::Float(g.nvrtc_seconds)));
+            a.push(("gpu_ptx_cache_hit".into(), Attr::Int(g.cache_hit as i64)));
+        }
         a
     }
 
@@ -302,6 +320,24 @@ impl RunResult {
                 (a.min(v), b.max(v))
             });
         let _ = writeln!(s, "u         min {lo:.9}, max {hi:.9}");
+        if let Some(g) = &self.gpu {
+            let _ = writeln!(
+                s,
+                "gpu       {} ({}), NVRTC {:.3} s ({}), init {:.3} s, {:.1} MB to device, {:.1} MB back, {} host syncs",
+                g.device_name,
+                g.arch,
+                g.nvrtc_seconds,
+                if g.cache_hit {
+                    "PTX cache hit"
+                } else {
+                    "compiled"
+                },
+                g.init_seconds,
+                g.bytes_to_device as f64 / 1e6,
+                g.bytes_to_host as f64 / 1e6,
+                g.host_syncs
+            );
+        }
         if let Some(p) = out {
             let _ = writeln!(s, "results   {}", p.display());
         }

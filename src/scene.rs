@@ -5,6 +5,7 @@
 use crate::generate::Geometry;
 use quadflow_systems::boundary::{BoundaryConfig, DirichletPart, RobinPart, Selector, Side, Value};
 use quadflow_systems::components::{Physics, SolverMethod, SolverSettings, Source};
+use quadflow_systems::gpu::{Gpu, GpuSolveStrategy};
 use quadflow_systems::mesh::OrientationPolicy;
 use quadflow_systems::parallel::{AssemblyStrategy, Parallel};
 use quadflow_systems::pipeline::{Phase, PhasePlan, RunConfig};
@@ -222,6 +223,28 @@ impl Default for ParallelSection {
     }
 }
 
+/// `[gpu]`: settings of the `gpu` backend.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpuSection {
+    /// `custom` (own fused kernels, seed 5) or `vendor` (cuSPARSE + cuBLAS, seed 6).
+    pub strategy: String,
+    /// Iterations between host convergence checks of the custom CG.
+    pub check_every: usize,
+    /// CUDA device ordinal.
+    pub device: usize,
+}
+
+impl Default for GpuSection {
+    fn default() -> Self {
+        Self {
+            strategy: "custom".into(),
+            check_every: 32,
+            device: 0,
+        }
+    }
+}
+
 /// `[output]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
@@ -258,6 +281,9 @@ pub struct Scene {
     /// Parallel backend settings.
     #[serde(default)]
     pub parallel: ParallelSection,
+    /// GPU backend settings.
+    #[serde(default)]
+    pub gpu: GpuSection,
     /// Outputs.
     #[serde(default)]
     pub output: OutputSection,
@@ -361,6 +387,7 @@ impl Scene {
             return Err(self.err("solver.max_iterations", "must be at least 1"));
         }
         self.parallel_backend()?;
+        self.gpu_backend()?;
         Ok(())
     }
 
@@ -566,6 +593,27 @@ impl Scene {
         })
     }
 
+    /// The GPU backend as configured by `[gpu]`.
+    pub fn gpu_backend(&self) -> Result<Gpu, SceneError> {
+        let g = &self.gpu;
+        let strategy = GpuSolveStrategy::parse(&g.strategy).ok_or_else(|| {
+            self.err(
+                "gpu.strategy",
+                format!(
+                    "unknown strategy \"{}\" (available: custom, vendor)",
+                    g.strategy
+                ),
+            )
+        })?;
+        if g.check_every == 0 {
+            return Err(self.err("gpu.check_every", "must be at least 1"));
+        }
+        let mut b = Gpu::with_strategy(strategy);
+        b.cg.check_every = g.check_every;
+        b.device = g.device;
+        Ok(b)
+    }
+
     /// Sets every phase to one backend (the `--backend` flag).
     pub fn set_backend(&mut self, name: &str) {
         self.backend = BackendSection {
@@ -622,6 +670,8 @@ mod tests {
             ("[boundary]\ntolerance = 0.0\n", "boundary.tolerance"),
             ("[parallel]\nassembly = 'lil'\n", "parallel.assembly"),
             ("[parallel]\nbatch_size = 0\n", "parallel.batch_size"),
+            ("[gpu]\nstrategy = 'cupy'\n", "gpu.strategy"),
+            ("[gpu]\ncheck_every = 0\n", "gpu.check_every"),
         ] {
             let e = Scene::parse(&format!("{base}{extra}"), "t.toml").unwrap_err();
             assert!(e.to_string().contains(key), "{key}: {e}");
