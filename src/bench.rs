@@ -344,7 +344,9 @@ impl Suite {
             })?;
             format!("[mesh]\ngenerate = {g:?}\nnodes = {n}\n")
         } else {
-            let p = base.join(mesh);
+            // absolute: the case scene is written elsewhere
+            let p = std::path::absolute(base.join(mesh))
+                .map_err(|e| AppError::Other(format!("suite mesh {mesh:?}: {e}")))?;
             format!("[mesh]\nfile = {:?}\n", p.display().to_string())
         };
         let text = format!(

@@ -160,6 +160,10 @@ pub fn run_on(
 
 /// Loads the mesh and runs the scene.
 pub fn run(scene: &Scene, progress: Option<ProgressHook>) -> Result<RunResult, AppError> {
+    if scene.plan().0.iter().any(|b| b == "gpu") {
+        // overlap CUDA driver start-up with reading the mesh
+        quadflow_systems::gpu::prewarm(scene.gpu.device);
+    }
     let loaded = load_mesh(scene)?;
     run_on(scene, &loaded, progress)
 }

@@ -75,6 +75,28 @@ pub fn probe_driver() -> GResult<()> {
     }
 }
 
+/// Contexts created ahead of time by [`prewarm`], kept retained for the
+/// life of the process.
+static WARM: std::sync::Mutex<Vec<Arc<CudaContext>>> = std::sync::Mutex::new(Vec::new());
+
+/// Starts creating the CUDA context of device `ordinal` on a background
+/// thread, so that driver initialisation (about 0.2 s) overlaps with mesh
+/// loading; the backend's own context creation then finds the primary
+/// context already retained. Does nothing (silently) where no driver or
+/// device exists: the backend reports that itself.
+pub fn prewarm(ordinal: usize) {
+    std::thread::spawn(move || {
+        let _ = guard(|| {
+            probe_driver()?;
+            let ctx = CudaContext::new(ordinal).ctx("creating the CUDA context")?;
+            if let Ok(mut w) = WARM.lock() {
+                w.push(ctx);
+            }
+            Ok(())
+        });
+    });
+}
+
 /// Whether a CUDA device can be used here: the driver loads and reports at
 /// least one device.
 pub fn device_available() -> bool {

@@ -37,7 +37,7 @@ pub mod pattern;
 pub mod phases;
 pub mod vendor;
 
-pub use device::{GpuState, device_available};
+pub use device::{GpuState, device_available, prewarm};
 
 use crate::common::ProgressHook;
 use crate::components::*;
