@@ -1,6 +1,7 @@
 //! The `quadflow` command line.
 
 use clap::{Parser, Subcommand};
+use quadflow::mesh_cli;
 use quadflow::run::{self, AppError};
 use quadflow::scene::Scene;
 use quadflow::systems::common::ProgressHook;
@@ -24,13 +25,18 @@ struct Cli {
 enum Command {
     /// Solve a scene (the built-in default scene if none is given).
     Run(RunArgs),
+    /// Generate a mesh (`mesh GEOMETRY --nodes N -o FILE`) or convert one
+    /// (`mesh convert IN OUT`) between HDF5 (.h5) and gmsh (.msh).
+    Mesh(mesh_cli::MeshArgs),
+    /// Draw a field of a results file as a PNG picture.
+    Plot(mesh_cli::PlotArgs),
 }
 
 #[derive(clap::Args, Default)]
 struct RunArgs {
     /// Scene file (TOML). Without one, the built-in default scene runs.
     scene: Option<PathBuf>,
-    /// Run the scene's settings on this mesh file (HDF5) instead.
+    /// Run the scene's settings on this mesh file (HDF5 .h5, gmsh .msh) instead.
     #[arg(long)]
     mesh: Option<PathBuf>,
     /// Backend for every phase (serial, parallel).
@@ -57,6 +63,12 @@ struct RunArgs {
     /// Chrome trace (open in Perfetto or chrome://tracing).
     #[arg(long)]
     trace: Option<PathBuf>,
+    /// ParaView file of the mesh and fields (VTK XML, .vtu).
+    #[arg(long)]
+    vtu: Option<PathBuf>,
+    /// PNG picture of the potential u.
+    #[arg(long)]
+    png: Option<PathBuf>,
     /// Print only errors.
     #[arg(long, short)]
     quiet: bool,
@@ -66,6 +78,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Run(a)) => cmd_run(a),
+        Some(Command::Mesh(a)) => mesh_cli::mesh_command(&a).map(|s| print!("{s}")),
+        Some(Command::Plot(a)) => mesh_cli::plot_command(&a).map(|s| print!("{s}")),
         None => cmd_run(RunArgs::default()),
     };
     match result {
@@ -119,6 +133,12 @@ fn scene_for(a: &RunArgs) -> Result<Scene, AppError> {
     if a.trace.is_some() {
         scene.output.trace = a.trace.clone();
     }
+    if a.vtu.is_some() {
+        scene.output.vtu = a.vtu.clone();
+    }
+    if a.png.is_some() {
+        scene.output.png = a.png.clone();
+    }
     scene.check()?;
     Ok(scene)
 }
@@ -171,8 +191,9 @@ fn cmd_run(a: RunArgs) -> Result<(), AppError> {
     if let Some(p) = &scene.output.results {
         result.write(p, &scene)?;
     }
+    let written = mesh_cli::write_run_outputs(&result, &scene)?;
     if !a.quiet {
-        print!("{}", result.report(scene.output.results.as_ref()));
+        print!("{}{written}", result.report(scene.output.results.as_ref()));
     }
     Ok(())
 }

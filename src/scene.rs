@@ -230,6 +230,11 @@ pub struct OutputSection {
     pub results: Option<PathBuf>,
     /// Chrome trace file.
     pub trace: Option<PathBuf>,
+    /// ParaView file (VTK XML UnstructuredGrid, `.vtu`) of the mesh and
+    /// the fields.
+    pub vtu: Option<PathBuf>,
+    /// PNG picture of the potential `u` over the mesh.
+    pub png: Option<PathBuf>,
 }
 
 /// A whole scene.
