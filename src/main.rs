@@ -1,6 +1,7 @@
 //! The `quadflow` command line.
 
 use clap::{Parser, Subcommand};
+use quadflow::mesh_cli;
 use quadflow::run::{self, AppError};
 use quadflow::scene::Scene;
 use quadflow::systems::common::ProgressHook;
@@ -35,6 +36,11 @@ enum Command {
         /// results file
         out: PathBuf,
     },
+    /// Generate a mesh (`mesh GEOMETRY --nodes N -o FILE`) or convert one
+    /// (`mesh convert IN OUT`) between HDF5 (.h5) and gmsh (.msh).
+    Mesh(mesh_cli::MeshArgs),
+    /// Draw a field of a results file as a PNG picture.
+    Plot(mesh_cli::PlotArgs),
 }
 
 #[derive(clap::Args)]
@@ -50,7 +56,7 @@ struct BenchArgs {
 struct RunArgs {
     /// Scene file (TOML). Without one, the built-in default scene runs.
     scene: Option<PathBuf>,
-    /// Run the scene's settings on this mesh file (HDF5) instead.
+    /// Run the scene's settings on this mesh file (HDF5 .h5, gmsh .msh) instead.
     #[arg(long)]
     mesh: Option<PathBuf>,
     /// Backend for every phase (serial, parallel, gpu).
@@ -83,6 +89,12 @@ struct RunArgs {
     /// Flamegraph (SVG) of the run's phases, systems and kernels.
     #[arg(long)]
     flamegraph: Option<PathBuf>,
+    /// ParaView file of the mesh and fields (VTK XML, .vtu).
+    #[arg(long)]
+    vtu: Option<PathBuf>,
+    /// PNG picture of the potential u.
+    #[arg(long)]
+    png: Option<PathBuf>,
     /// Print only errors.
     #[arg(long, short)]
     quiet: bool,
@@ -94,6 +106,8 @@ fn main() -> ExitCode {
         Some(Command::Run(a)) => cmd_run(a),
         Some(Command::Bench(b)) => cmd_bench(b),
         Some(Command::BenchCase { scene, out }) => quadflow::bench::bench_case(&scene, &out),
+        Some(Command::Mesh(a)) => mesh_cli::mesh_command(&a).map(|s| print!("{s}")),
+        Some(Command::Plot(a)) => mesh_cli::plot_command(&a).map(|s| print!("{s}")),
         None => cmd_run(RunArgs::default()),
     };
     match result {
@@ -153,6 +167,12 @@ fn scene_for(a: &RunArgs) -> Result<Scene, AppError> {
     if a.flamegraph.is_some() {
         scene.output.flamegraph = a.flamegraph.clone();
     }
+    if a.vtu.is_some() {
+        scene.output.vtu = a.vtu.clone();
+    }
+    if a.png.is_some() {
+        scene.output.png = a.png.clone();
+    }
     scene.check()?;
     Ok(scene)
 }
@@ -203,11 +223,12 @@ fn cmd_run(a: RunArgs) -> Result<(), AppError> {
     if let Some(p) = &scene.output.results {
         result.write(p, &scene)?;
     }
+    let written = mesh_cli::write_run_outputs(&result, &scene)?;
     if let Some(t) = trace {
         t.finish()?;
     }
     if !a.quiet {
-        print!("{}", result.report(scene.output.results.as_ref()));
+        print!("{}{written}", result.report(scene.output.results.as_ref()));
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 use crate::generate;
 use crate::h5io::{self, Attr, ResultsData};
+use crate::meshio;
 use crate::scene::{MeshSource, Scene, SceneError};
 use quadflow_systems::common::ProgressHook;
 use quadflow_systems::components::{BoundaryReport, LinearSystem, Notes, Solution};
@@ -21,6 +22,15 @@ pub enum AppError {
     /// HDF5 file.
     #[error(transparent)]
     H5(#[from] h5io::H5Error),
+    /// gmsh file.
+    #[error(transparent)]
+    Gmsh(#[from] crate::gmsh::GmshError),
+    /// VTU output.
+    #[error(transparent)]
+    Vtu(#[from] crate::vtu::VtuError),
+    /// PNG plot.
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
     /// Mesh validation (with the mesh's origin).
     #[error("{origin}: {source}")]
     Mesh {
@@ -63,19 +73,24 @@ pub struct LoadedMesh {
 pub fn load_mesh(scene: &Scene) -> Result<LoadedMesh, AppError> {
     let t0 = Instant::now();
     let _s = tracing::info_span!("load").entered();
-    let (raw, origin) = match scene.mesh_source()? {
-        MeshSource::File(p) => (h5io::read_mesh(&p)?, p.display().to_string()),
+    let (raw, sets, origin) = match scene.mesh_source()? {
+        MeshSource::File(p) => {
+            let (raw, sets) = meshio::read_any_mesh(&p)?;
+            (raw, sets, p.display().to_string())
+        }
         MeshSource::Generate(g, n) => (
             generate::generate(g, n)?,
+            Default::default(),
             format!("generated {} (~{n} nodes)", g.name()),
         ),
     };
-    let mesh = Mesh::new(raw.x, raw.y, &raw.quad8, scene.orientation()?).map_err(|source| {
+    let mut mesh = Mesh::new(raw.x, raw.y, &raw.quad8, scene.orientation()?).map_err(|source| {
         AppError::Mesh {
             origin: origin.clone(),
             source,
         }
     })?;
+    mesh.node_sets = sets;
     Ok(LoadedMesh {
         mesh: Arc::new(mesh),
         origin,

@@ -255,6 +255,11 @@ pub struct OutputSection {
     pub trace: Option<PathBuf>,
     /// Flamegraph (SVG) file.
     pub flamegraph: Option<PathBuf>,
+    /// ParaView file (VTK XML UnstructuredGrid, `.vtu`) of the mesh and
+    /// the fields.
+    pub vtu: Option<PathBuf>,
+    /// PNG picture of the potential `u` over the mesh.
+    pub png: Option<PathBuf>,
 }
 
 /// A whole scene.

@@ -1,0 +1,448 @@
+//! The command-line logic of `quadflow mesh` (generate a mesh, convert a
+//! mesh file), `quadflow plot` (a PNG of a results file), and the VTU and
+//! PNG outputs of `quadflow run`; `main.rs` only dispatches here.
+//!
+//! ```text
+//! quadflow mesh GEOMETRY [--nodes N] -o FILE.h5|FILE.msh [--msh-version 2.2|4.1] [--binary]
+//! quadflow mesh convert IN OUT [--msh-version 2.2|4.1] [--binary]
+//! quadflow plot RESULTS.h5 [--field u|abs_vel|pressure] -o FILE.png [--mesh MESH]
+//!               [--width W] [--height H]
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use quadflow_systems::mesh::{Mesh, OrientationPolicy};
+
+use crate::generate::{self, Geometry};
+use crate::gmsh::MshVersion;
+use crate::h5io::{self, Attr, RawMesh};
+use crate::meshio::{self, MeshFormat};
+use crate::plot::{self, Field, PlotOptions};
+use crate::run::{self, AppError, RunResult};
+use crate::scene::{MeshSource, Scene};
+use crate::vtu;
+
+/// How `.msh` output is written.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct MshFlags {
+    /// MSH format version of .msh output: 2.2 or 4.1.
+    #[arg(long, default_value = "4.1")]
+    pub msh_version: String,
+    /// Write .msh output in binary (default ASCII).
+    #[arg(long)]
+    pub binary: bool,
+}
+
+impl MshFlags {
+    /// The variant these flags ask for.
+    ///
+    /// # Errors
+    ///
+    /// [`AppError::Other`] for a version other than 2.2 and 4.1.
+    pub fn version(&self) -> Result<MshVersion, AppError> {
+        MshVersion::parse(&self.msh_version, self.binary).ok_or_else(|| {
+            AppError::Other(format!(
+                "--msh-version {}: quadflow writes MSH 2.2 or 4.1",
+                self.msh_version
+            ))
+        })
+    }
+}
+
+/// `quadflow mesh`: generate a mesh of a built-in geometry, or convert a
+/// mesh file.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct MeshArgs {
+    /// `convert IN OUT` instead of generating.
+    #[command(subcommand)]
+    pub action: Option<MeshAction>,
+    /// Geometry to generate: straight_channel, venturi, backward_step,
+    /// s_bend, t_junction, elbow_90.
+    pub geometry: Option<String>,
+    /// Approximate node count.
+    #[arg(long, default_value_t = 20_000)]
+    pub nodes: usize,
+    /// Output mesh file: .h5/.hdf5 (HDF5) or .msh (gmsh, with node sets
+    /// `inlet` at x = min x and `outlet` at x = max x).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// .msh output options.
+    #[command(flatten)]
+    pub msh: MshFlags,
+}
+
+/// Subcommands of `quadflow mesh`.
+#[derive(clap::Subcommand, Debug)]
+pub enum MeshAction {
+    /// Convert a mesh file between HDF5 (.h5, .hdf5) and gmsh (.msh),
+    /// validating it first.
+    Convert {
+        /// Input mesh file.
+        input: PathBuf,
+        /// Output mesh file.
+        output: PathBuf,
+        /// .msh output options.
+        #[command(flatten)]
+        msh: MshFlags,
+    },
+}
+
+/// `quadflow plot`: a PNG of one field of a results file.
+#[derive(clap::Args, Debug)]
+pub struct PlotArgs {
+    /// Results file (HDF5) written by `quadflow run`.
+    pub results: PathBuf,
+    /// Field to draw: u, abs_vel or pressure.
+    #[arg(long, default_value = "u")]
+    pub field: String,
+    /// Output PNG file.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Mesh file the results belong to (default: re-create it from the
+    /// scene stored in the results file).
+    #[arg(long)]
+    pub mesh: Option<PathBuf>,
+    /// Width in pixels.
+    #[arg(long, default_value_t = 1600)]
+    pub width: u32,
+    /// Height in pixels.
+    #[arg(long, default_value_t = 700)]
+    pub height: u32,
+}
+
+/// Nodes with `|x - min x| < 1e-9` (`inlet`) and `|x - max x| < 1e-9`
+/// (`outlet`): SPEC's default boundary rule as node sets.
+pub fn inlet_outlet_sets(raw: &RawMesh) -> BTreeMap<String, Vec<u32>> {
+    let (lo, hi) = raw
+        .x
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    let pick = |t: f64| -> Vec<u32> {
+        (0..raw.x.len() as u32)
+            .filter(|&i| (raw.x[i as usize] - t).abs() < 1e-9)
+            .collect()
+    };
+    BTreeMap::from([
+        ("inlet".to_string(), pick(lo)),
+        ("outlet".to_string(), pick(hi)),
+    ])
+}
+
+/// Validates `raw` as the solver would ([`Mesh::new`], clockwise elements
+/// renumbered), returning the number of clockwise elements.
+fn validate(raw: &RawMesh, origin: &str) -> Result<usize, AppError> {
+    let m = Mesh::new(
+        raw.x.clone(),
+        raw.y.clone(),
+        &raw.quad8,
+        OrientationPolicy::Fix,
+    )
+    .map_err(|source| AppError::Mesh {
+        origin: origin.to_string(),
+        source,
+    })?;
+    Ok(m.flipped)
+}
+
+fn describe_sets(sets: &BTreeMap<String, Vec<u32>>) -> String {
+    if sets.is_empty() {
+        return "none".into();
+    }
+    sets.iter()
+        .map(|(k, v)| format!("{k} ({} nodes)", v.len()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Writes a mesh and says what was written.
+fn write_mesh_out(
+    out: &Path,
+    raw: &RawMesh,
+    sets: &BTreeMap<String, Vec<u32>>,
+    version: MshVersion,
+) -> Result<String, AppError> {
+    let t = Instant::now();
+    let written = meshio::write_any_mesh(out, raw, sets, version)?;
+    let secs = t.elapsed().as_secs_f64();
+    Ok(match written {
+        None => {
+            let note = if sets.is_empty() {
+                String::new()
+            } else {
+                "; node sets are not stored in HDF5".into()
+            };
+            format!("wrote     {} (HDF5) in {secs:.3} s{note}\n", out.display())
+        }
+        Some(w) => {
+            let mut s = format!(
+                "wrote     {} ({version}, {} boundary line elements) in {secs:.3} s\n",
+                out.display(),
+                w.line_elements
+            );
+            for (name, n) in w.uncovered.iter().filter(|(_, n)| **n > 0) {
+                s.push_str(&format!(
+                    "warning   {n} nodes of node set \"{name}\" lie on no boundary edge of the \
+                     set and are not in the file\n"
+                ));
+            }
+            s
+        }
+    })
+}
+
+/// Runs `quadflow mesh`, returning what to print.
+///
+/// # Errors
+///
+/// Unknown geometry, missing `-o`, an unsupported extension or MSH version,
+/// an invalid mesh, or a read or write failure.
+pub fn mesh_command(a: &MeshArgs) -> Result<String, AppError> {
+    if let Some(MeshAction::Convert { input, output, msh }) = &a.action {
+        return convert(input, output, msh.version()?);
+    }
+    let name = a.geometry.as_deref().ok_or_else(|| {
+        AppError::Other(
+            "quadflow mesh needs a geometry (e.g. `quadflow mesh venturi --nodes 2000 -o \
+             venturi.h5`) or `convert IN OUT`"
+                .into(),
+        )
+    })?;
+    let geom = Geometry::parse(name).ok_or_else(|| {
+        AppError::Other(format!(
+            "unknown geometry \"{name}\" (available: {})",
+            Geometry::ALL.map(|g| g.name()).join(", ")
+        ))
+    })?;
+    let out = a
+        .out
+        .as_ref()
+        .ok_or_else(|| AppError::Other("quadflow mesh needs -o FILE.h5 or -o FILE.msh".into()))?;
+    let format = MeshFormat::of(out)?;
+    let version = a.msh.version()?;
+    let t = Instant::now();
+    let raw = generate::generate(geom, a.nodes)?;
+    let secs = t.elapsed().as_secs_f64();
+    validate(&raw, &format!("generated {}", geom.name()))?;
+    let q = generate::quality(&raw);
+    let mut s = format!(
+        "generated {} (~{} nodes): {} nodes, {} elements in {secs:.3} s\n\
+         quality   Jacobian ratio min {:.4}, max {:.4} (worst element {})\n",
+        geom.name(),
+        a.nodes,
+        raw.x.len(),
+        raw.quad8.len(),
+        q.min_ratio,
+        q.max_ratio,
+        q.worst_element
+    );
+    let sets = if format == MeshFormat::Gmsh {
+        let sets = inlet_outlet_sets(&raw);
+        s.push_str(&format!("node sets {}\n", describe_sets(&sets)));
+        sets
+    } else {
+        BTreeMap::new()
+    };
+    s.push_str(&write_mesh_out(out, &raw, &sets, version)?);
+    Ok(s)
+}
+
+/// `quadflow mesh convert`: reads `input`, validates it, writes `output`.
+fn convert(input: &Path, output: &Path, version: MshVersion) -> Result<String, AppError> {
+    MeshFormat::of(output)?;
+    let t = Instant::now();
+    let m = meshio::read_mesh_file(input)?;
+    let secs = t.elapsed().as_secs_f64();
+    let mut s = format!(
+        "read      {}: {} nodes, {} elements in {secs:.3} s; node sets {}\n",
+        input.display(),
+        m.raw.x.len(),
+        m.raw.quad8.len(),
+        describe_sets(&m.node_sets)
+    );
+    if m.ignored_elements > 0 {
+        s.push_str(&format!(
+            "note      {} elements of other types (not 8- or 9-node quadrangles or lines) ignored\n",
+            m.ignored_elements
+        ));
+    }
+    if m.dropped_nodes > 0 {
+        s.push_str(&format!(
+            "note      {} nodes that no quadrangle uses dropped\n",
+            m.dropped_nodes
+        ));
+    }
+    let flipped = validate(&m.raw, &input.display().to_string())?;
+    s.push_str("valid     yes");
+    if flipped > 0 {
+        s.push_str(&format!(
+            " ({flipped} clockwise elements, written as they are; quadflow renumbers them \
+             when it loads the mesh)"
+        ));
+    }
+    s.push('\n');
+    s.push_str(&write_mesh_out(output, &m.raw, &m.node_sets, version)?);
+    Ok(s)
+}
+
+fn attr_str<'a>(attrs: &'a [(String, Attr)], name: &str) -> Option<&'a str> {
+    attrs.iter().find_map(|(k, v)| match v {
+        Attr::Str(s) if k == name => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+/// Runs `quadflow plot`, returning what to print.
+///
+/// The mesh is `--mesh` when given, else the mesh of the scene stored in
+/// the results file (attribute `scene`): generated again, or read from the
+/// file named by the attribute `mesh_source` (the path the run resolved).
+///
+/// # Errors
+///
+/// An unknown field, an unreadable results or mesh file, a results file
+/// without a scene and no `--mesh`, a mesh whose sizes do not match the
+/// results, or a failure to draw or write.
+pub fn plot_command(a: &PlotArgs) -> Result<String, AppError> {
+    let field = Field::parse(&a.field).ok_or_else(|| {
+        AppError::Other(format!(
+            "--field {}: choose u, abs_vel or pressure",
+            a.field
+        ))
+    })?;
+    let res = h5io::read_results(&a.results)?;
+    let source = attr_str(&res.attrs, "mesh_source");
+    let (mesh, origin) = match &a.mesh {
+        Some(p) => {
+            let (raw, _) = meshio::read_any_mesh(p)?;
+            let origin = p.display().to_string();
+            let mesh =
+                Mesh::new(raw.x, raw.y, &raw.quad8, OrientationPolicy::Fix).map_err(|source| {
+                    AppError::Mesh {
+                        origin: origin.clone(),
+                        source,
+                    }
+                })?;
+            (mesh, origin)
+        }
+        None => {
+            let text = attr_str(&res.attrs, "scene").ok_or_else(|| {
+                AppError::Other(format!(
+                    "{}: the results file has no \"scene\" attribute to re-create the mesh \
+                     from; give the mesh with --mesh FILE",
+                    a.results.display()
+                ))
+            })?;
+            let mut scene = Scene::parse(text, "<results>")?;
+            if let (MeshSource::File(_), Some(src)) = (scene.mesh_source()?, source)
+                && Path::new(src).is_file()
+            {
+                scene.mesh.file = Some(PathBuf::from(src));
+            }
+            let loaded = run::load_mesh(&scene)?;
+            let mesh = std::sync::Arc::unwrap_or_clone(loaded.mesh);
+            (mesh, loaded.origin)
+        }
+    };
+    if res.u.len() != mesh.nodes() || res.vel.len() != mesh.elements.len() {
+        return Err(AppError::Other(format!(
+            "{}: the results have {} nodes and {} elements but the mesh ({origin}) has {} and \
+             {}; give the right mesh with --mesh FILE",
+            a.results.display(),
+            res.u.len(),
+            res.vel.len(),
+            mesh.nodes(),
+            mesh.elements.len()
+        )));
+    }
+    let values = match field {
+        Field::U => &res.u,
+        Field::AbsVel => &res.abs_vel,
+        Field::Pressure => &res.pressure,
+    };
+    let backend = attr_str(&res.attrs, "backend").unwrap_or("unknown");
+    let name = plot::mesh_name(source.unwrap_or(&origin));
+    let opts = PlotOptions {
+        width: a.width,
+        height: a.height,
+        title: plot::title(&name, field, backend),
+        mesh_lines: None,
+    };
+    let t = Instant::now();
+    plot::plot_png(&a.out, &mesh, values, field, &opts)?;
+    Ok(format!(
+        "wrote     {} ({} x {} px, {}) in {:.3} s\n",
+        a.out.display(),
+        a.width,
+        a.height,
+        field.name(),
+        t.elapsed().as_secs_f64()
+    ))
+}
+
+/// Writes the scene's VTU and PNG outputs of a run (`[output] vtu`, `png`),
+/// returning what to print.
+///
+/// # Errors
+///
+/// A failure to write either file.
+pub fn write_run_outputs(result: &RunResult, scene: &Scene) -> Result<String, AppError> {
+    let mut s = String::new();
+    if let Some(p) = &scene.output.vtu {
+        vtu::write_vtu(
+            p,
+            &result.mesh,
+            &result.solution.u,
+            &result.vel,
+            &result.abs_vel,
+            &result.pressure,
+        )?;
+        s.push_str(&format!("vtu       {}\n", p.display()));
+    }
+    if let Some(p) = &scene.output.png {
+        let opts = PlotOptions {
+            title: plot::title(
+                &plot::mesh_name(&result.origin),
+                Field::U,
+                &result.backend_label(),
+            ),
+            ..PlotOptions::default()
+        };
+        plot::plot_png(p, &result.mesh, &result.solution.u, Field::U, &opts)?;
+        s.push_str(&format!("png       {}\n", p.display()));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inlet_and_outlet_sets() {
+        let raw = generate::mapped_grid(3, 2, |x, y| (x, y));
+        let sets = inlet_outlet_sets(&raw);
+        assert_eq!(sets["inlet"].len(), 5);
+        assert_eq!(sets["outlet"].len(), 5);
+        let xmax = raw.x.iter().copied().fold(f64::MIN, f64::max);
+        assert!(sets["outlet"].iter().all(|&i| raw.x[i as usize] == xmax));
+    }
+
+    #[test]
+    fn msh_flags() {
+        let f = MshFlags {
+            msh_version: "2.2".into(),
+            binary: true,
+        };
+        assert_eq!(f.version().unwrap(), MshVersion::V22Binary);
+        let f = MshFlags {
+            msh_version: "3.0".into(),
+            binary: false,
+        };
+        assert!(f.version().is_err());
+    }
+}
