@@ -317,3 +317,16 @@ fn every_scene_in_scenes_parses_and_names_an_existing_mesh() {
         "expected the default scene and one per reference mesh, found {n}"
     );
 }
+
+#[test]
+fn gpu_backend_without_a_gpu_is_a_clear_error() {
+    if quadflow::systems::gpu::device_available() {
+        eprintln!("SKIPPED: a CUDA device is present here; this test checks the no-GPU message");
+        return;
+    }
+    fails_with(&["--backend", "gpu"], "no CUDA driver found");
+    fails_with(
+        &["--backend", "gpu", "--gpu-strategy", "cupy"],
+        "gpu.strategy",
+    );
+}
