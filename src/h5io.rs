@@ -18,10 +18,8 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use hdf5_pure::{AttrValue, DType, Dataset, File, FileBuilder, FormatError};
 
@@ -552,61 +550,15 @@ pub fn read_reference(path: &Path) -> Result<Reference, H5Error> {
 // Writing
 // ---------------------------------------------------------------------------
 
-/// Distinguishes temporary files of concurrent writes in one process.
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Serializes `builder` to `path` all or nothing: into `.<name>.tmp-<pid>-<n>`
-/// in the same directory, synced, then renamed over `path`. On any failure
-/// the temporary is removed and `path` is left as it was.
+/// Writes `builder`'s file whole or not at all (see
+/// [`crate::meshio::write_atomic`]).
 fn write_atomic(path: &Path, builder: FileBuilder) -> Result<(), H5Error> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| H5Error::new(path, "not a file path (it has no file name)"))?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}-{n}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| {
-            let hint = if e.kind() == std::io::ErrorKind::NotFound {
-                "; the directory does not exist"
-            } else {
-                ""
-            };
-            H5Error::new(
-                path,
-                format!("cannot create temporary file {}: {e}{hint}", tmp.display()),
-            )
-        })?;
-    let result = (|| {
-        let mut file = file;
+    crate::meshio::write_atomic(path, |w| {
         builder
-            .finish_to(&mut file)
-            .map_err(|e| H5Error::new(path, format!("cannot write HDF5 data: {e}")))?;
-        file.flush()
-            .and_then(|()| file.sync_all())
-            .map_err(|e| H5Error::new(path, format!("cannot write the file: {e}")))?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(|e| {
-            H5Error::new(
-                path,
-                format!("cannot move {} into place: {e}", tmp.display()),
-            )
-        })
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+            .finish_to(w)
+            .map_err(|e| std::io::Error::other(format!("HDF5 data: {e}")))
+    })
+    .map_err(|m| H5Error::new(path, m))
 }
 
 /// Writes a results file: datasets `u` (`[N]`), `vel` (`[E, 2]`), `abs_vel`
