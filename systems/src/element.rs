@@ -57,19 +57,6 @@ pub const SYM_PAIRS: [(u8, u8); SYM_ENTRIES] = {
     out
 };
 
-/// Position in [`SYM_PAIRS`] of the local pair `(a, b)`, either order.
-pub const SYM_INDEX: [[u8; NODES]; NODES] = {
-    let mut out = [[0u8; NODES]; NODES];
-    let mut k = 0;
-    while k < SYM_ENTRIES {
-        let (a, b) = SYM_PAIRS[k];
-        out[a as usize][b as usize] = k as u8;
-        out[b as usize][a as usize] = k as u8;
-        k += 1;
-    }
-    out
-};
-
 /// One-dimensional 3-point Gauss-Legendre rule: points and weights.
 pub fn gauss3() -> ([f64; 3], [f64; 3]) {
     let a = (3.0f64 / 5.0).sqrt();
