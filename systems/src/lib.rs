@@ -8,12 +8,16 @@
 //! - [`sparse`]: symmetric CSR, sparsity pattern, slot maps.
 //! - [`boundary`]: boundary selection and contributions.
 //! - [`solver`]: equilibrated Jacobi-PCG.
+//! - [`amg`]: smoothed-aggregation AMG, the AMG-CG solver.
+//! - [`cholesky`]: sparse Cholesky direct solve (faer).
 //! - [`components`]: ECS components and resources.
 //! - [`pipeline`]: phases, the [`pipeline::Backend`] plug-in trait, the
 //!   [`pipeline::Pipeline`] runner.
 //! - [`serial`]: the single-threaded backend.
 
+pub mod amg;
 pub mod boundary;
+pub mod cholesky;
 pub mod common;
 pub mod components;
 pub mod element;

@@ -52,6 +52,30 @@ pub struct SolveStats {
     pub cg_rows: usize,
     /// Stored entries of the CG matrix (upper triangle).
     pub cg_stored: usize,
+    /// Seconds spent after the setup (the iteration, or the triangular
+    /// solves and refinement of a direct method).
+    pub solve_seconds: f64,
+    /// Levels of the multigrid hierarchy (AMG-CG; 0 for other methods).
+    pub levels: usize,
+    /// Operator complexity of the multigrid hierarchy: stored entries of
+    /// all levels over those of the finest (AMG-CG; 0 for other methods).
+    pub operator_complexity: f64,
+    /// Stored entries of the Cholesky factor `L` (Cholesky; 0 otherwise).
+    pub factor_nnz: usize,
+    /// Steps of iterative refinement after the direct solve (Cholesky).
+    pub refinement_steps: usize,
+}
+
+/// How a solver runs its row loops: on the calling thread, or split into
+/// row blocks over the current rayon pool. Both give the same bits: the
+/// blocks and the order of every reduction are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Exec {
+    /// Single-threaded.
+    #[default]
+    Serial,
+    /// Row blocks on the current rayon pool (call inside `pool.install`).
+    Parallel,
 }
 
 /// The equilibrated, decoupled system CG runs on.
@@ -98,6 +122,27 @@ pub enum SolveError {
     /// Not finite values in the system.
     #[error("the linear system contains NaN or infinite values")]
     NonFinite,
+    /// A factorisation met a non-positive pivot: the matrix is not
+    /// (numerically) positive definite.
+    #[error(
+        "{method}: the matrix is not positive definite (non-positive pivot at elimination step {step} of {n}). Is there a Dirichlet boundary (an outlet)? Without one the potential is only defined up to a constant"
+    )]
+    NotPositiveDefinite {
+        /// which factorisation (sparse Cholesky, AMG coarse solve)
+        method: &'static str,
+        /// elimination step (in the factorisation's own ordering)
+        step: usize,
+        /// matrix size
+        n: usize,
+    },
+    /// A factorisation could not run (e.g. out of memory).
+    #[error("{method}: {message}")]
+    Factorization {
+        /// which factorisation
+        method: &'static str,
+        /// what went wrong
+        message: String,
+    },
 }
 
 impl EquilibratedSystem {
