@@ -409,7 +409,7 @@ pub fn bench_case(scene: &Path, out: &Path) -> Result<(), AppError> {
         elements: r.mesh.elements.len(),
         backend: r.backend_label(),
         bytes_per_iteration: r.solution.stats.bytes_per_iteration,
-        iteration_seconds: r.solution.stats.iteration_seconds,
+        iteration_seconds: r.solution.stats.solve_seconds,
         bytes_to_device: r.gpu.as_ref().map_or(0, |g| g.bytes_to_device),
         bytes_to_host: r.gpu.as_ref().map_or(0, |g| g.bytes_to_host),
         nvrtc_seconds: r.gpu.as_ref().map_or(0.0, |g| g.nvrtc_seconds),

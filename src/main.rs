@@ -62,7 +62,7 @@ struct RunArgs {
     /// Backend for every phase (serial, parallel, gpu).
     #[arg(long)]
     backend: Option<String>,
-    /// Linear solver (cg-jacobi).
+    /// Linear solver (cg-jacobi, amg-cg, cholesky).
     #[arg(long)]
     solver: Option<String>,
     /// Threads of the parallel backend (0 = one per core).

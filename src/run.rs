@@ -230,6 +230,27 @@ impl RunResult {
             Attr::Float(s.stats.recurrence_residual),
         ));
         a.push((
+            "solver_setup_seconds".into(),
+            Attr::Float(s.stats.setup_seconds),
+        ));
+        a.push((
+            "solver_solve_seconds".into(),
+            Attr::Float(s.stats.solve_seconds),
+        ));
+        if s.stats.levels > 0 {
+            a.push(("amg_levels".into(), Attr::Int(s.stats.levels as i64)));
+            a.push((
+                "amg_operator_complexity".into(),
+                Attr::Float(s.stats.operator_complexity),
+            ));
+        }
+        if s.stats.factor_nnz > 0 {
+            a.push((
+                "cholesky_factor_nnz".into(),
+                Attr::Int(s.stats.factor_nnz as i64),
+            ));
+        }
+        a.push((
             "renumbered_elements".into(),
             Attr::Int(self.mesh.flipped as i64),
         ));
@@ -318,8 +339,8 @@ impl RunResult {
             },
             self.solution.true_residual
         );
-        if st.iterations > 0 && st.iteration_seconds > 0.0 {
-            let per = st.iteration_seconds / st.iterations as f64;
+        if st.iterations > 0 && st.solve_seconds > 0.0 {
+            let per = st.solve_seconds / st.iterations as f64;
             let _ = writeln!(
                 s,
                 "          {} CG rows ({} decoupled), setup {:.3} s, {:.3} ms/iteration, {:.1} MB/iteration -> {:.1} GB/s",
@@ -329,6 +350,20 @@ impl RunResult {
                 per * 1e3,
                 st.bytes_per_iteration as f64 / 1e6,
                 st.bytes_per_iteration as f64 / per / 1e9
+            );
+        }
+        if st.levels > 0 {
+            let _ = writeln!(
+                s,
+                "          AMG {} levels, operator complexity {:.3}; setup {:.4} s, CG {:.4} s",
+                st.levels, st.operator_complexity, st.setup_seconds, st.solve_seconds
+            );
+        }
+        if st.factor_nnz > 0 {
+            let _ = writeln!(
+                s,
+                "          factor nnz {}, {} refinement steps; ordering + factor {:.4} s, solve {:.4} s",
+                st.factor_nnz, st.refinement_steps, st.setup_seconds, st.solve_seconds
             );
         }
         let (lo, hi) = self

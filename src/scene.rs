@@ -3,6 +3,7 @@
 //! are errors that name the key. See the README's "Scene files" section.
 
 use crate::generate::Geometry;
+use quadflow_systems::amg::{AmgSettings, Smoother};
 use quadflow_systems::boundary::{BoundaryConfig, DirichletPart, RobinPart, Selector, Side, Value};
 use quadflow_systems::components::{Physics, SolverMethod, SolverSettings, Source};
 use quadflow_systems::gpu::{Gpu, GpuSolveStrategy};
@@ -148,14 +149,18 @@ impl Default for BoundarySection {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SolverSection {
-    /// `cg-jacobi` (the reference configuration).
+    /// `cg-jacobi` (the reference configuration), `amg-cg` or `cholesky`.
     pub method: String,
-    /// Relative tolerance.
+    /// Relative tolerance of the iterative methods (`cg-jacobi`, `amg-cg`),
+    /// honoured as given: use `1e-10` with `amg-cg` for comparisons with
+    /// a direct solve.
     pub rtol: f64,
     /// Iteration cap.
     pub max_iterations: usize,
     /// Keep a result that hit the cap (marked `converged = 0`).
     pub allow_unconverged: bool,
+    /// `[solver.amg]`: parameters of `amg-cg`.
+    pub amg: AmgSection,
 }
 
 impl Default for SolverSection {
@@ -166,6 +171,47 @@ impl Default for SolverSection {
             rtol: c.rtol,
             max_iterations: c.max_iter,
             allow_unconverged: false,
+            amg: AmgSection::default(),
+        }
+    }
+}
+
+/// `[solver.amg]`: the AMG hierarchy and V-cycle of `amg-cg` (see
+/// `quadflow_systems::amg::AmgSettings`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmgSection {
+    /// Strength-of-connection threshold, in `(0, 1)`.
+    pub theta: f64,
+    /// `chebyshev` or `jacobi`.
+    pub smoother: String,
+    /// Chebyshev degree (Jacobi: steps per sweep), 1 to 10.
+    pub degree: usize,
+    /// Smoothing sweeps before the coarse correction.
+    pub pre_sweeps: usize,
+    /// Smoothing sweeps after it (equal to `pre_sweeps` keeps the
+    /// preconditioner symmetric).
+    pub post_sweeps: usize,
+    /// Coarsest level size (dense Cholesky), 1 to 5000.
+    pub max_coarse: usize,
+    /// Most levels, at least 2.
+    pub max_levels: usize,
+    /// Chebyshev interval ratio `rho_hat / lower`, above 1.
+    pub chebyshev_ratio: f64,
+}
+
+impl Default for AmgSection {
+    fn default() -> Self {
+        let a = AmgSettings::default();
+        Self {
+            theta: a.theta,
+            smoother: a.smoother.name().into(),
+            degree: a.degree,
+            pre_sweeps: a.pre_sweeps,
+            post_sweeps: a.post_sweeps,
+            max_coarse: a.max_coarse,
+            max_levels: a.max_levels,
+            chebyshev_ratio: a.cheb_ratio,
         }
     }
 }
@@ -391,6 +437,7 @@ impl Scene {
         if s.max_iterations == 0 {
             return Err(self.err("solver.max_iterations", "must be at least 1"));
         }
+        self.amg_settings()?;
         self.parallel_backend()?;
         self.gpu_backend()?;
         Ok(())
@@ -529,6 +576,83 @@ impl Scene {
         Ok(cfg)
     }
 
+    /// The AMG settings of `[solver.amg]`, checked.
+    pub fn amg_settings(&self) -> Result<AmgSettings, SceneError> {
+        let a = &self.solver.amg;
+        if !(a.theta > 0.0 && a.theta < 1.0) {
+            return Err(self.err(
+                "solver.amg.theta",
+                format!("must lie in (0, 1), got {}", a.theta),
+            ));
+        }
+        let smoother = Smoother::parse(&a.smoother).ok_or_else(|| {
+            self.err(
+                "solver.amg.smoother",
+                format!(
+                    "unknown smoother \"{}\" (available: {})",
+                    a.smoother,
+                    Smoother::NAMES.join(", ")
+                ),
+            )
+        })?;
+        if !(1..=10).contains(&a.degree) {
+            return Err(self.err(
+                "solver.amg.degree",
+                format!("must lie in 1..=10, got {}", a.degree),
+            ));
+        }
+        if a.pre_sweeps > 10 {
+            return Err(self.err(
+                "solver.amg.pre_sweeps",
+                format!("must lie in 0..=10, got {}", a.pre_sweeps),
+            ));
+        }
+        if a.post_sweeps > 10 {
+            return Err(self.err(
+                "solver.amg.post_sweeps",
+                format!("must lie in 0..=10, got {}", a.post_sweeps),
+            ));
+        }
+        if a.pre_sweeps + a.post_sweeps == 0 {
+            return Err(self.err(
+                "solver.amg.pre_sweeps",
+                "pre_sweeps and post_sweeps are both 0: the V-cycle would not smooth",
+            ));
+        }
+        if !(1..=5000).contains(&a.max_coarse) {
+            return Err(self.err(
+                "solver.amg.max_coarse",
+                format!(
+                    "must lie in 1..=5000 (the coarsest level is factorised densely), got {}",
+                    a.max_coarse
+                ),
+            ));
+        }
+        if !(2..=50).contains(&a.max_levels) {
+            return Err(self.err(
+                "solver.amg.max_levels",
+                format!("must lie in 2..=50, got {}", a.max_levels),
+            ));
+        }
+        if !(a.chebyshev_ratio.is_finite() && a.chebyshev_ratio > 1.0) {
+            return Err(self.err(
+                "solver.amg.chebyshev_ratio",
+                format!("must be above 1, got {}", a.chebyshev_ratio),
+            ));
+        }
+        Ok(AmgSettings {
+            theta: a.theta,
+            smoother,
+            degree: a.degree,
+            pre_sweeps: a.pre_sweeps,
+            post_sweeps: a.post_sweeps,
+            max_coarse: a.max_coarse,
+            max_levels: a.max_levels,
+            cheb_ratio: a.chebyshev_ratio,
+            ..AmgSettings::default()
+        })
+    }
+
     /// Physics, boundaries and solver as the engine takes them.
     pub fn run_config(&self) -> Result<RunConfig, SceneError> {
         let s = &self.solver;
@@ -547,6 +671,7 @@ impl Scene {
                     rtol: s.rtol,
                     max_iter: s.max_iterations,
                 },
+                amg: self.amg_settings()?,
                 allow_unconverged: s.allow_unconverged,
             },
         })
@@ -659,6 +784,40 @@ mod tests {
         assert!(e.to_string().contains("rtoll"), "{e}");
         let e = Scene::parse("colour = 3\n", "t.toml").unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
+        let e = Scene::parse(
+            "[mesh]\ngenerate='venturi'\n[solver.amg]\ntheeta = 0.1\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("theeta"), "{e}");
+    }
+
+    #[test]
+    fn solver_methods_and_amg_keys() {
+        let s = Scene::parse(
+            "[mesh]\ngenerate='venturi'\n[solver]\nmethod = 'amg-cg'\nrtol = 1e-10\n\
+             [solver.amg]\ntheta = 0.1\nsmoother = 'jacobi'\ndegree = 3\nmax_coarse = 200\n",
+            "t.toml",
+        )
+        .unwrap();
+        let c = s.run_config().unwrap();
+        assert_eq!(c.solver.method, SolverMethod::AmgCg);
+        assert_eq!(c.solver.cg.rtol, 1e-10);
+        assert_eq!(c.solver.amg.theta, 0.1);
+        assert_eq!(c.solver.amg.smoother, Smoother::Jacobi);
+        assert_eq!(c.solver.amg.degree, 3);
+        assert_eq!(c.solver.amg.max_coarse, 200);
+        assert_eq!(c.solver.amg.pre_sweeps, AmgSettings::default().pre_sweeps);
+        let back = Scene::parse(&s.to_toml(), "<round trip>").unwrap();
+        assert_eq!(back.solver, s.solver);
+        for m in SolverMethod::NAMES {
+            let s = Scene::parse(
+                &format!("[mesh]\ngenerate='venturi'\n[solver]\nmethod = '{m}'\n"),
+                "t.toml",
+            )
+            .unwrap();
+            assert_eq!(s.run_config().unwrap().solver.method.name(), *m);
+        }
     }
 
     #[test]
@@ -667,6 +826,15 @@ mod tests {
         for (extra, key) in [
             ("[solver]\nrtol = -1.0\n", "solver.rtol"),
             ("[solver]\nmethod = 'magic'\n", "solver.method"),
+            ("[solver.amg]\ntheta = 0.0\n", "solver.amg.theta"),
+            ("[solver.amg]\nsmoother = 'gauss'\n", "solver.amg.smoother"),
+            ("[solver.amg]\ndegree = 0\n", "solver.amg.degree"),
+            (
+                "[solver.amg]\npre_sweeps = 0\npost_sweeps = 0\n",
+                "solver.amg.pre_sweeps",
+            ),
+            ("[solver.amg]\nmax_coarse = 0\n", "solver.amg.max_coarse"),
+            ("[solver.amg]\nmax_levels = 1\n", "solver.amg.max_levels"),
             ("[physics]\nrho = 0.0\n", "physics.rho"),
             (
                 "[[boundary.robin]]\nselect = 'left'\ngamma = 1.0\n",

@@ -1,5 +1,5 @@
 //! Pieces every host-side backend shares: the element load, applying a
-//! resolved boundary to the system, the solve step around the CG kernels,
+//! resolved boundary to the system, the solve step (every solver method),
 //! and the progress hook.
 
 use crate::boundary::{self, BoundaryConfig, Resolved};
@@ -7,8 +7,9 @@ use crate::components::*;
 use crate::element::{self, Coords, NODES, QP, QuadData};
 use crate::mesh::Mesh;
 use crate::pipeline::{PipelineError, fail};
-use crate::solver::{self, CgKernels};
+use crate::solver::{self, CgKernels, Exec};
 use crate::sparse::SymCsr;
+use crate::{amg, cholesky};
 use bevy_ecs::prelude::*;
 
 /// Element load vector for the configured source; `None` when the source
@@ -75,48 +76,61 @@ pub fn apply_boundary(
 #[derive(Resource, Default)]
 pub struct ProgressHook(pub Option<Box<dyn FnMut(usize, f64) + Send + Sync>>);
 
-/// The solve step shared by host backends: runs the configured method with
-/// the given CG kernels, stores the solution and the true residual.
+/// The solve step shared by host backends: runs the configured method
+/// (the CG-Jacobi reference with the given CG kernels; AMG-CG and
+/// Cholesky with `exec`, i.e. on the current rayon pool for
+/// [`Exec::Parallel`]), stores the solution and the true residual.
 pub fn solve_into(
     sys: &LinearSystem,
     settings: &SolverSettings,
     kernels: &mut dyn CgKernels,
+    exec: Exec,
     hook: &mut ProgressHook,
     solution: &mut Solution,
     failure: &mut Failure,
 ) {
-    let _span = tracing::info_span!("cg_jacobi", rows = sys.k.n).entered();
+    let _span = tracing::info_span!(
+        "linear_solve",
+        method = settings.method.name(),
+        rows = sys.k.n
+    )
+    .entered();
     let mut noop = |_: usize, _: f64| {};
     let progress: &mut dyn FnMut(usize, f64) = match hook.0.as_mut() {
         Some(h) => h,
         None => &mut noop,
     };
-    match settings.method {
+    let result = match settings.method {
         SolverMethod::CgJacobi => {
-            match solver::solve_cg_jacobi(&sys.k, &sys.f, &settings.cg, kernels, progress) {
-                Ok((u, stats)) => {
-                    let r = {
-                        let _s = tracing::info_span!("true_residual").entered();
-                        solver::true_relative_residual(&sys.k, &sys.f, &u)
-                    };
-                    if !stats.converged && !settings.allow_unconverged {
-                        fail(
-                            failure,
-                            PipelineError::NotConverged {
-                                iterations: stats.iterations,
-                                residual: stats.recurrence_residual,
-                                rtol: settings.cg.rtol,
-                            },
-                        );
-                    }
-                    *solution = Solution {
-                        u,
-                        stats,
-                        true_residual: r,
-                    };
-                }
-                Err(e) => fail(failure, e),
-            }
+            solver::solve_cg_jacobi(&sys.k, &sys.f, &settings.cg, kernels, progress)
         }
+        SolverMethod::AmgCg => {
+            amg::solve_amg_cg(&sys.k, &sys.f, &settings.cg, &settings.amg, exec, progress)
+        }
+        SolverMethod::Cholesky => cholesky::solve_cholesky(&sys.k, &sys.f, exec),
+    };
+    match result {
+        Ok((u, stats)) => {
+            let r = {
+                let _s = tracing::info_span!("true_residual").entered();
+                solver::true_relative_residual(&sys.k, &sys.f, &u)
+            };
+            if !stats.converged && !settings.allow_unconverged {
+                fail(
+                    failure,
+                    PipelineError::NotConverged {
+                        iterations: stats.iterations,
+                        residual: stats.recurrence_residual,
+                        rtol: settings.cg.rtol,
+                    },
+                );
+            }
+            *solution = Solution {
+                u,
+                stats,
+                true_residual: r,
+            };
+        }
+        Err(e) => fail(failure, e),
     }
 }

@@ -3,6 +3,7 @@
 //! everything global (the matrix, vectors, solver state, settings, timings)
 //! is a resource.
 
+use crate::amg::AmgSettings;
 use crate::boundary::BoundaryConfig;
 use crate::element::{Coords, ElementFields, NODES, QuadData, SYM_ENTRIES};
 use crate::mesh::Mesh;
@@ -91,6 +92,12 @@ pub enum SolverMethod {
     /// The reference configuration: equilibrated Jacobi-PCG.
     #[default]
     CgJacobi,
+    /// CG preconditioned by a smoothed-aggregation AMG V-cycle
+    /// ([`crate::amg`]). Run it with `rtol = 1e-10` for comparisons with
+    /// a direct solve.
+    AmgCg,
+    /// Sparse Cholesky factorisation ([`crate::cholesky`]).
+    Cholesky,
 }
 
 impl SolverMethod {
@@ -98,6 +105,8 @@ impl SolverMethod {
     pub fn name(self) -> &'static str {
         match self {
             SolverMethod::CgJacobi => "cg-jacobi",
+            SolverMethod::AmgCg => "amg-cg",
+            SolverMethod::Cholesky => "cholesky",
         }
     }
 
@@ -105,12 +114,14 @@ impl SolverMethod {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "cg-jacobi" => Some(SolverMethod::CgJacobi),
+            "amg-cg" => Some(SolverMethod::AmgCg),
+            "cholesky" => Some(SolverMethod::Cholesky),
             _ => None,
         }
     }
 
     /// All names, for error messages.
-    pub const NAMES: &'static [&'static str] = &["cg-jacobi"];
+    pub const NAMES: &'static [&'static str] = &["cg-jacobi", "amg-cg", "cholesky"];
 }
 
 /// Solver settings.
@@ -118,8 +129,11 @@ impl SolverMethod {
 pub struct SolverSettings {
     /// Method.
     pub method: SolverMethod,
-    /// CG tolerance and cap.
+    /// Tolerance and iteration cap of the iterative methods (`cg-jacobi`,
+    /// `amg-cg`).
     pub cg: CgSettings,
+    /// AMG hierarchy and cycle parameters (`amg-cg`).
+    pub amg: AmgSettings,
     /// Accept a solve that hit the cap (results are marked `converged = 0`)
     /// instead of failing.
     pub allow_unconverged: bool,

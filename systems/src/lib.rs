@@ -8,6 +8,8 @@
 //! - [`sparse`]: symmetric CSR, sparsity pattern, slot maps.
 //! - [`boundary`]: boundary selection and contributions.
 //! - [`solver`]: equilibrated Jacobi-PCG.
+//! - [`amg`]: smoothed-aggregation AMG, the AMG-CG solver.
+//! - [`cholesky`]: sparse Cholesky direct solve (faer).
 //! - [`components`]: ECS components and resources.
 //! - [`pipeline`]: phases, the [`pipeline::Backend`] plug-in trait, the
 //!   [`pipeline::Pipeline`] runner.
@@ -17,7 +19,9 @@
 // explicit index loops mirror the formulas (and the CUDA C kernels).
 #![allow(clippy::needless_range_loop)]
 
+pub mod amg;
 pub mod boundary;
+pub mod cholesky;
 pub mod common;
 pub mod components;
 pub mod element;

@@ -52,11 +52,21 @@ pub struct SolveStats {
     pub cg_rows: usize,
     /// Stored entries of the CG matrix (upper triangle).
     pub cg_stored: usize,
-    /// Seconds in the iteration itself (after setup).
-    pub iteration_seconds: f64,
     /// Bytes one iteration of the fused kernels moves through memory at
     /// least (see [`fused_bytes_per_iteration`]).
     pub bytes_per_iteration: usize,
+    /// Seconds spent after the setup (the iteration, or the triangular
+    /// solves and refinement of a direct method).
+    pub solve_seconds: f64,
+    /// Levels of the multigrid hierarchy (AMG-CG; 0 for other methods).
+    pub levels: usize,
+    /// Operator complexity of the multigrid hierarchy: stored entries of
+    /// all levels over those of the finest (AMG-CG; 0 for other methods).
+    pub operator_complexity: f64,
+    /// Stored entries of the Cholesky factor `L` (Cholesky; 0 otherwise).
+    pub factor_nnz: usize,
+    /// Steps of iterative refinement after the direct solve (Cholesky).
+    pub refinement_steps: usize,
 }
 
 /// Bytes one fused CG iteration must move for a matrix of `rows` rows and
@@ -66,6 +76,18 @@ pub struct SolveStats {
 /// pass B reads `r`, `q`, `1/diag` and writes `r` (4 vectors).
 pub fn fused_bytes_per_iteration(rows: usize, stored: usize) -> usize {
     12 * stored + 4 * (rows + 1) + 11 * 8 * rows
+}
+
+/// How a solver runs its row loops: on the calling thread, or split into
+/// row blocks over the current rayon pool. Both give the same bits: the
+/// blocks and the order of every reduction are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Exec {
+    /// Single-threaded.
+    #[default]
+    Serial,
+    /// Row blocks on the current rayon pool (call inside `pool.install`).
+    Parallel,
 }
 
 /// The equilibrated, decoupled system CG runs on.
@@ -112,6 +134,27 @@ pub enum SolveError {
     /// Not finite values in the system.
     #[error("the linear system contains NaN or infinite values")]
     NonFinite,
+    /// A factorisation met a non-positive pivot: the matrix is not
+    /// (numerically) positive definite.
+    #[error(
+        "{method}: the matrix is not positive definite (non-positive pivot at elimination step {step} of {n}). Is there a Dirichlet boundary (an outlet)? Without one the potential is only defined up to a constant"
+    )]
+    NotPositiveDefinite {
+        /// which factorisation (sparse Cholesky, AMG coarse solve)
+        method: &'static str,
+        /// elimination step (in the factorisation's own ordering)
+        step: usize,
+        /// matrix size
+        n: usize,
+    },
+    /// A factorisation could not run (e.g. out of memory).
+    #[error("{method}: {message}")]
+    Factorization {
+        /// which factorisation
+        method: &'static str,
+        /// what went wrong
+        message: String,
+    },
 }
 
 impl EquilibratedSystem {
@@ -522,7 +565,7 @@ pub fn pcg(
     }
     stats.iterations = it;
     stats.recurrence_residual = rr.sqrt() / sys.b_norm;
-    stats.iteration_seconds = t0.elapsed().as_secs_f64();
+    stats.solve_seconds = t0.elapsed().as_secs_f64();
     Ok(CgOutcome { x, stats })
 }
 

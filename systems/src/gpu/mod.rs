@@ -383,6 +383,10 @@ pub fn solve(
                 st.sync()?;
                 err.map_or(Ok(()), Err)
             }
+            other => Err(device::backend_error(format!(
+                "the gpu solve implements cg-jacobi only, not {}; run the solve on the host with [backend] solve = \"parallel\" (the other phases can stay on the gpu)",
+                other.name()
+            ))),
         }
     });
     report_failure(&mut failure, r);

@@ -24,6 +24,7 @@ use crate::components::*;
 use crate::element::{self, NODES, SYM_ENTRIES, SYM_PAIRS};
 use crate::mesh::MeshError;
 use crate::pipeline::{Backend, Phase, PhaseSystems, PipelineError, fail};
+use crate::solver::Exec;
 use crate::sparse::{self, SymCsr};
 use bevy_ecs::prelude::*;
 use rayon::prelude::*;
@@ -495,6 +496,7 @@ pub fn solve(
             &sys,
             &settings,
             &mut kernels,
+            Exec::Parallel,
             &mut hook,
             &mut solution,
             &mut failure,

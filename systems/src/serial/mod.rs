@@ -7,7 +7,7 @@ use crate::components::*;
 use crate::element;
 use crate::mesh::MeshError;
 use crate::pipeline::{Backend, Phase, PhaseSystems, fail};
-use crate::solver::SerialKernels;
+use crate::solver::{Exec, SerialKernels};
 use crate::sparse::{self, SymCsr};
 use bevy_ecs::prelude::*;
 
@@ -133,6 +133,7 @@ pub fn solve(
         &sys,
         &settings,
         &mut SerialKernels::default(),
+        Exec::Serial,
         &mut hook,
         &mut solution,
         &mut failure,
