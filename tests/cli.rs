@@ -128,14 +128,20 @@ fn results_file_has_the_spec_layout_and_h5py_reads_it() {
         "phase_solve",
         "parallel::quadrature",
         "parallel::solve",
-        "cg_jacobi",
+        "linear_solve",
+        "cg_pass_a_spmv_updates",
     ] {
         assert!(t.contains(span), "trace lacks {span}");
     }
     // the flamegraph is an SVG with the phases and systems
     let svg = std::fs::read_to_string(&flame).unwrap();
     assert!(svg.contains("<svg"), "not an SVG");
-    for frame in ["phase_assembly", "parallel::element_scatter", "cg_jacobi"] {
+    for frame in [
+        "phase_assembly",
+        "parallel::element_scatter",
+        "linear_solve",
+        "cg_pass_b_updates_dots",
+    ] {
         assert!(svg.contains(frame), "flamegraph lacks {frame}");
     }
     assert!(

@@ -538,6 +538,9 @@ pub fn pcg(
             break;
         }
         let beta = if it == 0 { 0.0 } else { rz / rho_prev };
+        // spans per pass: cheap next to a pass (microseconds against
+        // milliseconds), and they give flamegraphs the SpMV/update split
+        let span = tracing::trace_span!("cg_pass_a_spmv_updates").entered();
         let pap = kernels.pass_a(
             &sys.a,
             &sys.inv_diag,
@@ -548,13 +551,17 @@ pub fn pcg(
             &mut p,
             &mut q,
         );
+        drop(span);
         // NaN counts as a breakdown too
         if pap.is_nan() || pap <= 0.0 {
             return Err(SolveError::Breakdown { iteration: it, pap });
         }
         alpha = rz / pap;
         rho_prev = rz;
-        (rr, rz) = kernels.pass_b(&sys.inv_diag, alpha, &q, &mut r);
+        (rr, rz) = {
+            let _s = tracing::trace_span!("cg_pass_b_updates_dots").entered();
+            kernels.pass_b(&sys.inv_diag, alpha, &q, &mut r)
+        };
         it += 1;
         if it % 50 == 0 {
             progress(it, rr.sqrt() / sys.b_norm);
@@ -590,7 +597,10 @@ pub fn solve_cg_jacobi(
     progress: &mut dyn FnMut(usize, f64),
 ) -> Result<(Vec<f64>, SolveStats), SolveError> {
     let t0 = Instant::now();
-    let sys = EquilibratedSystem::new(k, f)?;
+    let sys = {
+        let _s = tracing::info_span!("cg_setup_equilibrate_rcm").entered();
+        EquilibratedSystem::new(k, f)?
+    };
     let setup = t0.elapsed().as_secs_f64();
     let out = pcg(&sys, settings, kernels, progress)?;
     let mut stats = out.stats;
