@@ -1,12 +1,15 @@
 //! Smoothed-aggregation algebraic multigrid (SA-AMG) as a preconditioner
 //! of CG ("AMG-CG").
 //!
-//! The hierarchy is built on the equilibrated, decoupled, RCM-renumbered
-//! system of [`EquilibratedSystem`] (unit diagonal), expanded to a full
+//! The hierarchy is built on the equilibrated system ([`AmgSystem`]: `D K
+//! D`, `d = 1 / sqrt(|diag K|)`, unit diagonal, rows without couplings
+//! solved directly, rows renumbered by reverse Cuthill-McKee) as a full
 //! CSR ([`Csr`]):
 //!
-//! 1. Strength of connection (symmetric): `j` is a strong neighbour of `i`
-//!    when `|a_ij| >= theta sqrt(|a_ii a_jj|)`.
+//! 1. Strength of connection: `j` is a strong neighbour of `i` when
+//!    `-a_ij >= theta sqrt(a_ii a_jj)` ([`Strength::Negative`], the
+//!    default) or `|a_ij| >= theta sqrt(|a_ii a_jj|)`
+//!    ([`Strength::Magnitude`], PyAMG's "symmetric").
 //! 2. Standard aggregation (PyAMG's three passes): pass 1 makes an
 //!    aggregate of every node whose strong neighbours are all free, with
 //!    its whole strong neighbourhood; pass 2 attaches each leftover node to
@@ -17,13 +20,16 @@
 //!    normalised per aggregate; the coarse `B` is the per-aggregate norm.
 //!    On the finest level `B = D^-1 1 = sqrt(diag K)`: `K 1 = 0` away from
 //!    the boundary, so `(D K D)(D^-1 1) = 0` is the equilibrated matrix's
-//!    near-null-space (the constant vector is not: the diagonal of `K`
-//!    differs between corner and mid-side nodes and with the element
-//!    shapes).
+//!    near-null-space. The constant vector is not (the diagonal of `K`
+//!    differs between corner and mid-side nodes and with element shape):
+//!    with `B = 1`, `y_tube_195k` takes 84 iterations instead of 38, a
+//!    100k-node venturi 134 instead of 55.
 //! 4. Smoothed prolongator `P = (I - omega D^-1 A) T`,
-//!    `omega = 4/3 / rho(D^-1 A)`, `rho` estimated by Lanczos.
-//! 5. Galerkin coarse operator `A_c = P^T (A P)`, two row-by-row sparse
-//!    products with a marker array (parallel over row blocks).
+//!    `omega = 4/3 / rho(D^-1 A)`, `rho` estimated by 10 Lanczos steps
+//!    (within 3% of the converged value on the Quad-8 matrices; the
+//!    Chebyshev bound adds 10%).
+//! 5. Galerkin coarse operator `A_c = P^T (A P)`: two row-by-row sparse
+//!    products (Gustavson, a marker array per block of rows, parallel).
 //! 6. Until at most `max_coarse` rows or `max_levels` levels; the coarsest
 //!    level is solved by a dense Cholesky factorisation (nalgebra).
 //!
@@ -44,21 +50,47 @@
 //! the `A` inner product, so with as many pre- as post-sweeps the V-cycle
 //! is a symmetric positive definite preconditioner, as CG needs. Every
 //! smoothing step is one fused pass over the rows (`q = A d`, `r -= q`,
-//! `x += d`, next `d`).
+//! `x += d`, next `d`). The cycle reads the level matrices and transfers
+//! in single precision (vectors and sums in double): a third less memory
+//! traffic for the same iteration counts; CG's own product is in double.
 //!
 //! **Parallelism.** Every row loop (SpMV, smoothing step, restriction,
 //! prolongation, strength, the sparse products, the reductions) goes over
 //! blocks of [`BLOCK`] rows; [`Exec::Parallel`] runs the blocks on the
 //! current rayon pool, [`Exec::Serial`] one after another. Reductions add
 //! per-block partial sums in block order, so both give the same bits.
-//! Aggregation and transposes are sequential (linear, a few ms).
+//! Aggregation, transposes and the renumbering are sequential.
 //!
-//! **Defaults** ([`AmgSettings::default`]), chosen on `y_tube_195k`
-//! (147,246 CG rows) and generated venturi meshes, release build, the
-//! 2-core development machine, rtol 1e-10 (see the `amg_sweep` bench test
-//! in `tests/solvers.rs` of the application crate for the sweep):
-//! see the table in the README section "Solvers" and the notes on the
-//! fields of [`AmgSettings`].
+//! **Defaults** ([`AmgSettings::default`]) were chosen with the
+//! `amg_sweep` test of `tests/solvers.rs` (application crate) on
+//! `y_tube_195k` (147,246 CG rows) and generated venturi meshes of 10k,
+//! 100k and 1.3M nodes, rtol `1e-10`, release build, the 2-core
+//! development machine (shared with other builds, so times are noisy;
+//! iteration counts are exact). Quad-8 matrices are harder for SA than
+//! bilinear ones (a 5-point Laplacian takes 15 iterations): a third of
+//! the couplings are positive, and Jacobi-type smoothing is weaker.
+//!
+//! | variant (one change from the default) | y_tube_195k | venturi 100k |
+//! | --- | ---: | ---: |
+//! | default: negative strength, theta 0.08, Chebyshev 2, 1+1 sweeps | 34 | 46 |
+//! | magnitude strength (theta 0.08) | 38 | 55 |
+//! | negative, theta 0.02 / 0.05 / 0.12 | | 58 / 50 / 53 (complexity 1.70) |
+//! | magnitude, theta 0.2 / 0.3 | 104 / 372 | |
+//! | Chebyshev degree 1 / 3 | 61 / 32 (magnitude) | 71 / 41 |
+//! | damped Jacobi, 1 / 2 steps | 70 / 51 (magnitude) | 95 / 69 (magnitude) |
+//! | 2+2 sweeps | 30 (magnitude) | 38 |
+//! | Chebyshev ratio 10 / 60 | 39 / 39 (magnitude) | 54 / 58 (magnitude) |
+//! | prolongator weight 1.0 / 1.6 (x 1/rho) | 43 / 37 (magnitude) | 60 / 52 |
+//! | max_coarse 100 / 2000 | 38 / 37 (magnitude) | 55 / 54 (magnitude) |
+//!
+//! Time per iteration grows with the smoothing work (Chebyshev degree `k`
+//! costs `2k` products on each level, plus CG's one), so degree 2 with
+//! one sweep each way gave the shortest solves; 2+2 sweeps or degree 3
+//! save iterations but not time. Smaller aggregates (theta 0.12, or a
+//! twice-smoothed prolongator: 29 iterations on `y_tube_195k`) raise the
+//! operator complexity and the setup time (x3) more than they save.
+//! Iterations stay flat under refinement: 41, 46 and 55 on venturi meshes
+//! of 10k, 100k and 1.3M nodes.
 
 use crate::solver::{CgSettings, Exec, SolveError, SolveStats, true_relative_residual};
 use crate::sparse::SymCsr;
@@ -147,35 +179,37 @@ impl Strength {
 /// Parameters of the AMG hierarchy and V-cycle.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AmgSettings {
-    /// Strength threshold `theta` (must be in `(0, 1)`).
+    /// Strength threshold `theta` (must be in `(0, 1)`; 0.08).
     pub theta: f64,
-    /// Smoother.
+    /// Which couplings are strong ([`Strength::Negative`]).
+    pub strength: Strength,
+    /// Smoother ([`Smoother::Chebyshev`]).
     pub smoother: Smoother,
-    /// Chebyshev degree, or Jacobi steps per sweep (SpMVs per sweep).
+    /// Chebyshev degree, or Jacobi steps per sweep (products per sweep;
+    /// 2).
     pub degree: usize,
-    /// Smoothing sweeps before the coarse correction.
+    /// Smoothing sweeps before the coarse correction (1).
     pub pre_sweeps: usize,
-    /// Smoothing sweeps after the coarse correction (keep equal to
+    /// Smoothing sweeps after the coarse correction (1; keep equal to
     /// `pre_sweeps` for a symmetric preconditioner).
     pub post_sweeps: usize,
-    /// Stop coarsening at this many rows (dense Cholesky below).
+    /// Stop coarsening at this many rows (dense Cholesky below; 500).
     pub max_coarse: usize,
-    /// At most this many levels, the coarsest included.
+    /// At most this many levels, the coarsest included (12).
     pub max_levels: usize,
-    /// Chebyshev interval `[rho_hat / cheb_ratio, rho_hat]`.
+    /// Chebyshev interval `[rho_hat / cheb_ratio, rho_hat]` (30).
     pub cheb_ratio: f64,
-    /// Lanczos steps for the spectral radius estimates.
+    /// Lanczos steps for the spectral radius estimates (10).
     pub lanczos_steps: usize,
     /// Prolongator smoothing weight times `rho(D^-1 A)` (4/3).
     pub omega_scale: f64,
-    /// Which couplings are strong.
-    pub strength: Strength,
 }
 
 impl Default for AmgSettings {
     fn default() -> Self {
         Self {
             theta: 0.08,
+            strength: Strength::Negative,
             smoother: Smoother::Chebyshev,
             degree: 2,
             pre_sweeps: 1,
@@ -185,7 +219,6 @@ impl Default for AmgSettings {
             cheb_ratio: 30.0,
             lanczos_steps: 10,
             omega_scale: 4.0 / 3.0,
-            strength: Strength::Negative,
         }
     }
 }
@@ -1445,7 +1478,8 @@ pub fn amg_pcg(
 }
 
 /// The equilibrated, decoupled, renumbered system AMG-CG runs on, as a
-/// full CSR: the rows and scaling of [`EquilibratedSystem`] (`d = 1 /
+/// full CSR: the rows and scaling of
+/// [`crate::solver::EquilibratedSystem`] (`d = 1 /
 /// sqrt(|diag K|)`, rows without off-diagonal entries solved directly),
 /// numbered by reverse Cuthill-McKee from a pseudo-peripheral node (one
 /// breadth-first search each way per component, neighbours in index
@@ -1468,9 +1502,9 @@ pub struct AmgSystem {
     pub f_norm: f64,
 }
 
-/// Breadth-first search from `start` over unvisited nodes of the graph
-/// `(ptr, adj)`, skipping `skip` nodes; appends to `order`, returns the
-/// last node visited.
+/// Breadth-first search from `start` over the unseen nodes of the graph
+/// `(ptr, adj)` (neighbours in stored order); marks them seen, appends
+/// them to `order`, returns the last node visited.
 fn bfs(start: usize, ptr: &[u32], adj: &[u32], seen: &mut [bool], order: &mut Vec<u32>) -> usize {
     let begin = order.len();
     seen[start] = true;
@@ -1864,36 +1898,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("not positive definite"), "{err}");
-    }
-}
-
-#[cfg(test)]
-mod probe {
-    use super::tests_support::*;
-    use super::*;
-
-    #[test]
-    #[ignore]
-    fn probe_lap2d() {
-        for m in [100, 300, 600] {
-            let k = lap2d(m);
-            let f = rhs(k.n);
-            let cg = CgSettings {
-                rtol: 1e-10,
-                max_iter: 500,
-            };
-            for deg in [1, 2, 3] {
-                let amg = AmgSettings {
-                    degree: deg,
-                    ..Default::default()
-                };
-                let (_, st) =
-                    solve_amg_cg(&k, &f, &cg, &amg, Exec::Serial, &mut |_, _| {}).unwrap();
-                eprintln!(
-                    "m {m} deg {deg}: {} it, levels {}, oc {:.3}",
-                    st.iterations, st.levels, st.operator_complexity
-                );
-            }
-        }
     }
 }
