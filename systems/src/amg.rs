@@ -1724,12 +1724,12 @@ pub fn solve_amg_cg(
 }
 
 #[cfg(test)]
-mod tests_support {
+mod tests {
     use super::*;
 
     /// 2D 5-point Laplacian on an `m x m` grid with the first row of nodes
     /// penalised (Dirichlet), plus a decoupled row.
-    pub fn lap2d(m: usize) -> SymCsr {
+    fn lap2d(m: usize) -> SymCsr {
         let n = m * m;
         let mut rowptr = vec![0u32];
         let mut col = vec![];
@@ -1763,15 +1763,9 @@ mod tests_support {
         }
     }
 
-    pub fn rhs(n: usize) -> Vec<f64> {
+    fn rhs(n: usize) -> Vec<f64> {
         (0..n).map(|i| ((i * 7) % 11) as f64 - 5.0).collect()
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tests_support::*;
-    use super::*;
 
     #[test]
     fn aggregation_covers_connected_nodes_and_skips_isolated() {
@@ -1802,7 +1796,7 @@ mod tests {
     }
 
     #[test]
-    fn spectral_radius_of_1d_laplacian() {
+    fn spectral_radius_estimates() {
         let k = lap2d(1); // trivial, just exercise n = 2
         let a = Csr::from_sym(&k);
         let inv = a.diagonal().iter().map(|d| 1.0 / d).collect::<Vec<_>>();
@@ -1869,6 +1863,36 @@ mod tests {
             assert!(st.converged, "{smoother:?} {degree} {sweeps}: {st:?}");
             assert!(true_relative_residual(&k, &f, &u) < 1e-9);
         }
+    }
+
+    #[test]
+    fn decoupled_only_and_zero_rhs_systems() {
+        // diagonal matrix: every row decoupled, solved directly
+        let k = SymCsr {
+            n: 3,
+            rowptr: vec![0, 1, 2, 3],
+            col: vec![0, 1, 2],
+            val: vec![2.0, 4.0, 8.0],
+        };
+        let cg = CgSettings::default();
+        let amg = AmgSettings::default();
+        let (u, st) = solve_amg_cg(
+            &k,
+            &[2.0, 2.0, 2.0],
+            &cg,
+            &amg,
+            Exec::Serial,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(u, vec![1.0, 0.5, 0.25]);
+        assert!(st.converged && st.iterations == 0 && st.decoupled_rows == 3);
+        // zero right-hand side: zero solution at once
+        let k = lap2d(10);
+        let (u, st) =
+            solve_amg_cg(&k, &vec![0.0; k.n], &cg, &amg, Exec::Serial, &mut |_, _| {}).unwrap();
+        assert!(st.converged && st.iterations == 0);
+        assert!(u.iter().all(|v| *v == 0.0));
     }
 
     #[test]
