@@ -3,7 +3,7 @@
 //! are errors that name the key. See the README's "Scene files" section.
 
 use crate::generate::Geometry;
-use quadflow_systems::amg::{AmgSettings, Smoother};
+use quadflow_systems::amg::{AmgSettings, Smoother, Strength};
 use quadflow_systems::boundary::{BoundaryConfig, DirichletPart, RobinPart, Selector, Side, Value};
 use quadflow_systems::components::{Physics, SolverMethod, SolverSettings, Source};
 use quadflow_systems::gpu::{Gpu, GpuSolveStrategy};
@@ -183,6 +183,9 @@ impl Default for SolverSection {
 pub struct AmgSection {
     /// Strength-of-connection threshold, in `(0, 1)`.
     pub theta: f64,
+    /// Strong couplings: `negative` (`-a_ij >= theta sqrt(a_ii a_jj)`) or
+    /// `magnitude` (`|a_ij| >= ...`).
+    pub strength: String,
     /// `chebyshev` or `jacobi`.
     pub smoother: String,
     /// Chebyshev degree (Jacobi: steps per sweep), 1 to 10.
@@ -205,6 +208,7 @@ impl Default for AmgSection {
         let a = AmgSettings::default();
         Self {
             theta: a.theta,
+            strength: a.strength.name().into(),
             smoother: a.smoother.name().into(),
             degree: a.degree,
             pre_sweeps: a.pre_sweeps,
@@ -585,6 +589,16 @@ impl Scene {
                 format!("must lie in (0, 1), got {}", a.theta),
             ));
         }
+        let strength = Strength::parse(&a.strength).ok_or_else(|| {
+            self.err(
+                "solver.amg.strength",
+                format!(
+                    "unknown strength \"{}\" (available: {})",
+                    a.strength,
+                    Strength::NAMES.join(", ")
+                ),
+            )
+        })?;
         let smoother = Smoother::parse(&a.smoother).ok_or_else(|| {
             self.err(
                 "solver.amg.smoother",
@@ -642,6 +656,7 @@ impl Scene {
         }
         Ok(AmgSettings {
             theta: a.theta,
+            strength,
             smoother,
             degree: a.degree,
             pre_sweeps: a.pre_sweeps,
@@ -793,10 +808,19 @@ mod tests {
     }
 
     #[test]
+    fn amg_example_scene_lists_the_defaults() {
+        let s = Scene::parse(include_str!("../scenes/amg.toml"), "scenes/amg.toml").unwrap();
+        let c = s.run_config().unwrap();
+        assert_eq!(c.solver.method, SolverMethod::AmgCg);
+        assert_eq!(c.solver.amg, AmgSettings::default());
+    }
+
+    #[test]
     fn solver_methods_and_amg_keys() {
         let s = Scene::parse(
             "[mesh]\ngenerate='venturi'\n[solver]\nmethod = 'amg-cg'\nrtol = 1e-10\n\
-             [solver.amg]\ntheta = 0.1\nsmoother = 'jacobi'\ndegree = 3\nmax_coarse = 200\n",
+             [solver.amg]\ntheta = 0.1\nsmoother = 'jacobi'\ndegree = 3\nmax_coarse = 200\n\
+             strength = 'magnitude'\n",
             "t.toml",
         )
         .unwrap();
@@ -805,6 +829,7 @@ mod tests {
         assert_eq!(c.solver.cg.rtol, 1e-10);
         assert_eq!(c.solver.amg.theta, 0.1);
         assert_eq!(c.solver.amg.smoother, Smoother::Jacobi);
+        assert_eq!(c.solver.amg.strength, Strength::Magnitude);
         assert_eq!(c.solver.amg.degree, 3);
         assert_eq!(c.solver.amg.max_coarse, 200);
         assert_eq!(c.solver.amg.pre_sweeps, AmgSettings::default().pre_sweeps);
@@ -828,6 +853,11 @@ mod tests {
             ("[solver]\nmethod = 'magic'\n", "solver.method"),
             ("[solver.amg]\ntheta = 0.0\n", "solver.amg.theta"),
             ("[solver.amg]\nsmoother = 'gauss'\n", "solver.amg.smoother"),
+            ("[solver.amg]\nstrength = 'big'\n", "solver.amg.strength"),
+            (
+                "[solver.amg]\nchebyshev_ratio = 1.0\n",
+                "solver.amg.chebyshev_ratio",
+            ),
             ("[solver.amg]\ndegree = 0\n", "solver.amg.degree"),
             (
                 "[solver.amg]\npre_sweeps = 0\npost_sweeps = 0\n",

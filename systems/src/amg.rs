@@ -1,12 +1,15 @@
 //! Smoothed-aggregation algebraic multigrid (SA-AMG) as a preconditioner
 //! of CG ("AMG-CG").
 //!
-//! The hierarchy is built on the equilibrated, decoupled, RCM-renumbered
-//! system of [`EquilibratedSystem`] (unit diagonal), expanded to a full
+//! The hierarchy is built on the equilibrated system ([`AmgSystem`]: `D K
+//! D`, `d = 1 / sqrt(|diag K|)`, unit diagonal, rows without couplings
+//! solved directly, rows renumbered by reverse Cuthill-McKee) as a full
 //! CSR ([`Csr`]):
 //!
-//! 1. Strength of connection (symmetric): `j` is a strong neighbour of `i`
-//!    when `|a_ij| >= theta sqrt(|a_ii a_jj|)`.
+//! 1. Strength of connection: `j` is a strong neighbour of `i` when
+//!    `-a_ij >= theta sqrt(a_ii a_jj)` ([`Strength::Negative`], the
+//!    default) or `|a_ij| >= theta sqrt(|a_ii a_jj|)`
+//!    ([`Strength::Magnitude`], PyAMG's "symmetric").
 //! 2. Standard aggregation (PyAMG's three passes): pass 1 makes an
 //!    aggregate of every node whose strong neighbours are all free, with
 //!    its whole strong neighbourhood; pass 2 attaches each leftover node to
@@ -17,13 +20,16 @@
 //!    normalised per aggregate; the coarse `B` is the per-aggregate norm.
 //!    On the finest level `B = D^-1 1 = sqrt(diag K)`: `K 1 = 0` away from
 //!    the boundary, so `(D K D)(D^-1 1) = 0` is the equilibrated matrix's
-//!    near-null-space (the constant vector is not: the diagonal of `K`
-//!    differs between corner and mid-side nodes and with the element
-//!    shapes).
+//!    near-null-space. The constant vector is not (the diagonal of `K`
+//!    differs between corner and mid-side nodes and with element shape):
+//!    with `B = 1`, `y_tube_195k` takes 84 iterations instead of 38, a
+//!    100k-node venturi 134 instead of 55.
 //! 4. Smoothed prolongator `P = (I - omega D^-1 A) T`,
-//!    `omega = 4/3 / rho(D^-1 A)`, `rho` estimated by Lanczos.
-//! 5. Galerkin coarse operator `A_c = P^T (A P)`, two row-by-row sparse
-//!    products with a marker array (parallel over row blocks).
+//!    `omega = 4/3 / rho(D^-1 A)`, `rho` estimated by 10 Lanczos steps
+//!    (within 3% of the converged value on the Quad-8 matrices; the
+//!    Chebyshev bound adds 10%).
+//! 5. Galerkin coarse operator `A_c = P^T (A P)`: two row-by-row sparse
+//!    products (Gustavson, a marker array per block of rows, parallel).
 //! 6. Until at most `max_coarse` rows or `max_levels` levels; the coarsest
 //!    level is solved by a dense Cholesky factorisation (nalgebra).
 //!
@@ -44,21 +50,48 @@
 //! the `A` inner product, so with as many pre- as post-sweeps the V-cycle
 //! is a symmetric positive definite preconditioner, as CG needs. Every
 //! smoothing step is one fused pass over the rows (`q = A d`, `r -= q`,
-//! `x += d`, next `d`).
+//! `x += d`, next `d`). The cycle reads the level matrices and transfers
+//! in single precision (vectors and sums in double): a third less memory
+//! traffic for the same iteration counts; CG's own product is in double.
 //!
 //! **Parallelism.** Every row loop (SpMV, smoothing step, restriction,
 //! prolongation, strength, the sparse products, the reductions) goes over
 //! blocks of [`BLOCK`] rows; [`Exec::Parallel`] runs the blocks on the
 //! current rayon pool, [`Exec::Serial`] one after another. Reductions add
 //! per-block partial sums in block order, so both give the same bits.
-//! Aggregation and transposes are sequential (linear, a few ms).
+//! Aggregation, transposes and the renumbering are sequential.
 //!
-//! **Defaults** ([`AmgSettings::default`]), chosen on `y_tube_195k`
-//! (147,246 CG rows) and generated venturi meshes, release build, the
-//! 2-core development machine, rtol 1e-10 (see the `amg_sweep` bench test
-//! in `tests/solvers.rs` of the application crate for the sweep):
-//! see the table in the README section "Solvers" and the notes on the
-//! fields of [`AmgSettings`].
+//! **Defaults** ([`AmgSettings::default`]) were chosen with the
+//! `amg_sweep` test of `tests/solvers.rs` (application crate) on
+//! `y_tube_195k` (147,246 CG rows) and generated venturi meshes of 10k,
+//! 100k and 1.3M nodes, rtol `1e-10`, release build, the 2-core
+//! development machine (shared with other builds, so times are noisy;
+//! iteration counts are exact). Quad-8 matrices are harder for SA than
+//! bilinear ones (a 5-point Laplacian takes 15 iterations): a third of
+//! the couplings are positive, and Jacobi-type smoothing is weaker.
+//!
+//! | variant (one change from the default) | y_tube_195k | venturi 100k |
+//! | --- | ---: | ---: |
+//! | default: negative strength, theta 0.08, Chebyshev 2, 1+1 sweeps | 34 | 46 |
+//! | magnitude strength (theta 0.08) | 38 | 55 |
+//! | negative, theta 0.02 / 0.05 / 0.12 | | 58 / 50 / 53 (complexity 1.70) |
+//! | magnitude, theta 0.2 / 0.3 | 104 / 372 | |
+//! | Chebyshev degree 1 / 3 | 61 / 32 (magnitude) | 71 / 41 |
+//! | damped Jacobi, 1 / 2 steps | 70 / 51 (magnitude) | 95 / 69 (magnitude) |
+//! | 2+2 sweeps | 30 (magnitude) | 38 |
+//! | Chebyshev ratio 10 / 60 | 39 / 39 (magnitude) | 54 / 58 (magnitude) |
+//! | prolongator weight 1.0 / 1.6 (x 1/rho) | 43 / 37 (magnitude) | 60 / 52 |
+//! | max_coarse 100 / 2000 | 38 / 37 (magnitude) | 55 / 54 (magnitude) |
+//! | prolongator entries below 5% / 10% of the row's largest dropped | 41 / 57 | 52 / 65 |
+//!
+//! Time per iteration grows with the smoothing work (Chebyshev degree `k`
+//! costs `2k` products on each level, plus CG's one), so degree 2 with
+//! one sweep each way gave the shortest solves; 2+2 sweeps or degree 3
+//! save iterations but not time. Smaller aggregates (theta 0.12, or a
+//! twice-smoothed prolongator: 29 iterations on `y_tube_195k`) raise the
+//! operator complexity and the setup time (x3) more than they save.
+//! Iterations stay flat under refinement: 41, 46 and 55 on venturi meshes
+//! of 10k, 100k and 1.3M nodes.
 
 use crate::solver::{CgSettings, Exec, SolveError, SolveStats, true_relative_residual};
 use crate::sparse::SymCsr;
@@ -147,35 +180,37 @@ impl Strength {
 /// Parameters of the AMG hierarchy and V-cycle.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AmgSettings {
-    /// Strength threshold `theta` (must be in `(0, 1)`).
+    /// Strength threshold `theta` (must be in `(0, 1)`; 0.08).
     pub theta: f64,
-    /// Smoother.
+    /// Which couplings are strong ([`Strength::Negative`]).
+    pub strength: Strength,
+    /// Smoother ([`Smoother::Chebyshev`]).
     pub smoother: Smoother,
-    /// Chebyshev degree, or Jacobi steps per sweep (SpMVs per sweep).
+    /// Chebyshev degree, or Jacobi steps per sweep (products per sweep;
+    /// 2).
     pub degree: usize,
-    /// Smoothing sweeps before the coarse correction.
+    /// Smoothing sweeps before the coarse correction (1).
     pub pre_sweeps: usize,
-    /// Smoothing sweeps after the coarse correction (keep equal to
+    /// Smoothing sweeps after the coarse correction (1; keep equal to
     /// `pre_sweeps` for a symmetric preconditioner).
     pub post_sweeps: usize,
-    /// Stop coarsening at this many rows (dense Cholesky below).
+    /// Stop coarsening at this many rows (dense Cholesky below; 500).
     pub max_coarse: usize,
-    /// At most this many levels, the coarsest included.
+    /// At most this many levels, the coarsest included (12).
     pub max_levels: usize,
-    /// Chebyshev interval `[rho_hat / cheb_ratio, rho_hat]`.
+    /// Chebyshev interval `[rho_hat / cheb_ratio, rho_hat]` (30).
     pub cheb_ratio: f64,
-    /// Lanczos steps for the spectral radius estimates.
+    /// Lanczos steps for the spectral radius estimates (10).
     pub lanczos_steps: usize,
     /// Prolongator smoothing weight times `rho(D^-1 A)` (4/3).
     pub omega_scale: f64,
-    /// Which couplings are strong.
-    pub strength: Strength,
 }
 
 impl Default for AmgSettings {
     fn default() -> Self {
         Self {
             theta: 0.08,
+            strength: Strength::Negative,
             smoother: Smoother::Chebyshev,
             degree: 2,
             pre_sweeps: 1,
@@ -185,7 +220,6 @@ impl Default for AmgSettings {
             cheb_ratio: 30.0,
             lanczos_steps: 10,
             omega_scale: 4.0 / 3.0,
-            strength: Strength::Negative,
         }
     }
 }
@@ -711,6 +745,18 @@ fn dot(exec: Exec, a: &[f64], b: &[f64]) -> f64 {
 /// Largest eigenvalue of `D^-1 A` (`inv_diag = D^-1`, positive), by
 /// `steps` Lanczos steps on `D^-1/2 A D^-1/2`: the largest Ritz value.
 pub fn spectral_radius(exec: Exec, a: &Csr, inv_diag: &[f64], steps: usize) -> f64 {
+    spectral_radius_with(exec, a, &a.val, inv_diag, steps)
+}
+
+/// [`spectral_radius`] with the values `vals` on `a`'s pattern (the
+/// single-precision copy: an estimate needs no more).
+fn spectral_radius_with<T: Copy + Into<f64> + Sync>(
+    exec: Exec,
+    a: &Csr,
+    vals: &[T],
+    inv_diag: &[f64],
+    steps: usize,
+) -> f64 {
     let n = a.nrows;
     if n == 0 {
         return 1.0;
@@ -730,7 +776,7 @@ pub fn spectral_radius(exec: Exec, a: &Csr, inv_diag: &[f64], steps: usize) -> f
         for i in 0..n {
             u[i] = s[i] * v[i];
         }
-        a.spmv(exec, &u, &mut w);
+        a.spmv_with(exec, vals, &u, &mut w);
         for i in 0..n {
             w[i] *= s[i];
         }
@@ -906,9 +952,10 @@ impl Hierarchy {
                 break;
             }
             let inv_diag: Vec<f64> = diag.iter().map(|d| 1.0 / d).collect();
+            let v32: Vec<f32> = a.val.iter().map(|&v| v as f32).collect();
             let rho = {
                 let _s = tracing::info_span!("amg_lanczos", n).entered();
-                spectral_radius(exec, &a, &inv_diag, settings.lanczos_steps)
+                spectral_radius_with(exec, &a, &v32, &inv_diag, settings.lanczos_steps)
             };
             // Tentative prolongator from `bvec`.
             let mut norm2 = vec![0.0; nagg];
@@ -941,7 +988,6 @@ impl Hierarchy {
                 r.matmul(exec, &ap)
             };
             let (s0, steps) = smoother_coefficients(settings, rho);
-            let v32 = a.val.iter().map(|&v| v as f32).collect();
             let p32 = p.val.iter().map(|&v| v as f32).collect();
             let r32 = r.val.iter().map(|&v| v as f32).collect();
             levels.push(Level {
@@ -1445,7 +1491,8 @@ pub fn amg_pcg(
 }
 
 /// The equilibrated, decoupled, renumbered system AMG-CG runs on, as a
-/// full CSR: the rows and scaling of [`EquilibratedSystem`] (`d = 1 /
+/// full CSR: the rows and scaling of
+/// [`crate::solver::EquilibratedSystem`] (`d = 1 /
 /// sqrt(|diag K|)`, rows without off-diagonal entries solved directly),
 /// numbered by reverse Cuthill-McKee from a pseudo-peripheral node (one
 /// breadth-first search each way per component, neighbours in index
@@ -1468,9 +1515,9 @@ pub struct AmgSystem {
     pub f_norm: f64,
 }
 
-/// Breadth-first search from `start` over unvisited nodes of the graph
-/// `(ptr, adj)`, skipping `skip` nodes; appends to `order`, returns the
-/// last node visited.
+/// Breadth-first search from `start` over the unseen nodes of the graph
+/// `(ptr, adj)` (neighbours in stored order); marks them seen, appends
+/// them to `order`, returns the last node visited.
 fn bfs(start: usize, ptr: &[u32], adj: &[u32], seen: &mut [bool], order: &mut Vec<u32>) -> usize {
     let begin = order.len();
     seen[start] = true;
@@ -1677,12 +1724,12 @@ pub fn solve_amg_cg(
 }
 
 #[cfg(test)]
-mod tests_support {
+mod tests {
     use super::*;
 
     /// 2D 5-point Laplacian on an `m x m` grid with the first row of nodes
     /// penalised (Dirichlet), plus a decoupled row.
-    pub fn lap2d(m: usize) -> SymCsr {
+    fn lap2d(m: usize) -> SymCsr {
         let n = m * m;
         let mut rowptr = vec![0u32];
         let mut col = vec![];
@@ -1716,15 +1763,9 @@ mod tests_support {
         }
     }
 
-    pub fn rhs(n: usize) -> Vec<f64> {
+    fn rhs(n: usize) -> Vec<f64> {
         (0..n).map(|i| ((i * 7) % 11) as f64 - 5.0).collect()
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tests_support::*;
-    use super::*;
 
     #[test]
     fn aggregation_covers_connected_nodes_and_skips_isolated() {
@@ -1755,7 +1796,7 @@ mod tests {
     }
 
     #[test]
-    fn spectral_radius_of_1d_laplacian() {
+    fn spectral_radius_estimates() {
         let k = lap2d(1); // trivial, just exercise n = 2
         let a = Csr::from_sym(&k);
         let inv = a.diagonal().iter().map(|d| 1.0 / d).collect::<Vec<_>>();
@@ -1825,6 +1866,36 @@ mod tests {
     }
 
     #[test]
+    fn decoupled_only_and_zero_rhs_systems() {
+        // diagonal matrix: every row decoupled, solved directly
+        let k = SymCsr {
+            n: 3,
+            rowptr: vec![0, 1, 2, 3],
+            col: vec![0, 1, 2],
+            val: vec![2.0, 4.0, 8.0],
+        };
+        let cg = CgSettings::default();
+        let amg = AmgSettings::default();
+        let (u, st) = solve_amg_cg(
+            &k,
+            &[2.0, 2.0, 2.0],
+            &cg,
+            &amg,
+            Exec::Serial,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(u, vec![1.0, 0.5, 0.25]);
+        assert!(st.converged && st.iterations == 0 && st.decoupled_rows == 3);
+        // zero right-hand side: zero solution at once
+        let k = lap2d(10);
+        let (u, st) =
+            solve_amg_cg(&k, &vec![0.0; k.n], &cg, &amg, Exec::Serial, &mut |_, _| {}).unwrap();
+        assert!(st.converged && st.iterations == 0);
+        assert!(u.iter().all(|v| *v == 0.0));
+    }
+
+    #[test]
     fn iteration_cap_is_reported_as_not_converged() {
         let k = lap2d(40);
         let f = rhs(k.n);
@@ -1864,36 +1935,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("not positive definite"), "{err}");
-    }
-}
-
-#[cfg(test)]
-mod probe {
-    use super::tests_support::*;
-    use super::*;
-
-    #[test]
-    #[ignore]
-    fn probe_lap2d() {
-        for m in [100, 300, 600] {
-            let k = lap2d(m);
-            let f = rhs(k.n);
-            let cg = CgSettings {
-                rtol: 1e-10,
-                max_iter: 500,
-            };
-            for deg in [1, 2, 3] {
-                let amg = AmgSettings {
-                    degree: deg,
-                    ..Default::default()
-                };
-                let (_, st) =
-                    solve_amg_cg(&k, &f, &cg, &amg, Exec::Serial, &mut |_, _| {}).unwrap();
-                eprintln!(
-                    "m {m} deg {deg}: {} it, levels {}, oc {:.3}",
-                    st.iterations, st.levels, st.operator_complexity
-                );
-            }
-        }
     }
 }

@@ -27,7 +27,7 @@ use faer::{Conj, MatMut, Par, Side};
 use std::time::Instant;
 
 /// Refinement is done while the true relative residual is above this.
-pub const REFINE_ABOVE: f64 = 1e-12;
+pub const REFINE_ABOVE: f64 = 1e-10;
 /// At most this many refinement steps.
 pub const MAX_REFINEMENT: usize = 2;
 

@@ -38,13 +38,17 @@ impl Default for CgSettings {
 /// What a solve did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SolveStats {
-    /// CG iterations (matrix-vector products).
+    /// CG iterations (matrix-vector products; 0 for a direct solve).
     pub iterations: usize,
     /// Whether the stopping rule was met within the cap.
     pub converged: bool,
-    /// Final recurrence residual relative to `||f~||`.
+    /// Final recurrence residual relative to `||f~||` (AMG-CG: the
+    /// checked residual, see [`crate::amg::amg_pcg`]; Cholesky: the true
+    /// relative residual).
     pub recurrence_residual: f64,
-    /// Seconds spent in setup (equilibration, decoupling).
+    /// Seconds spent in setup: equilibration and decoupling (all
+    /// methods), the AMG hierarchy, the Cholesky ordering and
+    /// factorisation.
     pub setup_seconds: f64,
     /// Rows solved directly (decoupled).
     pub decoupled_rows: usize,
