@@ -537,7 +537,11 @@ pub fn run_suite(
         .map_err(|e| AppError::Other(format!("{}: {e}", dir.display())))?;
     std::fs::write(dir.join("results.md"), markdown(&report))
         .map_err(|e| AppError::Other(format!("{}: {e}", dir.display())))?;
-    eprintln!("bench: wrote {}/results.json and results.md", dir.display());
+    crate::charts::write_charts(&report, &dir)?;
+    eprintln!(
+        "bench: wrote {}/results.json, results.md, phases.png and scaling.png",
+        dir.display()
+    );
     Ok(report)
 }
 

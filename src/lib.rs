@@ -5,6 +5,7 @@
 //! pipeline, results files, VTU and PNG outputs, tracing.
 
 pub mod bench;
+pub mod charts;
 pub mod generate;
 pub mod gmsh;
 pub mod h5io;

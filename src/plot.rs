@@ -155,14 +155,14 @@ pub struct Image {
     pub rgb: Vec<u8>,
 }
 
-type Rgb = [u8; 3];
+pub(crate) type Rgb = [u8; 3];
 
 const WHITE: Rgb = [255, 255, 255];
 const BLACK: Rgb = [0, 0, 0];
 const TEXT: Rgb = [20, 20, 20];
 
 impl Image {
-    fn new(width: u32, height: u32) -> Self {
+    pub(crate) fn new(width: u32, height: u32) -> Self {
         Self {
             width,
             height,
@@ -196,7 +196,7 @@ impl Image {
         }
     }
 
-    fn fill(&mut self, x0: i64, y0: i64, w: i64, h: i64, c: Rgb) {
+    pub(crate) fn fill(&mut self, x0: i64, y0: i64, w: i64, h: i64, c: Rgb) {
         for y in y0..y0 + h {
             for x in x0..x0 + w {
                 self.set(x, y, c);
@@ -205,7 +205,7 @@ impl Image {
     }
 
     /// A line between pixel positions (a simple DDA, blended).
-    fn line(&mut self, a: (f64, f64), b: (f64, f64), c: Rgb, alpha: f64) {
+    pub(crate) fn line(&mut self, a: (f64, f64), b: (f64, f64), c: Rgb, alpha: f64) {
         let (dx, dy) = (b.0 - a.0, b.1 - a.1);
         let steps = dx.abs().max(dy.abs()).ceil().max(1.0) as usize;
         if steps > 100_000 {
@@ -224,7 +224,7 @@ impl Image {
 
     /// Writes `text` with its top-left corner at `(x, y)`, `scale` pixels a
     /// font dot.
-    fn text(&mut self, x: i64, y: i64, text: &str, scale: i64, c: Rgb) {
+    pub(crate) fn text(&mut self, x: i64, y: i64, text: &str, scale: i64, c: Rgb) {
         for (i, ch) in text.chars().enumerate() {
             let g = glyph(ch);
             let gx = x + i as i64 * 6 * scale;
@@ -240,7 +240,7 @@ impl Image {
 }
 
 /// Width in pixels of `text` at `scale`.
-fn text_width(text: &str, scale: i64) -> i64 {
+pub(crate) fn text_width(text: &str, scale: i64) -> i64 {
     let n = text.chars().count() as i64;
     if n == 0 { 0 } else { n * 6 * scale - scale }
 }
