@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn fit_recovers_a_power_law() {
-        let pts: Vec<(f64, f64)> = [1e3, 1e4, 1e5, 1e6]
+        let pts: Vec<(f64, f64)> = [1e3f64, 1e4, 1e5, 1e6]
             .iter()
             .map(|&n| (n, 2e-6 * n.powf(1.5)))
             .collect();
@@ -262,10 +262,17 @@ mod tests {
                 case("b", 10000, 2.0),
             ],
         };
-        for img in [phases_chart(&r), scaling_chart(&r)] {
+        // every phase segment, and both series, are drawn
+        for (img, wanted) in [
+            (phases_chart(&r), PHASE_COLOURS.to_vec()),
+            (scaling_chart(&r), SERIES[..2].to_vec()),
+        ] {
             let distinct: std::collections::HashSet<[u8; 3]> =
                 img.rgb.chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
-            assert!(distinct.len() > 5, "{} colours", distinct.len());
+            for c in wanted {
+                assert!(distinct.contains(&c), "colour {c:?} missing");
+            }
+            assert!(distinct.contains(&TEXT));
         }
         let dir = tempfile::tempdir().unwrap();
         write_charts(&r, dir.path()).unwrap();
