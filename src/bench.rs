@@ -134,6 +134,9 @@ pub struct RunRecord {
     /// NVRTC seconds (GPU).
     #[serde(default)]
     pub nvrtc_seconds: f64,
+    /// Peak device memory in use (GPU), bytes.
+    #[serde(default)]
+    pub device_memory_peak: u64,
 }
 
 /// Results of one case.
@@ -170,6 +173,9 @@ pub struct CaseResult {
     pub bytes_to_host: u64,
     /// NVRTC compile seconds of the last run (0 with a PTX cache hit).
     pub nvrtc_seconds: f64,
+    /// Largest peak device memory over the runs (GPU), bytes.
+    #[serde(default)]
+    pub device_memory_peak: u64,
     /// Median CG bandwidth (counted bytes / iteration time), GB/s.
     pub cg_gbps: f64,
 }
@@ -413,6 +419,7 @@ pub fn bench_case(scene: &Path, out: &Path) -> Result<(), AppError> {
         bytes_to_device: r.gpu.as_ref().map_or(0, |g| g.bytes_to_device),
         bytes_to_host: r.gpu.as_ref().map_or(0, |g| g.bytes_to_host),
         nvrtc_seconds: r.gpu.as_ref().map_or(0.0, |g| g.nvrtc_seconds),
+        device_memory_peak: r.gpu.as_ref().map_or(0, |g| g.device_memory_peak),
     };
     println!("{}", serde_json::to_string(&rec).expect("serialisable"));
     Ok(())
@@ -455,6 +462,7 @@ pub fn summarise(label: &str, mesh: &str, runs: &[RunRecord]) -> CaseResult {
         bytes_to_device: last.bytes_to_device,
         bytes_to_host: last.bytes_to_host,
         nvrtc_seconds: last.nvrtc_seconds,
+        device_memory_peak: runs.iter().map(|r| r.device_memory_peak).max().unwrap_or(0),
         cg_gbps: gbps,
     }
 }
@@ -615,11 +623,11 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "| mesh | case | nodes | load | quadrature | assembly | boundary | solve | post | total | speed-up | iterations | CG GB/s | peak RSS MiB | MB to/from device | u diff | equivalent |"
+        "| mesh | case | nodes | load | quadrature | assembly | boundary | solve | post | total | speed-up | iterations | CG GB/s | peak RSS MiB | GPU MiB | MB to/from device | u diff | equivalent |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     let mut first_total: Option<(String, f64)> = None;
     for c in &r.cases {
@@ -633,11 +641,16 @@ pub fn markdown(r: &Report) -> String {
         }
         let _ = writeln!(
             s,
-            " {:.2}x | {} | {:.1} | {:.0} | {} | {:.1e} | {} |",
+            " {:.2}x | {} | {:.1} | {:.0} | {} | {} | {:.1e} | {} |",
             base / c.phases[6].median.max(1e-12),
             c.iterations,
             c.cg_gbps,
             c.peak_rss as f64 / 1048576.0,
+            if c.device_memory_peak > 0 {
+                format!("{:.0}", c.device_memory_peak as f64 / 1048576.0)
+            } else {
+                "-".into()
+            },
             if c.bytes_to_device + c.bytes_to_host > 0 {
                 format!(
                     "{:.1} / {:.1}",

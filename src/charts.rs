@@ -245,6 +245,7 @@ mod tests {
             bytes_to_device: 0,
             bytes_to_host: 0,
             nvrtc_seconds: 0.0,
+            device_memory_peak: 0,
             cg_gbps: 0.0,
         };
         let r = Report {

@@ -272,6 +272,10 @@ impl RunResult {
             ));
             a.push(("gpu_nvrtc_seconds".into(), Attr::Float(g.nvrtc_seconds)));
             a.push(("gpu_ptx_cache_hit".into(), Attr::Int(g.cache_hit as i64)));
+            a.push((
+                "gpu_memory_peak_bytes".into(),
+                Attr::Int(g.device_memory_peak as i64),
+            ));
         }
         a
     }

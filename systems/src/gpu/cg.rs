@@ -341,6 +341,7 @@ pub fn solve(
         scal: st.zeros(4)?,
     };
     st.reset_flags(report)?;
+    report.sample_memory(&st.ctx);
     {
         let s = st.system.as_ref().unwrap();
         let f = st.kernels.get("qf_eq_diag")?;

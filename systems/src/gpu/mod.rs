@@ -149,9 +149,21 @@ pub struct GpuReport {
     pub host_syncs: usize,
     /// Stored entries of the device matrix (full CSR).
     pub device_nnz: usize,
+    /// Largest device memory in use seen at the sampling points (after the
+    /// solver's buffers are allocated, and after post-processing), bytes.
+    /// Measured as total minus free memory of the device, so it includes
+    /// the context and anything else on the card.
+    pub device_memory_peak: u64,
 }
 
 impl GpuReport {
+    /// Samples the device's memory in use into `device_memory_peak`.
+    pub fn sample_memory(&mut self, ctx: &cudarc::driver::CudaContext) {
+        if let Ok((free, total)) = ctx.mem_get_info() {
+            self.device_memory_peak = self.device_memory_peak.max((total - free) as u64);
+        }
+    }
+
     /// Counts a copy.
     pub fn count(&mut self, what: &'static str, to_device: bool, bytes: usize) {
         let bytes = bytes as u64;
@@ -412,6 +424,7 @@ pub fn post(
             phases::upload_solution(&mut st, &mut report, &solution.u)?;
         }
         phases::post(&mut st, &mut report, &mesh.0, &physics, &mut q)?;
+        report.sample_memory(&st.ctx);
         st.sync()
     });
     report_failure(&mut failure, r);
