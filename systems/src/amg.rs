@@ -1776,7 +1776,7 @@ mod tests {
         assert_eq!(agg[6], NONE);
         assert!(agg[..6].iter().all(|&a| (a as usize) < n));
         assert_eq!(agg[0], agg[1]);
-        assert!(n >= 2 && n <= 3, "{agg:?}");
+        assert!((2..=3).contains(&n), "{agg:?}");
     }
 
     #[test]

@@ -76,6 +76,15 @@ pub fn apply_boundary(
 #[derive(Resource, Default)]
 pub struct ProgressHook(pub Option<Box<dyn FnMut(usize, f64) + Send + Sync>>);
 
+impl ProgressHook {
+    /// Tells the installed callback, if any.
+    pub fn report(&mut self, iteration: usize, residual: f64) {
+        if let Some(h) = self.0.as_mut() {
+            h(iteration, residual);
+        }
+    }
+}
+
 /// The solve step shared by host backends: runs the configured method
 /// (the CG-Jacobi reference with the given CG kernels; AMG-CG and
 /// Cholesky with `exec`, i.e. on the current rayon pool for
@@ -95,11 +104,7 @@ pub fn solve_into(
         rows = sys.k.n
     )
     .entered();
-    let mut noop = |_: usize, _: f64| {};
-    let progress: &mut dyn FnMut(usize, f64) = match hook.0.as_mut() {
-        Some(h) => h,
-        None => &mut noop,
-    };
+    let progress = &mut |it: usize, res: f64| hook.report(it, res);
     let result = match settings.method {
         SolverMethod::CgJacobi => {
             solver::solve_cg_jacobi(&sys.k, &sys.f, &settings.cg, kernels, progress)

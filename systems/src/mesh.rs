@@ -292,7 +292,7 @@ mod tests {
     fn clockwise_is_fixed_or_refused() {
         let (x, y, mut e) = two_squares();
         e[1] = reverse([1, 2, 5, 4, 7, 12, 9, 11]).map(|v| v as i64);
-        let e2: Vec<[i64; 8]> = e.iter().map(|r| r.map(|v| v as i64)).collect();
+        let e2: Vec<[i64; 8]> = e.clone();
         let m = Mesh::new(x.clone(), y.clone(), &e2, OrientationPolicy::Fix).unwrap();
         assert_eq!(m.flipped, 1);
         assert_eq!(m.elements[1], [1, 2, 5, 4, 7, 12, 9, 11]);

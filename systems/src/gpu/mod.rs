@@ -366,11 +366,7 @@ pub fn solve(
         if upload {
             phases::upload_system(&mut st, &mut report, &sys)?;
         }
-        let mut noop = |_: usize, _: f64| {};
-        let progress: &mut dyn FnMut(usize, f64) = match hook.0.as_mut() {
-            Some(h) => h,
-            None => &mut noop,
-        };
+        let progress = &mut |it: usize, res: f64| hook.report(it, res);
         match settings.method {
             SolverMethod::CgJacobi => {
                 let out = cg::solve(
