@@ -1,6 +1,6 @@
 //! The multi-threaded CPU executor (rayon): the seed's "threaded" and
 //! "Numba" rows. Every phase runs on a dedicated rayon pool of the
-//! configured size; results equal the serial executor's up to rounding.
+//! configured size; results equal the serial executor's bit for bit.
 //!
 //! Assembly has two strategies:
 //! - [`AssemblyStrategy::BatchedCoo`] (seed 2): element batches write
@@ -9,10 +9,9 @@
 //!   duplicates. No precomputed pattern.
 //! - [`AssemblyStrategy::DirectCsr`] (seed 4): the pattern and slot maps are
 //!   built once (in parallel over row blocks and elements); element matrices
-//!   are computed in parallel and added straight into the CSR values by row
-//!   owners (each thread owns a slice of rows), race-free without atomics
-//!   or colouring, and in element order, so the matrix equals the serial
-//!   one bit for bit. No triplets, no sort.
+//!   are computed in parallel, then added straight into the CSR values in
+//!   one sequential stream in element order, so the matrix equals the
+//!   serial one bit for bit. No triplets, no sort, no atomics.
 
 mod cg;
 
@@ -194,27 +193,6 @@ pub fn pattern_parallel(
         len.extend_from_slice(&l);
     }
     SymCsr::from_row_lengths(n, &len, col)
-}
-
-/// Splits `0..n` rows into `t` contiguous blocks of about equal stored
-/// entries.
-pub fn row_blocks(k: &SymCsr, t: usize) -> Vec<(usize, usize)> {
-    let t = t.max(1);
-    let nnz = k.stored();
-    let mut out = Vec::with_capacity(t);
-    let mut start = 0;
-    for b in 1..=t {
-        let end = if b == t {
-            k.n
-        } else {
-            k.rowptr
-                .partition_point(|&v| (v as usize) < nnz * b / t)
-                .clamp(start, k.n)
-        };
-        out.push((start, end));
-        start = end;
-    }
-    out
 }
 
 /// Direct CSR, step 1: pattern and slot maps (parallel).
@@ -511,19 +489,6 @@ mod tests {
                 ]
             })
             .collect()
-    }
-
-    #[test]
-    fn row_blocks_cover_all_rows() {
-        let els = strip(30);
-        let k = SymCsr::pattern(3 * 61, &els).unwrap();
-        for t in 1..5 {
-            let b = row_blocks(&k, t);
-            assert_eq!(b.len(), t);
-            assert_eq!(b[0].0, 0);
-            assert_eq!(b[t - 1].1, k.n);
-            assert!(b.windows(2).all(|w| w[0].1 == w[1].0));
-        }
     }
 
     #[test]
