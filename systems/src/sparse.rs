@@ -171,6 +171,19 @@ impl SymCsr {
 
     /// The full (both triangles) CSR: `(rowptr, col, val)`, columns sorted.
     pub fn to_full(&self) -> (Vec<u32>, Vec<u32>, Vec<f64>) {
+        let rowptr = self.full_rowptr();
+        let nnz = rowptr[self.n] as usize;
+        let mut col = vec![0u32; nnz];
+        let mut val = vec![0.0; nnz];
+        self.walk_full(&rowptr, |f, j, k| {
+            col[f] = j;
+            val[f] = self.val[k];
+        });
+        (rowptr, col, val)
+    }
+
+    /// Row starts of the full (both triangles) matrix.
+    pub fn full_rowptr(&self) -> Vec<u32> {
         let n = self.n;
         let mut cnt = vec![0u32; n + 1];
         for i in 0..n {
@@ -183,29 +196,29 @@ impl SymCsr {
         for i in 0..n {
             cnt[i + 1] += cnt[i];
         }
-        let mut fill = cnt.clone();
-        let nnz = cnt[n] as usize;
-        let mut col = vec![0u32; nnz];
-        let mut val = vec![0.0; nnz];
-        // Rows in increasing order: lower-triangle entries of row j arrive
-        // from rows i < j in increasing i, before row j's own upper entries.
-        for i in 0..n {
+        cnt
+    }
+
+    /// Places every entry of the full matrix: calls `place(f, j, k)` for
+    /// position `f` of the full arrays (rows by `rowptr` from
+    /// [`SymCsr::full_rowptr`]), column `j`, stored entry `k`. Columns come
+    /// out sorted: rows are walked in increasing order, so the lower entries
+    /// of row `j` arrive from rows `i < j` in increasing `i`, before row
+    /// `j`'s own upper entries.
+    pub fn walk_full(&self, rowptr: &[u32], mut place: impl FnMut(usize, u32, usize)) {
+        let mut fill = rowptr.to_vec();
+        for i in 0..self.n {
             let (s, e) = (self.rowptr[i] as usize, self.rowptr[i + 1] as usize);
             for k in s..e {
                 let j = self.col[k] as usize;
-                let f = &mut fill[i];
-                col[*f as usize] = j as u32;
-                val[*f as usize] = self.val[k];
-                *f += 1;
+                place(fill[i] as usize, j as u32, k);
+                fill[i] += 1;
                 if j != i {
-                    let f = &mut fill[j];
-                    col[*f as usize] = i as u32;
-                    val[*f as usize] = self.val[k];
-                    *f += 1;
+                    place(fill[j] as usize, i as u32, k);
+                    fill[j] += 1;
                 }
             }
         }
-        (cnt, col, val)
     }
 }
 

@@ -20,37 +20,12 @@ pub struct FullPattern {
 impl FullPattern {
     /// The structure of `a.to_full()` without touching values.
     pub fn from_sym(a: &SymCsr) -> Self {
-        let n = a.n;
-        let mut cnt = vec![0u32; n + 1];
-        for i in 0..n {
-            let (s, e) = (a.rowptr[i] as usize, a.rowptr[i + 1] as usize);
-            cnt[i + 1] += (e - s) as u32;
-            for k in s + 1..e {
-                cnt[a.col[k] as usize + 1] += 1;
-            }
-        }
-        for i in 0..n {
-            cnt[i + 1] += cnt[i];
-        }
-        let mut fill = cnt.clone();
-        let mut col = vec![0u32; cnt[n] as usize];
-        // Rows in increasing order: the lower entries of row j arrive from
-        // rows i < j in increasing i, before row j's own (upper) entries.
-        for i in 0..n {
-            let (s, e) = (a.rowptr[i] as usize, a.rowptr[i + 1] as usize);
-            for k in s..e {
-                let j = a.col[k] as usize;
-                col[fill[i] as usize] = j as u32;
-                fill[i] += 1;
-                if j != i {
-                    col[fill[j] as usize] = i as u32;
-                    fill[j] += 1;
-                }
-            }
-        }
+        let rowptr = a.full_rowptr();
+        let mut col = vec![0u32; rowptr[a.n] as usize];
+        a.walk_full(&rowptr, |f, j, _| col[f] = j);
         Self {
-            n,
-            rowptr: cnt,
+            n: a.n,
+            rowptr,
             col,
         }
     }
