@@ -10,37 +10,8 @@ use quadflow_systems::pipeline::{Backend, Phase, PhaseSystems, PhaseTimes, Resol
 use quadflow_systems::{PhasePlan, Pipeline, PipelineError, Registry, RunConfig};
 use std::sync::Arc;
 
-/// Structured Quad-8 grid of `[0, lx] x [0, ly]` (counter-clockwise).
-fn grid(nx: usize, ny: usize, lx: f64, ly: f64) -> Mesh {
-    let (cx, cy) = (2 * nx + 1, 2 * ny + 1);
-    // full 9-node lattice; centre nodes stay unused
-    let mut x = Vec::new();
-    let mut y = Vec::new();
-    for j in 0..cy {
-        for i in 0..cx {
-            x.push(lx * i as f64 / (cx - 1) as f64);
-            y.push(ly * j as f64 / (cy - 1) as f64);
-        }
-    }
-    let id = |i: usize, j: usize| (j * cx + i) as i64;
-    let mut els = Vec::new();
-    for ey in 0..ny {
-        for ex in 0..nx {
-            let (i, j) = (2 * ex, 2 * ey);
-            els.push([
-                id(i, j),
-                id(i + 2, j),
-                id(i + 2, j + 2),
-                id(i, j + 2),
-                id(i + 1, j),
-                id(i + 2, j + 1),
-                id(i + 1, j + 2),
-                id(i, j + 1),
-            ]);
-        }
-    }
-    Mesh::new(x, y, &els, OrientationPolicy::Refuse).unwrap()
-}
+mod common;
+use common::grid;
 
 fn run(
     mesh: Mesh,
