@@ -248,6 +248,31 @@ fn map_blocks<R: Send>(
     }
 }
 
+/// [`map_blocks`] with a scratch value per worker (`init()` once per
+/// rayon job, not per block): `f(scratch, rows)`. `f` must leave the
+/// scratch as it found it (the sparse products reset their marks).
+fn map_blocks_with<S, R: Send>(
+    exec: Exec,
+    n: usize,
+    size: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, Range<usize>) -> R + Sync + Send,
+) -> Vec<R> {
+    let nb = n.div_ceil(size);
+    match exec {
+        Exec::Serial => {
+            let mut s = init();
+            (0..nb)
+                .map(|b| f(&mut s, block_range(b, n, size)))
+                .collect()
+        }
+        Exec::Parallel => (0..nb)
+            .into_par_iter()
+            .map_init(init, |s, b| f(s, block_range(b, n, size)))
+            .collect(),
+    }
+}
+
 /// Sum of `f(rows)` over blocks, in block order.
 fn sum_blocks(exec: Exec, n: usize, f: impl Fn(Range<usize>) -> f64 + Sync + Send) -> f64 {
     map_blocks(exec, n, BLOCK, f).iter().sum()
@@ -444,6 +469,21 @@ impl Csr {
         self.col.len()
     }
 
+    /// Row starts (`nrows + 1`).
+    pub fn rowptr(&self) -> &[usize] {
+        &self.rowptr
+    }
+
+    /// Column of every entry.
+    pub fn cols(&self) -> &[u32] {
+        &self.col
+    }
+
+    /// Value of every entry.
+    pub fn vals(&self) -> &[f64] {
+        &self.val
+    }
+
     /// Columns and values of row `i`.
     #[inline]
     pub fn row(&self, i: usize) -> (&[u32], &[f64]) {
@@ -479,16 +519,24 @@ impl Csr {
 
     /// The diagonal (zero where not stored).
     pub fn diagonal(&self) -> Vec<f64> {
-        (0..self.nrows)
-            .map(|i| {
-                let (c, v) = self.row(i);
-                c.iter()
-                    .zip(v)
-                    .filter(|(j, _)| **j as usize == i)
-                    .map(|(_, v)| *v)
-                    .sum()
-            })
-            .collect()
+        self.diagonal_with(Exec::Serial)
+    }
+
+    /// [`Csr::diagonal`], over the rows in parallel under
+    /// [`Exec::Parallel`].
+    pub fn diagonal_with(&self, exec: Exec) -> Vec<f64> {
+        let d = |i: usize| -> f64 {
+            let (c, v) = self.row(i);
+            c.iter()
+                .zip(v)
+                .filter(|(j, _)| **j as usize == i)
+                .map(|(_, v)| *v)
+                .sum()
+        };
+        match exec {
+            Exec::Serial => (0..self.nrows).map(d).collect(),
+            Exec::Parallel => (0..self.nrows).into_par_iter().map(d).collect(),
+        }
     }
 
     /// `y = A x`.
@@ -557,6 +605,7 @@ impl Csr {
 
     /// Concatenates row blocks `(row lengths, columns, values)`.
     fn from_blocks(
+        exec: Exec,
         nrows: usize,
         ncols: usize,
         parts: Vec<(Vec<usize>, Vec<u32>, Vec<f64>)>,
@@ -564,15 +613,30 @@ impl Csr {
         let nnz: usize = parts.iter().map(|p| p.1.len()).sum();
         let mut rowptr = Vec::with_capacity(nrows + 1);
         rowptr.push(0);
-        let mut col = Vec::with_capacity(nnz);
-        let mut val = Vec::with_capacity(nnz);
-        for (len, c, v) in parts {
-            for l in len {
+        for (len, _, _) in &parts {
+            for &l in len {
                 let last = *rowptr.last().expect("non-empty");
                 rowptr.push(last + l);
             }
-            col.extend_from_slice(&c);
-            val.extend_from_slice(&v);
+        }
+        let mut col = vec![0u32; nnz];
+        let mut val = vec![0.0; nnz];
+        // each block's slice of the output, then the copies in parallel
+        let mut jobs = Vec::with_capacity(parts.len());
+        let (mut cr, mut vr) = (&mut col[..], &mut val[..]);
+        for (_, c, v) in &parts {
+            let (ch, ct) = std::mem::take(&mut cr).split_at_mut(c.len());
+            let (vh, vt) = std::mem::take(&mut vr).split_at_mut(v.len());
+            jobs.push((ch, vh, c, v));
+            (cr, vr) = (ct, vt);
+        }
+        let copy = |(ch, vh, c, v): (&mut [u32], &mut [f64], &Vec<u32>, &Vec<f64>)| {
+            ch.copy_from_slice(c);
+            vh.copy_from_slice(v);
+        };
+        match exec {
+            Exec::Serial => jobs.into_iter().for_each(copy),
+            Exec::Parallel => jobs.into_par_iter().for_each(copy),
         }
         Csr::new(nrows, ncols, rowptr, col, val)
     }
@@ -582,10 +646,10 @@ impl Csr {
     /// first appearance.
     pub fn matmul(&self, exec: Exec, b: &Csr) -> Csr {
         assert_eq!(self.ncols, b.nrows);
-        let parts = map_blocks(exec, self.nrows, SPGEMM_BLOCK, |rows| {
+        let init = || vec![u32::MAX; b.ncols];
+        let parts = map_blocks_with(exec, self.nrows, SPGEMM_BLOCK, init, |mark, rows| {
             // mark[j]: position of column j in the block's output, valid
             // when at or after the current row's start
-            let mut mark = vec![u32::MAX; b.ncols];
             let mut len = Vec::with_capacity(rows.len());
             let mut col: Vec<u32> = Vec::with_capacity(rows.len() * 32);
             let mut val: Vec<f64> = Vec::with_capacity(rows.len() * 32);
@@ -613,9 +677,20 @@ impl Csr {
                 }
                 len.push(col.len() - start);
             }
+            for &j in &col {
+                mark[j as usize] = u32::MAX;
+            }
             (len, col, val)
         });
-        Csr::from_blocks(self.nrows, b.ncols, parts)
+        Csr::from_blocks(exec, self.nrows, b.ncols, parts)
+    }
+}
+
+/// `v` in single precision (rounded to nearest).
+fn to_f32(exec: Exec, v: &[f64]) -> Vec<f32> {
+    match exec {
+        Exec::Serial => v.iter().map(|&x| x as f32).collect(),
+        Exec::Parallel => v.par_iter().map(|&x| x as f32).collect(),
     }
 }
 
@@ -773,17 +848,26 @@ fn spectral_radius_with<T: Copy + Into<f64> + Sync>(
     let (mut alphas, mut betas) = (Vec::new(), Vec::new());
     let mut beta_prev = 0.0;
     for _ in 0..steps.max(1) {
-        for i in 0..n {
-            u[i] = s[i] * v[i];
-        }
+        blocks1(exec, &mut u, |st, ub| {
+            for (l, ui) in ub.iter_mut().enumerate() {
+                *ui = s[st + l] * v[st + l];
+            }
+            0.0
+        });
         a.spmv_with(exec, vals, &u, &mut w);
-        for i in 0..n {
-            w[i] *= s[i];
-        }
+        blocks1(exec, &mut w, |st, wb| {
+            for (l, wi) in wb.iter_mut().enumerate() {
+                *wi *= s[st + l];
+            }
+            0.0
+        });
         let alpha = dot(exec, &w, &v);
-        for i in 0..n {
-            w[i] -= alpha * v[i] + beta_prev * v_prev[i];
-        }
+        blocks1(exec, &mut w, |st, wb| {
+            for (l, wi) in wb.iter_mut().enumerate() {
+                *wi -= alpha * v[st + l] + beta_prev * v_prev[st + l];
+            }
+            0.0
+        });
         let beta = dot(exec, &w, &w).sqrt();
         alphas.push(alpha);
         if beta.is_nan() || beta <= 1e-12 * alpha.abs() {
@@ -791,9 +875,12 @@ fn spectral_radius_with<T: Copy + Into<f64> + Sync>(
         }
         betas.push(beta);
         std::mem::swap(&mut v_prev, &mut v);
-        for i in 0..n {
-            v[i] = w[i] / beta;
-        }
+        blocks1(exec, &mut v, |st, vb| {
+            for (l, vi) in vb.iter_mut().enumerate() {
+                *vi = w[st + l] / beta;
+            }
+            0.0
+        });
         beta_prev = beta;
     }
     let k = alphas.len();
@@ -820,8 +907,8 @@ fn smoothed_prolongator(
     nagg: usize,
     omega: f64,
 ) -> Csr {
-    let parts = map_blocks(exec, a.nrows, SPGEMM_BLOCK, |rows| {
-        let mut mark = vec![usize::MAX; nagg];
+    let init = || vec![usize::MAX; nagg];
+    let parts = map_blocks_with(exec, a.nrows, SPGEMM_BLOCK, init, |mark, rows| {
         let mut len = Vec::with_capacity(rows.len());
         let mut col: Vec<u32> = Vec::new();
         let mut val: Vec<f64> = Vec::new();
@@ -851,9 +938,12 @@ fn smoothed_prolongator(
             }
             len.push(col.len() - start);
         }
+        for &g in &col {
+            mark[g as usize] = usize::MAX;
+        }
         (len, col, val)
     });
-    Csr::from_blocks(a.nrows, nagg, parts)
+    Csr::from_blocks(exec, a.nrows, nagg, parts)
 }
 
 // ---------------------------------------------------------------------
@@ -902,6 +992,31 @@ pub struct Hierarchy {
     settings: AmgSettings,
 }
 
+/// One level of a [`Hierarchy`] above the coarsest, borrowed (what the
+/// GPU backend uploads).
+#[derive(Debug, Clone, Copy)]
+pub struct LevelData<'a> {
+    /// The level's operator (double precision; only the finest is used
+    /// in double, by CG's product).
+    pub a: &'a Csr,
+    /// `a`'s values in single precision (smoother, residuals).
+    pub a32: &'a [f32],
+    /// `1 / a_ii`.
+    pub inv_diag: &'a [f64],
+    /// Prolongator from the next level.
+    pub p: &'a Csr,
+    /// `p`'s values in single precision.
+    pub p32: &'a [f32],
+    /// Restriction `P^T`.
+    pub r: &'a Csr,
+    /// `r`'s values in single precision.
+    pub r32: &'a [f32],
+    /// Smoother: `d = s0 D^-1 r` first.
+    pub s0: f64,
+    /// Smoother steps `d = c1 d + c2 D^-1 r`.
+    pub steps: &'a [(f64, f64)],
+}
+
 /// Work vectors of one level.
 #[derive(Debug, Clone, Default)]
 struct Work {
@@ -932,7 +1047,7 @@ impl Hierarchy {
             if n <= settings.max_coarse || levels.len() + 1 >= settings.max_levels {
                 break;
             }
-            let diag = a.diagonal();
+            let diag = a.diagonal_with(exec);
             if let Some(i) = diag.iter().position(|d| d.is_nan() || *d <= 0.0) {
                 return Err(SolveError::NotPositiveDefinite {
                     method: "AMG setup",
@@ -952,7 +1067,7 @@ impl Hierarchy {
                 break;
             }
             let inv_diag: Vec<f64> = diag.iter().map(|d| 1.0 / d).collect();
-            let v32: Vec<f32> = a.val.iter().map(|&v| v as f32).collect();
+            let v32 = to_f32(exec, &a.val);
             let rho = {
                 let _s = tracing::info_span!("amg_lanczos", n).entered();
                 spectral_radius_with(exec, &a, &v32, &inv_diag, settings.lanczos_steps)
@@ -988,8 +1103,8 @@ impl Hierarchy {
                 r.matmul(exec, &ap)
             };
             let (s0, steps) = smoother_coefficients(settings, rho);
-            let p32 = p.val.iter().map(|&v| v as f32).collect();
-            let r32 = r.val.iter().map(|&v| v as f32).collect();
+            let p32 = to_f32(exec, &p.val);
+            let r32 = to_f32(exec, &r.val);
             levels.push(Level {
                 a,
                 v32,
@@ -1064,6 +1179,59 @@ impl Hierarchy {
         } else {
             total as f64 / fine as f64
         }
+    }
+
+    /// The levels above the coarsest, finest first, as the GPU backend
+    /// uploads them.
+    pub fn level_data(&self) -> Vec<LevelData<'_>> {
+        self.levels
+            .iter()
+            .map(|l| LevelData {
+                a: &l.a,
+                a32: &l.v32,
+                inv_diag: &l.inv_diag,
+                p: &l.p,
+                p32: &l.p32,
+                r: &l.r,
+                r32: &l.r32,
+                s0: l.s0,
+                steps: &l.steps,
+            })
+            .collect()
+    }
+
+    /// The settings the hierarchy was built with.
+    pub fn settings(&self) -> &AmgSettings {
+        &self.settings
+    }
+
+    /// The coarsest operator's inverse, dense and row-major (`n x n`, `n`
+    /// its rows; empty when there is nothing to solve), from the Cholesky
+    /// factor the host's cycle uses.
+    pub fn coarse_inverse(&self) -> Vec<f64> {
+        match &self.coarse {
+            Coarse::Cholesky(c) => {
+                let inv = c.inverse();
+                let n = inv.nrows();
+                let mut out = Vec::with_capacity(n * n);
+                for i in 0..n {
+                    for j in 0..n {
+                        out.push(inv[(i, j)]);
+                    }
+                }
+                out
+            }
+            Coarse::Empty => Vec::new(),
+        }
+    }
+
+    /// `z = M^-1 r`, one V-cycle with a zero initial guess (the
+    /// preconditioner as CG applies it).
+    pub fn precondition(&self, exec: Exec, r: &[f64]) -> Vec<f64> {
+        let mut w = self.work();
+        let mut z = vec![0.0; r.len()];
+        self.apply(exec, r, &mut z, &mut w);
+        z
     }
 
     fn work(&self) -> Vec<Work> {
@@ -1539,10 +1707,35 @@ fn bfs(start: usize, ptr: &[u32], adj: &[u32], seen: &mut [bool], order: &mut Ve
 impl AmgSystem {
     /// Equilibrates `K u = f`, splits off decoupled rows, renumbers.
     pub fn new(exec: Exec, k: &SymCsr, f: &[f64]) -> Result<Self, SolveError> {
-        let n = k.n;
+        let (fp, fc, fv) = k.to_full();
+        Self::from_full(exec, k.n, &fp, &fc, &fv, f)
+    }
+
+    /// [`AmgSystem::new`] from the full (both triangles) CSR `(fp, fc,
+    /// fv)` of `K` (sorted columns, every diagonal stored), as the GPU
+    /// backend downloads it.
+    pub fn from_full(
+        exec: Exec,
+        n: usize,
+        fp: &[u32],
+        fc: &[u32],
+        fv: &[f64],
+        f: &[f64],
+    ) -> Result<Self, SolveError> {
+        assert!(fp.len() == n + 1 && f.len() == n);
+        let diag_of = |i: usize| {
+            let r = fp[i] as usize..fp[i + 1] as usize;
+            fc[r.clone()]
+                .binary_search(&(i as u32))
+                .map_or(0.0, |k| fv[r.start + k])
+        };
+        let kdiag: Vec<f64> = match exec {
+            Exec::Serial => (0..n).map(diag_of).collect(),
+            Exec::Parallel => (0..n).into_par_iter().map(diag_of).collect(),
+        };
         let mut d = vec![0.0; n];
         for (i, di) in d.iter_mut().enumerate() {
-            let a = k.val[k.diag_slot(i)].abs();
+            let a = kdiag[i].abs();
             if a == 0.0 {
                 return Err(SolveError::ZeroDiagonal(i));
             }
@@ -1551,7 +1744,6 @@ impl AmgSystem {
             }
             *di = 1.0 / a.sqrt();
         }
-        let (fp, fc, fv) = k.to_full();
         // coupled = has an off-diagonal entry
         let coupled: Vec<bool> = (0..n).map(|i| fp[i + 1] - fp[i] > 1).collect();
         // Reverse Cuthill-McKee over the coupled rows: per component, a
@@ -1566,8 +1758,8 @@ impl AmgSystem {
                 continue;
             }
             scratch.clear();
-            let far = bfs(s, &fp, &fc, &mut scratch_seen, &mut scratch);
-            bfs(far, &fp, &fc, &mut seen, &mut order);
+            let far = bfs(s, fp, fc, &mut scratch_seen, &mut scratch);
+            bfs(far, fp, fc, &mut seen, &mut order);
         }
         order.reverse();
         let m = order.len();
@@ -1612,7 +1804,7 @@ impl AmgSystem {
         let mut direct = vec![0.0; n];
         for i in 0..n {
             if !coupled[i] {
-                direct[i] = f[i] / k.val[k.diag_slot(i)];
+                direct[i] = f[i] / kdiag[i];
             }
         }
         let b_norm = (0..n).map(|i| (d[i] * f[i]).powi(2)).sum::<f64>().sqrt();
