@@ -345,16 +345,24 @@ impl RunResult {
         );
         if st.iterations > 0 && st.solve_seconds > 0.0 {
             let per = st.solve_seconds / st.iterations as f64;
-            let _ = writeln!(
+            let _ = write!(
                 s,
-                "          {} CG rows ({} decoupled), setup {:.3} s, {:.3} ms/iteration, {:.1} MB/iteration -> {:.1} GB/s",
+                "          {} CG rows ({} decoupled), setup {:.3} s, {:.3} ms/iteration",
                 st.cg_rows,
                 st.decoupled_rows,
                 st.setup_seconds,
                 per * 1e3,
-                st.bytes_per_iteration as f64 / 1e6,
-                st.bytes_per_iteration as f64 / per / 1e9
             );
+            // counted only for the Jacobi-CG iteration
+            if st.bytes_per_iteration > 0 {
+                let _ = write!(
+                    s,
+                    ", {:.1} MB/iteration -> {:.1} GB/s",
+                    st.bytes_per_iteration as f64 / 1e6,
+                    st.bytes_per_iteration as f64 / per / 1e9
+                );
+            }
+            s.push('\n');
         }
         if st.levels > 0 {
             let _ = writeln!(

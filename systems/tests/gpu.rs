@@ -558,3 +558,72 @@ fn timing_large_grid() {
         }
     }
 }
+
+/// AMG-CG with the V-cycle on the device against the host's AMG-CG (and
+/// the serial Jacobi-PCG solution): the same potential to 1e-8, a true
+/// residual at the `1e-10` target, iteration counts within two.
+#[test]
+fn amg_cg_on_the_gpu_matches_the_host() {
+    if !gpu_present() {
+        return;
+    }
+    let mut cfg = RunConfig::default();
+    cfg.solver.method = SolverMethod::AmgCg;
+    cfg.solver.cg.rtol = 1e-10;
+    for (label, mesh) in [
+        ("tiny grid", grid(6, 2, 3.0, 1.0)),
+        ("curved 120x40", curved(120, 40)),
+        ("curved 400x120", curved(400, 120)),
+    ] {
+        let mut host = run(&mesh, &cfg, "serial", GpuSolveStrategy::Custom);
+        let mut gpu = run(&mesh, &cfg, "gpu", GpuSolveStrategy::Custom);
+        let (gs, hs) = (
+            gpu.world.resource::<Solution>().clone(),
+            host.world.resource::<Solution>().clone(),
+        );
+        let du = rel_diff(&gs.u, &hs.u);
+        eprintln!(
+            "amg {label}: {} rows, {} levels (host {}), complexity {:.2}, gpu {} it, host {} it, du {du:.1e}, true residual gpu {:.1e} host {:.1e}, setup {:.3} s, solve {:.4} s (host {:.3} + {:.3} s)",
+            gs.u.len(),
+            gs.stats.levels,
+            hs.stats.levels,
+            gs.stats.operator_complexity,
+            gs.stats.iterations,
+            hs.stats.iterations,
+            gs.true_residual,
+            hs.true_residual,
+            gs.stats.setup_seconds,
+            gs.stats.solve_seconds,
+            hs.stats.setup_seconds,
+            hs.stats.solve_seconds,
+        );
+        assert!(gs.stats.converged, "{label}");
+        assert!(du < 1e-8, "{label}: u differs by {du:e}");
+        assert!(
+            gs.true_residual <= 1e-10 || gs.true_residual <= 2.0 * hs.true_residual,
+            "{label}: true residual {:e}",
+            gs.true_residual
+        );
+        assert!(
+            gs.stats.iterations.abs_diff(hs.stats.iterations) <= 2,
+            "{label}: {} vs {} iterations",
+            gs.stats.iterations,
+            hs.stats.iterations
+        );
+        assert_eq!(gs.stats.levels, hs.stats.levels, "{label}");
+        assert_eq!(gs.stats.cg_rows, hs.stats.cg_rows, "{label}");
+        // the post-processing on the device used the AMG solution
+        let (_, ga, _) = gpu.element_fields();
+        let (_, ha, _) = host.element_fields();
+        assert!(rel_diff(&ga, &ha) < 1e-7, "{label}: speeds differ");
+        // and it agrees with the reference configuration's answer
+        let jacobi = run(
+            &mesh,
+            &RunConfig::default(),
+            "serial",
+            GpuSolveStrategy::Custom,
+        );
+        let dj = rel_diff(&gs.u, &jacobi.world.resource::<Solution>().u);
+        assert!(dj < 1e-6, "{label}: AMG vs Jacobi-PCG {dj:e}");
+    }
+}

@@ -350,14 +350,23 @@ impl GpuState {
     }
 
     /// Copies the first `len` values of a device buffer back, counted.
-    pub fn download<T: DeviceRepr + Copy + Default>(
+    /// A large destination is first written in parallel, so that its
+    /// pages are mapped by many threads rather than faulted in one by one
+    /// during the copy (which made a 160 MB copy take 0.13 s).
+    pub fn download<T: DeviceRepr + Copy + Default + Send + Sync>(
         &self,
         report: &mut GpuReport,
         what: &'static str,
         src: &CudaSlice<T>,
         len: usize,
     ) -> GResult<Vec<T>> {
-        let mut out = vec![T::default(); len];
+        let mut out = Vec::with_capacity(len);
+        if std::mem::size_of::<T>() * len >= 1 << 22 {
+            use rayon::prelude::*;
+            out.par_extend(rayon::iter::repeat_n(T::default(), len));
+        } else {
+            out.resize(len, T::default());
+        }
         if len > 0 {
             self.stream
                 .memcpy_dtoh(&src.slice(..len), &mut out)

@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 /// The kernel files in the order they are concatenated after the basis
 /// tables: `(file name, text)`. `common.cuh` comes first.
-pub const SOURCES: [(&str, &str); 8] = [
+pub const SOURCES: [(&str, &str); 9] = [
     ("common.cuh", include_str!("../../../kernels/common.cuh")),
     (
         "quadrature.cu",
@@ -22,11 +22,23 @@ pub const SOURCES: [(&str, &str); 8] = [
     ("cg.cu", include_str!("../../../kernels/cg.cu")),
     ("residual.cu", include_str!("../../../kernels/residual.cu")),
     ("post.cu", include_str!("../../../kernels/post.cu")),
+    ("amg.cu", include_str!("../../../kernels/amg.cu")),
 ];
 
 /// Thread-group sizes for which the SpMV and residual kernels are
 /// instantiated (`qf_cg_spmv_g{G}`, `qf_residual_g{G}`).
 pub const SPMV_GROUPS: [u32; 5] = [2, 4, 8, 16, 32];
+
+/// The AMG kernels instantiated for every group size of [`SPMV_GROUPS`]
+/// (`amg.cu`; the name gets `_g{G}`).
+pub const AMG_GROUP_KERNELS: [&str; 6] = [
+    "qf_amg_compute_start",
+    "qf_amg_step",
+    "qf_amg_last",
+    "qf_amg_spmv",
+    "qf_amg_pq",
+    "qf_amg_resid",
+];
 
 /// Slots of the device `flags` buffer (mirrors `QF_FLAG_*` in
 /// `common.cuh`).
@@ -63,6 +75,15 @@ pub fn kernel_names() -> Vec<String> {
         "qf_cg_update",
         "qf_unscale",
         "qf_post",
+        "qf_amg_zero_start",
+        "qf_amg_residual_start",
+        "qf_amg_zero_copy",
+        "qf_amg_add",
+        "qf_amg_dense",
+        "qf_amg_update",
+        "qf_amg_dot",
+        "qf_amg_direction",
+        "qf_amg_unscale",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -70,6 +91,9 @@ pub fn kernel_names() -> Vec<String> {
     for g in SPMV_GROUPS {
         v.push(format!("qf_cg_spmv_g{g}"));
         v.push(format!("qf_residual_g{g}"));
+        for k in AMG_GROUP_KERNELS {
+            v.push(format!("{k}_g{g}"));
+        }
     }
     v
 }
@@ -193,6 +217,10 @@ mod tests {
         for g in SPMV_GROUPS {
             assert!(p.contains(&format!("QF_SPMV({g})")));
             assert!(p.contains(&format!("QF_RESIDUAL({g})")));
+            assert!(p.contains(&format!("QF_AMG_GROUP({g})")));
+        }
+        for k in AMG_GROUP_KERNELS {
+            assert!(p.contains(&format!("void {k}_g##G(")), "{k}");
         }
         for (k, name) in [
             (flag::STOP, "QF_FLAG_STOP"),

@@ -28,6 +28,7 @@
 //! cuSPARSE are loaded when the backend is prepared, and a machine without
 //! a driver gets a [`PipelineError::Backend`] saying so.
 
+pub mod amg;
 pub mod cache;
 pub mod cg;
 pub mod device;
@@ -391,8 +392,24 @@ pub fn solve(
                 st.sync()?;
                 err.map_or(Ok(()), Err)
             }
+            SolverMethod::AmgCg => {
+                let out = amg::solve(&mut st, &mut report, &settings.cg, &settings.amg, progress)?;
+                let not_converged = !out.stats.converged && !settings.allow_unconverged;
+                let err = not_converged.then(|| PipelineError::NotConverged {
+                    iterations: out.stats.iterations,
+                    residual: out.stats.recurrence_residual,
+                    rtol: settings.cg.rtol,
+                });
+                *solution = Solution {
+                    u: out.u,
+                    stats: out.stats,
+                    true_residual: out.true_residual,
+                };
+                st.sync()?;
+                err.map_or(Ok(()), Err)
+            }
             other => Err(device::backend_error(format!(
-                "the gpu solve implements cg-jacobi only, not {}; run the solve on the host with [backend] solve = \"parallel\" (the other phases can stay on the gpu)",
+                "the gpu solve implements cg-jacobi and amg-cg, not {}; run the solve on the host with [backend] solve = \"parallel\" (the other phases can stay on the gpu)",
                 other.name()
             ))),
         }
