@@ -11,6 +11,16 @@
 // once, so the host may launch a whole chunk of iterations blindly and
 // still read back the exact iteration count.
 
+// Column of entry k of row `row`: absolute (u32) or a 16-bit offset from
+// the row (meshes numbered with a bandwidth below 2^15: 2 bytes a column
+// instead of 4, a sixth less matrix traffic).
+__device__ __forceinline__ int qf_col(const u32* __restrict__ col, u32 k, int) {
+  return (int)__ldg(&col[k]);
+}
+__device__ __forceinline__ int qf_col(const short* __restrict__ col, u32 k, int row) {
+  return row + (int)__ldg(&col[k]);
+}
+
 // Stop test and new search direction. One thread per row.
 extern "C" __global__ void qf_cg_direction(int n, int it, int ring,
                                            const double* __restrict__ r,
@@ -29,11 +39,12 @@ extern "C" __global__ void qf_cg_direction(int n, int it, int ring,
 }
 
 // q = A p over the full CSR, G threads per row (G = 2..32, a power of
-// two; rows of ~9-21 entries want G = 4), fused with pq = p.q.
-template <int G>
+// two; rows of ~9-21 entries want G = 4 or 8), fused with pq = p.q.
+// Columns absolute (u32) or 16-bit offsets from the row (C = short).
+template <int G, typename C>
 __device__ __forceinline__ void qf_cg_spmv(int n, int it, int ring,
                                            const u32* __restrict__ rowptr,
-                                           const u32* __restrict__ col,
+                                           const C* __restrict__ col,
                                            const double* __restrict__ val,
                                            const double* __restrict__ p,
                                            double* __restrict__ q,
@@ -51,7 +62,7 @@ __device__ __forceinline__ void qf_cg_spmv(int n, int it, int ring,
     double sum = 0.0;
     if (row < n) {
       const u32 s = __ldg(&rowptr[row]), e = __ldg(&rowptr[row + 1]);
-      for (u32 k = s + lane; k < e; k += G) sum += __ldg(&val[k]) * p[__ldg(&col[k])];
+      for (u32 k = s + lane; k < e; k += G) sum += __ldg(&val[k]) * p[qf_col(col, k, row)];
     }
 #pragma unroll
     for (int off = G / 2; off > 0; off >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, off, G);
@@ -70,14 +81,39 @@ __device__ __forceinline__ void qf_cg_spmv(int n, int it, int ring,
       const u32* __restrict__ col, const double* __restrict__ val,              \
       const double* __restrict__ p, double* __restrict__ q, double* partials,   \
       u32* counter, double* hist, const int* flags) {                           \
-    qf_cg_spmv<G>(n, it, ring, rowptr, col, val, p, q, partials, counter, hist, \
-                  flags);                                                       \
+    qf_cg_spmv<G, u32>(n, it, ring, rowptr, col, val, p, q, partials, counter,  \
+                       hist, flags);                                            \
+  }                                                                             \
+  extern "C" __global__ void qf_cg_spmv16_g##G(                                 \
+      int n, int it, int ring, const u32* __restrict__ rowptr,                  \
+      const short* __restrict__ col, const double* __restrict__ val,            \
+      const double* __restrict__ p, double* __restrict__ q, double* partials,   \
+      u32* counter, double* hist, const int* flags) {                           \
+    qf_cg_spmv<G, short>(n, it, ring, rowptr, col, val, p, q, partials,         \
+                         counter, hist, flags);                                 \
   }
 QF_SPMV(2)
 QF_SPMV(4)
 QF_SPMV(8)
 QF_SPMV(16)
 QF_SPMV(32)
+
+// 16-bit column offsets col[k] - row of every entry, where they fit;
+// bw[0] gets the largest |col[k] - row| (the host then picks the kernel).
+extern "C" __global__ void qf_cg_delta_cols(int n, const u32* __restrict__ rowptr,
+                                            const u32* __restrict__ col,
+                                            short* __restrict__ dcol, u32* bw) {
+  u32 m = 0;
+  QF_FOR(row, n) {
+    for (u32 k = rowptr[row]; k < rowptr[row + 1]; ++k) {
+      const int d = (int)col[k] - row;
+      const u32 a = (u32)(d < 0 ? -d : d);
+      m = a > m ? a : m;
+      dcol[k] = (short)(a <= 32767u ? d : 0);
+    }
+  }
+  if (m > 0) atomicMax(bw, m);
+}
 
 // Step, residual update and the two norms of the next iteration. One
 // thread per row.

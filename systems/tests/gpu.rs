@@ -371,12 +371,13 @@ fn check_interval_and_spmv_group_do_not_change_the_iteration() {
     let cfg = RunConfig::default();
     let mut counts = BTreeMap::new();
     let mut us = vec![];
-    for (check_every, group) in [
-        (1, None),
-        (7, None),
-        (32, Some(2)),
-        (1000, Some(8)),
-        (32, Some(32)),
+    for (check_every, group, short_columns) in [
+        (1, None, true),
+        (7, None, true),
+        (7, None, false),
+        (32, Some(2), true),
+        (1000, Some(8), true),
+        (32, Some(32), true),
     ] {
         let mut p = Pipeline::new(
             Arc::new(mesh.clone()),
@@ -388,16 +389,26 @@ fn check_interval_and_spmv_group_do_not_change_the_iteration() {
         p.world.insert_resource(GpuCgOptions {
             check_every,
             spmv_group: group,
+            short_columns,
         });
         p.run().unwrap();
+        let report = p.world.resource::<GpuReport>();
+        assert!(report.bandwidth > 0 && report.bandwidth < 1000);
+        assert_eq!(report.short_columns, short_columns);
         let sol = p.world.resource::<Solution>();
-        counts.insert((check_every, group), sol.stats.iterations);
+        counts.insert((check_every, group, short_columns), sol.stats.iterations);
         us.push(sol.u.clone());
     }
     let first = *counts.values().next().unwrap();
     // the same device arithmetic: the same count whatever the check
     // interval; the SpMV group changes the summation order only
-    assert_eq!(counts[&(1, None)], counts[&(7, None)], "{counts:?}");
+    assert_eq!(
+        counts[&(1, None, true)],
+        counts[&(7, None, true)],
+        "{counts:?}"
+    );
+    // 16-bit or 32-bit columns: the same products
+    assert_eq!(us[1], us[2]);
     for c in counts.values() {
         assert!(
             (*c as f64 - first as f64).abs() <= (0.01 * first as f64).max(1.0),
@@ -507,6 +518,7 @@ fn timing_large_grid() {
     let options = GpuCgOptions {
         check_every: env("QUADFLOW_CHECK_EVERY").map_or(32, |s| s.parse().unwrap()),
         spmv_group: env("QUADFLOW_SPMV_GROUP").map(|s| s.parse().unwrap()),
+        short_columns: env("QUADFLOW_SHORT_COLUMNS").is_none_or(|s| s != "0"),
     };
     let runs: &[(&str, GpuSolveStrategy)] = match env("QUADFLOW_TIMING_RUNS").as_deref() {
         Some("custom") => &[("gpu", GpuSolveStrategy::Custom)],

@@ -195,6 +195,8 @@ struct SolveBuffers {
     x: CudaSlice<f64>,
     r: CudaSlice<f64>,
     p: CudaSlice<f64>,
+    /// 16-bit column offsets, when the numbering's bandwidth allows.
+    dcol: Option<CudaSlice<i16>>,
     q: CudaSlice<f64>,
     hist: CudaSlice<f64>,
     scal: CudaSlice<f64>,
@@ -236,15 +238,18 @@ impl ChunkDevice for CustomDevice<'_> {
             unsafe { l.launch(launch::per_item(self.n).config()) }.ctx("qf_cg_direction")?;
         }
         {
-            let name = format!("qf_cg_spmv_g{}", self.group);
+            let name = match b.dcol {
+                Some(_) => format!("qf_cg_spmv16_g{}", self.group),
+                None => format!("qf_cg_spmv_g{}", self.group),
+            };
             let f = st.kernels.get(&name)?;
             let mut l = st.stream.launch_builder(f);
-            l.arg(&n)
-                .arg(&it32)
-                .arg(&ring)
-                .arg(&s.rowptr)
-                .arg(&s.col)
-                .arg(&b.vs)
+            l.arg(&n).arg(&it32).arg(&ring).arg(&s.rowptr);
+            match &b.dcol {
+                Some(d) => l.arg(d),
+                None => l.arg(&s.col),
+            };
+            l.arg(&b.vs)
                 .arg(&b.p)
                 .arg(&mut b.q)
                 .arg(&st.partials)
@@ -336,6 +341,7 @@ pub fn solve(
         x: st.zeros(n)?,
         r: st.zeros(n)?,
         p: st.zeros(n)?,
+        dcol: None,
         q: st.zeros(n)?,
         hist: st.zeros(ring * HIST)?,
         scal: st.zeros(4)?,
@@ -376,6 +382,28 @@ pub fn solve(
             .arg(&st.flags);
         // SAFETY: argument types and buffer sizes match the kernel.
         unsafe { l.launch(launch::per_row_reduce(n, st.sms).config()) }.ctx("qf_eq_scale_init")?;
+    }
+    if strategy == GpuSolveStrategy::Custom && nnz > 0 {
+        // 16-bit column offsets where the numbering allows (largest
+        // |col - row| below 2^15)
+        let s = st.system.as_ref().unwrap();
+        let mut dcol = st.zeros::<i16>(nnz)?;
+        let mut bw = st.zeros::<u32>(1)?;
+        let f = st.kernels.get("qf_cg_delta_cols")?;
+        let mut l = st.stream.launch_builder(f);
+        l.arg(&n32)
+            .arg(&s.rowptr)
+            .arg(&s.col)
+            .arg(&mut dcol)
+            .arg(&mut bw);
+        // SAFETY: argument types and buffer sizes match the kernel.
+        unsafe { l.launch(launch::per_item(n).config()) }.ctx("qf_cg_delta_cols")?;
+        let bw = st.download(report, "bandwidth", &bw, 1)?[0];
+        report.bandwidth = bw as usize;
+        if bw <= i16::MAX as u32 && options.short_columns {
+            b.dcol = Some(dcol);
+            report.short_columns = true;
+        }
     }
     let flags = st.read_flags(report)?;
     if flags[flag::ZERO_DIAG] != i32::MAX {

@@ -26,7 +26,7 @@ pub const SOURCES: [(&str, &str); 9] = [
 ];
 
 /// Thread-group sizes for which the SpMV and residual kernels are
-/// instantiated (`qf_cg_spmv_g{G}`, `qf_residual_g{G}`).
+/// instantiated (`qf_cg_spmv_g{G}`, `qf_cg_spmv16_g{G}`, `qf_residual_g{G}`).
 pub const SPMV_GROUPS: [u32; 5] = [2, 4, 8, 16, 32];
 
 /// The AMG kernels instantiated for every group size of [`SPMV_GROUPS`]
@@ -73,6 +73,7 @@ pub fn kernel_names() -> Vec<String> {
         "qf_eq_scale_init",
         "qf_cg_direction",
         "qf_cg_update",
+        "qf_cg_delta_cols",
         "qf_unscale",
         "qf_post",
         "qf_amg_zero_start",
@@ -90,6 +91,7 @@ pub fn kernel_names() -> Vec<String> {
     .collect();
     for g in SPMV_GROUPS {
         v.push(format!("qf_cg_spmv_g{g}"));
+        v.push(format!("qf_cg_spmv16_g{g}"));
         v.push(format!("qf_residual_g{g}"));
         for k in AMG_GROUP_KERNELS {
             v.push(format!("{k}_g{g}"));
