@@ -137,6 +137,13 @@ pub struct RunRecord {
     /// Peak device memory in use (GPU), bytes.
     #[serde(default)]
     pub device_memory_peak: u64,
+    /// Seconds to write the results file (after `total`).
+    #[serde(default)]
+    pub write_seconds: f64,
+    /// Seconds from the start of loading to the results file written
+    /// (`total`, the release of the pipeline, the write).
+    #[serde(default)]
+    pub written_seconds: f64,
 }
 
 /// Results of one case.
@@ -178,6 +185,13 @@ pub struct CaseResult {
     pub device_memory_peak: u64,
     /// Median CG bandwidth (counted bytes / iteration time), GB/s.
     pub cg_gbps: f64,
+    /// Seconds to write the results file.
+    #[serde(default)]
+    pub write: Stat,
+    /// Load to the results file written (`total`, releasing the pipeline,
+    /// the write), per run.
+    #[serde(default)]
+    pub written: Stat,
 }
 
 /// Names of the seven timed quantities, in record order.
@@ -401,7 +415,10 @@ fn run_child(scene: &Path, out: &Path) -> Result<RunRecord, AppError> {
 pub fn bench_case(scene: &Path, out: &Path) -> Result<(), AppError> {
     let scene = Scene::load(scene)?;
     let r = crate::run::run(&scene, None)?;
+    let t_write = std::time::Instant::now();
     r.write(out, &scene)?;
+    let write_seconds = t_write.elapsed().as_secs_f64();
+    let written_seconds = r.started.elapsed().as_secs_f64();
     let mut seconds = vec![r.load_seconds];
     seconds.extend(Phase::ALL.iter().map(|p| r.phase_seconds[p.index()]));
     seconds.push(r.total_seconds);
@@ -420,6 +437,8 @@ pub fn bench_case(scene: &Path, out: &Path) -> Result<(), AppError> {
         bytes_to_host: r.gpu.as_ref().map_or(0, |g| g.bytes_to_host),
         nvrtc_seconds: r.gpu.as_ref().map_or(0.0, |g| g.nvrtc_seconds),
         device_memory_peak: r.gpu.as_ref().map_or(0, |g| g.device_memory_peak),
+        write_seconds,
+        written_seconds,
     };
     println!("{}", serde_json::to_string(&rec).expect("serialisable"));
     Ok(())
@@ -464,6 +483,8 @@ pub fn summarise(label: &str, mesh: &str, runs: &[RunRecord]) -> CaseResult {
         nvrtc_seconds: last.nvrtc_seconds,
         device_memory_peak: runs.iter().map(|r| r.device_memory_peak).max().unwrap_or(0),
         cg_gbps: gbps,
+        write: Stat::of(&runs.iter().map(|r| r.write_seconds).collect::<Vec<_>>()),
+        written: Stat::of(&runs.iter().map(|r| r.written_seconds).collect::<Vec<_>>()),
     }
 }
 
@@ -623,11 +644,11 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "| mesh | case | nodes | load | quadrature | assembly | boundary | solve | post | total | speed-up | iterations | CG GB/s | peak RSS MiB | GPU MiB | MB to/from device | u diff | equivalent |"
+        "| mesh | case | nodes | load | quadrature | assembly | boundary | solve | post | total | write | written | speed-up | iterations | CG GB/s | peak RSS MiB | GPU MiB | MB to/from device | u diff | equivalent |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     let mut first_total: Option<(String, f64)> = None;
     for c in &r.cases {
@@ -639,6 +660,7 @@ pub fn markdown(r: &Report) -> String {
         for p in &c.phases {
             let _ = write!(s, " {:.4} |", p.median);
         }
+        let _ = write!(s, " {:.4} | {:.4} |", c.write.median, c.written.median);
         let _ = writeln!(
             s,
             " {:.2}x | {} | {:.1} | {:.0} | {} | {} | {:.1e} | {} |",

@@ -247,6 +247,8 @@ mod tests {
             nvrtc_seconds: 0.0,
             device_memory_peak: 0,
             cg_gbps: 0.0,
+            write: Stat::default(),
+            written: Stat::default(),
         };
         let r = Report {
             suite: "t".into(),

@@ -37,6 +37,7 @@ fn venturi(n: usize) -> LoadedMesh {
         mesh: Arc::new(mesh),
         origin: format!("generated venturi ~{n}"),
         seconds: t0.elapsed().as_secs_f64(),
+        started: t0,
     }
 }
 

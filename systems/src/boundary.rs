@@ -222,6 +222,20 @@ pub fn select(
     tol: f64,
     name: &str,
 ) -> Result<Vec<bool>, BoundaryError> {
+    select_with(mesh, sel, tol, name, false)
+}
+
+/// [`select`], with the side selectors' scans (extreme coordinate, mask)
+/// on the current rayon pool when `parallel`: the same mask (the minimum
+/// and maximum of finite values do not depend on the order).
+fn select_with(
+    mesh: &Mesh,
+    sel: &Selector,
+    tol: f64,
+    name: &str,
+    parallel: bool,
+) -> Result<Vec<bool>, BoundaryError> {
+    use rayon::prelude::*;
     let n = mesh.nodes();
     let fold = |v: &[f64]| {
         v.iter()
@@ -237,6 +251,21 @@ pub fn select(
                 Side::YMin => (&mesh.y, true),
                 Side::YMax => (&mesh.y, false),
             };
+            if parallel {
+                let target = if pick_min {
+                    coord.par_iter().copied().reduce(|| f64::INFINITY, f64::min)
+                } else {
+                    coord
+                        .par_iter()
+                        .copied()
+                        .reduce(|| f64::NEG_INFINITY, f64::max)
+                };
+                return Ok(coord
+                    .par_iter()
+                    .with_min_len(4096)
+                    .map(|&c| (c - target).abs() < tol)
+                    .collect());
+            }
             let (lo, hi) = fold(coord);
             let target = if pick_min { lo } else { hi };
             coord.iter().map(|&c| (c - target).abs() < tol).collect()
@@ -316,7 +345,7 @@ fn resolve_with(
     }
     let mut out = Resolved::default();
     for (pi, part) in cfg.robin.iter().enumerate() {
-        let mask = select(mesh, &part.select, cfg.tol, &part.name)?;
+        let mask = select_with(mesh, &part.select, cfg.tol, &part.name, parallel)?;
         let edges = edges_in(mesh, &mask, pi as u32, parallel);
         if edges.is_empty() {
             return Err(BoundaryError::NoEdges {
@@ -329,19 +358,28 @@ fn resolve_with(
     }
     let mut taken = vec![false; mesh.nodes()];
     for part in &cfg.dirichlet {
-        let mask = select(mesh, &part.select, cfg.tol, &part.name)?;
-        let mut any = false;
-        for (i, &m) in mask.iter().enumerate() {
-            if m {
-                any = true;
-                if !taken[i] {
-                    taken[i] = true;
-                    let v = match &part.value {
-                        Value::Constant(c) => *c,
-                        Value::Function(f) => f(mesh.x[i], mesh.y[i]),
-                    };
-                    out.dirichlet.push((i as u32, v));
-                }
+        let mask = select_with(mesh, &part.select, cfg.tol, &part.name, parallel)?;
+        // the selected nodes, in node order
+        let picked: Vec<usize> = if parallel {
+            use rayon::prelude::*;
+            mask.par_iter()
+                .with_min_len(4096)
+                .enumerate()
+                .filter(|(_, m)| **m)
+                .map(|(i, _)| i)
+                .collect()
+        } else {
+            (0..mask.len()).filter(|&i| mask[i]).collect()
+        };
+        let any = !picked.is_empty();
+        for i in picked {
+            if !taken[i] {
+                taken[i] = true;
+                let v = match &part.value {
+                    Value::Constant(c) => *c,
+                    Value::Function(f) => f(mesh.x[i], mesh.y[i]),
+                };
+                out.dirichlet.push((i as u32, v));
             }
         }
         if !any {
@@ -352,13 +390,29 @@ fn resolve_with(
             });
         }
     }
-    out.unused = mesh
-        .used_nodes()
-        .iter()
-        .enumerate()
-        .filter(|(_, u)| !**u)
-        .map(|(i, _)| i as u32)
-        .collect();
+    out.unused = if parallel {
+        use rayon::prelude::*;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let used: Vec<AtomicBool> = (0..mesh.nodes()).map(|_| AtomicBool::new(false)).collect();
+        mesh.elements.par_iter().with_min_len(4096).for_each(|el| {
+            for &v in el {
+                used[v as usize].store(true, Ordering::Relaxed);
+            }
+        });
+        used.par_iter()
+            .with_min_len(4096)
+            .enumerate()
+            .filter(|(_, u)| !u.load(Ordering::Relaxed))
+            .map(|(i, _)| i as u32)
+            .collect()
+    } else {
+        mesh.used_nodes()
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| !**u)
+            .map(|(i, _)| i as u32)
+            .collect()
+    };
     Ok(out)
 }
 
@@ -372,4 +426,71 @@ pub fn robin_contribution(
     let x = e.nodes.map(|v| mesh.x[v as usize]);
     let y = e.nodes.map(|v| mesh.y[v as usize]);
     element::robin_edge(&x, &y, part.p, part.gamma)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::OrientationPolicy;
+
+    /// `nx x ny` unit Quad-8 elements numbered on the `(2nx+1) x (2ny+1)`
+    /// lattice: the cell-centre nodes are unused.
+    fn lattice(nx: usize, ny: usize) -> Mesh {
+        let w = 2 * nx + 1;
+        let id = |i: usize, j: usize| (j * w + i) as i64;
+        let mut x = vec![];
+        let mut y = vec![];
+        for j in 0..=2 * ny {
+            for i in 0..w {
+                x.push(i as f64 / 2.0);
+                y.push(j as f64 / 2.0);
+            }
+        }
+        let mut q = vec![];
+        for ey in 0..ny {
+            for ex in 0..nx {
+                let (i, j) = (2 * ex, 2 * ey);
+                q.push([
+                    id(i, j),
+                    id(i + 2, j),
+                    id(i + 2, j + 2),
+                    id(i, j + 2),
+                    id(i + 1, j),
+                    id(i + 2, j + 1),
+                    id(i + 1, j + 2),
+                    id(i, j + 1),
+                ]);
+            }
+        }
+        Mesh::new(x, y, &q, OrientationPolicy::Fix).unwrap()
+    }
+
+    #[test]
+    fn parallel_resolution_equals_serial() {
+        let mesh = lattice(300, 40); // more nodes than one parallel chunk
+        let mut cfg = BoundaryConfig::default();
+        cfg.dirichlet.push(DirichletPart {
+            name: "box".into(),
+            select: Selector::Box {
+                x0: 100.0,
+                x1: 150.0,
+                y0: 0.0,
+                y1: 5.0,
+            },
+            value: Value::Function(Arc::new(|x, y| x + 2.0 * y)),
+        });
+        let s = resolve(&mesh, &cfg).unwrap();
+        let p = resolve_parallel(&mesh, &cfg).unwrap();
+        assert_eq!(s, p);
+        assert_eq!(s.unused.len(), 300 * 40);
+        assert_eq!(s.robin_edges.len(), 40);
+        assert!(s.dirichlet.len() > 81);
+        for side in [Side::XMin, Side::XMax, Side::YMin, Side::YMax] {
+            let sel = Selector::Side(side);
+            assert_eq!(
+                select(&mesh, &sel, 1e-9, "s").unwrap(),
+                select_with(&mesh, &sel, 1e-9, "s", true).unwrap()
+            );
+        }
+    }
 }

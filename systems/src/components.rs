@@ -43,6 +43,28 @@ impl Default for Slots {
 #[derive(Component, Debug, Clone, Copy, PartialEq, Default)]
 pub struct Fields(pub ElementFields);
 
+/// Per-element outputs as arrays in element order, for a post-processing
+/// that does not write the [`Fields`] components (the GPU backend, which
+/// runs without element entities). Empty unless such a phase ran; then
+/// [`Pipeline::element_fields`](crate::Pipeline::element_fields) reads
+/// these instead of the components.
+#[derive(Resource, Debug, Clone, Default, PartialEq)]
+pub struct ElementOutputs {
+    /// Velocity per element.
+    pub vel: Vec<[f64; 2]>,
+    /// Speed per element.
+    pub abs_vel: Vec<f64>,
+    /// Pressure per element.
+    pub pressure: Vec<f64>,
+}
+
+impl ElementOutputs {
+    /// Whether a phase wrote them.
+    pub fn is_set(&self) -> bool {
+        !self.abs_vel.is_empty()
+    }
+}
+
 /// The mesh (shared, read-only).
 #[derive(Resource, Debug, Clone)]
 pub struct MeshRes(pub Arc<Mesh>);

@@ -138,6 +138,19 @@ impl Mesh {
         quad8: &[[i64; NODES]],
         policy: OrientationPolicy,
     ) -> Result<Self, MeshError> {
+        Self::new_with(x, y, quad8, policy, false)
+    }
+
+    /// [`Mesh::new`] with the per-element Jacobian check (the costly part)
+    /// run on the current rayon pool when `parallel`; the same mesh, the
+    /// same errors.
+    pub fn new_with(
+        x: Vec<f64>,
+        y: Vec<f64>,
+        quad8: &[[i64; NODES]],
+        policy: OrientationPolicy,
+        parallel: bool,
+    ) -> Result<Self, MeshError> {
         if x.len() != y.len() {
             return Err(MeshError::LengthMismatch {
                 x: x.len(),
@@ -195,7 +208,7 @@ impl Mesh {
             flipped: 0,
             node_sets: BTreeMap::new(),
         };
-        mesh.orient(policy)?;
+        mesh.orient(policy, parallel)?;
         Ok(mesh)
     }
 
@@ -215,13 +228,22 @@ impl Mesh {
     }
 
     /// Orientation and degeneracy check over every element.
-    fn orient(&mut self, policy: OrientationPolicy) -> Result<(), MeshError> {
+    fn orient(&mut self, policy: OrientationPolicy, parallel: bool) -> Result<(), MeshError> {
         let mut flipped = 0usize;
         let mut first = usize::MAX;
-        for e in 0..self.elements.len() {
-            if element::quad_data(&self.coords(e)).is_ok() {
-                continue;
-            }
+        let bad = |e: &usize| element::quad_data(&self.coords(*e)).is_err();
+        // elements not positive everywhere, in element order
+        let suspects: Vec<usize> = if parallel {
+            use rayon::prelude::*;
+            (0..self.elements.len())
+                .into_par_iter()
+                .with_min_len(1024)
+                .filter(bad)
+                .collect()
+        } else {
+            (0..self.elements.len()).filter(bad).collect()
+        };
+        for e in suspects {
             // Not positive everywhere: clockwise if the reversed numbering is.
             let rev = reverse(self.elements[e]);
             let orig = std::mem::replace(&mut self.elements[e], rev);
@@ -296,6 +318,12 @@ mod tests {
         let m = Mesh::new(x.clone(), y.clone(), &e2, OrientationPolicy::Fix).unwrap();
         assert_eq!(m.flipped, 1);
         assert_eq!(m.elements[1], [1, 2, 5, 4, 7, 12, 9, 11]);
+        // the parallel check gives the same mesh
+        let mp = Mesh::new_with(x.clone(), y.clone(), &e2, OrientationPolicy::Fix, true).unwrap();
+        assert_eq!(mp, m);
+        let err =
+            Mesh::new_with(x.clone(), y.clone(), &e2, OrientationPolicy::Refuse, true).unwrap_err();
+        assert!(matches!(err, MeshError::Clockwise { count: 1, first: 1 }));
         let err = Mesh::new(x, y, &e2, OrientationPolicy::Refuse).unwrap_err();
         assert!(matches!(err, MeshError::Clockwise { count: 1, first: 1 }));
     }

@@ -116,6 +116,14 @@ pub trait Backend: Send + Sync + 'static {
     fn implements(&self, phase: Phase) -> bool {
         self.systems(phase).is_some()
     }
+    /// Whether its systems read or write the per-element entities
+    /// (`Nodes`, `ElementCoords`, `Quadrature`, `Slots`, `Fields`). The
+    /// pipeline spawns them only when a backend that runs a phase does;
+    /// one that works from the mesh alone (the GPU backend) says `false`
+    /// and so saves the spawn (about 630 bytes per element).
+    fn uses_element_entities(&self) -> bool {
+        true
+    }
     /// Prepares the world before the schedule runs (resources, device
     /// contexts). Called once if the backend runs any phase.
     fn prepare(&self, _world: &mut World) -> Result<(), PipelineError> {
@@ -261,18 +269,7 @@ impl Pipeline {
                 mesh.elements.len()
             ));
         }
-        // Elements are entities; all components exist from the start so the
-        // archetype never changes and iteration is in element order.
-        world.spawn_batch((0..mesh.elements.len()).map(|e| {
-            (
-                ElementIndex(e as u32),
-                Nodes(mesh.elements[e]),
-                ElementCoords(mesh.coords(e)),
-                Quadrature::default(),
-                Slots::default(),
-                Fields::default(),
-            )
-        }));
+        let spawn_mesh = mesh.clone();
         world.insert_resource(MeshRes(mesh));
         world.insert_resource(config.physics);
         world.insert_resource(Boundaries(config.boundaries));
@@ -280,6 +277,7 @@ impl Pipeline {
         world.insert_resource(LinearSystem::default());
         world.insert_resource(BoundaryReport::default());
         world.insert_resource(Solution::default());
+        world.insert_resource(ElementOutputs::default());
         world.insert_resource(PhaseTimes::default());
         world.insert_resource(Failure::default());
         world.insert_resource(crate::common::ProgressHook::default());
@@ -303,6 +301,7 @@ impl Pipeline {
         );
         let mut resolved = ["serial"; 5];
         let mut prepared: Vec<&'static str> = Vec::new();
+        let mut entities = false;
         for phase in Phase::ALL {
             let wanted = plan.get(phase);
             let backend = registry.get(wanted).ok_or_else(|| {
@@ -322,6 +321,7 @@ impl Pipeline {
                 }
             };
             resolved[phase.index()] = backend.name();
+            entities |= backend.uses_element_entities();
             if !prepared.contains(&backend.name()) {
                 backend.prepare(&mut world)?;
                 prepared.push(backend.name());
@@ -339,13 +339,50 @@ impl Pipeline {
             schedule.add_systems(phase_end(phase).in_set(Stage::End(phase)));
             schedule.add_systems(systems.in_set(phase).distributive_run_if(no_failure));
         }
+        if entities {
+            let _s = tracing::info_span!("spawn_elements").entered();
+            let mesh = spawn_mesh;
+            // Elements are entities; all components exist from the start so
+            // the archetype never changes and iteration is in element order.
+            world.spawn_batch((0..mesh.elements.len()).map(|e| {
+                (
+                    ElementIndex(e as u32),
+                    Nodes(mesh.elements[e]),
+                    ElementCoords(mesh.coords(e)),
+                    Quadrature::default(),
+                    Slots::default(),
+                    Fields::default(),
+                )
+            }));
+        }
         world.insert_resource(Resolved(resolved));
         world.insert_resource(Notes(notes));
         Ok(Self { world, schedule })
     }
 
-    /// Per-element outputs in element order: `(vel, abs_vel, pressure)`.
+    /// Per-element outputs in element order: `(vel, abs_vel, pressure)`,
+    /// from [`ElementOutputs`] when the post-processing wrote them there,
+    /// else from the [`Fields`] components.
     pub fn element_fields(&mut self) -> (Vec<[f64; 2]>, Vec<f64>, Vec<f64>) {
+        let out = self.world.resource::<ElementOutputs>();
+        if out.is_set() {
+            return (out.vel.clone(), out.abs_vel.clone(), out.pressure.clone());
+        }
+        self.component_fields()
+    }
+
+    /// [`Pipeline::element_fields`], moving the arrays out of
+    /// [`ElementOutputs`] instead of copying them (after a run, once).
+    pub fn take_element_fields(&mut self) -> (Vec<[f64; 2]>, Vec<f64>, Vec<f64>) {
+        let mut out = self.world.resource_mut::<ElementOutputs>();
+        if out.is_set() {
+            let o = std::mem::take(&mut *out);
+            return (o.vel, o.abs_vel, o.pressure);
+        }
+        self.component_fields()
+    }
+
+    fn component_fields(&mut self) -> (Vec<[f64; 2]>, Vec<f64>, Vec<f64>) {
         let mut rows: Vec<(u32, crate::element::ElementFields)> = self
             .world
             .query::<(&ElementIndex, &Fields)>()

@@ -6,7 +6,9 @@
 
 use quadflow_systems::boundary::{DirichletPart, Selector, Side, Value};
 use quadflow_systems::components::*;
-use quadflow_systems::gpu::{Gpu, GpuCgOptions, GpuReport, GpuSolveStrategy, device_available};
+use quadflow_systems::gpu::{
+    Gpu, GpuCgOptions, GpuReport, GpuSolveStrategy, GpuState, device_available,
+};
 use quadflow_systems::mesh::Mesh;
 use quadflow_systems::pipeline::{Phase, PhaseTimes};
 use quadflow_systems::{PhasePlan, Pipeline, PipelineError, Registry, RunConfig};
@@ -301,6 +303,58 @@ fn mixed_phase_plans_match_serial() {
     }
 }
 
+/// Builds the full pattern of `mesh` on the device and compares it with
+/// the host reference `FullPattern::build`, entry for entry.
+fn device_pattern_equals_host(label: &str, mesh: &Mesh) {
+    use quadflow_systems::gpu::cache::PtxCache;
+    use quadflow_systems::gpu::pattern::{FullPattern, build_on_device, download_pattern};
+    let mut report = GpuReport::default();
+    let st = GpuState::create(0, &PtxCache::from_env(), &mut report).unwrap();
+    let conn = st
+        .upload(&mut report, "connectivity", mesh.elements.as_flattened())
+        .unwrap();
+    let t = std::time::Instant::now();
+    let dp = build_on_device(&st, &mut report, mesh.nodes(), mesh.elements.len(), &conn).unwrap();
+    st.sync().unwrap();
+    let dt = t.elapsed().as_secs_f64();
+    let host = FullPattern::build(mesh.nodes(), &mesh.elements).unwrap();
+    let dev = download_pattern(&st, &mut report, dp.shape, &dp.rowptr, &dp.col).unwrap();
+    eprintln!(
+        "{label}: {} rows, {} entries, {} decoupled, device build {:.2} ms",
+        dp.shape.n,
+        dp.shape.nnz(),
+        dp.shape.decoupled_rows(),
+        dt * 1e3
+    );
+    assert_eq!(dp.shape, host.shape(), "{label}");
+    assert_eq!(dev.rowptr, host.rowptr, "{label}: row starts");
+    assert_eq!(dev.col, host.col, "{label}: columns");
+}
+
+#[test]
+fn device_pattern_equals_host_pattern() {
+    if !gpu_present() {
+        return;
+    }
+    // unused cell-centre nodes (decoupled rows), one scan tile
+    device_pattern_equals_host("grid 8x3", &grid(8, 3, 2.0, 1.0));
+    // scattered numbering: reverse the node ids
+    let m = curved(30, 7);
+    let n = m.nodes() as u32;
+    let rev: Vec<[i64; 8]> = m
+        .elements
+        .iter()
+        .map(|el| el.map(|v| (n - 1 - v) as i64))
+        .collect();
+    let (x, y): (Vec<f64>, Vec<f64>) = (0..n as usize)
+        .map(|i| (m.x[n as usize - 1 - i], m.y[n as usize - 1 - i]))
+        .unzip();
+    let rm = Mesh::new(x, y, &rev, Default::default()).unwrap();
+    device_pattern_equals_host("curved 30x7 reversed", &rm);
+    // more than 256 scan tiles (two chunks of the tile-sum scan)
+    device_pattern_equals_host("curved 300x300", &curved(300, 300));
+}
+
 #[test]
 fn data_crosses_the_bus_once_and_the_ptx_is_cached() {
     if !gpu_present() {
@@ -341,10 +395,11 @@ fn data_crosses_the_bus_once_and_the_ptx_is_cached() {
     assert!(reports[1].cache_file.as_ref().unwrap().starts_with(&dir));
     let r = &reports[1];
     assert!(!r.device_name.is_empty());
-    // up: coordinates, connectivity, the pattern, small boundary lists
-    let pattern_bytes = 4 * (nn + 1) + 4 * r.device_nnz as u64;
-    assert!(r.bytes_to_device >= 16 * nn + 32 * ne + pattern_bytes);
-    assert!(r.bytes_to_device < 16 * nn + 32 * ne + pattern_bytes + 8 * nn);
+    // up: coordinates, connectivity, small boundary lists (the pattern is
+    // built on the device)
+    assert!(r.bytes_to_device >= 16 * nn + 32 * ne);
+    assert!(r.bytes_to_device < 16 * nn + 32 * ne + 8 * nn);
+    assert!(!r.transfers.iter().any(|t| t.what == "matrix columns"));
     // down: u and four fields per element, plus a few hundred bytes of
     // scalars per convergence check
     let essential = 8 * nn + 32 * ne;

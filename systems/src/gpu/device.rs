@@ -6,7 +6,7 @@ use super::GpuReport;
 use super::cache::{CacheKey, PtxCache};
 use super::kernels;
 use super::launch;
-use super::pattern::FullPattern;
+use super::pattern::PatternShape;
 use crate::pipeline::PipelineError;
 use bevy_ecs::prelude::*;
 use cudarc::driver::{
@@ -122,8 +122,8 @@ pub struct Geometry {
 
 /// The assembled system on the device, in full CSR.
 pub struct DeviceSystem {
-    /// Its structure, kept on the host too.
-    pub pattern: FullPattern,
+    /// Its size (the structure itself lives on the device only).
+    pub pattern: PatternShape,
     /// Row starts.
     pub rowptr: CudaSlice<u32>,
     /// Columns.

@@ -13,6 +13,7 @@ pub const SOURCES: [(&str, &str); 9] = [
         "quadrature.cu",
         include_str!("../../../kernels/quadrature.cu"),
     ),
+    ("pattern.cu", include_str!("../../../kernels/pattern.cu")),
     ("assemble.cu", include_str!("../../../kernels/assemble.cu")),
     ("boundary.cu", include_str!("../../../kernels/boundary.cu")),
     (
@@ -66,6 +67,13 @@ pub const HIST: usize = 4;
 pub fn kernel_names() -> Vec<String> {
     let mut v: Vec<String> = [
         "qf_quadrature",
+        "qf_node_degree",
+        "qf_node_fill",
+        "qf_row_count",
+        "qf_row_fill",
+        "qf_scan_tiles",
+        "qf_scan_tops",
+        "qf_scan_add",
         "qf_assemble",
         "qf_robin",
         "qf_penalty",

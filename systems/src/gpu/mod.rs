@@ -244,6 +244,13 @@ impl Backend for Gpu {
         })
     }
 
+    fn uses_element_entities(&self) -> bool {
+        // reads the mesh and writes ElementOutputs; the Quadrature
+        // components only at a hand-over to or from a host backend, which
+        // asks for the entities itself
+        false
+    }
+
     fn prepare(&self, world: &mut World) -> Result<(), PipelineError> {
         let cache = match &self.cache_dir {
             Some(d) => cache::PtxCache::new(Some(d.clone())),
@@ -292,8 +299,8 @@ pub fn quadrature(
     report_failure(&mut failure, r);
 }
 
-/// Assembly: full-CSR pattern on the host, element matrices and scatter
-/// on the device.
+/// Assembly: full-CSR pattern, element matrices and scatter on the
+/// device.
 #[allow(clippy::too_many_arguments)]
 pub fn assembly(
     mesh: Res<MeshRes>,
@@ -312,7 +319,7 @@ pub fn assembly(
         if upload_qd {
             phases::upload_quadrature(&mut st, &mut report, &mesh.0, &q)?;
         }
-        sys.nnz = phases::assemble(&mut st, &mut report, &mesh.0, &physics, &q)?;
+        sys.nnz = phases::assemble(&mut st, &mut report, &mesh.0, &physics)?;
         if download {
             phases::download_system(&st, &mut report, &mut sys)?;
         }
@@ -335,7 +342,8 @@ pub fn boundary(
     mut failure: ResMut<Failure>,
 ) {
     let _s = tracing::info_span!("gpu::boundary").entered();
-    let selection = match crate::boundary::resolve(&mesh.0, &bc.0) {
+    // the selection scans nodes and elements on the host's rayon pool
+    let selection = match crate::boundary::resolve_parallel(&mesh.0, &bc.0) {
         Ok(r) => r,
         Err(e) => return fail(&mut failure, e),
     };
@@ -427,7 +435,7 @@ pub fn solve(
 }
 
 /// Post-processing: velocity, speed and pressure per element on the
-/// device, downloaded once into the [`Fields`] components.
+/// device, downloaded once into the [`ElementOutputs`] arrays.
 #[allow(clippy::too_many_arguments)]
 pub fn post(
     mesh: Res<MeshRes>,
@@ -436,7 +444,7 @@ pub fn post(
     solution: Res<Solution>,
     mut st: ResMut<GpuState>,
     mut report: ResMut<GpuReport>,
-    mut q: Query<(&ElementIndex, &mut Fields)>,
+    mut outputs: ResMut<ElementOutputs>,
     mut failure: ResMut<Failure>,
 ) {
     let _s = tracing::info_span!("gpu::post").entered();
@@ -445,7 +453,7 @@ pub fn post(
         if upload {
             phases::upload_solution(&mut st, &mut report, &solution.u)?;
         }
-        phases::post(&mut st, &mut report, &mesh.0, &physics, &mut q)?;
+        phases::post(&mut st, &mut report, &mesh.0, &physics, &mut outputs)?;
         report.sample_memory(&st.ctx);
         st.sync()
     });

@@ -1,9 +1,48 @@
 //! The full (both triangles) CSR pattern the device assembles into and
-//! multiplies with, built once on the host from the engine's symmetric
-//! pattern, and the conversions to and from the host [`SymCsr`].
+//! multiplies with: built on the device from the connectivity
+//! ([`build_on_device`], `kernels/pattern.cu`), with the host
+//! [`FullPattern::build`] as its tested reference, and the conversions to
+//! and from the host [`SymCsr`].
 
+use super::GpuReport;
+use super::device::{Ctx, GResult, GpuState, backend_error};
+use super::launch;
 use crate::element::{NODES, SYM_PAIRS};
 use crate::sparse::{self, PatternTooLarge, SymCsr};
+use cudarc::driver::{CudaSlice, PushKernelArg};
+
+/// The size of a full pattern, known on the host while the arrays live on
+/// the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PatternShape {
+    /// Rows.
+    pub n: usize,
+    /// Stored entries.
+    pub entries: usize,
+    /// Rows with no off-diagonal entry.
+    pub decoupled: usize,
+}
+
+impl PatternShape {
+    /// Stored entries.
+    pub fn nnz(&self) -> usize {
+        self.entries
+    }
+
+    /// Mean entries per row.
+    pub fn mean_row(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            self.entries as f64 / self.n as f64
+        }
+    }
+
+    /// Rows with no off-diagonal entry (decoupled from the rest).
+    pub fn decoupled_rows(&self) -> usize {
+        self.decoupled
+    }
+}
 
 /// Full CSR structure: row starts and sorted columns (no values; those
 /// live on the device).
@@ -79,6 +118,15 @@ impl FullPattern {
     /// Stored entries.
     pub fn nnz(&self) -> usize {
         self.col.len()
+    }
+
+    /// Its size.
+    pub fn shape(&self) -> PatternShape {
+        PatternShape {
+            n: self.n,
+            entries: self.nnz(),
+            decoupled: self.decoupled_rows(),
+        }
     }
 
     /// Mean entries per row.
@@ -164,6 +212,229 @@ pub fn sym_index_matches_pairs() -> bool {
         .iter()
         .enumerate()
         .all(|(k, &(a, b))| sym_index(a as usize, b as usize) == k)
+}
+
+/// Items per tile of the device scan (`qf_scan_tiles`: 4 per thread,
+/// [`launch::BLOCK`] threads).
+pub const SCAN_TILE: usize = 4 * launch::BLOCK as usize;
+
+/// Tiles (blocks of `qf_scan_tiles`, entries of the tile-sum buffer) of a
+/// scan over `len` items.
+pub fn scan_tiles(len: usize) -> usize {
+    len.div_ceil(SCAN_TILE).max(1)
+}
+
+/// Host mirror of the device scan, step by step: exclusive scan within
+/// tiles of [`SCAN_TILE`], exclusive scan of the tile sums with a 64-bit
+/// carry, offsets added. Returns the 64-bit total. (The device result
+/// must equal a plain prefix sum; the unit tests check this mirror.)
+pub fn tiled_exclusive_scan(data: &mut [u32]) -> u64 {
+    let mut sums = vec![0u32; scan_tiles(data.len())];
+    for (t, tile) in data.chunks_mut(SCAN_TILE).enumerate() {
+        let mut run = 0u32;
+        for v in tile.iter_mut() {
+            let x = *v;
+            *v = run;
+            run = run.wrapping_add(x);
+        }
+        sums[t] = run;
+    }
+    let mut carry = 0u64;
+    for s in sums.iter_mut() {
+        let x = *s;
+        *s = carry as u32;
+        carry += x as u64;
+    }
+    for (i, v) in data.iter_mut().enumerate() {
+        *v = v.wrapping_add(sums[i / SCAN_TILE]);
+    }
+    carry
+}
+
+/// Host mirror of the device's row walk (`qf_row_walk`): the sorted
+/// distinct nodes of the elements of row `i` (`elements_of_i`), found by
+/// repeatedly taking the smallest node above the last one taken; an
+/// unused node (no element) gets its diagonal alone.
+pub fn row_by_selection(i: u32, elements_of_i: &[[u32; NODES]]) -> Vec<u32> {
+    if elements_of_i.is_empty() {
+        return vec![i];
+    }
+    let mut row = Vec::new();
+    let mut prev: Option<u32> = None;
+    loop {
+        let best = elements_of_i
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&c| prev.is_none_or(|p| c > p))
+            .min();
+        match best {
+            Some(c) => {
+                row.push(c);
+                prev = Some(c);
+            }
+            None => return row,
+        }
+    }
+}
+
+/// The full pattern on the device.
+pub struct DevicePattern {
+    /// Row starts, `n + 1` entries.
+    pub rowptr: CudaSlice<u32>,
+    /// Sorted columns of each row.
+    pub col: CudaSlice<u32>,
+    /// Its size.
+    pub shape: PatternShape,
+}
+
+fn i32_len(n: usize, what: &str) -> GResult<i32> {
+    i32::try_from(n)
+        .map_err(|_| backend_error(format!("{n} {what}: more than 32-bit indices allow")))
+}
+
+/// In-place exclusive scan of the first `len` entries of `buf` on the
+/// device; the 64-bit total goes to `total[0]`.
+fn scan_in_place(
+    st: &GpuState,
+    buf: &mut CudaSlice<u32>,
+    len: usize,
+    total: &mut CudaSlice<u64>,
+) -> GResult<()> {
+    let tiles = scan_tiles(len);
+    let mut sums = st.zeros::<u32>(tiles)?;
+    let len32 = i32_len(len, "scan items")?;
+    let tiles32 = i32_len(tiles, "scan tiles")?;
+    let tile32 = SCAN_TILE as i32;
+    let shape = launch::Shape {
+        grid: tiles as u32,
+        block: launch::BLOCK,
+    };
+    let f = st.func("qf_scan_tiles")?;
+    let mut b = st.stream.launch_builder(f);
+    b.arg(&len32).arg(&mut *buf).arg(&mut sums);
+    // SAFETY: argument types and buffer sizes match the kernel.
+    unsafe { b.launch(shape.config()) }.ctx("qf_scan_tiles")?;
+    let one = launch::Shape {
+        grid: 1,
+        block: launch::BLOCK,
+    };
+    let f = st.func("qf_scan_tops")?;
+    let mut b = st.stream.launch_builder(f);
+    b.arg(&tiles32).arg(&mut sums).arg(&mut *total);
+    // SAFETY: as above.
+    unsafe { b.launch(one.config()) }.ctx("qf_scan_tops")?;
+    let f = st.func("qf_scan_add")?;
+    let mut b = st.stream.launch_builder(f);
+    b.arg(&len32).arg(&mut *buf).arg(&sums).arg(&tile32);
+    // SAFETY: as above.
+    unsafe { b.launch(launch::per_item(len).config()) }.ctx("qf_scan_add")?;
+    Ok(())
+}
+
+/// Builds the full pattern of a mesh of `n` nodes on the device from its
+/// connectivity `conn` (8 nodes per element, `ne` elements, already on
+/// the device): node-to-element adjacency by counting, scan and filling,
+/// then per row the sorted distinct neighbours, counted, scanned into row
+/// starts and written (`kernels/pattern.cu`). One synchronisation (to
+/// read the entry count and the decoupled rows, 16 bytes); nothing else
+/// crosses the bus. Equal to [`FullPattern::build`] (`tests/gpu.rs`).
+pub fn build_on_device(
+    st: &GpuState,
+    report: &mut GpuReport,
+    n: usize,
+    ne: usize,
+    conn: &CudaSlice<u32>,
+) -> GResult<DevicePattern> {
+    let n32 = i32_len(n, "nodes")?;
+    let ne32 = i32_len(ne, "elements")?;
+    i32_len(ne * NODES, "element-node pairs")?;
+    // 1-2: elements per node, scanned into the adjacency offsets
+    let mut ne_ptr = st.zeros::<u32>(n + 1)?;
+    {
+        let f = st.func("qf_node_degree")?;
+        let mut b = st.stream.launch_builder(f);
+        b.arg(&ne32).arg(conn).arg(&mut ne_ptr);
+        // SAFETY: argument types and buffer sizes match the kernel.
+        unsafe { b.launch(launch::per_item(ne).config()) }.ctx("qf_node_degree")?;
+    }
+    let mut scratch_total = st.zeros::<u64>(1)?;
+    scan_in_place(st, &mut ne_ptr, n + 1, &mut scratch_total)?;
+    // 3: the adjacency lists
+    let mut cursor = st.zeros::<u32>(n)?;
+    let mut adj = st.zeros::<u32>(ne * NODES)?;
+    {
+        let f = st.func("qf_node_fill")?;
+        let mut b = st.stream.launch_builder(f);
+        b.arg(&ne32)
+            .arg(conn)
+            .arg(&ne_ptr)
+            .arg(&mut cursor)
+            .arg(&mut adj);
+        // SAFETY: as above.
+        unsafe { b.launch(launch::per_item(ne).config()) }.ctx("qf_node_fill")?;
+    }
+    drop(cursor);
+    // 4-5: row lengths, scanned into row starts; meta = [nnz, decoupled]
+    let mut rowptr = st.zeros::<u32>(n + 1)?;
+    let mut meta = st.zeros::<u64>(2)?;
+    {
+        let f = st.func("qf_row_count")?;
+        let mut b = st.stream.launch_builder(f);
+        b.arg(&n32)
+            .arg(&ne_ptr)
+            .arg(&adj)
+            .arg(conn)
+            .arg(&mut rowptr)
+            .arg(&mut meta);
+        // SAFETY: as above.
+        unsafe { b.launch(launch::per_item(n).config()) }.ctx("qf_row_count")?;
+    }
+    scan_in_place(st, &mut rowptr, n + 1, &mut meta)?;
+    let m = st.download(report, "pattern size", &meta, 2)?;
+    let (nnz, decoupled) = (m[0] as usize, m[1] as usize);
+    if nnz >= u32::MAX as usize {
+        return Err(PatternTooLarge(nnz).into());
+    }
+    // 6: the columns
+    let mut col = st.zeros::<u32>(nnz)?;
+    {
+        let f = st.func("qf_row_fill")?;
+        let mut b = st.stream.launch_builder(f);
+        b.arg(&n32)
+            .arg(&ne_ptr)
+            .arg(&adj)
+            .arg(conn)
+            .arg(&rowptr)
+            .arg(&mut col);
+        // SAFETY: as above.
+        unsafe { b.launch(launch::per_item(n).config()) }.ctx("qf_row_fill")?;
+    }
+    Ok(DevicePattern {
+        rowptr,
+        col,
+        shape: PatternShape {
+            n,
+            entries: nnz,
+            decoupled,
+        },
+    })
+}
+
+/// Copies a device pattern back (tests, and a host phase after a device
+/// assembly).
+pub fn download_pattern(
+    st: &GpuState,
+    report: &mut GpuReport,
+    shape: PatternShape,
+    rowptr: &CudaSlice<u32>,
+    col: &CudaSlice<u32>,
+) -> GResult<FullPattern> {
+    Ok(FullPattern {
+        n: shape.n,
+        rowptr: st.download(report, "matrix row starts", rowptr, shape.n + 1)?,
+        col: st.download(report, "matrix columns", col, shape.entries)?,
+    })
 }
 
 #[cfg(test)]
@@ -288,5 +559,62 @@ mod tests {
         let (_, _, expect) = sym.to_full();
         assert_eq!(full, expect);
         assert!(sym_index_matches_pairs());
+    }
+
+    #[test]
+    fn tiled_scan_equals_prefix_sum() {
+        for len in [
+            0usize,
+            1,
+            5,
+            SCAN_TILE - 1,
+            SCAN_TILE,
+            SCAN_TILE + 1,
+            3 * SCAN_TILE + 17,
+            300 * SCAN_TILE + 3,
+        ] {
+            let data: Vec<u32> = (0..len).map(|i| (i as u32 * 7919) % 23).collect();
+            let mut scanned = data.clone();
+            let total = tiled_exclusive_scan(&mut scanned);
+            let mut run = 0u64;
+            for (i, &v) in data.iter().enumerate() {
+                assert_eq!(scanned[i] as u64, run, "len {len}, item {i}");
+                run += v as u64;
+            }
+            assert_eq!(total, run);
+        }
+        assert_eq!(scan_tiles(0), 1);
+        assert_eq!(scan_tiles(SCAN_TILE), 1);
+        assert_eq!(scan_tiles(SCAN_TILE + 1), 2);
+        assert_eq!(scan_tiles(1_300_342), 1270);
+        // the total is exact past 32 bits (each tile's sum fits in 32)
+        let mut big = vec![3_000_000u32; 2 * SCAN_TILE];
+        assert_eq!(
+            tiled_exclusive_scan(&mut big),
+            2 * SCAN_TILE as u64 * 3_000_000
+        );
+    }
+
+    #[test]
+    fn selection_rows_equal_the_host_pattern() {
+        let els = elems();
+        let n = 19;
+        let p = FullPattern::build(n, &els).unwrap();
+        let (ptr, adj) = sparse::node_elements(n, &els);
+        for i in 0..n {
+            let mine: Vec<[u32; NODES]> = adj[ptr[i] as usize..ptr[i + 1] as usize]
+                .iter()
+                .map(|&e| els[e as usize])
+                .collect();
+            let row = row_by_selection(i as u32, &mine);
+            let (s, e) = (p.rowptr[i] as usize, p.rowptr[i + 1] as usize);
+            assert_eq!(row, p.col[s..e], "row {i}");
+        }
+        let shape = p.shape();
+        assert_eq!(shape.n, n);
+        assert_eq!(shape.nnz(), p.nnz());
+        assert_eq!(shape.decoupled_rows(), 1); // node 13
+        assert_eq!(shape.mean_row(), p.mean_row());
+        assert_eq!(PatternShape::default().mean_row(), 0.0);
     }
 }

@@ -5,7 +5,7 @@ use super::GpuReport;
 use super::device::{Ctx, DeviceSystem, GResult, Geometry, GpuState, backend_error};
 use super::kernels::flag;
 use super::launch;
-use super::pattern::FullPattern;
+use super::pattern::{self, FullPattern};
 use crate::boundary::{BoundaryConfig, Resolved};
 use crate::components::*;
 use crate::element::{self, QP, QuadData};
@@ -22,13 +22,13 @@ pub fn ensure_geometry(st: &mut GpuState, report: &mut GpuReport, mesh: &Mesh) -
     if st.geometry.is_some() {
         return Ok(());
     }
-    let conn: Vec<u32> = mesh.elements.iter().flatten().copied().collect();
+    let conn: &[u32] = mesh.elements.as_flattened();
     let geometry = Geometry {
         nodes: mesh.nodes(),
         elements: mesh.elements.len(),
         x: st.upload(report, "node x", &mesh.x)?,
         y: st.upload(report, "node y", &mesh.y)?,
-        conn: st.upload(report, "connectivity", &conn)?,
+        conn: st.upload(report, "connectivity", conn)?,
     };
     st.geometry = Some(geometry);
     Ok(())
@@ -136,36 +136,37 @@ pub fn upload_quadrature(
     Ok(())
 }
 
-/// Builds the full-CSR pattern on the host, uploads it, and assembles `K`
-/// and `f` on the device. Returns the full non-zero count.
+/// Builds the full-CSR pattern on the device ([`pattern::build_on_device`])
+/// and assembles `K` and `f` there. Returns the full non-zero count.
 pub fn assemble(
     st: &mut GpuState,
     report: &mut GpuReport,
     mesh: &Mesh,
     physics: &Physics,
-    q: &Query<(&ElementIndex, &ElementCoords, &Quadrature)>,
 ) -> GResult<usize> {
+    use rayon::prelude::*;
     ensure_geometry(st, report, mesh)?;
-    let pattern = {
-        let _s = tracing::info_span!("gpu::pattern").entered();
-        FullPattern::build(mesh.nodes(), &mesh.elements)?
-    };
-    let nnz = pattern.nnz();
-    report.device_nnz = nnz;
     let ne = mesh.elements.len();
+    let dp = {
+        let _s = tracing::info_span!("gpu::pattern").entered();
+        let g = geometry(st)?;
+        pattern::build_on_device(st, report, mesh.nodes(), ne, &g.conn)?
+    };
+    let nnz = dp.shape.nnz();
+    report.device_nnz = nnz;
     // Source values at the Gauss points when f is a function of position
-    // (evaluated on the host: the closure cannot run on the device).
+    // (evaluated on the host, elements in parallel: the closure cannot run
+    // on the device).
     let (mode, src, fq) = match &physics.source {
         Source::Constant(v) if *v == 0.0 => (0i32, 0.0, None),
         Source::Constant(v) => (1, *v, None),
         Source::Function(func) => {
             let mut vals = vec![0.0; ne * QP];
-            for (idx, c, _) in q.iter() {
-                let e = idx.0 as usize;
-                for (k, (x, y)) in element::gauss_points_xy(&c.0).iter().enumerate() {
-                    vals[e * QP + k] = func(*x, *y);
+            vals.par_chunks_mut(QP).enumerate().for_each(|(e, out)| {
+                for (k, (x, y)) in element::gauss_points_xy(&mesh.coords(e)).iter().enumerate() {
+                    out[k] = func(*x, *y);
                 }
-            }
+            });
             (2, 0.0, Some(vals))
         }
     };
@@ -173,10 +174,9 @@ pub fn assemble(
         Some(v) => st.upload(report, "source at Gauss points", &v)?,
         None => st.zeros::<f64>(1)?,
     };
-    let rowptr = st.upload(report, "matrix row starts", &pattern.rowptr)?;
-    let col = st.upload(report, "matrix columns", &pattern.col)?;
+    let (rowptr, col) = (dp.rowptr, dp.col);
     let mut val = st.zeros::<f64>(nnz)?;
-    let mut f = st.zeros::<f64>(pattern.n)?;
+    let mut f = st.zeros::<f64>(dp.shape.n)?;
     st.reset_flags(report)?;
     {
         let g = geometry(st)?;
@@ -208,7 +208,7 @@ pub fn assemble(
         ));
     }
     st.system = Some(DeviceSystem {
-        pattern,
+        pattern: dp.shape,
         rowptr,
         col,
         val,
@@ -232,9 +232,10 @@ pub fn download_system(
     sys: &mut LinearSystem,
 ) -> GResult<()> {
     let s = system(st)?;
+    let full = pattern::download_pattern(st, report, s.pattern, &s.rowptr, &s.col)?;
     let val = st.download(report, "matrix values", &s.val, s.pattern.nnz())?;
     let f = st.download(report, "right-hand side", &s.f, s.pattern.n)?;
-    sys.k = s.pattern.upper(&val);
+    sys.k = full.upper(&val);
     sys.f = f;
     sys.nnz = s.pattern.nnz();
     Ok(())
@@ -259,7 +260,7 @@ pub fn upload_system(st: &mut GpuState, report: &mut GpuReport, sys: &LinearSyst
         col: st.upload(report, "matrix columns", &pattern.col)?,
         val: st.upload(report, "matrix values", &val)?,
         f: st.upload(report, "right-hand side", &sys.f)?,
-        pattern,
+        pattern: pattern.shape(),
     };
     st.system = Some(system);
     st.u = None;
@@ -372,13 +373,14 @@ pub fn upload_solution(st: &mut GpuState, report: &mut GpuReport, u: &[f64]) -> 
 }
 
 /// Velocity, speed and pressure of every element on the device, written
-/// into the [`Fields`] components.
+/// into the [`ElementOutputs`] arrays (one download of `4 E` doubles; no
+/// element entities are needed).
 pub fn post(
     st: &mut GpuState,
     report: &mut GpuReport,
     mesh: &Mesh,
     physics: &Physics,
-    q: &mut Query<(&ElementIndex, &mut Fields)>,
+    outputs: &mut ElementOutputs,
 ) -> GResult<()> {
     ensure_geometry(st, report, mesh)?;
     let ne = mesh.elements.len();
@@ -409,13 +411,12 @@ pub fn post(
         unsafe { b.launch(launch::per_item(ne).config()) }.ctx("qf_post")?;
     }
     let h = st.download(report, "element fields", &out, 4 * ne)?;
-    for (idx, mut fields) in q.iter_mut() {
-        let e = idx.0 as usize;
-        fields.0 = element::ElementFields {
-            vel: [h[e], h[ne + e]],
-            abs_vel: h[2 * ne + e],
-            pressure: h[3 * ne + e],
-        };
-    }
+    outputs.vel = h[..ne]
+        .iter()
+        .zip(&h[ne..2 * ne])
+        .map(|(&a, &b)| [a, b])
+        .collect();
+    outputs.abs_vel = h[2 * ne..3 * ne].to_vec();
+    outputs.pressure = h[3 * ne..4 * ne].to_vec();
     Ok(())
 }
