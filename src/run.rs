@@ -398,7 +398,7 @@ impl RunResult {
         if let Some(g) = &self.gpu {
             let _ = writeln!(
                 s,
-                "gpu       {} ({}), NVRTC {:.3} s ({}), init {:.3} s, {:.1} MB to device, {:.1} MB back, {} host syncs",
+                "gpu       {} ({}), NVRTC {:.3} s ({}), init {:.3} s, module load {:.3} s, {:.1} MB to device, {:.1} MB back, {} host syncs",
                 g.device_name,
                 g.arch,
                 g.nvrtc_seconds,
@@ -408,6 +408,7 @@ impl RunResult {
                     "compiled"
                 },
                 g.init_seconds,
+                g.module_load_seconds,
                 g.bytes_to_device as f64 / 1e6,
                 g.bytes_to_host as f64 / 1e6,
                 g.host_syncs

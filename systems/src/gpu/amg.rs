@@ -631,19 +631,21 @@ pub fn solve(
     };
     let (sys, h) = {
         let _s = tracing::info_span!("gpu_amg_setup", n).entered();
-        // the values and load vector come back; the pattern is the host's
+        // the assembled matrix (built on the device) and the load vector
+        // come back once
         let s = st.system.as_ref().expect("checked");
-        let (fv, f) = {
+        let (fp, fc, fv, f) = {
             let _s = tracing::info_span!("download_system").entered();
             (
+                st.download(report, "matrix for the AMG setup", &s.rowptr, n + 1)?,
+                st.download(report, "matrix for the AMG setup", &s.col, nnz)?,
                 st.download(report, "matrix for the AMG setup", &s.val, nnz)?,
                 st.download(report, "matrix for the AMG setup", &s.f, n)?,
             )
         };
         let mut sys = {
             let _s = tracing::info_span!("amg_equilibrate").entered();
-            let (fp, fc) = (&s.pattern.rowptr, &s.pattern.col);
-            AmgSystem::from_full(Exec::Parallel, n, fp, fc, &fv, &f)?
+            AmgSystem::from_full(Exec::Parallel, n, &fp, &fc, &fv, &f)?
         };
         let a = std::mem::take(&mut sys.a);
         let h = Hierarchy::new(Exec::Parallel, a, sys.near_null_space(), amg)?;

@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 /// The kernel files in the order they are concatenated after the basis
 /// tables: `(file name, text)`. `common.cuh` comes first.
-pub const SOURCES: [(&str, &str); 9] = [
+pub const SOURCES: [(&str, &str); 10] = [
     ("common.cuh", include_str!("../../../kernels/common.cuh")),
     (
         "quadrature.cu",
