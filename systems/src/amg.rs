@@ -1916,12 +1916,15 @@ pub fn solve_amg_cg(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// 2D 5-point Laplacian on an `m x m` grid with the first row of nodes
     /// penalised (Dirichlet), plus a decoupled row.
-    fn lap2d(m: usize) -> SymCsr {
+    /// 5-point graph Laplacian on an `m x m` grid, first row of nodes
+    /// held by a penalty, plus one decoupled row (also used by the GPU
+    /// AMG tests).
+    pub(crate) fn lap2d(m: usize) -> SymCsr {
         let n = m * m;
         let mut rowptr = vec![0u32];
         let mut col = vec![];

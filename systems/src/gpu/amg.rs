@@ -794,7 +794,7 @@ pub fn solve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sparse::SymCsr;
+    use crate::amg::tests::lap2d;
 
     #[test]
     fn program_of_the_default_cycle() {
@@ -958,38 +958,6 @@ mod tests {
         x.swap_remove(0)
     }
 
-    /// 5-point Laplacian on an `m x m` grid, first row fixed by a
-    /// penalty, plus one decoupled row.
-    fn lap(m: usize) -> SymCsr {
-        let n = m * m;
-        let mut rp = vec![0u32];
-        let mut col = vec![];
-        let mut val = vec![];
-        for i in 0..n {
-            let (r, c) = (i / m, i % m);
-            col.push(i as u32);
-            val.push(if r == 0 { 1e12 } else { 4.0 });
-            if c + 1 < m {
-                col.push(i as u32 + 1);
-                val.push(-1.0);
-            }
-            if r + 1 < m {
-                col.push((i + m) as u32);
-                val.push(-1.0);
-            }
-            rp.push(col.len() as u32);
-        }
-        col.push(n as u32);
-        val.push(3.0);
-        rp.push(col.len() as u32);
-        SymCsr {
-            n: n + 1,
-            rowptr: rp,
-            col,
-            val,
-        }
-    }
-
     #[test]
     fn the_program_reproduces_the_host_cycle() {
         for (m, settings) in [
@@ -1016,7 +984,7 @@ mod tests {
             // small enough to be the coarsest level itself
             (10, AmgSettings::default()),
         ] {
-            let k = lap(m);
+            let k = lap2d(m);
             let f: Vec<f64> = (0..k.n).map(|i| ((i * 13) % 7) as f64 - 3.0).collect();
             let mut sys = AmgSystem::new(Exec::Serial, &k, &f).unwrap();
             let a = std::mem::take(&mut sys.a);
@@ -1040,7 +1008,7 @@ mod tests {
 
     #[test]
     fn full_and_symmetric_constructions_agree() {
-        let k = lap(12);
+        let k = lap2d(12);
         let f: Vec<f64> = (0..k.n).map(|i| (i % 5) as f64).collect();
         let a = AmgSystem::new(Exec::Serial, &k, &f).unwrap();
         let (fp, fc, fv) = k.to_full();

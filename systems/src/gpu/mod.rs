@@ -395,35 +395,11 @@ pub fn solve(
                     &options,
                     progress,
                 )?;
-                let not_converged = !out.stats.converged && !settings.allow_unconverged;
-                let err = not_converged.then(|| PipelineError::NotConverged {
-                    iterations: out.stats.iterations,
-                    residual: out.stats.recurrence_residual,
-                    rtol: settings.cg.rtol,
-                });
-                *solution = Solution {
-                    u: out.u,
-                    stats: out.stats,
-                    true_residual: out.true_residual,
-                };
-                st.sync()?;
-                err.map_or(Ok(()), Err)
+                finish_solve(out, &settings, &mut solution, &st)
             }
             SolverMethod::AmgCg => {
                 let out = amg::solve(&mut st, &mut report, &settings.cg, &settings.amg, progress)?;
-                let not_converged = !out.stats.converged && !settings.allow_unconverged;
-                let err = not_converged.then(|| PipelineError::NotConverged {
-                    iterations: out.stats.iterations,
-                    residual: out.stats.recurrence_residual,
-                    rtol: settings.cg.rtol,
-                });
-                *solution = Solution {
-                    u: out.u,
-                    stats: out.stats,
-                    true_residual: out.true_residual,
-                };
-                st.sync()?;
-                err.map_or(Ok(()), Err)
+                finish_solve(out, &settings, &mut solution, &st)
             }
             other => Err(device::backend_error(format!(
                 "the gpu solve implements cg-jacobi and amg-cg, not {}; run the solve on the host with [backend] solve = \"parallel\" (the other phases can stay on the gpu)",
@@ -432,6 +408,29 @@ pub fn solve(
         }
     });
     report_failure(&mut failure, r);
+}
+
+/// Stores a device solve's outcome in [`Solution`]; an unconverged solve
+/// is an error unless the settings allow it.
+fn finish_solve(
+    out: cg::GpuSolveOutcome,
+    settings: &SolverSettings,
+    solution: &mut Solution,
+    st: &GpuState,
+) -> GResult<()> {
+    let not_converged = !out.stats.converged && !settings.allow_unconverged;
+    let err = not_converged.then_some(PipelineError::NotConverged {
+        iterations: out.stats.iterations,
+        residual: out.stats.recurrence_residual,
+        rtol: settings.cg.rtol,
+    });
+    *solution = Solution {
+        u: out.u,
+        stats: out.stats,
+        true_residual: out.true_residual,
+    };
+    st.sync()?;
+    err.map_or(Ok(()), Err)
 }
 
 /// Post-processing: velocity, speed and pressure per element on the
