@@ -411,12 +411,10 @@ pub fn post(
         unsafe { b.launch(launch::per_item(ne).config()) }.ctx("qf_post")?;
     }
     let h = st.download(report, "element fields", &out, 4 * ne)?;
-    outputs.vel = h[..ne]
-        .iter()
-        .zip(&h[ne..2 * ne])
-        .map(|(&a, &b)| [a, b])
-        .collect();
-    outputs.abs_vel = h[2 * ne..3 * ne].to_vec();
-    outputs.pressure = h[3 * ne..4 * ne].to_vec();
+    // into the output arrays on all cores (fresh pages fault in parallel)
+    use rayon::prelude::*;
+    outputs.vel = (0..ne).into_par_iter().map(|e| [h[e], h[ne + e]]).collect();
+    outputs.abs_vel = h[2 * ne..3 * ne].par_iter().copied().collect();
+    outputs.pressure = h[3 * ne..4 * ne].par_iter().copied().collect();
     Ok(())
 }
