@@ -28,6 +28,7 @@ use crate::sparse::{self, SymCsr};
 use bevy_ecs::prelude::*;
 use rayon::prelude::*;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// How the parallel backend assembles the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,33 +167,197 @@ pub fn quadrature(
     }
 }
 
-/// The sparsity pattern built in parallel over row blocks.
+/// A raw pointer shared by threads that write disjoint parts of its
+/// buffer.
+#[derive(Clone, Copy)]
+struct Shared<T>(*mut T);
+// SAFETY: users write disjoint indices (stated at each use).
+unsafe impl<T> Send for Shared<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// The pointer (a method, so closures capture the `Sync` wrapper, not
+    /// its field).
+    #[inline]
+    fn at(self, i: usize) -> *mut T {
+        self.0.wrapping_add(i)
+    }
+}
+
+/// Node-to-element adjacency (as [`sparse::node_elements`]) built in
+/// parallel: each of `t` contiguous element chunks counts its nodes into its
+/// own array, a prefix sum over (node, chunk) gives every chunk its write
+/// position per node, and the chunks fill in parallel. Each node's elements
+/// come out in increasing order, as from the serial version.
+pub fn node_elements_parallel(n: usize, elements: &[[u32; NODES]]) -> (Vec<u32>, Vec<u32>) {
+    let t = rayon::current_num_threads();
+    if t <= 1 || elements.len() < 4096 {
+        return sparse::node_elements(n, elements);
+    }
+    let chunk = elements.len().div_ceil(t);
+    let mut fill: Vec<Vec<u32>> = elements
+        .par_chunks(chunk)
+        .map(|ch| {
+            let mut c = vec![0u32; n];
+            for el in ch {
+                for &v in el {
+                    c[v as usize] += 1;
+                }
+            }
+            c
+        })
+        .collect();
+    let mut ptr = vec![0u32; n + 1];
+    let mut acc = 0u32;
+    for v in 0..n {
+        ptr[v] = acc;
+        for c in fill.iter_mut() {
+            let k = c[v];
+            c[v] = acc;
+            acc += k;
+        }
+    }
+    ptr[n] = acc;
+    let mut adj = vec![0u32; acc as usize];
+    let out = Shared(adj.as_mut_ptr());
+    elements
+        .par_chunks(chunk)
+        .zip(fill.par_iter_mut())
+        .enumerate()
+        .for_each(|(c, (ch, at))| {
+            for (e, el) in ch.iter().enumerate() {
+                for &v in el {
+                    let k = &mut at[v as usize];
+                    // SAFETY: position k lies in node v's range and in this
+                    // chunk's part of it; each is written once.
+                    unsafe { *out.at(*k as usize) = (c * chunk + e) as u32 };
+                    *k += 1;
+                }
+            }
+        });
+    (ptr, adj)
+}
+
+/// Element slot maps as [`pattern_parallel`] leaves them: each pair's
+/// slot counted from the start of its row block; [`BlockSlots::map`] adds
+/// the block offsets.
+#[derive(Debug, Clone)]
+pub struct BlockSlots {
+    /// Per element, slots counted from the start of the pair's row block.
+    pub local: Vec<sparse::SlotMap>,
+    /// First stored entry of each row block (and the total at the end).
+    pub base: Vec<u32>,
+    /// Row `i` lies in block `i >> shift`.
+    pub shift: u32,
+}
+
+impl BlockSlots {
+    /// The slot map of element `e`, whose nodes are `el`.
+    #[inline]
+    pub fn map(&self, e: usize, el: &[u32; NODES]) -> sparse::SlotMap {
+        let off = el.map(|v| self.base[v as usize >> self.shift]);
+        let mut m = self.local[e];
+        for (s, &(a, b)) in m.iter_mut().zip(SYM_PAIRS.iter()) {
+            let (a, b) = (a as usize, b as usize);
+            // the pair's row is its smaller node
+            *s += if el[a] <= el[b] { off[a] } else { off[b] };
+        }
+        m
+    }
+}
+
+/// The sparsity pattern and every element's slot map, built in parallel:
+/// the adjacency by [`node_elements_parallel`], then blocks of rows (a
+/// power-of-two number of rows each) by [`sparse::pattern_rows`], each into
+/// its own column buffer and writing slots counted from its block's start;
+/// then the columns are copied into place (per block, in parallel). The
+/// pattern equals [`SymCsr::pattern`] and the maps (through
+/// [`BlockSlots::map`]) equal [`SymCsr::pattern_with_slots`]'s for any
+/// thread count.
 pub fn pattern_parallel(
     n: usize,
     elements: &[[u32; NODES]],
-) -> Result<SymCsr, sparse::PatternTooLarge> {
-    let (ptr, adj) = sparse::node_elements(n, elements);
-    let blocks = (rayon::current_num_threads() * 4).max(1);
-    let step = n.div_ceil(blocks).max(1);
-    let parts: Vec<(Vec<u32>, Vec<u32>)> = (0..n.div_ceil(step))
-        .into_par_iter()
-        .map(|b| {
-            let rows = b * step..((b + 1) * step).min(n);
-            let mut mark = vec![u32::MAX; n];
-            let mut col = Vec::with_capacity(rows.len() * 12);
-            let mut len = Vec::with_capacity(rows.len());
-            sparse::pattern_rows(rows, elements, &ptr, &adj, &mut mark, &mut col, &mut len);
-            (col, len)
-        })
-        .collect();
+) -> Result<(SymCsr, BlockSlots), sparse::PatternTooLarge> {
+    let (ptr, adj) = {
+        let _s = tracing::info_span!("parallel::adjacency").entered();
+        node_elements_parallel(n, elements)
+    };
+    let blocks = rayon::current_num_threads() * 4;
+    let shift = n
+        .div_ceil(blocks)
+        .max(1)
+        .next_power_of_two()
+        .trailing_zeros();
+    let nblocks = n.div_ceil(1 << shift);
+    let mut local = vec![[0u32; SYM_ENTRIES]; elements.len()];
+    let parts: Vec<(Vec<u32>, Vec<u32>)> = {
+        let _s = tracing::info_span!("parallel::pattern_rows").entered();
+        let writer = sparse::SlotWriter::new(&mut local);
+        (0..nblocks)
+            .into_par_iter()
+            .map(|b| {
+                let rows = b << shift..((b + 1) << shift).min(n);
+                let mut col = Vec::with_capacity(rows.len() * 8);
+                let mut ends = Vec::with_capacity(rows.len());
+                // SAFETY: the blocks' row ranges are disjoint.
+                unsafe {
+                    sparse::pattern_rows(
+                        rows,
+                        elements,
+                        &ptr,
+                        &adj,
+                        &mut col,
+                        &mut ends,
+                        Some(&writer),
+                    )
+                };
+                (col, ends)
+            })
+            .collect()
+    };
     let total: usize = parts.iter().map(|p| p.0.len()).sum();
-    let mut col = Vec::with_capacity(total);
-    let mut len = Vec::with_capacity(n);
-    for (c, l) in parts {
-        col.extend_from_slice(&c);
-        len.extend_from_slice(&l);
+    if total >= u32::MAX as usize {
+        return Err(sparse::PatternTooLarge(total));
     }
-    SymCsr::from_row_lengths(n, &len, col)
+    let _s = tracing::info_span!("parallel::pattern_place").entered();
+    let mut base = Vec::with_capacity(nblocks + 1);
+    base.push(0u32);
+    for p in &parts {
+        base.push(base.last().unwrap() + p.0.len() as u32);
+    }
+    let mut col = vec![0u32; total];
+    let mut rowptr = vec![0u32; n + 1];
+    {
+        let mut col_rest = &mut col[..];
+        let mut ptr_rest = &mut rowptr[1..];
+        let mut jobs = Vec::with_capacity(nblocks);
+        for (p, &b0) in parts.iter().zip(&base) {
+            let (c, cr) = col_rest.split_at_mut(p.0.len());
+            let (r, rr) = ptr_rest.split_at_mut(p.1.len());
+            jobs.push((p, b0, c, r));
+            col_rest = cr;
+            ptr_rest = rr;
+        }
+        jobs.into_par_iter().for_each(|(p, b0, c, r)| {
+            c.copy_from_slice(&p.0);
+            for (d, &e) in r.iter_mut().zip(&p.1) {
+                *d = b0 + e;
+            }
+        });
+    }
+    let mut val = vec![0.0; total];
+    // first touch of the value pages here, in parallel, not in the scatter
+    val.par_chunks_mut(1 << 14).for_each(|c| c.fill(0.0));
+    Ok((
+        SymCsr {
+            n,
+            rowptr,
+            col,
+            val,
+        },
+        BlockSlots { local, base, shift },
+    ))
 }
 
 /// Direct CSR, step 1: pattern and slot maps (parallel).
@@ -200,11 +365,11 @@ pub fn build_pattern(
     rt: Res<ParallelRuntime>,
     mesh: Res<MeshRes>,
     mut sys: ResMut<LinearSystem>,
-    mut q: Query<(&Nodes, &mut Slots)>,
+    mut q: Query<(&ElementIndex, &Nodes, &mut Slots)>,
     mut failure: ResMut<Failure>,
 ) {
     let _s = tracing::info_span!("parallel::pattern").entered();
-    let k = match rt
+    let (k, maps) = match rt
         .pool
         .install(|| pattern_parallel(mesh.0.nodes(), &mesh.0.elements))
     {
@@ -217,7 +382,8 @@ pub fn build_pattern(
         rt.pool.install(|| {
             items
                 .par_iter_mut()
-                .for_each(|(nodes, slots)| slots.0 = sparse::slot_map(&k, &nodes.0))
+                .with_min_len(1024)
+                .for_each(|(idx, nodes, slots)| slots.0 = maps.map(idx.0 as usize, &nodes.0))
         });
     }
     sys.nnz = k.full_nnz();
@@ -225,15 +391,20 @@ pub fn build_pattern(
     sys.k = k;
 }
 
+/// Elements per unit of work of the pipelined direct-CSR assembly.
+const CHUNK: usize = 256;
+
 /// Direct CSR, step 2: element matrices (and loads) computed in parallel
-/// into a buffer, then added into the CSR values through the slot maps in
-/// one sequential stream in element order: no races, no atomics, and every
-/// entry receives its contributions in the serial executor's order, so the
-/// matrix is bit-for-bit the serial one for any thread count. (Two race-free
-/// parallel scatters were tried and measured slower on 2 cores: row owners
-/// each streaming all elements, 30 ms, and a per-row gather through the
-/// node-to-element adjacency, 45 ms, against 8 ms for this stream on
-/// `y_tube_195k`.)
+/// and added into the CSR values through the slot maps in one stream in
+/// element order, pipelined: chunks of elements are claimed in order from a
+/// shared counter; the calling thread adds chunk after chunk in order and,
+/// while the next one is not ready, computes unclaimed chunks itself. No
+/// races, no atomics on values, and every entry receives its contributions
+/// in the serial executor's order, so the matrix is bit-for-bit the serial
+/// one for any thread count. (Two race-free parallel scatters were tried
+/// and measured slower on 2 cores: row owners each streaming all elements,
+/// 30 ms, and a per-row gather through the node-to-element adjacency,
+/// 45 ms, against 8 ms for the stream on `y_tube_195k`.)
 pub fn assemble_direct(
     rt: Res<ParallelRuntime>,
     mut sys: ResMut<LinearSystem>,
@@ -244,34 +415,66 @@ pub fn assemble_direct(
     // element order = query order (entities were spawned in element order)
     let items: Vec<_> = q.iter().collect();
     let source = &physics.source;
-    let (ke, fe): (Vec<[f64; SYM_ENTRIES]>, Vec<Option<[f64; NODES]>>) = rt.pool.install(|| {
-        let _s = tracing::info_span!("parallel::element_kernels").entered();
-        items
-            .par_iter()
-            .with_min_len(256)
-            .map(|(_, c, qd, _)| {
-                (
-                    element::stiffness_sym(&qd.0),
-                    common::element_load(source, &c.0, &qd.0),
-                )
-            })
-            .unzip()
-    });
-    let _s = tracing::info_span!("parallel::scatter").entered();
-    let LinearSystem { k, f, .. } = &mut *sys;
-    let val = &mut k.val;
-    // one sequential stream over the precomputed element matrices, in
-    // element order (the serial executor's summation order)
-    for ((item, ke), fe) in items.iter().zip(&ke).zip(&fe) {
-        for (s, v) in item.3.0.iter().zip(ke) {
-            val[*s as usize] += v;
+    let ne = items.len();
+    let chunks = ne.div_ceil(CHUNK);
+    let mut ke: Vec<[f64; SYM_ENTRIES]> = Vec::with_capacity(ne);
+    let mut fe: Vec<Option<[f64; NODES]>> = Vec::with_capacity(ne);
+    let (kp, fp) = (Shared(ke.as_mut_ptr()), Shared(fe.as_mut_ptr()));
+    let ready: Vec<AtomicBool> = (0..chunks).map(|_| AtomicBool::new(false)).collect();
+    let next = AtomicUsize::new(0);
+    let items = &items;
+    // computes the next unclaimed chunk; false when none is left
+    let work = || {
+        let c = next.fetch_add(1, Ordering::Relaxed);
+        if c >= chunks {
+            return false;
         }
-        if let Some(fe) = fe {
-            for (a, v) in fe.iter().enumerate() {
-                f[item.0.0[a] as usize] += v;
+        for e in c * CHUNK..((c + 1) * CHUNK).min(ne) {
+            let (_, co, qd, _) = items[e];
+            // SAFETY: within capacity; chunk c is written by its claimer
+            // only, and read only after `ready[c]` is set.
+            unsafe {
+                kp.at(e).write(element::stiffness_sym(&qd.0));
+                fp.at(e).write(common::element_load(source, &co.0, &qd.0));
             }
         }
-    }
+        ready[c].store(true, Ordering::Release);
+        true
+    };
+    let LinearSystem { k, f, .. } = &mut *sys;
+    let val = &mut k.val;
+    rt.pool.install(|| {
+        rayon::scope(|s| {
+            for _ in 1..rayon::current_num_threads() {
+                s.spawn(|_| while work() {});
+            }
+            for c in 0..chunks {
+                let mut spins = 0u32;
+                while !ready[c].load(Ordering::Acquire) {
+                    if !work() {
+                        spins += 1;
+                        if spins < 64 {
+                            std::hint::spin_loop();
+                        } else {
+                            std::thread::yield_now();
+                        }
+                    }
+                }
+                for e in c * CHUNK..((c + 1) * CHUNK).min(ne) {
+                    // SAFETY: chunk c is complete (`ready[c]`, acquired).
+                    let (ke, fe) = unsafe { (&*kp.at(e), &*fp.at(e)) };
+                    for (s, v) in items[e].3.0.iter().zip(ke) {
+                        val[*s as usize] += v;
+                    }
+                    if let Some(fe) = fe {
+                        for (a, v) in fe.iter().enumerate() {
+                            f[items[e].0.0[a] as usize] += v;
+                        }
+                    }
+                }
+            }
+        })
+    });
 }
 
 /// Merges upper-triangle triplets into CSR: counting sort on rows, then a
@@ -492,6 +695,28 @@ mod tests {
     }
 
     #[test]
+    fn parallel_adjacency_equals_serial() {
+        // enough elements for the chunked path, nodes numbered backwards
+        let els = strip(5000);
+        let n = 3 * 10001;
+        let els: Vec<_> = els.iter().map(|el| el.map(|v| n as u32 - 1 - v)).collect();
+        let serial = sparse::node_elements(n, &els);
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            assert_eq!(pool.install(|| node_elements_parallel(n, &els)), serial);
+            let (k, maps) = pool.install(|| pattern_parallel(n, &els)).unwrap();
+            let (k1, maps1) = SymCsr::pattern_with_slots(n, &els).unwrap();
+            assert_eq!(k, k1);
+            for (e, el) in els.iter().enumerate() {
+                assert_eq!(maps.map(e, el), maps1[e]);
+            }
+        }
+    }
+
+    #[test]
     fn coo_merge_equals_pattern_and_sums() {
         let els = strip(7);
         let n = 3 * 15 + 2; // two unused nodes at the end
@@ -510,6 +735,16 @@ mod tests {
         let shared = els[0][1] as usize;
         assert_eq!(k.val[k.diag_slot(shared)], 2.0);
         assert_eq!(k.val[k.diag_slot(n - 1)], 0.0);
-        assert_eq!(pattern_parallel(n, &els).unwrap(), pat);
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let (k, maps) = pool.install(|| pattern_parallel(n, &els)).unwrap();
+            assert_eq!(k, pat);
+            for (e, el) in els.iter().enumerate() {
+                assert_eq!(maps.map(e, el), sparse::slot_map(&pat, el));
+            }
+        }
     }
 }
