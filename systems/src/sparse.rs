@@ -67,14 +67,14 @@ pub const PAIR_INDEX: [[u8; NODES]; NODES] = {
     out
 };
 
-/// Where [`pattern_rows`] writes slot maps: a borrowed slice of
-/// [`SlotMap`]s, one per element, that several threads may fill at once
-/// as long as they build disjoint row ranges (the pair `(i, j)`, `i <= j`,
-/// of an element is written only by the builder of row `i`).
+/// Where [`pattern_rows`] writes slot maps: one borrowed [`SlotMap`] per
+/// element (in a slice, or scattered, e.g. in ECS components), which several
+/// threads may fill at once as long as they build disjoint row ranges (the
+/// pair `(i, j)`, `i <= j`, of an element is written only by the builder of
+/// row `i`).
 pub struct SlotWriter<'a> {
-    ptr: *mut SlotMap,
-    len: usize,
-    _borrow: std::marker::PhantomData<&'a mut [SlotMap]>,
+    maps: Vec<*mut SlotMap>,
+    _borrow: std::marker::PhantomData<&'a mut SlotMap>,
 }
 
 // SAFETY: writes go to disjoint entries (see `pattern_rows`).
@@ -83,22 +83,36 @@ unsafe impl Send for SlotWriter<'_> {}
 unsafe impl Sync for SlotWriter<'_> {}
 
 impl<'a> SlotWriter<'a> {
-    /// Borrows `maps` (one per element) for writing.
-    pub fn new(maps: &'a mut [SlotMap]) -> Self {
+    /// Borrows the slot maps of elements `0..len`, given with their
+    /// element index in any order. Panics unless each index in `0..len`
+    /// comes exactly once.
+    pub fn new(len: usize, maps: impl IntoIterator<Item = (usize, &'a mut SlotMap)>) -> Self {
+        let mut ptrs: Vec<*mut SlotMap> = vec![std::ptr::null_mut(); len];
+        for (e, m) in maps {
+            assert!(ptrs[e].is_null(), "slot map of element {e} given twice");
+            ptrs[e] = m as *mut SlotMap;
+        }
+        assert!(ptrs.iter().all(|p| !p.is_null()), "a slot map is missing");
         Self {
-            ptr: maps.as_mut_ptr(),
-            len: maps.len(),
+            maps: ptrs,
             _borrow: std::marker::PhantomData,
         }
+    }
+
+    /// The slot map of element `e` (for prefetching).
+    #[inline]
+    fn map_ptr(&self, e: usize) -> *const SlotMap {
+        self.maps[e]
     }
 
     /// # Safety
     /// No other thread writes or reads entry `k` of element `e` meanwhile.
     #[inline]
     unsafe fn set(&self, e: usize, k: usize, v: u32) {
-        assert!(e < self.len && k < SYM_ENTRIES);
-        // SAFETY: in bounds (checked); exclusive per the caller.
-        unsafe { (*self.ptr.add(e))[k] = v }
+        let m = self.maps[e];
+        assert!(k < SYM_ENTRIES);
+        // SAFETY: a live exclusive borrow (`new`); exclusive per the caller.
+        unsafe { (*m)[k] = v }
     }
 }
 
@@ -129,6 +143,8 @@ fn prefetch<T>(p: *const T) {
 /// `n`-sized scratch is needed. With `slots`, every element pair `(i, j)`,
 /// `i <= j`, of a row `i` in the range gets its slot written, counted from
 /// the range's first entry (add the range's offset in the whole matrix).
+/// `rank` is scratch (any content; grown to `n + 1` entries when slots are
+/// written), reusable from call to call.
 ///
 /// # Safety
 /// Calls running at the same time with the same `slots` must have disjoint
@@ -141,17 +157,15 @@ pub unsafe fn pattern_rows(
     col: &mut Vec<u32>,
     ends: &mut Vec<u32>,
     slots: Option<&SlotWriter>,
+    rank: &mut Vec<u32>,
 ) {
     let first = col.len();
     let mut buf: Vec<u32> = Vec::with_capacity(64);
-    // rank[j]: position of column j in the row being built; read only for
-    // columns of that row, so it needs no clearing (and its pages are
-    // touched only where used)
-    let mut rank: Vec<u32> = if slots.is_some() {
-        vec![0; ne_ptr.len().saturating_sub(1)]
-    } else {
-        Vec::new()
-    };
+    if slots.is_some() && rank.len() < ne_ptr.len() {
+        // read only for columns of the row being built, so never cleared
+        // (and its pages are touched only where used)
+        *rank = vec![0; ne_ptr.len()];
+    }
     let n = ne_ptr.len().saturating_sub(1);
     for i in rows {
         // the elements (and slot maps) of a row a few rows on, fetched now:
@@ -162,7 +176,7 @@ pub unsafe fn pattern_rows(
             for &e in &ne_adj[ne_ptr[ahead] as usize..ne_ptr[ahead + 1] as usize] {
                 prefetch(elements.as_ptr().wrapping_add(e as usize));
                 if let Some(slots) = slots {
-                    let m = slots.ptr.wrapping_add(e as usize) as *const u8;
+                    let m = slots.map_ptr(e as usize) as *const u8;
                     for line in 0..3 {
                         prefetch(m.wrapping_add(64 * line));
                     }
@@ -221,8 +235,23 @@ impl SymCsr {
         elements: &[[u32; NODES]],
     ) -> Result<(Self, Vec<SlotMap>), PatternTooLarge> {
         let mut maps = vec![[0u32; SYM_ENTRIES]; elements.len()];
-        let k = Self::build(n, elements, Some(&SlotWriter::new(&mut maps)))?;
+        let k = Self::pattern_into_slots(
+            n,
+            elements,
+            &SlotWriter::new(elements.len(), maps.iter_mut().enumerate()),
+        )?;
         Ok((k, maps))
+    }
+
+    /// As [`SymCsr::pattern_with_slots`], writing the slot maps through
+    /// `slots` (one per element).
+    pub fn pattern_into_slots(
+        n: usize,
+        elements: &[[u32; NODES]],
+        slots: &SlotWriter,
+    ) -> Result<Self, PatternTooLarge> {
+        assert_eq!(slots.maps.len(), elements.len());
+        Self::build(n, elements, Some(slots))
     }
 
     fn build(
@@ -235,7 +264,18 @@ impl SymCsr {
         let mut ends = Vec::with_capacity(n + 1);
         ends.push(0);
         // SAFETY: one call builds every row.
-        unsafe { pattern_rows(0..n, elements, &ne_ptr, &ne_adj, &mut col, &mut ends, slots) };
+        unsafe {
+            pattern_rows(
+                0..n,
+                elements,
+                &ne_ptr,
+                &ne_adj,
+                &mut col,
+                &mut ends,
+                slots,
+                &mut Vec::new(),
+            )
+        };
         if col.len() >= u32::MAX as usize {
             return Err(PatternTooLarge(col.len()));
         }

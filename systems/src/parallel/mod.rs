@@ -239,31 +239,28 @@ pub fn node_elements_parallel(n: usize, elements: &[[u32; NODES]]) -> (Vec<u32>,
     (ptr, adj)
 }
 
-/// Element slot maps as [`pattern_parallel`] leaves them: each pair's
-/// slot counted from the start of its row block; [`BlockSlots::map`] adds
-/// the block offsets.
+/// What turns the slot maps [`pattern_parallel`] writes (each pair's slot
+/// counted from the start of its row block) into slots of the matrix:
+/// [`BlockOffsets::fix`].
 #[derive(Debug, Clone)]
-pub struct BlockSlots {
-    /// Per element, slots counted from the start of the pair's row block.
-    pub local: Vec<sparse::SlotMap>,
+pub struct BlockOffsets {
     /// First stored entry of each row block (and the total at the end).
     pub base: Vec<u32>,
     /// Row `i` lies in block `i >> shift`.
     pub shift: u32,
 }
 
-impl BlockSlots {
-    /// The slot map of element `e`, whose nodes are `el`.
+impl BlockOffsets {
+    /// Adds the block offsets to the slot map `m` of an element with nodes
+    /// `el`.
     #[inline]
-    pub fn map(&self, e: usize, el: &[u32; NODES]) -> sparse::SlotMap {
+    pub fn fix(&self, m: &mut sparse::SlotMap, el: &[u32; NODES]) {
         let off = el.map(|v| self.base[v as usize >> self.shift]);
-        let mut m = self.local[e];
         for (s, &(a, b)) in m.iter_mut().zip(SYM_PAIRS.iter()) {
             let (a, b) = (a as usize, b as usize);
             // the pair's row is its smaller node
             *s += if el[a] <= el[b] { off[a] } else { off[b] };
         }
-        m
     }
 }
 
@@ -272,13 +269,14 @@ impl BlockSlots {
 /// power-of-two number of rows each) by [`sparse::pattern_rows`], each into
 /// its own column buffer and writing slots counted from its block's start;
 /// then the columns are copied into place (per block, in parallel). The
-/// pattern equals [`SymCsr::pattern`] and the maps (through
-/// [`BlockSlots::map`]) equal [`SymCsr::pattern_with_slots`]'s for any
-/// thread count.
+/// pattern equals [`SymCsr::pattern`], and the slot maps written through
+/// `slots`, once fixed by the returned [`BlockOffsets`], equal
+/// [`SymCsr::pattern_with_slots`]'s, for any thread count.
 pub fn pattern_parallel(
     n: usize,
     elements: &[[u32; NODES]],
-) -> Result<(SymCsr, BlockSlots), sparse::PatternTooLarge> {
+    slots: &sparse::SlotWriter,
+) -> Result<(SymCsr, BlockOffsets), sparse::PatternTooLarge> {
     let (ptr, adj) = {
         let _s = tracing::info_span!("parallel::adjacency").entered();
         node_elements_parallel(n, elements)
@@ -290,16 +288,21 @@ pub fn pattern_parallel(
         .next_power_of_two()
         .trailing_zeros();
     let nblocks = n.div_ceil(1 << shift);
-    let mut local = vec![[0u32; SYM_ENTRIES]; elements.len()];
+    // one rank scratch per thread (not per block: each is n-sized, and
+    // fresh pages cost more than the work here)
+    let scratch: Vec<std::sync::Mutex<Vec<u32>>> = (0..rayon::current_num_threads())
+        .map(|_| Default::default())
+        .collect();
     let parts: Vec<(Vec<u32>, Vec<u32>)> = {
         let _s = tracing::info_span!("parallel::pattern_rows").entered();
-        let writer = sparse::SlotWriter::new(&mut local);
         (0..nblocks)
             .into_par_iter()
             .map(|b| {
                 let rows = b << shift..((b + 1) << shift).min(n);
                 let mut col = Vec::with_capacity(rows.len() * 8);
                 let mut ends = Vec::with_capacity(rows.len());
+                let me = rayon::current_thread_index().unwrap_or(0) % scratch.len();
+                let mut rank = scratch[me].lock().unwrap_or_else(|e| e.into_inner());
                 // SAFETY: the blocks' row ranges are disjoint.
                 unsafe {
                     sparse::pattern_rows(
@@ -309,7 +312,8 @@ pub fn pattern_parallel(
                         &adj,
                         &mut col,
                         &mut ends,
-                        Some(&writer),
+                        Some(slots),
+                        &mut rank,
                     )
                 };
                 (col, ends)
@@ -356,7 +360,7 @@ pub fn pattern_parallel(
             col,
             val,
         },
-        BlockSlots { local, base, shift },
+        BlockOffsets { base, shift },
     ))
 }
 
@@ -369,21 +373,29 @@ pub fn build_pattern(
     mut failure: ResMut<Failure>,
 ) {
     let _s = tracing::info_span!("parallel::pattern").entered();
-    let (k, maps) = match rt
-        .pool
-        .install(|| pattern_parallel(mesh.0.nodes(), &mesh.0.elements))
-    {
+    let elements = &mesh.0.elements;
+    let mut items: Vec<_> = q.iter_mut().collect();
+    let built = {
+        let slots = sparse::SlotWriter::new(
+            elements.len(),
+            items
+                .iter_mut()
+                .map(|(idx, _, s)| (idx.0 as usize, &mut s.0)),
+        );
+        rt.pool
+            .install(|| pattern_parallel(mesh.0.nodes(), elements, &slots))
+    };
+    let (k, offsets) = match built {
         Ok(k) => k,
         Err(e) => return fail(&mut failure, e),
     };
     {
-        let _s = tracing::info_span!("parallel::slot_maps").entered();
-        let mut items: Vec<_> = q.iter_mut().collect();
+        let _s = tracing::info_span!("parallel::slot_offsets").entered();
         rt.pool.install(|| {
             items
                 .par_iter_mut()
                 .with_min_len(1024)
-                .for_each(|(idx, nodes, slots)| slots.0 = maps.map(idx.0 as usize, &nodes.0))
+                .for_each(|(_, nodes, slots)| offsets.fix(&mut slots.0, &nodes.0))
         });
     }
     sys.nnz = k.full_nnz();
@@ -393,18 +405,32 @@ pub fn build_pattern(
 
 /// Elements per unit of work of the pipelined direct-CSR assembly.
 const CHUNK: usize = 256;
+/// Chunks of element matrices the pipeline holds at once (a ring of
+/// `RING * CHUNK` matrices, ~0.6 MB: cache-resident, and no fresh pages).
+const RING: usize = 8;
+
+/// What a thread of the assembly pipeline may do next.
+enum Claim {
+    /// Compute this chunk.
+    Chunk(usize),
+    /// Every chunk is claimed.
+    Finished,
+    /// The ring is full: wait for the stream to consume a chunk.
+    Full,
+}
 
 /// Direct CSR, step 2: element matrices (and loads) computed in parallel
 /// and added into the CSR values through the slot maps in one stream in
 /// element order, pipelined: chunks of elements are claimed in order from a
-/// shared counter; the calling thread adds chunk after chunk in order and,
-/// while the next one is not ready, computes unclaimed chunks itself. No
-/// races, no atomics on values, and every entry receives its contributions
-/// in the serial executor's order, so the matrix is bit-for-bit the serial
-/// one for any thread count. (Two race-free parallel scatters were tried
-/// and measured slower on 2 cores: row owners each streaming all elements,
-/// 30 ms, and a per-row gather through the node-to-element adjacency,
-/// 45 ms, against 8 ms for the stream on `y_tube_195k`.)
+/// shared counter and computed into a ring of `RING` chunks; the calling
+/// thread adds chunk after chunk in order and, while the next one is not
+/// ready, computes unclaimed chunks itself. No races, no atomics on values,
+/// and every entry receives its contributions in the serial executor's
+/// order, so the matrix is bit-for-bit the serial one for any thread count.
+/// (Two race-free parallel scatters were tried and measured slower on 2
+/// cores: row owners each streaming all elements, 30 ms, and a per-row
+/// gather through the node-to-element adjacency, 45 ms, against 8 ms for
+/// the stream on `y_tube_195k`.)
 pub fn assemble_direct(
     rt: Res<ParallelRuntime>,
     mut sys: ResMut<LinearSystem>,
@@ -417,52 +443,82 @@ pub fn assemble_direct(
     let source = &physics.source;
     let ne = items.len();
     let chunks = ne.div_ceil(CHUNK);
-    let mut ke: Vec<[f64; SYM_ENTRIES]> = Vec::with_capacity(ne);
-    let mut fe: Vec<Option<[f64; NODES]>> = Vec::with_capacity(ne);
+    let mut ke = vec![[0.0; SYM_ENTRIES]; RING * CHUNK];
+    let mut fe: Vec<Option<[f64; NODES]>> = vec![None; RING * CHUNK];
     let (kp, fp) = (Shared(ke.as_mut_ptr()), Shared(fe.as_mut_ptr()));
     let ready: Vec<AtomicBool> = (0..chunks).map(|_| AtomicBool::new(false)).collect();
     let next = AtomicUsize::new(0);
+    // chunks added so far; chunk c may be computed once c < done + RING
+    let done = AtomicUsize::new(0);
     let items = &items;
-    // computes the next unclaimed chunk; false when none is left
-    let work = || {
-        let c = next.fetch_add(1, Ordering::Relaxed);
+    let claim = || loop {
+        let c = next.load(Ordering::Relaxed);
         if c >= chunks {
-            return false;
+            return Claim::Finished;
         }
-        for e in c * CHUNK..((c + 1) * CHUNK).min(ne) {
+        if c >= done.load(Ordering::Acquire) + RING {
+            return Claim::Full;
+        }
+        if next
+            .compare_exchange_weak(c, c + 1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Claim::Chunk(c);
+        }
+    };
+    let compute = |c: usize| {
+        let r = (c % RING) * CHUNK;
+        for (x, e) in (c * CHUNK..((c + 1) * CHUNK).min(ne)).enumerate() {
             let (_, co, qd, _) = items[e];
-            // SAFETY: within capacity; chunk c is written by its claimer
-            // only, and read only after `ready[c]` is set.
+            // SAFETY: ring slot c % RING is free (chunk c - RING has been
+            // added: `done`, acquired) and written by chunk c's claimer
+            // only; it is read only after `ready[c]` is set.
             unsafe {
-                kp.at(e).write(element::stiffness_sym(&qd.0));
-                fp.at(e).write(common::element_load(source, &co.0, &qd.0));
+                *kp.at(r + x) = element::stiffness_sym(&qd.0);
+                *fp.at(r + x) = common::element_load(source, &co.0, &qd.0);
             }
         }
         ready[c].store(true, Ordering::Release);
-        true
+    };
+    let backoff = |spins: &mut u32| {
+        *spins += 1;
+        if *spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
     };
     let LinearSystem { k, f, .. } = &mut *sys;
     let val = &mut k.val;
     rt.pool.install(|| {
         rayon::scope(|s| {
             for _ in 1..rayon::current_num_threads() {
-                s.spawn(|_| while work() {});
-            }
-            for c in 0..chunks {
-                let mut spins = 0u32;
-                while !ready[c].load(Ordering::Acquire) {
-                    if !work() {
-                        spins += 1;
-                        if spins < 64 {
-                            std::hint::spin_loop();
-                        } else {
-                            std::thread::yield_now();
+                s.spawn(|_| {
+                    let mut spins = 0;
+                    loop {
+                        match claim() {
+                            Claim::Chunk(c) => compute(c),
+                            Claim::Finished => break,
+                            Claim::Full => backoff(&mut spins),
                         }
                     }
+                });
+            }
+            for c in 0..chunks {
+                let mut spins = 0;
+                while !ready[c].load(Ordering::Acquire) {
+                    // chunk c is claimed (claims go in order); compute a
+                    // later one meanwhile if the ring has room
+                    match claim() {
+                        Claim::Chunk(c2) => compute(c2),
+                        _ => backoff(&mut spins),
+                    }
                 }
-                for e in c * CHUNK..((c + 1) * CHUNK).min(ne) {
-                    // SAFETY: chunk c is complete (`ready[c]`, acquired).
-                    let (ke, fe) = unsafe { (&*kp.at(e), &*fp.at(e)) };
+                let r = (c % RING) * CHUNK;
+                for (x, e) in (c * CHUNK..((c + 1) * CHUNK).min(ne)).enumerate() {
+                    // SAFETY: chunk c is complete (`ready[c]`, acquired)
+                    // and its slot is not rewritten before `done` passes c.
+                    let (ke, fe) = unsafe { (&*kp.at(r + x), &*fp.at(r + x)) };
                     for (s, v) in items[e].3.0.iter().zip(ke) {
                         val[*s as usize] += v;
                     }
@@ -472,6 +528,7 @@ pub fn assemble_direct(
                         }
                     }
                 }
+                done.store(c + 1, Ordering::Release);
             }
         })
     });
@@ -707,11 +764,16 @@ mod tests {
                 .build()
                 .unwrap();
             assert_eq!(pool.install(|| node_elements_parallel(n, &els)), serial);
-            let (k, maps) = pool.install(|| pattern_parallel(n, &els)).unwrap();
+            // element maps given in reverse order
+            let mut maps = vec![[0u32; SYM_ENTRIES]; els.len()];
+            let w = sparse::SlotWriter::new(els.len(), maps.iter_mut().enumerate().rev());
+            let (k, off) = pool.install(|| pattern_parallel(n, &els, &w)).unwrap();
+            drop(w);
             let (k1, maps1) = SymCsr::pattern_with_slots(n, &els).unwrap();
             assert_eq!(k, k1);
-            for (e, el) in els.iter().enumerate() {
-                assert_eq!(maps.map(e, el), maps1[e]);
+            for ((el, m), m1) in els.iter().zip(&mut maps).zip(&maps1) {
+                off.fix(m, el);
+                assert_eq!(m, m1);
             }
         }
     }
@@ -740,10 +802,14 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            let (k, maps) = pool.install(|| pattern_parallel(n, &els)).unwrap();
+            let mut maps = vec![[0u32; SYM_ENTRIES]; els.len()];
+            let w = sparse::SlotWriter::new(els.len(), maps.iter_mut().enumerate());
+            let (k, off) = pool.install(|| pattern_parallel(n, &els, &w)).unwrap();
+            drop(w);
             assert_eq!(k, pat);
-            for (e, el) in els.iter().enumerate() {
-                assert_eq!(maps.map(e, el), sparse::slot_map(&pat, el));
+            for (el, m) in els.iter().zip(&mut maps) {
+                off.fix(m, el);
+                assert_eq!(*m, sparse::slot_map(&pat, el));
             }
         }
     }

@@ -8,7 +8,7 @@ use crate::element;
 use crate::mesh::MeshError;
 use crate::pipeline::{Backend, Phase, PhaseSystems, fail};
 use crate::solver::{Exec, SerialKernels};
-use crate::sparse::SymCsr;
+use crate::sparse::{SlotWriter, SymCsr};
 use bevy_ecs::prelude::*;
 
 /// The serial backend plugin.
@@ -65,16 +65,18 @@ pub fn build_pattern(
     mut failure: ResMut<Failure>,
 ) {
     let _s = tracing::info_span!("serial::pattern").entered();
-    let (k, maps) = match SymCsr::pattern_with_slots(mesh.0.nodes(), &mesh.0.elements) {
-        Ok(k) => k,
-        Err(e) => return fail(&mut failure, e),
-    };
-    {
-        let _s = tracing::info_span!("serial::slot_maps").entered();
-        for (idx, mut slots) in &mut q {
-            slots.0 = maps[idx.0 as usize];
+    let elements = &mesh.0.elements;
+    let k = {
+        let mut items: Vec<_> = q.iter_mut().collect();
+        let slots = SlotWriter::new(
+            elements.len(),
+            items.iter_mut().map(|(idx, s)| (idx.0 as usize, &mut s.0)),
+        );
+        match SymCsr::pattern_into_slots(mesh.0.nodes(), elements, &slots) {
+            Ok(k) => k,
+            Err(e) => return fail(&mut failure, e),
         }
-    }
+    };
     sys.nnz = k.full_nnz();
     sys.f = vec![0.0; k.n];
     sys.k = k;
