@@ -137,14 +137,16 @@ fn prefetch<T>(p: *const T) {
 
 /// Upper-triangle columns of rows `rows` (a contiguous range), appended to
 /// `col`, with each row's end, counted from the range's first entry, pushed
-/// to `ends`. Each row is
-/// gathered from the elements around its node (`ne_ptr`/`ne_adj`, from
-/// [`node_elements`]), sorted and deduplicated in a small buffer, so no
-/// `n`-sized scratch is needed. With `slots`, every element pair `(i, j)`,
-/// `i <= j`, of a row `i` in the range gets its slot written, counted from
-/// the range's first entry (add the range's offset in the whole matrix).
-/// `rank` is scratch (any content; grown to `n + 1` entries when slots are
-/// written), reusable from call to call.
+/// to `ends`. Each row is gathered from the elements around its node (the
+/// adjacency `(ptr, adj)` from [`node_elements`]), sorted and deduplicated
+/// in a small buffer (no `n`-sized marker array to clear). With `slots`,
+/// every element pair `(i, j)`, `i <= j`, of a row `i` in the range gets
+/// its slot written, counted from the range's first entry (add the range's
+/// offset in the whole matrix): the position of `j` in the row just built,
+/// looked up in `rank`, no search. `rank` is scratch (any content; grown to
+/// `n + 1` entries when slots are written), reusable from call to call. The
+/// elements and slot maps of a few rows ahead are prefetched: with
+/// scattered node numbering they are cache misses.
 ///
 /// # Safety
 /// Calls running at the same time with the same `slots` must have disjoint
@@ -152,8 +154,7 @@ fn prefetch<T>(p: *const T) {
 pub unsafe fn pattern_rows(
     rows: std::ops::Range<usize>,
     elements: &[[u32; NODES]],
-    ne_ptr: &[u32],
-    ne_adj: &[u32],
+    (ne_ptr, ne_adj): (&[u32], &[u32]),
     col: &mut Vec<u32>,
     ends: &mut Vec<u32>,
     slots: Option<&SlotWriter>,
@@ -268,8 +269,7 @@ impl SymCsr {
             pattern_rows(
                 0..n,
                 elements,
-                &ne_ptr,
-                &ne_adj,
+                (&ne_ptr, &ne_adj),
                 &mut col,
                 &mut ends,
                 slots,
