@@ -283,6 +283,11 @@ pub struct BlockOffsets {
 }
 
 impl BlockOffsets {
+    /// Whether there is a single block (nothing to add).
+    pub fn is_single(&self) -> bool {
+        self.base.len() <= 2
+    }
+
     /// Adds the block offsets to the slot map `m` of an element with nodes
     /// `el`.
     #[inline]
@@ -309,6 +314,18 @@ pub fn pattern_parallel(
     elements: &[[u32; NODES]],
     slots: &sparse::SlotWriter,
 ) -> Result<(SymCsr, BlockOffsets), sparse::PatternTooLarge> {
+    if rayon::current_num_threads() <= 1 {
+        // one block: the serial build, slots final as written
+        let k = SymCsr::pattern_into_slots(n, elements, slots)?;
+        let base = vec![0, k.stored() as u32];
+        return Ok((
+            k,
+            BlockOffsets {
+                base,
+                shift: usize::BITS - 1,
+            },
+        ));
+    }
     let (ptr, adj) = {
         let _s = tracing::info_span!("parallel::adjacency").entered();
         node_elements_parallel(n, elements)
@@ -424,7 +441,7 @@ pub fn build_pattern(
         Ok(k) => k,
         Err(e) => return fail(&mut failure, e),
     };
-    {
+    if !offsets.is_single() {
         let _s = tracing::info_span!("parallel::slot_offsets").entered();
         rt.pool.install(|| {
             items
