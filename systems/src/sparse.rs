@@ -49,52 +49,243 @@ pub fn node_elements(n: usize, elements: &[[u32; NODES]]) -> (Vec<u32>, Vec<u32>
     (ptr, adj)
 }
 
+/// One element's slot map: the position in the value array of each of its
+/// `SYM_ENTRIES` upper-triangle local pairs, in `SYM_PAIRS` order.
+pub type SlotMap = [u32; SYM_ENTRIES];
+
+/// `PAIR_INDEX[a][b]`: the index in `SYM_PAIRS` of the local pair
+/// `(min(a, b), max(a, b))`.
+pub const PAIR_INDEX: [[u8; NODES]; NODES] = {
+    let mut out = [[0u8; NODES]; NODES];
+    let mut k = 0;
+    while k < SYM_ENTRIES {
+        let (a, b) = SYM_PAIRS[k];
+        out[a as usize][b as usize] = k as u8;
+        out[b as usize][a as usize] = k as u8;
+        k += 1;
+    }
+    out
+};
+
+/// Where [`pattern_rows`] writes slot maps: one borrowed [`SlotMap`] per
+/// element (in a slice, or scattered, e.g. in ECS components), which several
+/// threads may fill at once as long as they build disjoint row ranges (the
+/// pair `(i, j)`, `i <= j`, of an element is written only by the builder of
+/// row `i`).
+pub struct SlotWriter<'a> {
+    maps: Vec<*mut SlotMap>,
+    _borrow: std::marker::PhantomData<&'a mut SlotMap>,
+}
+
+// SAFETY: writes go to disjoint entries (see `pattern_rows`).
+unsafe impl Send for SlotWriter<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for SlotWriter<'_> {}
+
+impl<'a> SlotWriter<'a> {
+    /// Borrows the slot maps of elements `0..len`, given with their
+    /// element index in any order. Panics unless each index in `0..len`
+    /// comes exactly once.
+    pub fn new(len: usize, maps: impl IntoIterator<Item = (usize, &'a mut SlotMap)>) -> Self {
+        let mut ptrs: Vec<*mut SlotMap> = vec![std::ptr::null_mut(); len];
+        for (e, m) in maps {
+            assert!(ptrs[e].is_null(), "slot map of element {e} given twice");
+            ptrs[e] = m as *mut SlotMap;
+        }
+        assert!(ptrs.iter().all(|p| !p.is_null()), "a slot map is missing");
+        Self {
+            maps: ptrs,
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
+    /// The slot map of element `e` (for prefetching).
+    #[inline]
+    fn map_ptr(&self, e: usize) -> *const SlotMap {
+        self.maps[e]
+    }
+
+    /// # Safety
+    /// No other thread writes or reads entry `k` of element `e` meanwhile.
+    #[inline]
+    unsafe fn set(&self, e: usize, k: usize, v: u32) {
+        let m = self.maps[e];
+        assert!(k < SYM_ENTRIES);
+        // SAFETY: a live exclusive borrow (`new`); exclusive per the caller.
+        unsafe { (*m)[k] = v }
+    }
+}
+
+/// How many rows ahead [`pattern_rows`] prefetches.
+const PREFETCH_ROWS: usize = 4;
+
+/// Asks the CPU to bring the cache line of `p` closer (a hint: never
+/// faults, whatever `p` is).
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch does not access memory architecturally; SSE is
+    // part of the x86_64 baseline.
+    #[allow(unused_unsafe)]
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Upper-triangle columns of rows `rows` (a contiguous range), appended to
-/// `col`, with the row lengths pushed to `len`. `mark` is scratch of length
-/// `n` holding `u32::MAX` where unmarked.
-pub fn pattern_rows(
+/// `col`, with each row's end, counted from the range's first entry, pushed
+/// to `ends`. Each row is gathered from the elements around its node (the
+/// adjacency `(ptr, adj)` from [`node_elements`]), sorted and deduplicated
+/// in a small buffer (no `n`-sized marker array to clear). With `slots`,
+/// every element pair `(i, j)`, `i <= j`, of a row `i` in the range gets
+/// its slot written, counted from the range's first entry (add the range's
+/// offset in the whole matrix): the position of `j` in the row just built,
+/// looked up in `rank`, no search. `rank` is scratch (any content; grown to
+/// `n + 1` entries when slots are written), reusable from call to call. The
+/// elements and slot maps of a few rows ahead are prefetched: with
+/// scattered node numbering they are cache misses.
+///
+/// # Safety
+/// Calls running at the same time with the same `slots` must have disjoint
+/// `rows`, and nothing else may access those slot maps meanwhile.
+pub unsafe fn pattern_rows(
     rows: std::ops::Range<usize>,
     elements: &[[u32; NODES]],
-    ne_ptr: &[u32],
-    ne_adj: &[u32],
-    mark: &mut [u32],
+    (ne_ptr, ne_adj): (&[u32], &[u32]),
     col: &mut Vec<u32>,
-    len: &mut Vec<u32>,
+    ends: &mut Vec<u32>,
+    slots: Option<&SlotWriter>,
+    rank: &mut Vec<u32>,
 ) {
+    let first = col.len();
+    let mut buf: Vec<u32> = Vec::with_capacity(64);
+    if slots.is_some() && rank.len() < ne_ptr.len() {
+        // read only for columns of the row being built, so never cleared
+        // (and its pages are touched only where used)
+        *rank = vec![0; ne_ptr.len()];
+    }
+    let n = ne_ptr.len().saturating_sub(1);
     for i in rows {
-        let start = col.len();
-        col.push(i as u32);
-        mark[i] = i as u32;
-        for &e in &ne_adj[ne_ptr[i] as usize..ne_ptr[i + 1] as usize] {
-            for &j in &elements[e as usize] {
-                if j as usize > i && mark[j as usize] != i as u32 {
-                    mark[j as usize] = i as u32;
-                    col.push(j);
+        // the elements (and slot maps) of a row a few rows on, fetched now:
+        // with scattered node numbering they are cache misses, and waiting
+        // for them one by one is most of the time
+        if i + PREFETCH_ROWS < n {
+            let ahead = i + PREFETCH_ROWS;
+            for &e in &ne_adj[ne_ptr[ahead] as usize..ne_ptr[ahead + 1] as usize] {
+                prefetch(elements.as_ptr().wrapping_add(e as usize));
+                if let Some(slots) = slots {
+                    let m = slots.map_ptr(e as usize) as *const u8;
+                    for line in 0..3 {
+                        prefetch(m.wrapping_add(64 * line));
+                    }
+                    prefetch(m.wrapping_add(SYM_ENTRIES * 4 - 1));
                 }
             }
         }
-        col[start + 1..].sort_unstable();
-        len.push((col.len() - start) as u32);
+        let around = &ne_adj[ne_ptr[i] as usize..ne_ptr[i + 1] as usize];
+        buf.clear();
+        for &e in around {
+            for &j in &elements[e as usize] {
+                if j as usize > i {
+                    buf.push(j);
+                }
+            }
+        }
+        buf.sort_unstable();
+        buf.dedup();
+        let start = (col.len() - first) as u32;
+        col.push(i as u32);
+        col.extend_from_slice(&buf);
+        ends.push((col.len() - first) as u32);
+        let Some(slots) = slots else { continue };
+        rank[i] = start;
+        for (p, &j) in buf.iter().enumerate() {
+            rank[j as usize] = start + 1 + p as u32;
+        }
+        for &e in around {
+            let el = &elements[e as usize];
+            let Some(a) = el.iter().position(|&v| v as usize == i) else {
+                continue;
+            };
+            let pairs = &PAIR_INDEX[a];
+            for (b, &j) in el.iter().enumerate() {
+                if j as usize >= i {
+                    // SAFETY: pair (a, b) of element e has row i, which
+                    // only this call builds (the caller's contract).
+                    unsafe { slots.set(e as usize, pairs[b] as usize, rank[j as usize]) };
+                }
+            }
+        }
     }
 }
 
 impl SymCsr {
     /// Builds the pattern (values zero) from the connectivity.
     pub fn pattern(n: usize, elements: &[[u32; NODES]]) -> Result<Self, PatternTooLarge> {
-        let (ne_ptr, ne_adj) = node_elements(n, elements);
-        let mut mark = vec![u32::MAX; n];
-        let mut col = Vec::with_capacity(n * 12);
-        let mut len = Vec::with_capacity(n);
-        pattern_rows(
-            0..n,
+        Self::build(n, elements, None)
+    }
+
+    /// Builds the pattern (values zero) and every element's slot map, in
+    /// one pass over the rows: each slot is the position of the pair's
+    /// column in the row just built, no search of the finished matrix.
+    pub fn pattern_with_slots(
+        n: usize,
+        elements: &[[u32; NODES]],
+    ) -> Result<(Self, Vec<SlotMap>), PatternTooLarge> {
+        let mut maps = vec![[0u32; SYM_ENTRIES]; elements.len()];
+        let k = Self::pattern_into_slots(
+            n,
             elements,
-            &ne_ptr,
-            &ne_adj,
-            &mut mark,
-            &mut col,
-            &mut len,
-        );
-        Self::from_row_lengths(n, &len, col)
+            &SlotWriter::new(elements.len(), maps.iter_mut().enumerate()),
+        )?;
+        Ok((k, maps))
+    }
+
+    /// As [`SymCsr::pattern_with_slots`], writing the slot maps through
+    /// `slots` (one per element).
+    pub fn pattern_into_slots(
+        n: usize,
+        elements: &[[u32; NODES]],
+        slots: &SlotWriter,
+    ) -> Result<Self, PatternTooLarge> {
+        assert_eq!(slots.maps.len(), elements.len());
+        Self::build(n, elements, Some(slots))
+    }
+
+    fn build(
+        n: usize,
+        elements: &[[u32; NODES]],
+        slots: Option<&SlotWriter>,
+    ) -> Result<Self, PatternTooLarge> {
+        let (ne_ptr, ne_adj) = node_elements(n, elements);
+        let mut col = Vec::with_capacity(n * 12);
+        let mut ends = Vec::with_capacity(n + 1);
+        ends.push(0);
+        // SAFETY: one call builds every row.
+        unsafe {
+            pattern_rows(
+                0..n,
+                elements,
+                (&ne_ptr, &ne_adj),
+                &mut col,
+                &mut ends,
+                slots,
+                &mut Vec::new(),
+            )
+        };
+        if col.len() >= u32::MAX as usize {
+            return Err(PatternTooLarge(col.len()));
+        }
+        let nnz = col.len();
+        Ok(Self {
+            n,
+            rowptr: ends,
+            col,
+            val: vec![0.0; nnz],
+        })
     }
 
     /// Assembles a pattern from row lengths and concatenated columns.
@@ -276,6 +467,25 @@ mod tests {
                 .map(|k| val[k] * x[col[k] as usize])
                 .sum();
             assert!((yi - y[i]).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn slot_maps_built_with_the_rows_equal_the_searched_ones() {
+        // the two elements, and their nodes renumbered out of order
+        let perm = [9u32, 3, 12, 0, 7, 1, 11, 5, 2, 10, 6, 4, 8, 13];
+        for els in [
+            elems(),
+            elems()
+                .iter()
+                .map(|el| el.map(|v| perm[v as usize]))
+                .collect(),
+        ] {
+            let (a, maps) = SymCsr::pattern_with_slots(14, &els).unwrap();
+            assert_eq!(a, SymCsr::pattern(14, &els).unwrap());
+            for (el, m) in els.iter().zip(&maps) {
+                assert_eq!(*m, slot_map(&a, el));
+            }
         }
     }
 

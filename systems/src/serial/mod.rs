@@ -8,7 +8,7 @@ use crate::element;
 use crate::mesh::MeshError;
 use crate::pipeline::{Backend, Phase, PhaseSystems, fail};
 use crate::solver::{Exec, SerialKernels};
-use crate::sparse::{self, SymCsr};
+use crate::sparse::{SlotWriter, SymCsr};
 use bevy_ecs::prelude::*;
 
 /// The serial backend plugin.
@@ -57,24 +57,26 @@ pub fn quadrature(
 }
 
 /// Assembly, step 1: the sparsity pattern from the connectivity, and each
-/// element's slot map into it.
+/// element's slot map into it (written while the rows are built).
 pub fn build_pattern(
     mesh: Res<MeshRes>,
     mut sys: ResMut<LinearSystem>,
-    mut q: Query<(&Nodes, &mut Slots)>,
+    mut q: Query<(&ElementIndex, &mut Slots)>,
     mut failure: ResMut<Failure>,
 ) {
     let _s = tracing::info_span!("serial::pattern").entered();
-    let k = match SymCsr::pattern(mesh.0.nodes(), &mesh.0.elements) {
-        Ok(k) => k,
-        Err(e) => return fail(&mut failure, e),
-    };
-    {
-        let _s = tracing::info_span!("serial::slot_maps").entered();
-        for (nodes, mut slots) in &mut q {
-            slots.0 = sparse::slot_map(&k, &nodes.0);
+    let elements = &mesh.0.elements;
+    let k = {
+        let mut items: Vec<_> = q.iter_mut().collect();
+        let slots = SlotWriter::new(
+            elements.len(),
+            items.iter_mut().map(|(idx, s)| (idx.0 as usize, &mut s.0)),
+        );
+        match SymCsr::pattern_into_slots(mesh.0.nodes(), elements, &slots) {
+            Ok(k) => k,
+            Err(e) => return fail(&mut failure, e),
         }
-    }
+    };
     sys.nnz = k.full_nnz();
     sys.f = vec![0.0; k.n];
     sys.k = k;
