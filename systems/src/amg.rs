@@ -1472,6 +1472,70 @@ pub struct Unscaled<'a> {
 /// residual, lowered targets) before it gives up.
 pub const MAX_RESTARTS: usize = 3;
 
+/// What [`ResidualCheck::judge`] decides about a checked residual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// Converged (or at the rounding floor): stop.
+    Accept,
+    /// Still above `rtol` after [`MAX_RESTARTS`] corrections: stop, not
+    /// converged.
+    GiveUp,
+    /// Restart from the recomputed residual with the lowered
+    /// [`ResidualCheck::target`].
+    Restart,
+}
+
+/// The stopping checks of AMG-CG, shared by the host loop ([`amg_pcg`])
+/// and the device loop (`gpu::amg`): once the recurrence residual meets
+/// [`ResidualCheck::target`], the recomputed residual `t` is judged.
+#[derive(Debug, Clone)]
+pub struct ResidualCheck {
+    rtol: f64,
+    target: f64,
+    restarts: usize,
+    last: Option<f64>,
+}
+
+impl ResidualCheck {
+    /// Checks against `rtol`; the first target is `rtol` itself.
+    pub fn new(rtol: f64) -> Self {
+        Self {
+            rtol,
+            target: rtol,
+            restarts: 0,
+            last: None,
+        }
+    }
+
+    /// The recurrence residual's current target.
+    pub fn target(&self) -> f64 {
+        self.target
+    }
+
+    /// The last checked residual, if any.
+    pub fn last(&self) -> Option<f64> {
+        self.last
+    }
+
+    /// Judges the checked residual `t`: below `rtol`, accept; not halved
+    /// since the last check, accept (the rounding floor of the residual
+    /// in double precision is reached); after [`MAX_RESTARTS`]
+    /// corrections, give up; else lower the target by the observed ratio
+    /// (and a half) and restart.
+    pub fn judge(&mut self, t: f64) -> CheckOutcome {
+        let prev = self.last.replace(t);
+        if t < self.rtol || prev.is_some_and(|p| t > 0.5 * p) {
+            return CheckOutcome::Accept;
+        }
+        if self.restarts == MAX_RESTARTS {
+            return CheckOutcome::GiveUp;
+        }
+        self.restarts += 1;
+        self.target *= 0.5 * self.rtol / t;
+        CheckOutcome::Restart
+    }
+}
+
 /// CG preconditioned by one V-cycle of `h` on the equilibrated system
 /// `A x = b` (`A = h.fine()`), `x0 = 0`. Stops when the recurrence
 /// residual satisfies `||r~|| < rtol ||f~||` (`b_norm = ||f~||` over all
@@ -1516,9 +1580,7 @@ pub fn amg_pcg(
             (&ones[..], b_norm, None)
         }
     };
-    let mut restarts = 0;
-    // the last checked residual
-    let mut final_true: Option<f64> = None;
+    let mut checker = ResidualCheck::new(settings.rtol);
     assert_eq!(wts.len(), m);
     let mut w = h.work();
     let mut r = b.to_vec();
@@ -1548,11 +1610,8 @@ pub fn amg_pcg(
             .iter()
             .fold((0.0, 0.0), |acc, p| (acc.0 + p.0, acc.1 + p.1))
     };
-    // Target of the recurrence residual; lowered when the recurrence met
-    // it but the original system's true residual did not meet `rtol`.
-    let mut target = settings.rtol;
     let converged = loop {
-        if rel(rr, rw) < target {
+        if rel(rr, rw) < checker.target() {
             if it == 0 {
                 break true;
             }
@@ -1567,22 +1626,12 @@ pub fn amg_pcg(
             {
                 t = t.max(c(&x));
             }
-            let prev = final_true.replace(t);
-            if t < settings.rtol {
-                break true;
+            match checker.judge(t) {
+                CheckOutcome::Accept => break true,
+                CheckOutcome::GiveUp => break false,
+                CheckOutcome::Restart => {}
             }
-            // A correction that did not halve it: the rounding floor of
-            // the residual in double precision is reached.
-            if prev.is_some_and(|p| t > 0.5 * p) {
-                break true;
-            }
-            if restarts == MAX_RESTARTS {
-                break false;
-            }
-            // Correct: aim lower by the observed ratio and restart from
-            // the recomputed residual.
-            restarts += 1;
-            target *= 0.5 * settings.rtol / t;
+            // Correct: restart from the recomputed residual.
             r = rt;
             (rr, rw) = (tr, tw);
             h.apply(exec, &r, &mut z, &mut w);
@@ -1633,7 +1682,7 @@ pub fn amg_pcg(
         }
         it += 1;
         progress(it, rel(rr, rw));
-        if rel(rr, rw) < target {
+        if rel(rr, rw) < checker.target() {
             continue;
         }
         h.apply(exec, &r, &mut z, &mut w);
@@ -1654,7 +1703,7 @@ pub fn amg_pcg(
         x,
         iterations: it,
         converged,
-        residual: final_true.unwrap_or(rel(rr, rw)),
+        residual: checker.last().unwrap_or(rel(rr, rw)),
     })
 }
 
@@ -2088,6 +2137,37 @@ pub(crate) mod tests {
             solve_amg_cg(&k, &vec![0.0; k.n], &cg, &amg, Exec::Serial, &mut |_, _| {}).unwrap();
         assert!(st.converged && st.iterations == 0);
         assert!(u.iter().all(|v| *v == 0.0));
+    }
+
+    #[test]
+    fn residual_check_accepts_restarts_and_gives_up() {
+        // below rtol at once
+        let mut c = ResidualCheck::new(1e-10);
+        assert_eq!(c.judge(5e-11), CheckOutcome::Accept);
+        assert_eq!(c.last(), Some(5e-11));
+        // above: the target drops by the ratio and a half
+        let mut c = ResidualCheck::new(1e-10);
+        assert_eq!(c.judge(4e-10), CheckOutcome::Restart);
+        assert!((c.target() - 1e-10 * 0.5 * 0.25).abs() < 1e-25);
+        // halved: another restart; not halved: the floor, accepted
+        assert_eq!(c.judge(1.5e-10), CheckOutcome::Restart);
+        assert_eq!(c.judge(1.4e-10), CheckOutcome::Accept);
+        // always halving but never below rtol: gives up after the restarts
+        let mut c = ResidualCheck::new(1e-10);
+        let mut t = 1e-6;
+        let mut outcomes = vec![];
+        for _ in 0..=MAX_RESTARTS {
+            outcomes.push(c.judge(t));
+            t *= 0.1;
+        }
+        assert_eq!(outcomes.last(), Some(&CheckOutcome::GiveUp));
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| **o == CheckOutcome::Restart)
+                .count(),
+            MAX_RESTARTS
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::GpuReport;
 use super::cg::GpuSolveOutcome;
 use super::device::{Ctx, GResult, GpuState, backend_error};
 use super::launch;
-use crate::amg::{AmgSettings, AmgSystem, Csr, Hierarchy, MAX_RESTARTS};
+use crate::amg::{AmgSettings, AmgSystem, CheckOutcome, Csr, Hierarchy, ResidualCheck};
 use crate::solver::{CgSettings, Exec, SolveError, SolveStats};
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use std::rc::Rc;
@@ -706,12 +706,10 @@ pub fn solve(
         dev.apply(st, &bufs.r, &mut bufs.z)?;
         let mut rz = bufs.rz(st, report)?;
         st.stream.memcpy_dtod(&bufs.z, &mut bufs.p).ctx("p = z")?;
-        let mut restarts = 0;
-        let mut final_true: Option<f64> = None;
-        let mut target = cg.rtol;
+        let mut checker = ResidualCheck::new(cg.rtol);
         let mut it = 0;
         let converged = loop {
-            if rel(rr, rw) < target {
+            if rel(rr, rw) < checker.target() {
                 if it == 0 {
                     break true;
                 }
@@ -720,18 +718,11 @@ pub fn solve(
                 if check && t < cg.rtol {
                     t = t.max(orig.residual(st, report, &bufs.x, m)?);
                 }
-                let prev = final_true.replace(t);
-                if t < cg.rtol {
-                    break true;
+                match checker.judge(t) {
+                    CheckOutcome::Accept => break true,
+                    CheckOutcome::GiveUp => break false,
+                    CheckOutcome::Restart => {}
                 }
-                if prev.is_some_and(|p| t > 0.5 * p) {
-                    break true;
-                }
-                if restarts == MAX_RESTARTS {
-                    break false;
-                }
-                restarts += 1;
-                target *= 0.5 * cg.rtol / t;
                 std::mem::swap(&mut bufs.r, &mut bufs.rt);
                 (rr, rw) = (tr, tw);
                 dev.apply(st, &bufs.r, &mut bufs.z)?;
@@ -754,7 +745,7 @@ pub fn solve(
             (rr, rw) = bufs.update(st, report, alpha)?;
             it += 1;
             progress(it, rel(rr, rw));
-            if rel(rr, rw) < target {
+            if rel(rr, rw) < checker.target() {
                 continue;
             }
             dev.apply(st, &bufs.r, &mut bufs.z)?;
@@ -763,7 +754,7 @@ pub fn solve(
             rz = rz_new;
             bufs.direction(st, beta)?;
         };
-        (it, converged, final_true.unwrap_or(rel(rr, rw)))
+        (it, converged, checker.last().unwrap_or(rel(rr, rw)))
     };
     // u = D x~ with the decoupled rows, and the true residual
     let true_residual = orig.residual(st, report, &bufs.x, m)?;
