@@ -17,7 +17,7 @@
 //! 40 to 60 iterations cost far less than the cycles.
 
 use super::GpuReport;
-use super::cg::GpuSolveOutcome;
+use super::cg::{GpuSolveOutcome, device_true_residual};
 use super::device::{Ctx, GResult, GpuState, backend_error};
 use super::launch;
 use crate::amg::{AmgSettings, AmgSystem, CheckOutcome, Csr, Hierarchy, ResidualCheck};
@@ -584,30 +584,7 @@ impl Original {
             // SAFETY: as above; rows are a permutation of distinct rows below n.
             unsafe { lb.launch(launch::per_item(m).config()) }.ctx("qf_amg_unscale")?;
         }
-        let s = st
-            .system
-            .as_ref()
-            .ok_or_else(|| backend_error("no assembled system on the device"))?;
-        let n32 = i32n(self.n)?;
-        let name = format!("qf_residual_g{}", self.group);
-        let mut lb = st.stream.launch_builder(st.func(&name)?);
-        lb.arg(&n32)
-            .arg(&s.rowptr)
-            .arg(&s.col)
-            .arg(&s.val)
-            .arg(&self.u)
-            .arg(&s.f)
-            .arg(&st.partials)
-            .arg(&st.counter)
-            .arg(&mut self.res);
-        // SAFETY: as above.
-        unsafe { lb.launch(rows_cfg(st, self.n, self.group)) }.ctx(&name)?;
-        let r = st.download(report, "true residual", &self.res, 2)?;
-        Ok(if r[1] == 0.0 {
-            r[0].sqrt()
-        } else {
-            (r[0] / r[1]).sqrt()
-        })
+        device_true_residual(st, report, &self.u, self.n, self.group, &mut self.res)
     }
 }
 
@@ -653,6 +630,7 @@ pub fn solve(
     };
     let m = h.fine().nrows();
     let mean_full = if n == 0 { 0.0 } else { nnz as f64 / n as f64 };
+    let weights = sys.weights();
     let (mut dev, mut bufs, mut orig) = {
         let _s = tracing::info_span!("gpu_amg_upload").entered();
         let a = h.fine();
@@ -661,7 +639,7 @@ pub fn solve(
         let bufs = CgBuffers {
             a: fine,
             b: st.upload(report, "AMG right-hand side", &sys.b)?,
-            w: st.upload(report, "AMG right-hand side", &sys.weights())?,
+            w: st.upload(report, "AMG right-hand side", &weights)?,
             x: st.zeros(m)?,
             r: st.upload(report, "AMG right-hand side", &sys.b)?,
             z: st.zeros(m)?,
@@ -689,18 +667,13 @@ pub fn solve(
 
     let b_norm = sys.b_norm;
     let f_norm = sys.f_norm;
-    let weights = sys.weights();
     let (it, converged, residual) = if b_norm == 0.0 || m == 0 {
         (0, true, 0.0)
     } else {
         let _s = tracing::info_span!("gpu_amg_cg", rows = m).entered();
-        // the rule of `amg_pcg`: with a zero `f` only the scaled residual
-        let (wnorm, check) = if f_norm > 0.0 {
-            (f_norm, true)
-        } else {
-            (b_norm, false)
-        };
-        let rel = |rr: f64, rw: f64| (rr.sqrt() / b_norm).max(rw.sqrt() / wnorm);
+        // the rule of `amg_pcg` with the unscaled check (`b = D f` is
+        // non-zero here, so `f` is too)
+        let rel = |rr: f64, rw: f64| (rr.sqrt() / b_norm).max(rw.sqrt() / f_norm);
         let mut rr: f64 = sys.b.iter().map(|v| v * v).sum();
         let mut rw: f64 = sys.b.iter().zip(&weights).map(|(v, w)| v * v * w).sum();
         dev.apply(st, &bufs.r, &mut bufs.z)?;
@@ -715,7 +688,7 @@ pub fn solve(
                 }
                 let (tr, tw) = bufs.residual(st, report)?;
                 let mut t = rel(tr, tw);
-                if check && t < cg.rtol {
+                if t < cg.rtol {
                     t = t.max(orig.residual(st, report, &bufs.x, m)?);
                 }
                 match checker.judge(t) {

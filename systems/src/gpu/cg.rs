@@ -306,6 +306,44 @@ pub fn custom_bytes_per_iteration(n: usize, nnz: usize, short_columns: bool) -> 
     per_entry * nnz + (4 + 32 + 16 + 56) * n
 }
 
+/// `||f - K u|| / ||f||` (`||f - K u||` where `f = 0`) of the device
+/// system for the device vector `u` of `n` rows, `group` threads per row;
+/// `res` (2 doubles) receives the two sums.
+pub fn device_true_residual(
+    st: &GpuState,
+    report: &mut GpuReport,
+    u: &CudaSlice<f64>,
+    n: usize,
+    group: u32,
+    res: &mut CudaSlice<f64>,
+) -> GResult<f64> {
+    let s = st
+        .system
+        .as_ref()
+        .ok_or_else(|| backend_error("no assembled system on the device"))?;
+    let n32 = i32::try_from(n).map_err(|_| backend_error("too many rows"))?;
+    let f = st.kernels.get(&format!("qf_residual_g{group}"))?;
+    let mut l = st.stream.launch_builder(f);
+    l.arg(&n32)
+        .arg(&s.rowptr)
+        .arg(&s.col)
+        .arg(&s.val)
+        .arg(u)
+        .arg(&s.f)
+        .arg(&st.partials)
+        .arg(&st.counter)
+        .arg(&mut *res);
+    let shape = launch::per_row_group_reduce(n, group, st.sms);
+    // SAFETY: argument types and buffer sizes match the kernel.
+    unsafe { l.launch(shape.config()) }.ctx("qf_residual")?;
+    let r = st.download(report, "true residual", res, 2)?;
+    Ok(if r[1] == 0.0 {
+        r[0].sqrt()
+    } else {
+        (r[0] / r[1]).sqrt()
+    })
+}
+
 /// Equilibrated Jacobi-PCG on the device system; `u` is left on the
 /// device (`st.u`) and downloaded once.
 pub fn solve(
@@ -517,27 +555,8 @@ pub fn solve(
             .arg(&mut u);
         // SAFETY: argument types and buffer sizes match the kernel.
         unsafe { l.launch(launch::per_item(n).config()) }.ctx("qf_unscale")?;
-        let f = st.kernels.get(&format!("qf_residual_g{group}"))?;
-        let mut l = st.stream.launch_builder(f);
-        l.arg(&n32)
-            .arg(&s.rowptr)
-            .arg(&s.col)
-            .arg(&s.val)
-            .arg(&u)
-            .arg(&s.f)
-            .arg(&st.partials)
-            .arg(&st.counter)
-            .arg(&mut res);
-        let shape = launch::per_row_group_reduce(n, group, st.sms);
-        // SAFETY: argument types and buffer sizes match the kernel.
-        unsafe { l.launch(shape.config()) }.ctx("qf_residual")?;
     }
-    let r = st.download(report, "true residual", &res, 2)?;
-    let true_residual = if r[1] == 0.0 {
-        r[0].sqrt()
-    } else {
-        (r[0] / r[1]).sqrt()
-    };
+    let true_residual = device_true_residual(st, report, &u, n, group, &mut res)?;
     let u_host = st.download(report, "solution", &u, n)?;
     st.u = Some(u);
     Ok(GpuSolveOutcome {
