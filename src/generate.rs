@@ -21,7 +21,7 @@
 //! [`mapped_grid`] (the unit square through any map), and [`quality`], a
 //! Jacobian-ratio measure of a mesh.
 
-use crate::h5io::RawMesh;
+use crate::io::RawMesh;
 use quadflow_systems::element::{BASIS9, NODES, QP, jacobian};
 use std::f64::consts::PI;
 use std::fmt;

@@ -1,20 +1,25 @@
 //! # quadflow
 //!
-//! The application around the engine (`quadflow-systems`): mesh input and
-//! output (HDF5, gmsh, generators), scene files, building and running the
-//! pipeline, results files, VTU and PNG outputs, tracing.
+//! The application around the engine (`quadflow-systems`):
+//!
+//! - [`io`]: mesh and results files (HDF5, gmsh, VTU).
+//! - [`generate`]: the built-in mesh generators.
+//! - [`scene`]: scene files (TOML).
+//! - [`run`]: building the pipeline from a scene, running it, its results.
+//! - [`viz`]: pictures (the rasteriser, field plots).
+//! - [`trace`]: Chrome traces and flamegraphs of a run.
+//! - [`bench`]: benchmark suites.
+//! - [`cli`]: the command line.
+//! - [`error`]: the application's error type.
 
 pub mod bench;
-pub mod charts;
+pub mod cli;
+pub mod error;
 pub mod generate;
-pub mod gmsh;
-pub mod h5io;
-pub mod mesh_cli;
-pub mod meshio;
-pub mod plot;
+pub mod io;
 pub mod run;
 pub mod scene;
 pub mod trace;
-pub mod vtu;
+pub mod viz;
 
 pub use quadflow_systems as systems;

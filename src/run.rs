@@ -1,54 +1,19 @@
 //! Building the pipeline from a scene, running it, and writing results.
 
+use crate::error::AppError;
 use crate::generate;
-use crate::h5io::{self, Attr, ResultsData};
-use crate::meshio;
-use crate::scene::{MeshSource, Scene, SceneError};
+use crate::io::h5::{self, Attr, ResultsData};
+use crate::io::{self, vtu};
+use crate::scene::{MeshSource, Scene};
+use crate::viz::plot::{self, Field, PlotOptions};
 use quadflow_systems::common::ProgressHook;
 use quadflow_systems::components::{BoundaryReport, LinearSystem, Notes, Solution};
 use quadflow_systems::gpu::GpuReport;
-use quadflow_systems::mesh::{Mesh, MeshError};
-use quadflow_systems::pipeline::{Phase, PhaseTimes, Pipeline, PipelineError, Registry, Resolved};
+use quadflow_systems::mesh::Mesh;
+use quadflow_systems::pipeline::{Phase, PhaseTimes, Pipeline, Registry, Resolved};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Any failure of the application, with a message for the user.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    /// Scene file.
-    #[error(transparent)]
-    Scene(#[from] SceneError),
-    /// HDF5 file.
-    #[error(transparent)]
-    H5(#[from] h5io::H5Error),
-    /// gmsh file.
-    #[error(transparent)]
-    Gmsh(#[from] crate::gmsh::GmshError),
-    /// VTU output.
-    #[error(transparent)]
-    Vtu(#[from] crate::vtu::VtuError),
-    /// PNG plot.
-    #[error(transparent)]
-    Plot(#[from] crate::plot::PlotError),
-    /// Mesh validation (with the mesh's origin).
-    #[error("{origin}: {source}")]
-    Mesh {
-        /// where the mesh came from
-        origin: String,
-        /// what is wrong
-        source: MeshError,
-    },
-    /// Generator.
-    #[error(transparent)]
-    Generate(#[from] generate::GenerateError),
-    /// The run itself.
-    #[error(transparent)]
-    Pipeline(#[from] PipelineError),
-    /// Anything else, already phrased.
-    #[error("{0}")]
-    Other(String),
-}
 
 /// The backends this build knows, configured by the scene.
 pub fn registry(scene: &Scene) -> Result<Registry, AppError> {
@@ -77,7 +42,7 @@ pub fn load_mesh(scene: &Scene) -> Result<LoadedMesh, AppError> {
     let _s = tracing::info_span!("load").entered();
     let (raw, sets, origin) = match scene.mesh_source()? {
         MeshSource::File(p) => {
-            let (raw, sets) = meshio::read_any_mesh(&p)?;
+            let (raw, sets) = io::read_any_mesh(&p)?;
             (raw, sets, p.display().to_string())
         }
         MeshSource::Generate(g, n) => (
@@ -292,7 +257,7 @@ impl RunResult {
     /// Writes the results file (whole or not at all).
     pub fn write(&self, path: &Path, scene: &Scene) -> Result<(), AppError> {
         let _s = tracing::info_span!("write_results").entered();
-        h5io::write_results(
+        h5::write_results(
             path,
             &ResultsData {
                 u: &self.solution.u,
@@ -303,6 +268,41 @@ impl RunResult {
             },
         )?;
         Ok(())
+    }
+
+    /// Writes the scene's VTU and PNG outputs of a run (`[output] vtu`, `png`),
+    /// returning what to print.
+    ///
+    /// # Errors
+    ///
+    /// A failure to write either file.
+    pub fn write_outputs(&self, scene: &Scene) -> Result<String, AppError> {
+        let result = self;
+        let mut s = String::new();
+        if let Some(p) = &scene.output.vtu {
+            vtu::write_vtu(
+                p,
+                &result.mesh,
+                &result.solution.u,
+                &result.vel,
+                &result.abs_vel,
+                &result.pressure,
+            )?;
+            s.push_str(&format!("vtu       {}\n", p.display()));
+        }
+        if let Some(p) = &scene.output.png {
+            let opts = PlotOptions {
+                title: plot::title(
+                    &plot::mesh_name(&result.origin),
+                    Field::U,
+                    &result.backend_label(),
+                ),
+                ..PlotOptions::default()
+            };
+            plot::plot_png(p, &result.mesh, &result.solution.u, Field::U, &opts)?;
+            s.push_str(&format!("png       {}\n", p.display()));
+        }
+        Ok(s)
     }
 
     /// A human-readable report of the run.

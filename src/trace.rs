@@ -3,7 +3,7 @@
 //! finer ones inside the hot systems (pattern, slot maps, element kernels,
 //! scatter, CG, true residual).
 
-use crate::run::AppError;
+use crate::error::AppError;
 use std::path::{Path, PathBuf};
 use tracing_subscriber::prelude::*;
 

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use quadflow::h5io::{self, Attr, RawMesh};
+use quadflow::io::h5::{self as h5io, Attr, RawMesh};
 use std::path::Path;
 use std::process::{Command, Output};
 

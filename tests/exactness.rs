@@ -6,7 +6,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use quadflow::generate::{self, Geometry};
-use quadflow::h5io::RawMesh;
+use quadflow::io::RawMesh;
 use quadflow::systems::boundary::{BoundaryConfig, DirichletPart, Selector, Value};
 use quadflow::systems::components::{Solution, Source};
 use quadflow::systems::element::{self, BASIS9, NODES, QP};

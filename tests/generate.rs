@@ -2,7 +2,7 @@
 //! of `GEOMETRIES.md` (formulas restated here independently).
 
 use quadflow::generate::{Geometry, generate, mapped_grid, perturbed_channel, quality};
-use quadflow::h5io::RawMesh;
+use quadflow::io::RawMesh;
 use quadflow::systems::element::quad_data;
 use quadflow::systems::mesh::{Mesh, OrientationPolicy};
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! Tests of `quadflow::gmsh` and mesh loading by extension: the `.msh`
+//! Tests of `quadflow::io::gmsh` and mesh loading by extension: the `.msh`
 //! fixtures (hand-made, written by quadflow, and meshed by gmsh itself) load
 //! with their physical groups; boundaries chosen by node set solve exactly
 //! like the default side rule on the same mesh from HDF5; generated meshes
@@ -8,11 +8,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use quadflow::cli::mesh::inlet_outlet_sets;
 use quadflow::generate::{self, Geometry};
-use quadflow::gmsh::{self, ImportedMesh, Location, MshVersion, NO_QUADS};
-use quadflow::h5io::{self, RawMesh};
-use quadflow::mesh_cli::inlet_outlet_sets;
-use quadflow::meshio;
+use quadflow::io;
+use quadflow::io::RawMesh;
+use quadflow::io::gmsh::{self, ImportedMesh, Location, MshVersion, NO_QUADS};
+use quadflow::io::h5 as h5io;
 use quadflow::run::{load_mesh, run_on};
 use quadflow::scene::Scene;
 
@@ -202,7 +203,7 @@ fn generated_mesh_round_trips_through_every_variant() {
         assert_eq!(back.node_sets, sets, "{v}");
         assert_eq!((back.ignored_elements, back.dropped_nodes), (0, 0));
         // and by extension
-        let (r2, s2) = meshio::read_any_mesh(&p).unwrap();
+        let (r2, s2) = io::read_any_mesh(&p).unwrap();
         assert_eq!((r2, s2), (back.raw, back.node_sets));
     }
     // awkward coordinates survive ASCII too
@@ -372,7 +373,7 @@ fn malformed_files_give_clear_errors() {
     assert!(e.message.contains("$EndComments"), "{e}");
 
     // unknown extension
-    let e = meshio::read_any_mesh(Path::new("mesh.vtk"))
+    let e = io::read_any_mesh(Path::new("mesh.vtk"))
         .unwrap_err()
         .to_string();
     assert!(e.contains(".h5") && e.contains(".msh"), "{e}");

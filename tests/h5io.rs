@@ -1,4 +1,4 @@
-//! Tests of `quadflow::h5io`: the shared meshes and reference files load,
+//! Tests of `quadflow::io::h5`: the shared meshes and reference files load,
 //! results and meshes round-trip (and h5py reads them), malformed files give
 //! their specific errors without panicking, and writes are all-or-nothing.
 
@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use quadflow::h5io::{
+use quadflow::io::h5::{
     Attr, H5Error, RawMesh, ResultsData, read_mesh, read_reference, read_results,
     read_results_attrs, write_mesh, write_results,
 };

@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 
-use quadflow::plot::{self, Field, PlotOptions};
+use quadflow::io::vtu;
 use quadflow::run::{RunResult, load_mesh, run_on};
 use quadflow::scene::Scene;
 use quadflow::systems::mesh::Mesh;
-use quadflow::vtu;
+use quadflow::viz::plot::{self, Field, PlotOptions};
 
 fn run_generated(geometry: &str, nodes: usize) -> RunResult {
     let s = Scene::parse(
@@ -295,7 +295,7 @@ fn check_plots(r: &RunResult, dir: &Path, tag: &str) {
         // the field's extremes appear: the colour map's two ends
         let has = |c: [u8; 3]| rgb.chunks_exact(3).any(|p| p == c);
         assert!(
-            has(plot::colormap(0.0)) || has(plot::colormap(1.0)),
+            has(quadflow::viz::raster::colormap(0.0)) || has(quadflow::viz::raster::colormap(1.0)),
             "{tag} {field}"
         );
     }

@@ -363,7 +363,7 @@ fn amg_cg_iteration_cap_is_not_converged() {
     assert!(
         matches!(
             err,
-            run::AppError::Pipeline(PipelineError::NotConverged { iterations: 2, .. })
+            quadflow::error::AppError::Pipeline(PipelineError::NotConverged { iterations: 2, .. })
         ),
         "{msg}"
     );

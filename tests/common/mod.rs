@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use quadflow::h5io::{self, Reference};
+use quadflow::io::h5::{self as h5io, Reference};
 use quadflow::run::{self, LoadedMesh, RunResult};
 use quadflow::scene::Scene;
 use std::path::PathBuf;

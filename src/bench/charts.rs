@@ -1,11 +1,11 @@
 //! Charts of a benchmark report (PNG, drawn with the rasteriser of
-//! [`crate::plot`]): stacked per-phase time per case, and total time
+//! [`crate::viz::raster`]): stacked per-phase time per case, and total time
 //! against mesh size on log-log axes per case label with a fitted slope
 //! (the seed's scaling question).
 
-use crate::bench::{CaseResult, Report};
-use crate::plot::{Image, Rgb, text_width, write_png};
-use crate::run::AppError;
+use super::report::{COLUMNS, CaseResult, Report};
+use crate::error::AppError;
+use crate::viz::raster::{Image, Rgb, text_width, write_png};
 use std::path::Path;
 
 const TEXT: Rgb = [20, 20, 20];
@@ -98,7 +98,7 @@ pub fn phases_chart(r: &Report) -> Image {
     }
     let ly = top + rows * (bar_h + 10) + 20;
     let mut lx = left;
-    for (name, colour) in crate::bench::COLUMNS.iter().zip(PHASE_COLOURS) {
+    for (name, colour) in COLUMNS.iter().zip(PHASE_COLOURS) {
         img.fill(lx, ly, 18, 18, colour);
         img.text(lx + 24, ly + 2, name, 2, TEXT);
         lx += 40 + text_width(name, 2);
@@ -208,7 +208,7 @@ pub fn write_charts(r: &Report, dir: &Path) -> Result<(), AppError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::{Machine, Stat};
+    use crate::bench::report::{Machine, Stat};
 
     #[test]
     fn fit_recovers_a_power_law() {

@@ -1,16 +1,41 @@
-//! Mesh files of any supported format, chosen by extension: HDF5 (`.h5`,
-//! `.hdf5`, see [`crate::h5io`]) and gmsh (`.msh`, see [`crate::gmsh`]);
-//! and the all-or-nothing file write the output modules share.
+//! Files: reading and writing meshes and results.
+//!
+//! - [`raw`]: the mesh arrays as a file holds them ([`RawMesh`]).
+//! - [`atomic`]: the all-or-nothing write every writer uses.
+//! - [`h5`]: HDF5 meshes, results and reference files (pure Rust).
+//! - [`gmsh`]: gmsh `.msh` 2.2 and 4.1, ASCII and binary.
+//! - [`vtu`]: ParaView output of a solved mesh.
+//!
+//! This module chooses the mesh format by extension ([`read_mesh_file`],
+//! [`write_any_mesh`]).
+
+pub mod atomic;
+pub mod gmsh;
+pub mod h5;
+pub mod raw;
+pub mod vtu;
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
-use crate::gmsh::{self, MshVersion};
-use crate::h5io::{self, RawMesh};
-use crate::run::AppError;
+pub use atomic::write_atomic;
+use gmsh::{GmshError, MshVersion};
+use h5::H5Error;
+pub use raw::RawMesh;
+
+/// A mesh file that cannot be read or written, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshIoError {
+    /// An extension no reader or writer handles.
+    #[error("{0}")]
+    Format(String),
+    /// HDF5.
+    #[error(transparent)]
+    H5(#[from] H5Error),
+    /// gmsh.
+    #[error(transparent)]
+    Gmsh(#[from] GmshError),
+}
 
 /// The mesh file formats, by extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,16 +54,16 @@ impl MeshFormat {
     ///
     /// # Errors
     ///
-    /// [`AppError::Other`] naming the file and the supported extensions for
-    /// any other extension, or none.
-    pub fn of(path: &Path) -> Result<Self, AppError> {
+    /// [`MeshIoError::Format`] naming the file and the supported extensions
+    /// for any other extension, or none.
+    pub fn of(path: &Path) -> Result<Self, MeshIoError> {
         let ext = path
             .extension()
             .map(|e| e.to_string_lossy().to_ascii_lowercase());
         match ext.as_deref() {
             Some("h5" | "hdf5") => Ok(MeshFormat::Hdf5),
             Some("msh") => Ok(MeshFormat::Gmsh),
-            _ => Err(AppError::Other(format!(
+            _ => Err(MeshIoError::Format(format!(
                 "{}: unknown mesh file extension; supported: {SUPPORTED}",
                 path.display()
             ))),
@@ -64,10 +89,10 @@ pub struct MeshFile {
 /// # Errors
 ///
 /// An unsupported extension, or the reader's error.
-pub fn read_mesh_file(path: &Path) -> Result<MeshFile, AppError> {
+pub fn read_mesh_file(path: &Path) -> Result<MeshFile, MeshIoError> {
     Ok(match MeshFormat::of(path)? {
         MeshFormat::Hdf5 => MeshFile {
-            raw: h5io::read_mesh(path)?,
+            raw: h5::read_mesh(path)?,
             ..MeshFile::default()
         },
         MeshFormat::Gmsh => {
@@ -96,7 +121,7 @@ pub fn read_mesh_file(path: &Path) -> Result<MeshFile, AppError> {
 ///
 /// An unsupported extension (the message names the supported ones), or the
 /// reader's error.
-pub fn read_any_mesh(path: &Path) -> Result<(RawMesh, BTreeMap<String, Vec<u32>>), AppError> {
+pub fn read_any_mesh(path: &Path) -> Result<(RawMesh, BTreeMap<String, Vec<u32>>), MeshIoError> {
     let m = read_mesh_file(path)?;
     Ok((m.raw, m.node_sets))
 }
@@ -113,70 +138,15 @@ pub fn write_any_mesh(
     raw: &RawMesh,
     node_sets: &BTreeMap<String, Vec<u32>>,
     msh_version: MshVersion,
-) -> Result<Option<gmsh::MshWritten>, AppError> {
+) -> Result<Option<gmsh::MshWritten>, MeshIoError> {
     match MeshFormat::of(path)? {
         MeshFormat::Hdf5 => {
             let int64 = raw.x.len() > i32::MAX as usize;
-            h5io::write_mesh(path, raw, int64, true)?;
+            h5::write_mesh(path, raw, int64, true)?;
             Ok(None)
         }
         MeshFormat::Gmsh => Ok(Some(gmsh::write_msh(path, raw, node_sets, msh_version)?)),
     }
-}
-
-/// Distinguishes temporary files of concurrent writes in one process.
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes a file whole or not at all: `write` fills a buffered temporary
-/// file beside `path` (`.<name>.tmp-<pid>-<n>`), which is synced and renamed
-/// over `path` once `write` has succeeded. On any failure the temporary is
-/// removed and an existing `path` is left as it was.
-///
-/// # Errors
-///
-/// A message (without the path) saying what failed: no file name, the
-/// directory does not exist or is not writable, or writing failed.
-pub fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<fs::File>) -> std::io::Result<()>,
-) -> Result<(), String> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| "not a file path (it has no file name)".to_string())?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}-{n}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| {
-            let hint = if e.kind() == std::io::ErrorKind::NotFound {
-                "; the directory does not exist"
-            } else {
-                ""
-            };
-            format!("cannot create temporary file {}: {e}{hint}", tmp.display())
-        })?;
-    let result = (|| {
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        write(&mut w).map_err(|e| format!("cannot write: {e}"))?;
-        w.flush().map_err(|e| format!("cannot write: {e}"))?;
-        let file = w.into_inner().map_err(|e| format!("cannot write: {e}"))?;
-        file.sync_all().map_err(|e| format!("cannot write: {e}"))?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(|e| format!("cannot move {} into place: {e}", tmp.display()))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]
@@ -204,22 +174,5 @@ mod tests {
                 "{e}"
             );
         }
-    }
-
-    #[test]
-    fn atomic_write_leaves_nothing_on_failure() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f.txt");
-        std::fs::write(&p, "old").unwrap();
-        let e = write_atomic(&p, |w| {
-            w.write_all(b"new")?;
-            Err(std::io::Error::other("boom"))
-        })
-        .unwrap_err();
-        assert!(e.contains("boom"), "{e}");
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "old");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        write_atomic(&p, |w| w.write_all(b"new")).unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
     }
 }

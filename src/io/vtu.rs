@@ -16,7 +16,7 @@ use std::path::Path;
 
 use quadflow_systems::mesh::Mesh;
 
-use crate::meshio::write_atomic;
+use super::atomic::write_atomic;
 
 /// VTK's cell type of 8-node quadratic quadrilaterals.
 pub const VTK_QUADRATIC_QUAD: u8 = 23;

@@ -1,12 +1,8 @@
-//! The command-line logic of `quadflow mesh` (generate a mesh, convert a
-//! mesh file), `quadflow plot` (a PNG of a results file), and the VTU and
-//! PNG outputs of `quadflow run`; `main.rs` only dispatches here.
+//! `quadflow mesh`: generate a mesh, or convert a mesh file.
 //!
 //! ```text
 //! quadflow mesh GEOMETRY [--nodes N] -o FILE.h5|FILE.msh [--msh-version 2.2|4.1] [--binary]
 //! quadflow mesh convert IN OUT [--msh-version 2.2|4.1] [--binary]
-//! quadflow plot RESULTS.h5 [--field u|abs_vel|pressure] -o FILE.png [--mesh MESH]
-//!               [--width W] [--height H]
 //! ```
 
 use std::collections::BTreeMap;
@@ -15,14 +11,10 @@ use std::time::Instant;
 
 use quadflow_systems::mesh::{Mesh, OrientationPolicy};
 
+use crate::error::AppError;
 use crate::generate::{self, Geometry};
-use crate::gmsh::MshVersion;
-use crate::h5io::{self, Attr, RawMesh};
-use crate::meshio::{self, MeshFormat};
-use crate::plot::{self, Field, PlotOptions};
-use crate::run::{self, AppError, RunResult};
-use crate::scene::{MeshSource, Scene};
-use crate::vtu;
+use crate::io::gmsh::MshVersion;
+use crate::io::{self, MeshFormat, RawMesh};
 
 /// How `.msh` output is written.
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
@@ -90,31 +82,8 @@ pub enum MeshAction {
     },
 }
 
-/// `quadflow plot`: a PNG of one field of a results file.
-#[derive(clap::Args, Debug)]
-pub struct PlotArgs {
-    /// Results file (HDF5) written by `quadflow run`.
-    pub results: PathBuf,
-    /// Field to draw: u, abs_vel or pressure.
-    #[arg(long, default_value = "u")]
-    pub field: String,
-    /// Output PNG file.
-    #[arg(long, short)]
-    pub out: PathBuf,
-    /// Mesh file the results belong to (default: re-create it from the
-    /// scene stored in the results file).
-    #[arg(long)]
-    pub mesh: Option<PathBuf>,
-    /// Width in pixels.
-    #[arg(long, default_value_t = 1600)]
-    pub width: u32,
-    /// Height in pixels.
-    #[arg(long, default_value_t = 700)]
-    pub height: u32,
-}
-
 /// Nodes with `|x - min x| < 1e-9` (`inlet`) and `|x - max x| < 1e-9`
-/// (`outlet`): SPEC's default boundary rule as node sets.
+/// (`outlet`): the default boundary rule as node sets.
 pub fn inlet_outlet_sets(raw: &RawMesh) -> BTreeMap<String, Vec<u32>> {
     let (lo, hi) = raw
         .x
@@ -167,7 +136,7 @@ fn write_mesh_out(
     version: MshVersion,
 ) -> Result<String, AppError> {
     let t = Instant::now();
-    let written = meshio::write_any_mesh(out, raw, sets, version)?;
+    let written = io::write_any_mesh(out, raw, sets, version)?;
     let secs = t.elapsed().as_secs_f64();
     Ok(match written {
         None => {
@@ -255,7 +224,7 @@ pub fn mesh_command(a: &MeshArgs) -> Result<String, AppError> {
 fn convert(input: &Path, output: &Path, version: MshVersion) -> Result<String, AppError> {
     MeshFormat::of(output)?;
     let t = Instant::now();
-    let m = meshio::read_mesh_file(input)?;
+    let m = io::read_mesh_file(input)?;
     let secs = t.elapsed().as_secs_f64();
     let mut s = format!(
         "read      {}: {} nodes, {} elements in {secs:.3} s; node sets {}\n",
@@ -286,135 +255,6 @@ fn convert(input: &Path, output: &Path, version: MshVersion) -> Result<String, A
     }
     s.push('\n');
     s.push_str(&write_mesh_out(output, &m.raw, &m.node_sets, version)?);
-    Ok(s)
-}
-
-fn attr_str<'a>(attrs: &'a [(String, Attr)], name: &str) -> Option<&'a str> {
-    attrs.iter().find_map(|(k, v)| match v {
-        Attr::Str(s) if k == name => Some(s.as_str()),
-        _ => None,
-    })
-}
-
-/// Runs `quadflow plot`, returning what to print.
-///
-/// The mesh is `--mesh` when given, else the mesh of the scene stored in
-/// the results file (attribute `scene`): generated again, or read from the
-/// file named by the attribute `mesh_source` (the path the run resolved).
-///
-/// # Errors
-///
-/// An unknown field, an unreadable results or mesh file, a results file
-/// without a scene and no `--mesh`, a mesh whose sizes do not match the
-/// results, or a failure to draw or write.
-pub fn plot_command(a: &PlotArgs) -> Result<String, AppError> {
-    let field = Field::parse(&a.field).ok_or_else(|| {
-        AppError::Other(format!(
-            "--field {}: choose u, abs_vel or pressure",
-            a.field
-        ))
-    })?;
-    let res = h5io::read_results(&a.results)?;
-    let source = attr_str(&res.attrs, "mesh_source");
-    let (mesh, origin) = match &a.mesh {
-        Some(p) => {
-            let (raw, _) = meshio::read_any_mesh(p)?;
-            let origin = p.display().to_string();
-            let mesh =
-                Mesh::new(raw.x, raw.y, &raw.quad8, OrientationPolicy::Fix).map_err(|source| {
-                    AppError::Mesh {
-                        origin: origin.clone(),
-                        source,
-                    }
-                })?;
-            (mesh, origin)
-        }
-        None => {
-            let text = attr_str(&res.attrs, "scene").ok_or_else(|| {
-                AppError::Other(format!(
-                    "{}: the results file has no \"scene\" attribute to re-create the mesh \
-                     from; give the mesh with --mesh FILE",
-                    a.results.display()
-                ))
-            })?;
-            let mut scene = Scene::parse(text, "<results>")?;
-            if let (MeshSource::File(_), Some(src)) = (scene.mesh_source()?, source)
-                && Path::new(src).is_file()
-            {
-                scene.mesh.file = Some(PathBuf::from(src));
-            }
-            let loaded = run::load_mesh(&scene)?;
-            let mesh = std::sync::Arc::unwrap_or_clone(loaded.mesh);
-            (mesh, loaded.origin)
-        }
-    };
-    if res.u.len() != mesh.nodes() || res.vel.len() != mesh.elements.len() {
-        return Err(AppError::Other(format!(
-            "{}: the results have {} nodes and {} elements but the mesh ({origin}) has {} and \
-             {}; give the right mesh with --mesh FILE",
-            a.results.display(),
-            res.u.len(),
-            res.vel.len(),
-            mesh.nodes(),
-            mesh.elements.len()
-        )));
-    }
-    let values = match field {
-        Field::U => &res.u,
-        Field::AbsVel => &res.abs_vel,
-        Field::Pressure => &res.pressure,
-    };
-    let backend = attr_str(&res.attrs, "backend").unwrap_or("unknown");
-    let name = plot::mesh_name(source.unwrap_or(&origin));
-    let opts = PlotOptions {
-        width: a.width,
-        height: a.height,
-        title: plot::title(&name, field, backend),
-        mesh_lines: None,
-    };
-    let t = Instant::now();
-    plot::plot_png(&a.out, &mesh, values, field, &opts)?;
-    Ok(format!(
-        "wrote     {} ({} x {} px, {}) in {:.3} s\n",
-        a.out.display(),
-        a.width,
-        a.height,
-        field.name(),
-        t.elapsed().as_secs_f64()
-    ))
-}
-
-/// Writes the scene's VTU and PNG outputs of a run (`[output] vtu`, `png`),
-/// returning what to print.
-///
-/// # Errors
-///
-/// A failure to write either file.
-pub fn write_run_outputs(result: &RunResult, scene: &Scene) -> Result<String, AppError> {
-    let mut s = String::new();
-    if let Some(p) = &scene.output.vtu {
-        vtu::write_vtu(
-            p,
-            &result.mesh,
-            &result.solution.u,
-            &result.vel,
-            &result.abs_vel,
-            &result.pressure,
-        )?;
-        s.push_str(&format!("vtu       {}\n", p.display()));
-    }
-    if let Some(p) = &scene.output.png {
-        let opts = PlotOptions {
-            title: plot::title(
-                &plot::mesh_name(&result.origin),
-                Field::U,
-                &result.backend_label(),
-            ),
-            ..PlotOptions::default()
-        };
-        plot::plot_png(p, &result.mesh, &result.solution.u, Field::U, &opts)?;
-        s.push_str(&format!("png       {}\n", p.display()));
-    }
     Ok(s)
 }
 

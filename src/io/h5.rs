@@ -23,17 +23,7 @@ use std::path::{Path, PathBuf};
 
 use hdf5_pure::{AttrValue, DType, Dataset, File, FileBuilder, FormatError};
 
-/// Mesh arrays as stored in a file (SPEC "Mesh"): node coordinates and
-/// 0-based Quad-8 connectivity, before validation.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct RawMesh {
-    /// Node x coordinates.
-    pub x: Vec<f64>,
-    /// Node y coordinates.
-    pub y: Vec<f64>,
-    /// Elements, 8 node indices each.
-    pub quad8: Vec<[i64; 8]>,
-}
+pub use super::raw::RawMesh;
 
 /// An HDF5 problem, naming the file and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -551,9 +541,9 @@ pub fn read_reference(path: &Path) -> Result<Reference, H5Error> {
 // ---------------------------------------------------------------------------
 
 /// Writes `builder`'s file whole or not at all (see
-/// [`crate::meshio::write_atomic`]).
+/// [`super::atomic::write_atomic`]).
 fn write_atomic(path: &Path, builder: FileBuilder) -> Result<(), H5Error> {
-    crate::meshio::write_atomic(path, |w| {
+    super::atomic::write_atomic(path, |w| {
         builder
             .finish_to(w)
             .map_err(|e| std::io::Error::other(format!("HDF5 data: {e}")))

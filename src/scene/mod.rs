@@ -349,7 +349,7 @@ pub struct Scene {
 
 /// The built-in default scene: a generated venturi of about 20,000 nodes,
 /// the reference configuration, serial backend. Needs no file.
-pub const DEFAULT_SCENE: &str = include_str!("../scenes/default.toml");
+pub const DEFAULT_SCENE: &str = include_str!("../../scenes/default.toml");
 
 /// Where the mesh of a scene comes from, resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -809,7 +809,7 @@ mod tests {
 
     #[test]
     fn amg_example_scene_lists_the_defaults() {
-        let s = Scene::parse(include_str!("../scenes/amg.toml"), "scenes/amg.toml").unwrap();
+        let s = Scene::parse(include_str!("../../scenes/amg.toml"), "scenes/amg.toml").unwrap();
         let c = s.run_config().unwrap();
         assert_eq!(c.solver.method, SolverMethod::AmgCg);
         assert_eq!(c.solver.amg, AmgSettings::default());
