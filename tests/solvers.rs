@@ -82,7 +82,7 @@ fn timed_amg(
     exec: Exec,
 ) -> (usize, f64, f64, f64, usize, f64, f64, Vec<usize>) {
     let t0 = Instant::now();
-    let mut sys = AmgSystem::new(exec, k, f).unwrap();
+    let mut sys = AmgSystem::new(k, f).unwrap();
     let t1 = Instant::now();
     let a = std::mem::take(&mut sys.a);
     let b = if ones {

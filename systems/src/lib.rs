@@ -25,6 +25,7 @@ pub mod cholesky;
 pub mod common;
 pub mod components;
 pub mod element;
+pub mod exec;
 pub mod gpu;
 pub mod mesh;
 pub mod ordering;

@@ -622,7 +622,7 @@ pub fn solve(
         };
         let mut sys = {
             let _s = tracing::info_span!("amg_equilibrate").entered();
-            AmgSystem::from_full(Exec::Parallel, n, &fp, &fc, &fv, &f)?
+            AmgSystem::from_full(n, &fp, &fc, &fv, &f)?
         };
         let a = std::mem::take(&mut sys.a);
         let h = Hierarchy::new(Exec::Parallel, a, sys.near_null_space(), amg)?;
@@ -950,7 +950,7 @@ mod tests {
         ] {
             let k = lap2d(m);
             let f: Vec<f64> = (0..k.n).map(|i| ((i * 13) % 7) as f64 - 3.0).collect();
-            let mut sys = AmgSystem::new(Exec::Serial, &k, &f).unwrap();
+            let mut sys = AmgSystem::new(&k, &f).unwrap();
             let a = std::mem::take(&mut sys.a);
             let h = Hierarchy::new(Exec::Serial, a, sys.near_null_space(), &settings).unwrap();
             let steps: Vec<usize> = h.level_data().iter().map(|l| l.steps.len()).collect();
@@ -974,9 +974,9 @@ mod tests {
     fn full_and_symmetric_constructions_agree() {
         let k = lap2d(12);
         let f: Vec<f64> = (0..k.n).map(|i| (i % 5) as f64).collect();
-        let a = AmgSystem::new(Exec::Serial, &k, &f).unwrap();
+        let a = AmgSystem::new(&k, &f).unwrap();
         let (fp, fc, fv) = k.to_full();
-        let b = AmgSystem::from_full(Exec::Parallel, k.n, &fp, &fc, &fv, &f).unwrap();
+        let b = AmgSystem::from_full(k.n, &fp, &fc, &fv, &f).unwrap();
         assert_eq!(a.rows, b.rows);
         assert_eq!(a.b, b.b);
         assert_eq!(a.d, b.d);

@@ -6,6 +6,11 @@
 //! the diagonal is the first entry of every row. Every node has a diagonal
 //! entry (unused nodes receive the penalty there). Indices are `u32`.
 
+mod csr;
+
+pub use csr::Csr;
+pub(crate) use csr::SPGEMM_BLOCK;
+
 use crate::element::{NODES, SYM_ENTRIES, SYM_PAIRS};
 
 /// Symmetric sparse matrix, upper triangle with diagonal, row-major.
@@ -371,6 +376,31 @@ impl SymCsr {
             val[f] = self.val[k];
         });
         (rowptr, col, val)
+    }
+
+    /// The upper triangle of a full symmetric CSR `(fp, fc, fv)` (sorted
+    /// columns, every diagonal stored; the lower triangle is ignored).
+    pub fn upper_of_full(fp: &[u32], fc: &[u32], fv: &[f64]) -> Self {
+        let n = fp.len() - 1;
+        let mut rowptr = Vec::with_capacity(n + 1);
+        rowptr.push(0u32);
+        let mut col = Vec::with_capacity(fc.len() / 2 + n);
+        let mut val = Vec::with_capacity(fc.len() / 2 + n);
+        for i in 0..n {
+            for k in fp[i] as usize..fp[i + 1] as usize {
+                if fc[k] as usize >= i {
+                    col.push(fc[k]);
+                    val.push(fv[k]);
+                }
+            }
+            rowptr.push(col.len() as u32);
+        }
+        Self {
+            n,
+            rowptr,
+            col,
+            val,
+        }
     }
 
     /// Row starts of the full (both triangles) matrix.
