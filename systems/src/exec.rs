@@ -181,3 +181,130 @@ pub(crate) fn dot(exec: Exec, a: &[f64], b: &[f64]) -> f64 {
         a[r.clone()].iter().zip(&b[r]).map(|(x, y)| x * y).sum()
     })
 }
+
+/// Places that several threads may write at once, one per index, as long
+/// as no two of them touch the same index at the same time: the places of
+/// a buffer ([`Disjoint::slice`]), or values scattered in memory such as
+/// the ECS components of element entities ([`Disjoint::scattered`]). The
+/// engine's one device for shared mutation in parallel loops; every use
+/// states why its indices are disjoint.
+pub struct Disjoint<'a, T> {
+    places: Places<T>,
+    _borrow: std::marker::PhantomData<&'a mut T>,
+}
+
+enum Places<T> {
+    Slice(*mut T, usize),
+    Scattered(Vec<*mut T>),
+}
+
+// SAFETY: the places are exclusively borrowed for `'a`; the unsafe
+// accessors make the callers promise disjoint access, so sending or
+// sharing the handle is as safe as sending `&mut T` pieces.
+unsafe impl<T: Send> Send for Disjoint<'_, T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Disjoint<'_, T> {}
+
+impl<'a, T> Disjoint<'a, T> {
+    /// The elements of `s`, by position.
+    pub fn slice(s: &'a mut [T]) -> Self {
+        Self {
+            places: Places::Slice(s.as_mut_ptr(), s.len()),
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
+    /// Places given with their index, in any order. Panics unless each
+    /// index in `0..len` comes exactly once.
+    pub fn scattered(len: usize, places: impl IntoIterator<Item = (usize, &'a mut T)>) -> Self {
+        let mut ptrs: Vec<*mut T> = vec![std::ptr::null_mut(); len];
+        for (i, p) in places {
+            assert!(ptrs[i].is_null(), "place {i} given twice");
+            ptrs[i] = p as *mut T;
+        }
+        assert!(ptrs.iter().all(|p| !p.is_null()), "a place is missing");
+        Self {
+            places: Places::Scattered(ptrs),
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
+    /// Number of places.
+    pub fn len(&self) -> usize {
+        match &self.places {
+            Places::Slice(_, n) => *n,
+            Places::Scattered(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no places.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The address of place `i` (for prefetching; panics if out of range).
+    #[inline]
+    pub fn ptr(&self, i: usize) -> *mut T {
+        match &self.places {
+            Places::Slice(p, n) => {
+                assert!(i < *n, "place {i} of {n}");
+                p.wrapping_add(i)
+            }
+            Places::Scattered(v) => v[i],
+        }
+    }
+
+    /// Place `i`, to write.
+    ///
+    /// # Safety
+    /// No other thread reads or writes place `i` while the reference
+    /// lives.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn get_mut(&self, i: usize) -> &mut T {
+        // SAFETY: a live exclusive borrow (the constructors), exclusive per
+        // the caller.
+        unsafe { &mut *self.ptr(i) }
+    }
+
+    /// Place `i`, to read.
+    ///
+    /// # Safety
+    /// No other thread writes place `i` while the reference lives.
+    #[inline]
+    pub unsafe fn get(&self, i: usize) -> &T {
+        // SAFETY: as `get_mut`, for reading.
+        unsafe { &*self.ptr(i) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disjoint_places_fill_in_parallel() {
+        let mut v = vec![0usize; 10_000];
+        let d = Disjoint::slice(&mut v);
+        (0..10_000).into_par_iter().for_each(|i| {
+            // SAFETY: each index is written by one iteration.
+            unsafe { *d.get_mut(i) = 2 * i };
+        });
+        assert!(v.iter().enumerate().all(|(i, &x)| x == 2 * i));
+        let mut a = [1, 2, 3];
+        let mut b = [4, 5, 6];
+        let d = Disjoint::scattered(2, [(1, &mut a), (0, &mut b)]);
+        // SAFETY: one thread.
+        unsafe { d.get_mut(0)[0] = 40 };
+        assert_eq!(d.len(), 2);
+        assert_eq!(b[0], 40);
+    }
+
+    #[test]
+    #[should_panic(expected = "given twice")]
+    fn a_place_given_twice_is_refused() {
+        let mut a = 1;
+        let mut b = 2;
+        let _ = Disjoint::scattered(2, [(0, &mut a), (0, &mut b)]);
+    }
+}

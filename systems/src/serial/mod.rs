@@ -68,7 +68,7 @@ pub fn build_pattern(
     let elements = &mesh.0.elements;
     let k = {
         let mut items: Vec<_> = q.iter_mut().collect();
-        let slots = SlotWriter::new(
+        let slots = SlotWriter::scattered(
             elements.len(),
             items.iter_mut().map(|(idx, s)| (idx.0 as usize, &mut s.0)),
         );

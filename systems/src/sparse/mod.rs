@@ -12,6 +12,7 @@ pub use csr::Csr;
 pub(crate) use csr::SPGEMM_BLOCK;
 
 use crate::element::{NODES, SYM_ENTRIES, SYM_PAIRS};
+use crate::exec::Disjoint;
 
 /// Symmetric sparse matrix, upper triangle with diagonal, row-major.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -72,54 +73,12 @@ pub const PAIR_INDEX: [[u8; NODES]; NODES] = {
     out
 };
 
-/// Where [`pattern_rows`] writes slot maps: one borrowed [`SlotMap`] per
-/// element (in a slice, or scattered, e.g. in ECS components), which several
+/// Where [`pattern_rows`] writes slot maps: one [`SlotMap`] per element
+/// (in a slice, or scattered, e.g. in ECS components), which several
 /// threads may fill at once as long as they build disjoint row ranges (the
 /// pair `(i, j)`, `i <= j`, of an element is written only by the builder of
 /// row `i`).
-pub struct SlotWriter<'a> {
-    maps: Vec<*mut SlotMap>,
-    _borrow: std::marker::PhantomData<&'a mut SlotMap>,
-}
-
-// SAFETY: writes go to disjoint entries (see `pattern_rows`).
-unsafe impl Send for SlotWriter<'_> {}
-// SAFETY: as above.
-unsafe impl Sync for SlotWriter<'_> {}
-
-impl<'a> SlotWriter<'a> {
-    /// Borrows the slot maps of elements `0..len`, given with their
-    /// element index in any order. Panics unless each index in `0..len`
-    /// comes exactly once.
-    pub fn new(len: usize, maps: impl IntoIterator<Item = (usize, &'a mut SlotMap)>) -> Self {
-        let mut ptrs: Vec<*mut SlotMap> = vec![std::ptr::null_mut(); len];
-        for (e, m) in maps {
-            assert!(ptrs[e].is_null(), "slot map of element {e} given twice");
-            ptrs[e] = m as *mut SlotMap;
-        }
-        assert!(ptrs.iter().all(|p| !p.is_null()), "a slot map is missing");
-        Self {
-            maps: ptrs,
-            _borrow: std::marker::PhantomData,
-        }
-    }
-
-    /// The slot map of element `e` (for prefetching).
-    #[inline]
-    fn map_ptr(&self, e: usize) -> *const SlotMap {
-        self.maps[e]
-    }
-
-    /// # Safety
-    /// No other thread writes or reads entry `k` of element `e` meanwhile.
-    #[inline]
-    unsafe fn set(&self, e: usize, k: usize, v: u32) {
-        let m = self.maps[e];
-        assert!(k < SYM_ENTRIES);
-        // SAFETY: a live exclusive borrow (`new`); exclusive per the caller.
-        unsafe { (*m)[k] = v }
-    }
-}
+pub type SlotWriter<'a> = Disjoint<'a, SlotMap>;
 
 /// How many rows ahead [`pattern_rows`] prefetches.
 const PREFETCH_ROWS: usize = 4;
@@ -182,7 +141,7 @@ pub unsafe fn pattern_rows(
             for &e in &ne_adj[ne_ptr[ahead] as usize..ne_ptr[ahead + 1] as usize] {
                 prefetch(elements.as_ptr().wrapping_add(e as usize));
                 if let Some(slots) = slots {
-                    let m = slots.map_ptr(e as usize) as *const u8;
+                    let m = slots.ptr(e as usize) as *const u8;
                     for line in 0..3 {
                         prefetch(m.wrapping_add(64 * line));
                     }
@@ -220,7 +179,7 @@ pub unsafe fn pattern_rows(
                 if j as usize >= i {
                     // SAFETY: pair (a, b) of element e has row i, which
                     // only this call builds (the caller's contract).
-                    unsafe { slots.set(e as usize, pairs[b] as usize, rank[j as usize]) };
+                    unsafe { slots.get_mut(e as usize)[pairs[b] as usize] = rank[j as usize] };
                 }
             }
         }
@@ -241,11 +200,7 @@ impl SymCsr {
         elements: &[[u32; NODES]],
     ) -> Result<(Self, Vec<SlotMap>), PatternTooLarge> {
         let mut maps = vec![[0u32; SYM_ENTRIES]; elements.len()];
-        let k = Self::pattern_into_slots(
-            n,
-            elements,
-            &SlotWriter::new(elements.len(), maps.iter_mut().enumerate()),
-        )?;
+        let k = Self::pattern_into_slots(n, elements, &SlotWriter::slice(&mut maps))?;
         Ok((k, maps))
     }
 
@@ -256,7 +211,7 @@ impl SymCsr {
         elements: &[[u32; NODES]],
         slots: &SlotWriter,
     ) -> Result<Self, PatternTooLarge> {
-        assert_eq!(slots.maps.len(), elements.len());
+        assert_eq!(slots.len(), elements.len());
         Self::build(n, elements, Some(slots))
     }
 
