@@ -12,6 +12,7 @@
 //! - [`cli`]: the command line.
 //! - [`error`]: the application's error type.
 
+pub mod backends;
 pub mod bench;
 pub mod cli;
 pub mod error;

@@ -1,27 +1,20 @@
-//! Building the pipeline from a scene, running it, and writing results.
+//! Running a plan: loading the mesh, building and running the pipeline,
+//! and the run's results (results file, VTU and PNG outputs, summary).
 
 use crate::error::AppError;
 use crate::generate;
 use crate::io::h5::{self, Attr, ResultsData};
 use crate::io::{self, vtu};
-use crate::scene::{MeshSource, Scene};
+use crate::scene::{MeshSource, OutputSection, Plan};
 use crate::viz::plot::{self, Field, PlotOptions};
-use quadflow_systems::common::ProgressHook;
-use quadflow_systems::components::{BoundaryReport, LinearSystem, Notes, Solution};
-use quadflow_systems::gpu::GpuReport;
+use quadflow_systems::components::{
+    BackendReport, BoundaryReport, LinearSystem, Notes, ProgressHook, Solution,
+};
 use quadflow_systems::mesh::Mesh;
-use quadflow_systems::pipeline::{Phase, PhaseTimes, Pipeline, Registry, Resolved};
+use quadflow_systems::pipeline::{Phase, PhaseTimes, Pipeline, Resolved};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// The backends this build knows, configured by the scene.
-pub fn registry(scene: &Scene) -> Result<Registry, AppError> {
-    let mut r = Registry::with_serial();
-    r.register(scene.parallel_backend()?);
-    r.register(scene.gpu_backend()?);
-    Ok(r)
-}
 
 /// A loaded, validated mesh and where it came from.
 #[derive(Debug, Clone)]
@@ -36,11 +29,11 @@ pub struct LoadedMesh {
     pub started: Instant,
 }
 
-/// Loads (or generates) and validates the scene's mesh.
-pub fn load_mesh(scene: &Scene) -> Result<LoadedMesh, AppError> {
+/// Loads (or generates) and validates the plan's mesh.
+pub fn load_mesh(plan: &Plan) -> Result<LoadedMesh, AppError> {
     let t0 = Instant::now();
     let _s = tracing::info_span!("load").entered();
-    let (raw, sets, origin) = match scene.mesh_source()? {
+    let (raw, sets, origin) = match plan.mesh.clone() {
         MeshSource::File(p) => {
             let (raw, sets) = io::read_any_mesh(&p)?;
             (raw, sets, p.display().to_string())
@@ -52,12 +45,15 @@ pub fn load_mesh(scene: &Scene) -> Result<LoadedMesh, AppError> {
         ),
     };
     // Validation checks every element's Jacobian: on all cores unless every
-    // phase runs serially (so that serial timings stay single-threaded).
-    let parallel = scene.plan().0.iter().any(|b| b != "serial");
-    let mut mesh = Mesh::new_with(raw.x, raw.y, &raw.quad8, scene.orientation()?, parallel)
-        .map_err(|source| AppError::Mesh {
-            origin: origin.clone(),
-            source,
+    // backend of the plan is single-threaded (so that serial timings stay
+    // single-threaded).
+    let parallel = plan.planned_backends().iter().any(|b| !b.single_threaded());
+    let mut mesh =
+        Mesh::new_with(raw.x, raw.y, &raw.quad8, plan.orientation, parallel).map_err(|source| {
+            AppError::Mesh {
+                origin: origin.clone(),
+                source,
+            }
         })?;
     mesh.node_sets = sets;
     Ok(LoadedMesh {
@@ -102,28 +98,37 @@ pub struct RunResult {
     pub notes: Vec<String>,
     /// Solver name.
     pub solver: String,
-    /// What the GPU backend did (device, compilation, bytes moved), if it ran.
-    pub gpu: Option<GpuReport>,
+    /// The solver's relative tolerance.
+    pub rtol: f64,
+    /// The scene as TOML (stored in the results file).
+    pub scene_toml: String,
+    /// What each backend that ran reports, in order of first use.
+    pub reports: Vec<(String, BackendReport)>,
 }
 
-/// Runs a scene on an already loaded mesh.
+/// Runs a plan on an already loaded mesh.
 pub fn run_on(
-    scene: &Scene,
+    plan: &Plan,
     loaded: &LoadedMesh,
     progress: Option<ProgressHook>,
 ) -> Result<RunResult, AppError> {
     let t0 = Instant::now();
     let mut p = Pipeline::new(
         loaded.mesh.clone(),
-        scene.run_config()?,
-        &registry(scene)?,
-        &scene.plan(),
+        plan.config.clone(),
+        &plan.registry,
+        &plan.phases,
     )?;
     if let Some(h) = progress {
         p.world.insert_resource(h);
     }
     p.run()?;
     let (vel, abs_vel, pressure) = p.take_element_fields();
+    let reports = p
+        .reports()
+        .into_iter()
+        .map(|(n, r)| (n.to_string(), r))
+        .collect();
     let w = &mut p.world;
     let solution = std::mem::take(&mut *w.resource_mut::<Solution>());
     let nnz = w.resource::<LinearSystem>().nnz;
@@ -142,19 +147,21 @@ pub fn run_on(
         nnz,
         boundary: w.resource::<BoundaryReport>().clone(),
         notes: w.resource::<Notes>().0.clone(),
-        solver: scene.solver.method.clone(),
-        gpu: w.get_resource::<GpuReport>().cloned(),
+        solver: plan.config.solver.method.name().to_string(),
+        rtol: plan.rtol(),
+        scene_toml: plan.scene_toml.clone(),
+        reports,
     })
 }
 
-/// Loads the mesh and runs the scene.
-pub fn run(scene: &Scene, progress: Option<ProgressHook>) -> Result<RunResult, AppError> {
-    if scene.plan().0.iter().any(|b| b == "gpu") {
-        // overlap CUDA driver start-up with reading the mesh
-        quadflow_systems::gpu::prewarm(scene.gpu.device);
+/// Loads the mesh and runs the plan.
+pub fn run(plan: &Plan, progress: Option<ProgressHook>) -> Result<RunResult, AppError> {
+    // slow start-ups (a device context) overlap reading the mesh
+    for b in plan.planned_backends() {
+        b.prewarm();
     }
-    let loaded = load_mesh(scene)?;
-    run_on(scene, &loaded, progress)
+    let loaded = load_mesh(plan)?;
+    run_on(plan, &loaded, progress)
 }
 
 impl RunResult {
@@ -171,8 +178,9 @@ impl RunResult {
         }
     }
 
-    /// Root attributes of the results file (SPEC "Outputs" plus extras).
-    pub fn attributes(&self, scene: &Scene) -> Vec<(String, Attr)> {
+    /// Root attributes of the results file (the fixed names of
+    /// `docs/numerics.md` "Outputs", then extras and the backends' own).
+    pub fn attributes(&self) -> Vec<(String, Attr)> {
         let s = &self.solution;
         let mut a = vec![
             ("iterations".into(), Attr::Int(s.stats.iterations as i64)),
@@ -198,7 +206,7 @@ impl RunResult {
             ));
         }
         a.push(("time_total".into(), Attr::Float(self.total_seconds)));
-        a.push(("rtol".into(), Attr::Float(scene.solver.rtol)));
+        a.push(("rtol".into(), Attr::Float(self.rtol)));
         a.push((
             "recurrence_residual".into(),
             Attr::Float(s.stats.recurrence_residual),
@@ -229,33 +237,39 @@ impl RunResult {
             Attr::Int(self.mesh.flipped as i64),
         ));
         a.push(("mesh_source".into(), Attr::Str(self.origin.clone())));
-        a.push(("scene".into(), Attr::Str(scene.to_toml())));
+        a.push(("scene".into(), Attr::Str(self.scene_toml.clone())));
         a.push((
             "quadflow_version".into(),
             Attr::Str(env!("CARGO_PKG_VERSION").into()),
         ));
-        if let Some(g) = &self.gpu {
-            a.push(("gpu_device".into(), Attr::Str(g.device_name.clone())));
-            a.push((
-                "gpu_bytes_to_device".into(),
-                Attr::Int(g.bytes_to_device as i64),
-            ));
-            a.push((
-                "gpu_bytes_to_host".into(),
-                Attr::Int(g.bytes_to_host as i64),
-            ));
-            a.push(("gpu_nvrtc_seconds".into(), Attr::Float(g.nvrtc_seconds)));
-            a.push(("gpu_ptx_cache_hit".into(), Attr::Int(g.cache_hit as i64)));
-            a.push((
-                "gpu_memory_peak_bytes".into(),
-                Attr::Int(g.device_memory_peak as i64),
-            ));
+        for (_, r) in &self.reports {
+            a.extend(r.attributes.iter().cloned());
         }
         a
     }
 
+    /// The integer attribute `name` a backend reported, if any.
+    pub fn int_attribute(&self, name: &str) -> Option<i64> {
+        self.reports
+            .iter()
+            .find_map(|(_, r)| match r.attribute(name) {
+                Some(Attr::Int(v)) => Some(*v),
+                _ => None,
+            })
+    }
+
+    /// The number attribute `name` a backend reported, if any.
+    pub fn float_attribute(&self, name: &str) -> Option<f64> {
+        self.reports
+            .iter()
+            .find_map(|(_, r)| match r.attribute(name) {
+                Some(Attr::Float(v)) => Some(*v),
+                _ => None,
+            })
+    }
+
     /// Writes the results file (whole or not at all).
-    pub fn write(&self, path: &Path, scene: &Scene) -> Result<(), AppError> {
+    pub fn write(&self, path: &Path) -> Result<(), AppError> {
         let _s = tracing::info_span!("write_results").entered();
         h5::write_results(
             path,
@@ -264,7 +278,7 @@ impl RunResult {
                 vel: &self.vel,
                 abs_vel: &self.abs_vel,
                 pressure: &self.pressure,
-                attrs: self.attributes(scene),
+                attrs: self.attributes(),
             },
         )?;
         Ok(())
@@ -276,10 +290,10 @@ impl RunResult {
     /// # Errors
     ///
     /// A failure to write either file.
-    pub fn write_outputs(&self, scene: &Scene) -> Result<String, AppError> {
+    pub fn write_outputs(&self, outputs: &OutputSection) -> Result<String, AppError> {
         let result = self;
         let mut s = String::new();
-        if let Some(p) = &scene.output.vtu {
+        if let Some(p) = &outputs.vtu {
             vtu::write_vtu(
                 p,
                 &result.mesh,
@@ -290,7 +304,7 @@ impl RunResult {
             )?;
             s.push_str(&format!("vtu       {}\n", p.display()));
         }
-        if let Some(p) = &scene.output.png {
+        if let Some(p) = &outputs.png {
             let opts = PlotOptions {
                 title: plot::title(
                     &plot::mesh_name(&result.origin),
@@ -395,24 +409,10 @@ impl RunResult {
                 (a.min(v), b.max(v))
             });
         let _ = writeln!(s, "u         min {lo:.9}, max {hi:.9}");
-        if let Some(g) = &self.gpu {
-            let _ = writeln!(
-                s,
-                "gpu       {} ({}), NVRTC {:.3} s ({}), init {:.3} s, module load {:.3} s, {:.1} MB to device, {:.1} MB back, {} host syncs",
-                g.device_name,
-                g.arch,
-                g.nvrtc_seconds,
-                if g.cache_hit {
-                    "PTX cache hit"
-                } else {
-                    "compiled"
-                },
-                g.init_seconds,
-                g.module_load_seconds,
-                g.bytes_to_device as f64 / 1e6,
-                g.bytes_to_host as f64 / 1e6,
-                g.host_syncs
-            );
+        for (name, r) in &self.reports {
+            for line in &r.summary {
+                let _ = writeln!(s, "{name:<10}{line}");
+            }
         }
         if let Some(p) = out {
             let _ = writeln!(s, "results   {}", p.display());

@@ -331,8 +331,15 @@ fn gpu_backend_without_a_gpu_is_a_clear_error() {
         return;
     }
     fails_with(&["--backend", "gpu"], "no CUDA driver found");
+    // a bad value from a flag names the flag, not the scene
     fails_with(
         &["--backend", "gpu", "--gpu-strategy", "cupy"],
-        "gpu.strategy",
+        "--gpu-strategy cupy: unknown strategy",
     );
+    fails_with(&["--solver", "amg"], "--solver amg: unknown method");
+    fails_with(
+        &["--threads", "many"],
+        "--threads many: expected a whole number",
+    );
+    fails_with(&["--backend", "warp"], "--backend warp: unknown backend");
 }

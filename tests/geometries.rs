@@ -23,7 +23,7 @@ fn u_max(geometry: &str, nodes: usize) -> f64 {
         "<test>",
     )
     .unwrap();
-    let r = run::run(&scene, None).unwrap_or_else(|e| panic!("{geometry}: {e}"));
+    let r = run::run(&scene.plan().unwrap(), None).unwrap_or_else(|e| panic!("{geometry}: {e}"));
     assert!(r.solution.stats.converged, "{geometry}: not converged");
     r.solution
         .u

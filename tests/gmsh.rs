@@ -148,12 +148,17 @@ fn named_sets_solve_like_the_default_rule() {
         h5io::write_mesh(&h5, &imported.raw, false, false).unwrap();
 
         let by_set = scene(&msh, SET_BOUNDARIES);
-        let loaded = load_mesh(&by_set).unwrap();
+        let loaded = load_mesh(&by_set.plan().unwrap()).unwrap();
         assert_eq!(loaded.mesh.node_sets, imported.node_sets, "{name}");
-        let a = run_on(&by_set, &loaded, None).unwrap();
+        let a = run_on(&by_set.plan().unwrap(), &loaded, None).unwrap();
 
         let by_side = scene(&h5, "");
-        let b = run_on(&by_side, &load_mesh(&by_side).unwrap(), None).unwrap();
+        let b = run_on(
+            &by_side.plan().unwrap(),
+            &load_mesh(&by_side.plan().unwrap()).unwrap(),
+            None,
+        )
+        .unwrap();
         assert!(a.solution.stats.converged && b.solution.stats.converged);
         assert_eq!(a.boundary.robin_edges, b.boundary.robin_edges, "{name}");
         assert_eq!(
@@ -176,9 +181,13 @@ fn named_sets_solve_like_the_default_rule() {
         &fixture("channel_41.msh"),
         "[[boundary.robin]]\nselect = \"set:nozzle\"\ngamma = 1.0\n",
     );
-    let e = run_on(&s, &load_mesh(&s).unwrap(), None)
-        .unwrap_err()
-        .to_string();
+    let e = run_on(
+        &s.plan().unwrap(),
+        &load_mesh(&s.plan().unwrap()).unwrap(),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("nozzle") && e.contains("inlet"), "{e}");
 }
 

@@ -20,7 +20,12 @@ fn run_generated(geometry: &str, nodes: usize) -> RunResult {
         "<test>",
     )
     .unwrap();
-    let r = run_on(&s, &load_mesh(&s).unwrap(), None).unwrap();
+    let r = run_on(
+        &s.plan().unwrap(),
+        &load_mesh(&s.plan().unwrap()).unwrap(),
+        None,
+    )
+    .unwrap();
     assert!(r.solution.stats.converged);
     r
 }

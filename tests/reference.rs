@@ -48,7 +48,7 @@ fn serial_matches_reference_on_every_mesh() {
     );
     for name in &names {
         let scene = scene_for_mesh(name, "");
-        let mesh = load_mesh(&scene).unwrap();
+        let mesh = load_mesh(&scene.plan().unwrap()).unwrap();
         let r = run_on(&scene, &mesh);
         check_against_reference(name, &r);
         eprintln!(
@@ -64,7 +64,7 @@ fn serial_matches_reference_on_every_mesh() {
 fn parallel_matches_serial_and_reference_with_1_and_2_threads() {
     for name in reference_meshes() {
         let base = scene_for_mesh(&name, "");
-        let mesh = load_mesh(&base).unwrap();
+        let mesh = load_mesh(&base.plan().unwrap()).unwrap();
         let serial = run_on(&base, &mesh);
         for (threads, assembly) in [
             (1, "direct-csr"),

@@ -51,13 +51,9 @@ fn scene(extra: &str) -> Scene {
 /// one AMG-CG iteration, unconverged results kept).
 fn assembled(mesh: &LoadedMesh) -> (SymCsr, Vec<f64>) {
     let sc = scene("[solver]\nmethod = 'amg-cg'\nmax_iterations = 1\nallow_unconverged = true\n");
-    let mut p = Pipeline::new(
-        mesh.mesh.clone(),
-        sc.run_config().unwrap(),
-        &run::registry(&sc).unwrap(),
-        &sc.plan(),
-    )
-    .unwrap();
+    let plan = sc.plan().unwrap();
+    let mut p =
+        Pipeline::new(mesh.mesh.clone(), plan.config, &plan.registry, &plan.phases).unwrap();
     p.run().unwrap();
     let sys = p.world.resource::<LinearSystem>();
     (sys.k.clone(), sys.f.clone())
@@ -134,7 +130,7 @@ fn amg_sweep() {
     let mesh = if let Some(n) = which.strip_prefix("venturi") {
         venturi(n.parse().unwrap())
     } else {
-        load_mesh(&scene_for_mesh(&which, "")).unwrap()
+        load_mesh(&scene_for_mesh(&which, "").plan().unwrap()).unwrap()
     };
     let (k, f) = assembled(&mesh);
     let grid = std::env::var("SWEEP").unwrap_or_else(|_| "default".into());
@@ -290,7 +286,7 @@ fn reference_meshes_amg_and_cholesky_agree() {
         "expected the 7 reference meshes, found {names:?}"
     );
     for name in &names {
-        let mesh = load_mesh(&scene_for_mesh(name, "")).unwrap();
+        let mesh = load_mesh(&scene_for_mesh(name, "").plan().unwrap()).unwrap();
         amg_and_cholesky_agree(name, &mesh, |extra| scene_for_mesh(name, extra), "");
         // the small meshes fit the coarsest level: coarsen them anyway
         amg_and_cholesky_agree(
@@ -358,7 +354,7 @@ fn venturi_1_3m() {
 fn amg_cg_iteration_cap_is_not_converged() {
     let mesh = venturi(5_000);
     let sc = scene("[solver]\nmethod = 'amg-cg'\nrtol = 1e-10\nmax_iterations = 2\n");
-    let err = run::run_on(&sc, &mesh, None).unwrap_err();
+    let err = run::run_on(&sc.plan().unwrap(), &mesh, None).unwrap_err();
     let msg = err.to_string();
     assert!(
         matches!(
@@ -426,7 +422,7 @@ fn app_path_y_tube_amg_cg_parallel() {
     sc.solver.rtol = 1e-10;
     sc.set_backend("parallel");
     sc.check().unwrap();
-    let r = run::run(&sc, None).unwrap();
+    let r = run::run(&sc.plan().unwrap(), None).unwrap();
     assert_eq!(r.backend_label(), "parallel");
     assert_eq!(r.solver, "amg-cg");
     let st = &r.solution.stats;
@@ -443,7 +439,7 @@ fn app_path_y_tube_amg_cg_parallel() {
         report.contains("amg-cg") && report.contains("AMG"),
         "{report}"
     );
-    let attrs = r.attributes(&sc);
+    let attrs = r.attributes();
     assert!(attrs.iter().any(|(k, _)| k == "amg_levels"));
     eprintln!("{report}");
 }

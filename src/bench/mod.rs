@@ -151,10 +151,10 @@ fn run_child(scene: &Path, out: &Path) -> Result<RunRecord, AppError> {
 /// The body of `quadflow bench-case`: runs a scene once, writes results to
 /// `out`, prints a [`RunRecord`] as JSON.
 pub fn bench_case(scene: &Path, out: &Path) -> Result<(), AppError> {
-    let scene = Scene::load(scene)?;
-    let r = crate::run::run(&scene, None)?;
+    let plan = Scene::load(scene)?.plan()?;
+    let r = crate::run::run(&plan, None)?;
     let t_write = std::time::Instant::now();
-    r.write(out, &scene)?;
+    r.write(out)?;
     let write_seconds = t_write.elapsed().as_secs_f64();
     let written_seconds = r.started.elapsed().as_secs_f64();
     let mut seconds = vec![r.load_seconds];
@@ -171,10 +171,10 @@ pub fn bench_case(scene: &Path, out: &Path) -> Result<(), AppError> {
         backend: r.backend_label(),
         bytes_per_iteration: r.solution.stats.bytes_per_iteration,
         iteration_seconds: r.solution.stats.solve_seconds,
-        bytes_to_device: r.gpu.as_ref().map_or(0, |g| g.bytes_to_device),
-        bytes_to_host: r.gpu.as_ref().map_or(0, |g| g.bytes_to_host),
-        nvrtc_seconds: r.gpu.as_ref().map_or(0.0, |g| g.nvrtc_seconds),
-        device_memory_peak: r.gpu.as_ref().map_or(0, |g| g.device_memory_peak),
+        bytes_to_device: r.int_attribute("gpu_bytes_to_device").unwrap_or(0) as u64,
+        bytes_to_host: r.int_attribute("gpu_bytes_to_host").unwrap_or(0) as u64,
+        nvrtc_seconds: r.float_attribute("gpu_nvrtc_seconds").unwrap_or(0.0),
+        device_memory_peak: r.int_attribute("gpu_memory_peak_bytes").unwrap_or(0) as u64,
         write_seconds,
         written_seconds,
     };

@@ -8,7 +8,7 @@ pub mod progress;
 pub mod run;
 
 use crate::error::AppError;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -56,14 +56,22 @@ struct BenchArgs {
 
 /// Parses the command line and runs it; errors are printed to stderr.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let catalog = crate::backends::catalog();
+    let matches = Cli::command()
+        .mut_subcommand("run", |c| run::with_backend_flags(c, &catalog))
+        .get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let flags = matches
+        .subcommand_matches("run")
+        .map(|m| run::backend_flags(m, &catalog))
+        .unwrap_or_default();
     let result = match cli.command {
-        Some(Command::Run(a)) => run::cmd_run(a),
+        Some(Command::Run(a)) => run::cmd_run(a, &flags),
         Some(Command::Bench(b)) => cmd_bench(b),
         Some(Command::BenchCase { scene, out }) => crate::bench::bench_case(&scene, &out),
         Some(Command::Mesh(a)) => mesh::mesh_command(&a).map(|s| print!("{s}")),
         Some(Command::Plot(a)) => plot::plot_command(&a).map(|s| print!("{s}")),
-        None => run::cmd_run(run::RunArgs::default()),
+        None => run::cmd_run(run::RunArgs::default(), &[]),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

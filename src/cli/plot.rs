@@ -90,7 +90,7 @@ pub fn plot_command(a: &PlotArgs) -> Result<String, AppError> {
             {
                 scene.mesh.file = Some(PathBuf::from(src));
             }
-            let loaded = run::load_mesh(&scene)?;
+            let loaded = run::load_mesh(&scene.plan()?)?;
             let mesh = std::sync::Arc::unwrap_or_clone(loaded.mesh);
             (mesh, loaded.origin)
         }

@@ -1,6 +1,6 @@
 //! The progress bar of long solves.
 
-use quadflow_systems::common::ProgressHook;
+use quadflow_systems::components::ProgressHook;
 use std::io::IsTerminal;
 use std::time::Instant;
 

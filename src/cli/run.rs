@@ -1,12 +1,19 @@
 //! `quadflow run [SCENE]`: solve a scene and write its outputs.
+//!
+//! The flags below are the run's own; each backend adds the flags that set
+//! keys of its scene section ([`quadflow_systems::config::BackendKind::flags`]:
+//! `--threads`, `--assembly`, `--gpu-strategy`, ...), added to the command
+//! by [`with_backend_flags`].
 
 use super::progress::progress_hook;
 use crate::error::AppError;
 use crate::run;
 use crate::scene::Scene;
-use quadflow_systems::common::ProgressHook;
+use quadflow_systems::components::ProgressHook;
+use quadflow_systems::config::{Catalog, Flag};
 use std::path::PathBuf;
 
+/// The run's own flags.
 #[derive(clap::Args, Default)]
 pub struct RunArgs {
     /// Scene file (TOML). Without one, the built-in default scene runs.
@@ -14,21 +21,12 @@ pub struct RunArgs {
     /// Run the scene's settings on this mesh file (HDF5 .h5, gmsh .msh) instead.
     #[arg(long)]
     pub mesh: Option<PathBuf>,
-    /// Backend for every phase (serial, parallel, gpu).
+    /// Backend for every phase (serial, parallel, gpu, ...).
     #[arg(long)]
     pub backend: Option<String>,
     /// Linear solver (cg-jacobi, amg-cg, cholesky).
     #[arg(long)]
     pub solver: Option<String>,
-    /// Threads of the parallel backend (0 = one per core).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Assembly strategy of the parallel backend (direct-csr, batched-coo).
-    #[arg(long)]
-    pub assembly: Option<String>,
-    /// Solve strategy of the gpu backend (custom, vendor).
-    #[arg(long)]
-    pub gpu_strategy: Option<String>,
     /// Iteration cap of the solver.
     #[arg(long)]
     pub max_iter: Option<usize>,
@@ -50,13 +48,60 @@ pub struct RunArgs {
     /// PNG picture of the potential u.
     #[arg(long)]
     pub png: Option<PathBuf>,
-    /// Print only errors.
+    /// Print only errors and warnings.
     #[arg(long, short)]
     pub quiet: bool,
 }
 
-/// Applies the command-line overrides to a scene.
-fn scene_for(a: &RunArgs) -> Result<Scene, AppError> {
+/// A backend flag given on the command line: the backend, its flag, the
+/// value as typed.
+#[derive(Debug, Clone)]
+pub struct BackendFlag {
+    /// The backend whose section the flag sets.
+    pub backend: &'static str,
+    /// The flag.
+    pub flag: Flag,
+    /// The value as typed.
+    pub value: String,
+}
+
+/// `run` with the flags of every backend of `catalog` added.
+pub fn with_backend_flags(mut cmd: clap::Command, catalog: &Catalog) -> clap::Command {
+    for kind in catalog.kinds() {
+        for f in kind.flags() {
+            cmd = cmd.arg(
+                clap::Arg::new(f.long)
+                    .long(f.long)
+                    .value_name(f.value_name)
+                    .help(f.help)
+                    .num_args(1),
+            );
+        }
+    }
+    cmd
+}
+
+/// The backend flags given in `m` (the `run` subcommand's matches).
+pub fn backend_flags(m: &clap::ArgMatches, catalog: &Catalog) -> Vec<BackendFlag> {
+    let mut out = Vec::new();
+    for kind in catalog.kinds() {
+        for f in kind.flags() {
+            if let Ok(Some(v)) = m.try_get_one::<String>(f.long) {
+                out.push(BackendFlag {
+                    backend: kind.name(),
+                    flag: *f,
+                    value: v.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The scene of a run: the file (or the built-in default) with the
+/// command-line overrides applied, each recorded so that an error about it
+/// names the flag.
+pub fn scene_for(a: &RunArgs, flags: &[BackendFlag]) -> Result<Scene, AppError> {
     let mut scene = match &a.scene {
         Some(p) => Scene::load(p)?,
         None => Scene::default_scene(),
@@ -67,77 +112,74 @@ fn scene_for(a: &RunArgs) -> Result<Scene, AppError> {
         scene.mesh.file = Some(abs);
         scene.mesh.generate = None;
         scene.mesh.nodes = None;
-        scene.title = Some(format!(
-            "{} on {}",
-            scene.title.as_deref().unwrap_or("scene"),
-            m.display()
-        ));
+        let settings = match &a.scene {
+            Some(p) => p.display().to_string(),
+            None => "the built-in default".to_string(),
+        };
+        scene.title = Some(format!("{} with the settings of {settings}", m.display()));
+        scene.set_by_flag("mesh", format!("--mesh {}", m.display()));
     }
     if let Some(b) = &a.backend {
         scene.set_backend(b);
+        scene.set_by_flag("backend.default", format!("--backend {b}"));
     }
     if let Some(s) = &a.solver {
         scene.solver.method = s.clone();
-    }
-    if let Some(t) = a.threads {
-        scene.parallel.threads = t;
-    }
-    if let Some(s) = &a.assembly {
-        scene.parallel.assembly = s.clone();
-    }
-    if let Some(s) = &a.gpu_strategy {
-        scene.gpu.strategy = s.clone();
+        scene.set_by_flag("solver.method", format!("--solver {s}"));
     }
     if let Some(n) = a.max_iter {
         scene.solver.max_iterations = n;
+        scene.set_by_flag("solver.max_iterations", format!("--max-iter {n}"));
     }
     if let Some(r) = a.rtol {
         scene.solver.rtol = r;
+        scene.set_by_flag("solver.rtol", format!("--rtol {r}"));
     }
-    if a.out.is_some() {
-        scene.output.results = a.out.clone();
+    for f in flags {
+        scene.set_backend_flag(f.backend, &f.flag, &f.value)?;
     }
-    if a.trace.is_some() {
-        scene.output.trace = a.trace.clone();
-    }
-    if a.flamegraph.is_some() {
-        scene.output.flamegraph = a.flamegraph.clone();
-    }
-    if a.vtu.is_some() {
-        scene.output.vtu = a.vtu.clone();
-    }
-    if a.png.is_some() {
-        scene.output.png = a.png.clone();
+    let out = &mut scene.output;
+    for (slot, flag) in [
+        (&mut out.results, &a.out),
+        (&mut out.trace, &a.trace),
+        (&mut out.flamegraph, &a.flamegraph),
+        (&mut out.vtu, &a.vtu),
+        (&mut out.png, &a.png),
+    ] {
+        if flag.is_some() {
+            *slot = flag.clone();
+        }
     }
     scene.check()?;
     Ok(scene)
 }
 
 /// Runs `quadflow run`.
-pub fn cmd_run(a: RunArgs) -> Result<(), AppError> {
-    let scene = scene_for(&a)?;
-    let trace = match (&scene.output.trace, &scene.output.flamegraph) {
+pub fn cmd_run(a: RunArgs, flags: &[BackendFlag]) -> Result<(), AppError> {
+    let plan = scene_for(&a, flags)?.plan()?;
+    let outputs = &plan.outputs;
+    let trace = match (&outputs.trace, &outputs.flamegraph) {
         (None, None) => None,
         (c, f) => Some(crate::trace::install(c.as_deref(), f.as_deref())?),
     };
     let hook = if a.quiet {
         ProgressHook(None)
     } else {
-        progress_hook(scene.solver.rtol)
+        progress_hook(plan.rtol())
     };
-    if let (false, Some(t)) = (a.quiet, &scene.title) {
+    if let (false, Some(t)) = (a.quiet, &plan.title) {
         eprintln!("quadflow  {t}");
     }
-    let result = run::run(&scene, Some(hook))?;
-    if let Some(p) = &scene.output.results {
-        result.write(p, &scene)?;
+    let result = run::run(&plan, Some(hook))?;
+    if let Some(p) = &outputs.results {
+        result.write(p)?;
     }
-    let written = result.write_outputs(&scene)?;
+    let written = result.write_outputs(outputs)?;
     if let Some(t) = trace {
         t.finish()?;
     }
     if !a.quiet {
-        print!("{}{written}", result.report(scene.output.results.as_ref()));
+        print!("{}{written}", result.report(outputs.results.as_ref()));
     }
     Ok(())
 }

@@ -45,21 +45,8 @@ impl H5Error {
     }
 }
 
-/// A scalar root attribute of a results file.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Attr {
-    /// An integer, written as a 64-bit signed integer. On reading, any integer
-    /// attribute (including h5py's booleans, which read as 0 or 1) becomes
-    /// this.
-    Int(i64),
-    /// A floating-point number, written as an f64. On reading, f32 and f64
-    /// attributes become this.
-    Float(f64),
-    /// A string, written as a variable-length UTF-8 string (what h5py writes
-    /// itself and reads back as a `str`). On reading, fixed- and
-    /// variable-length strings of either charset become this.
-    Str(String),
-}
+/// A scalar root attribute of a results file (the engine's report type).
+pub use quadflow_systems::components::Attr;
 
 /// What [`write_results`] writes: per-node potential `u`, per-element
 /// velocity, speed and pressure, and the root attributes.

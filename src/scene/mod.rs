@@ -1,17 +1,25 @@
 //! Scene files (TOML): what to solve and how. Every key is optional and
-//! defaults to SPEC's reference configuration; unknown keys and bad values
-//! are errors that name the key. See the README's "Scene files" section.
+//! defaults to the reference configuration (`docs/numerics.md`); unknown
+//! keys and bad values are errors that name the key (or the command-line
+//! flag that set it). Each backend reads its own section (`[parallel]`,
+//! `[gpu]`, ...). See the README's "Scene files" section.
+//!
+//! [`Scene`] is the file as written; [`Scene::plan`] resolves it once into
+//! the typed [`Plan`] a run takes.
 
-use crate::generate::Geometry;
-use quadflow_systems::amg::{AmgSettings, Smoother, Strength};
-use quadflow_systems::boundary::{BoundaryConfig, DirichletPart, RobinPart, Selector, Side, Value};
-use quadflow_systems::components::{Physics, SolverMethod, SolverSettings, Source};
-use quadflow_systems::gpu::{Gpu, GpuSolveStrategy};
-use quadflow_systems::mesh::OrientationPolicy;
-use quadflow_systems::parallel::{AssemblyStrategy, Parallel};
-use quadflow_systems::pipeline::{Phase, PhasePlan, RunConfig};
+mod plan;
+#[cfg(test)]
+mod tests;
+
+pub use plan::{MeshSource, Plan};
+
+use quadflow_systems::amg::AmgSettings;
+use quadflow_systems::boundary::BoundaryConfig;
+use quadflow_systems::components::{Physics, SolverMethod};
+use quadflow_systems::config::{Catalog, Flag, Table};
 use quadflow_systems::solver::CgSettings;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// A scene problem: the file, the key and what is wrong.
@@ -40,6 +48,14 @@ pub enum SceneError {
         path: String,
         /// dotted key
         key: String,
+        /// what is wrong
+        message: String,
+    },
+    /// A bad value given by a command-line flag.
+    #[error("{flag}: {message}")]
+    Flag {
+        /// the flag and its value, as typed (`--solver amg`)
+        flag: String,
         /// what is wrong
         message: String,
     },
@@ -94,7 +110,8 @@ pub struct RobinSection {
     /// `p` (0 = pure flux).
     #[serde(default)]
     pub p: f64,
-    /// `gamma` (inflow flux).
+    /// `gamma` (inflow flux; default 2.5, the reference's).
+    #[serde(default = "default_gamma")]
     pub gamma: f64,
 }
 
@@ -112,6 +129,9 @@ pub struct DirichletSection {
     pub value: f64,
 }
 
+fn default_gamma() -> f64 {
+    2.5
+}
 fn default_inlet() -> String {
     "inlet".into()
 }
@@ -251,50 +271,6 @@ impl Default for BackendSection {
     }
 }
 
-/// `[parallel]`: settings of the `parallel` backend.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ParallelSection {
-    /// Threads (0 = one per core).
-    pub threads: usize,
-    /// `direct-csr` (coloured scatter into CSR) or `batched-coo`.
-    pub assembly: String,
-    /// Elements per batch of `batched-coo`.
-    pub batch_size: usize,
-}
-
-impl Default for ParallelSection {
-    fn default() -> Self {
-        Self {
-            threads: 0,
-            assembly: "direct-csr".into(),
-            batch_size: 1024,
-        }
-    }
-}
-
-/// `[gpu]`: settings of the `gpu` backend.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct GpuSection {
-    /// `custom` (own fused kernels, seed 5) or `vendor` (cuSPARSE + cuBLAS, seed 6).
-    pub strategy: String,
-    /// Iterations between host convergence checks of the custom CG.
-    pub check_every: usize,
-    /// CUDA device ordinal.
-    pub device: usize,
-}
-
-impl Default for GpuSection {
-    fn default() -> Self {
-        Self {
-            strategy: "custom".into(),
-            check_every: 32,
-            device: 0,
-        }
-    }
-}
-
 /// `[output]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
@@ -333,43 +309,71 @@ pub struct Scene {
     /// Backends.
     #[serde(default)]
     pub backend: BackendSection,
-    /// Parallel backend settings.
-    #[serde(default)]
-    pub parallel: ParallelSection,
-    /// GPU backend settings.
-    #[serde(default)]
-    pub gpu: GpuSection,
     /// Outputs.
     #[serde(default)]
     pub output: OutputSection,
+    /// The backends' sections (`[parallel]`, `[gpu]`, ...), by backend
+    /// name, as given; each backend reads its own
+    /// ([`quadflow_systems::config::BackendKind`]).
+    #[serde(skip)]
+    pub backends: BTreeMap<String, Table>,
     /// Where the scene came from (not a key).
     #[serde(skip)]
     pub origin: String,
+    /// Keys set by command-line flags, with the flag as typed (errors
+    /// about them name the flag, not the scene).
+    #[serde(skip)]
+    pub overrides: BTreeMap<String, String>,
 }
 
 /// The built-in default scene: a generated venturi of about 20,000 nodes,
 /// the reference configuration, serial backend. Needs no file.
 pub const DEFAULT_SCENE: &str = include_str!("../../scenes/default.toml");
 
-/// Where the mesh of a scene comes from, resolved.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MeshSource {
-    /// A file.
-    File(PathBuf),
-    /// A generated geometry with a target node count.
-    Generate(Geometry, usize),
-}
-
 impl Scene {
-    /// Parses scene text; `origin` names it in messages and is the base of
-    /// relative paths (a file path, or `<built-in>`).
+    /// Parses scene text with this build's backends
+    /// ([`crate::backends::catalog`]); `origin` names it in messages and is
+    /// the base of relative paths (a file path, or `<built-in>`).
     pub fn parse(text: &str, origin: &str) -> Result<Self, SceneError> {
-        let mut s: Scene = toml::from_str(text).map_err(|e| SceneError::Parse {
+        Self::parse_with(text, origin, &crate::backends::catalog())
+    }
+
+    /// Parses scene text; the sections named after a kind of `catalog`
+    /// are that backend's.
+    pub fn parse_with(text: &str, origin: &str, catalog: &Catalog) -> Result<Self, SceneError> {
+        let perr = |message: String| SceneError::Parse {
             path: origin.to_string(),
-            message: e.to_string().trim_end().to_string(),
+            message: message.trim_end().to_string(),
+        };
+        let mut table: Table = toml::from_str(text).map_err(|e| perr(e.to_string()))?;
+        let mut backends = BTreeMap::new();
+        for k in catalog.kinds() {
+            match table.remove(k.name()) {
+                None => {}
+                Some(toml::Value::Table(t)) => {
+                    backends.insert(k.name().to_string(), t);
+                }
+                Some(_) => {
+                    return Err(perr(format!(
+                        "{0} must be a section ([{0}]), the settings of the {0} backend",
+                        k.name()
+                    )));
+                }
+            }
+        }
+        let mut s = Scene::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let msg = e.to_string().trim_end().replace('\n', " ");
+            // a top-level unknown key may be a misspelt backend section
+            if msg.contains("unknown field") && !msg.contains(" in `") {
+                perr(format!("{msg} (or a backend section: {})", catalog.names()))
+            } else {
+                perr(msg)
+            }
         })?;
+        s.backends = backends;
         s.origin = origin.to_string();
         s.check()?;
+        s.registry(catalog)?;
         Ok(s)
     }
 
@@ -387,18 +391,54 @@ impl Scene {
         Self::parse(DEFAULT_SCENE, "<built-in default scene>").expect("the built-in scene is valid")
     }
 
+    /// An error about `key`: naming the flag that set it, if one did, else
+    /// the scene and the key.
     fn err(&self, key: &str, message: impl Into<String>) -> SceneError {
-        SceneError::Value {
-            path: self.origin.clone(),
-            key: key.into(),
-            message: message.into(),
+        match self.overrides.get(key) {
+            Some(flag) => SceneError::Flag {
+                flag: flag.clone(),
+                message: message.into(),
+            },
+            None => SceneError::Value {
+                path: self.origin.clone(),
+                key: key.into(),
+                message: message.into(),
+            },
         }
     }
 
-    /// Checks every value; called by `parse`, and again after command-line
-    /// overrides.
+    /// Records that the flag `flag` (as typed) set `key`.
+    pub fn set_by_flag(&mut self, key: &str, flag: impl Into<String>) {
+        self.overrides.insert(key.to_string(), flag.into());
+    }
+
+    /// Sets `key` of backend `backend`'s section from the flag `flag` with
+    /// the value `text`.
+    pub fn set_backend_flag(
+        &mut self,
+        backend: &str,
+        flag: &Flag,
+        text: &str,
+    ) -> Result<(), SceneError> {
+        let typed = format!("--{} {text}", flag.long);
+        let value = flag.parse(text).map_err(|message| SceneError::Flag {
+            flag: typed.clone(),
+            message,
+        })?;
+        self.backends
+            .entry(backend.to_string())
+            .or_default()
+            .insert(flag.key.to_string(), value);
+        self.set_by_flag(&format!("{backend}.{}", flag.key), typed);
+        Ok(())
+    }
+
+    /// Checks every value that can be checked without the mesh source and
+    /// the backends (called by `parse`); [`Scene::plan`] checks the rest.
     pub fn check(&self) -> Result<(), SceneError> {
-        self.mesh_source()?;
+        if self.mesh.file.is_some() || self.mesh.generate.is_some() {
+            self.mesh_source()?;
+        }
         self.orientation()?;
         let p = &self.physics;
         if !(p.p0.is_finite()) {
@@ -442,321 +482,7 @@ impl Scene {
             return Err(self.err("solver.max_iterations", "must be at least 1"));
         }
         self.amg_settings()?;
-        self.parallel_backend()?;
-        self.gpu_backend()?;
         Ok(())
-    }
-
-    /// The mesh source, with relative paths resolved against the scene's
-    /// directory.
-    pub fn mesh_source(&self) -> Result<MeshSource, SceneError> {
-        match (&self.mesh.file, &self.mesh.generate) {
-            (Some(_), Some(_)) => Err(self.err("mesh", "give either file or generate, not both")),
-            (None, None) => Err(self.err(
-                "mesh",
-                "needs file = \"MESH.h5\" or generate = \"GEOMETRY\"",
-            )),
-            (Some(f), None) => {
-                if self.mesh.nodes.is_some() {
-                    return Err(self.err("mesh.nodes", "only applies to generated meshes"));
-                }
-                let base = Path::new(&self.origin)
-                    .parent()
-                    .filter(|_| !self.origin.starts_with('<'));
-                Ok(MeshSource::File(match base {
-                    Some(b) if f.is_relative() => b.join(f),
-                    _ => f.clone(),
-                }))
-            }
-            (None, Some(g)) => {
-                let geom = Geometry::parse(g).ok_or_else(|| {
-                    self.err(
-                        "mesh.generate",
-                        format!(
-                            "unknown geometry \"{g}\" (available: {})",
-                            Geometry::ALL.map(|g| g.name()).join(", ")
-                        ),
-                    )
-                })?;
-                let n = self.mesh.nodes.unwrap_or(20_000);
-                if !(50..=50_000_000).contains(&n) {
-                    return Err(
-                        self.err("mesh.nodes", format!("must lie in 50..=50000000, got {n}"))
-                    );
-                }
-                Ok(MeshSource::Generate(geom, n))
-            }
-        }
-    }
-
-    /// The orientation policy.
-    pub fn orientation(&self) -> Result<OrientationPolicy, SceneError> {
-        match self.mesh.orientation.as_deref() {
-            None | Some("fix") => Ok(OrientationPolicy::Fix),
-            Some("refuse") => Ok(OrientationPolicy::Refuse),
-            Some(o) => Err(self.err(
-                "mesh.orientation",
-                format!("must be \"fix\" or \"refuse\", got \"{o}\""),
-            )),
-        }
-    }
-
-    fn selector(&self, key: &str, s: &str) -> Result<Selector, SceneError> {
-        if let Some(side) = Side::parse(s) {
-            return Ok(Selector::Side(side));
-        }
-        if let Some(name) = s.strip_prefix("set:").filter(|n| !n.is_empty()) {
-            return Ok(Selector::Named(name.to_string()));
-        }
-        if let Some(b) = s.strip_prefix("box:") {
-            let v: Vec<f64> = b.split(',').filter_map(|t| t.trim().parse().ok()).collect();
-            if v.len() == 4 && v[0] <= v[1] && v[2] <= v[3] {
-                return Ok(Selector::Box {
-                    x0: v[0],
-                    x1: v[1],
-                    y0: v[2],
-                    y1: v[3],
-                });
-            }
-        }
-        Err(self.err(
-            key,
-            format!(
-                "bad selector \"{s}\": use xmin, xmax, ymin, ymax, set:NAME or box:x0,x1,y0,y1"
-            ),
-        ))
-    }
-
-    /// The boundary configuration.
-    pub fn boundaries(&self) -> Result<BoundaryConfig, SceneError> {
-        let b = &self.boundary;
-        let mut cfg = BoundaryConfig {
-            tol: b.tolerance,
-            penalty: b.penalty,
-            ..BoundaryConfig::default()
-        };
-        if let Some(r) = &b.robin {
-            cfg.robin = r
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    if !(r.p.is_finite() && r.p >= 0.0) {
-                        return Err(
-                            self.err(&format!("boundary.robin[{i}].p"), "must be finite and >= 0")
-                        );
-                    }
-                    if !r.gamma.is_finite() {
-                        return Err(
-                            self.err(&format!("boundary.robin[{i}].gamma"), "must be finite")
-                        );
-                    }
-                    Ok(RobinPart {
-                        name: r.name.clone(),
-                        select: self.selector(&format!("boundary.robin[{i}].select"), &r.select)?,
-                        p: r.p,
-                        gamma: r.gamma,
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-        }
-        if let Some(d) = &b.dirichlet {
-            cfg.dirichlet =
-                d.iter()
-                    .enumerate()
-                    .map(|(i, d)| {
-                        if !d.value.is_finite() {
-                            return Err(self
-                                .err(&format!("boundary.dirichlet[{i}].value"), "must be finite"));
-                        }
-                        Ok(DirichletPart {
-                            name: d.name.clone(),
-                            select: self
-                                .selector(&format!("boundary.dirichlet[{i}].select"), &d.select)?,
-                            value: Value::Constant(d.value),
-                        })
-                    })
-                    .collect::<Result<_, _>>()?;
-        }
-        Ok(cfg)
-    }
-
-    /// The AMG settings of `[solver.amg]`, checked.
-    pub fn amg_settings(&self) -> Result<AmgSettings, SceneError> {
-        let a = &self.solver.amg;
-        if !(a.theta > 0.0 && a.theta < 1.0) {
-            return Err(self.err(
-                "solver.amg.theta",
-                format!("must lie in (0, 1), got {}", a.theta),
-            ));
-        }
-        let strength = Strength::parse(&a.strength).ok_or_else(|| {
-            self.err(
-                "solver.amg.strength",
-                format!(
-                    "unknown strength \"{}\" (available: {})",
-                    a.strength,
-                    Strength::NAMES.join(", ")
-                ),
-            )
-        })?;
-        let smoother = Smoother::parse(&a.smoother).ok_or_else(|| {
-            self.err(
-                "solver.amg.smoother",
-                format!(
-                    "unknown smoother \"{}\" (available: {})",
-                    a.smoother,
-                    Smoother::NAMES.join(", ")
-                ),
-            )
-        })?;
-        if !(1..=10).contains(&a.degree) {
-            return Err(self.err(
-                "solver.amg.degree",
-                format!("must lie in 1..=10, got {}", a.degree),
-            ));
-        }
-        if a.pre_sweeps > 10 {
-            return Err(self.err(
-                "solver.amg.pre_sweeps",
-                format!("must lie in 0..=10, got {}", a.pre_sweeps),
-            ));
-        }
-        if a.post_sweeps > 10 {
-            return Err(self.err(
-                "solver.amg.post_sweeps",
-                format!("must lie in 0..=10, got {}", a.post_sweeps),
-            ));
-        }
-        if a.pre_sweeps + a.post_sweeps == 0 {
-            return Err(self.err(
-                "solver.amg.pre_sweeps",
-                "pre_sweeps and post_sweeps are both 0: the V-cycle would not smooth",
-            ));
-        }
-        if !(1..=5000).contains(&a.max_coarse) {
-            return Err(self.err(
-                "solver.amg.max_coarse",
-                format!(
-                    "must lie in 1..=5000 (the coarsest level is factorised densely), got {}",
-                    a.max_coarse
-                ),
-            ));
-        }
-        if !(2..=50).contains(&a.max_levels) {
-            return Err(self.err(
-                "solver.amg.max_levels",
-                format!("must lie in 2..=50, got {}", a.max_levels),
-            ));
-        }
-        if !(a.chebyshev_ratio.is_finite() && a.chebyshev_ratio > 1.0) {
-            return Err(self.err(
-                "solver.amg.chebyshev_ratio",
-                format!("must be above 1, got {}", a.chebyshev_ratio),
-            ));
-        }
-        Ok(AmgSettings {
-            theta: a.theta,
-            strength,
-            smoother,
-            degree: a.degree,
-            pre_sweeps: a.pre_sweeps,
-            post_sweeps: a.post_sweeps,
-            max_coarse: a.max_coarse,
-            max_levels: a.max_levels,
-            cheb_ratio: a.chebyshev_ratio,
-            ..AmgSettings::default()
-        })
-    }
-
-    /// Physics, boundaries and solver as the engine takes them.
-    pub fn run_config(&self) -> Result<RunConfig, SceneError> {
-        let s = &self.solver;
-        Ok(RunConfig {
-            physics: Physics {
-                p0: self.physics.p0,
-                rho: self.physics.rho,
-                source: Source::Constant(self.physics.source),
-            },
-            boundaries: self.boundaries()?,
-            solver: SolverSettings {
-                method: SolverMethod::parse(&s.method).ok_or_else(|| {
-                    self.err("solver.method", format!("unknown method \"{}\"", s.method))
-                })?,
-                cg: CgSettings {
-                    rtol: s.rtol,
-                    max_iter: s.max_iterations,
-                },
-                amg: self.amg_settings()?,
-                allow_unconverged: s.allow_unconverged,
-            },
-        })
-    }
-
-    /// The backend of each phase.
-    pub fn plan(&self) -> PhasePlan {
-        let b = &self.backend;
-        let mut plan = PhasePlan::uniform(&b.default);
-        for (phase, name) in [
-            (Phase::Quadrature, &b.quadrature),
-            (Phase::Assembly, &b.assembly),
-            (Phase::Boundary, &b.boundary),
-            (Phase::Solve, &b.solve),
-            (Phase::Post, &b.post),
-        ] {
-            if let Some(n) = name {
-                plan.set(phase, n);
-            }
-        }
-        plan
-    }
-
-    /// The parallel backend as configured by `[parallel]`.
-    pub fn parallel_backend(&self) -> Result<Parallel, SceneError> {
-        let p = &self.parallel;
-        if p.batch_size == 0 {
-            return Err(self.err("parallel.batch_size", "must be at least 1"));
-        }
-        if p.threads > 1024 {
-            return Err(self.err(
-                "parallel.threads",
-                format!("{} threads is unreasonable (0 = one per core)", p.threads),
-            ));
-        }
-        let strategy = AssemblyStrategy::parse(&p.assembly, p.batch_size).ok_or_else(|| {
-            self.err(
-                "parallel.assembly",
-                format!(
-                    "unknown strategy \"{}\" (available: {})",
-                    p.assembly,
-                    AssemblyStrategy::NAMES.join(", ")
-                ),
-            )
-        })?;
-        Ok(Parallel {
-            threads: p.threads,
-            strategy,
-        })
-    }
-
-    /// The GPU backend as configured by `[gpu]`.
-    pub fn gpu_backend(&self) -> Result<Gpu, SceneError> {
-        let g = &self.gpu;
-        let strategy = GpuSolveStrategy::parse(&g.strategy).ok_or_else(|| {
-            self.err(
-                "gpu.strategy",
-                format!(
-                    "unknown strategy \"{}\" (available: custom, vendor)",
-                    g.strategy
-                ),
-            )
-        })?;
-        if g.check_every == 0 {
-            return Err(self.err("gpu.check_every", "must be at least 1"));
-        }
-        let mut b = Gpu::with_strategy(strategy);
-        b.cg.check_every = g.check_every;
-        b.device = g.device;
-        Ok(b)
     }
 
     /// Sets every phase to one backend (the `--backend` flag).
@@ -767,155 +493,13 @@ impl Scene {
         };
     }
 
-    /// The scene as TOML (stored in results files).
+    /// The scene as TOML (stored in results files), backend sections
+    /// included.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_default()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_scene_parses() {
-        let s = Scene::default_scene();
-        assert!(matches!(
-            s.mesh_source().unwrap(),
-            MeshSource::Generate(Geometry::Venturi, _)
-        ));
-        assert_eq!(s.plan(), PhasePlan::uniform("serial"));
-        let back = Scene::parse(&s.to_toml(), "<round trip>").unwrap();
-        assert_eq!(back.mesh, s.mesh);
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let e = Scene::parse(
-            "[solver]\nrtoll = 1e-8\n[mesh]\ngenerate='venturi'",
-            "t.toml",
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("rtoll"), "{e}");
-        let e = Scene::parse("colour = 3\n", "t.toml").unwrap_err();
-        assert!(e.to_string().contains("colour"), "{e}");
-        let e = Scene::parse(
-            "[mesh]\ngenerate='venturi'\n[solver.amg]\ntheeta = 0.1\n",
-            "t.toml",
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("theeta"), "{e}");
-    }
-
-    #[test]
-    fn amg_example_scene_lists_the_defaults() {
-        let s = Scene::parse(include_str!("../../scenes/amg.toml"), "scenes/amg.toml").unwrap();
-        let c = s.run_config().unwrap();
-        assert_eq!(c.solver.method, SolverMethod::AmgCg);
-        assert_eq!(c.solver.amg, AmgSettings::default());
-    }
-
-    #[test]
-    fn solver_methods_and_amg_keys() {
-        let s = Scene::parse(
-            "[mesh]\ngenerate='venturi'\n[solver]\nmethod = 'amg-cg'\nrtol = 1e-10\n\
-             [solver.amg]\ntheta = 0.1\nsmoother = 'jacobi'\ndegree = 3\nmax_coarse = 200\n\
-             strength = 'magnitude'\n",
-            "t.toml",
-        )
-        .unwrap();
-        let c = s.run_config().unwrap();
-        assert_eq!(c.solver.method, SolverMethod::AmgCg);
-        assert_eq!(c.solver.cg.rtol, 1e-10);
-        assert_eq!(c.solver.amg.theta, 0.1);
-        assert_eq!(c.solver.amg.smoother, Smoother::Jacobi);
-        assert_eq!(c.solver.amg.strength, Strength::Magnitude);
-        assert_eq!(c.solver.amg.degree, 3);
-        assert_eq!(c.solver.amg.max_coarse, 200);
-        assert_eq!(c.solver.amg.pre_sweeps, AmgSettings::default().pre_sweeps);
-        let back = Scene::parse(&s.to_toml(), "<round trip>").unwrap();
-        assert_eq!(back.solver, s.solver);
-        for m in SolverMethod::NAMES {
-            let s = Scene::parse(
-                &format!("[mesh]\ngenerate='venturi'\n[solver]\nmethod = '{m}'\n"),
-                "t.toml",
-            )
-            .unwrap();
-            assert_eq!(s.run_config().unwrap().solver.method.name(), *m);
+        let mut t = Table::try_from(self).unwrap_or_default();
+        for (k, v) in &self.backends {
+            t.insert(k.clone(), toml::Value::Table(v.clone()));
         }
-    }
-
-    #[test]
-    fn bad_values_are_named() {
-        let base = "[mesh]\ngenerate = 'venturi'\n";
-        for (extra, key) in [
-            ("[solver]\nrtol = -1.0\n", "solver.rtol"),
-            ("[solver]\nmethod = 'magic'\n", "solver.method"),
-            ("[solver.amg]\ntheta = 0.0\n", "solver.amg.theta"),
-            ("[solver.amg]\nsmoother = 'gauss'\n", "solver.amg.smoother"),
-            ("[solver.amg]\nstrength = 'big'\n", "solver.amg.strength"),
-            (
-                "[solver.amg]\nchebyshev_ratio = 1.0\n",
-                "solver.amg.chebyshev_ratio",
-            ),
-            ("[solver.amg]\ndegree = 0\n", "solver.amg.degree"),
-            (
-                "[solver.amg]\npre_sweeps = 0\npost_sweeps = 0\n",
-                "solver.amg.pre_sweeps",
-            ),
-            ("[solver.amg]\nmax_coarse = 0\n", "solver.amg.max_coarse"),
-            ("[solver.amg]\nmax_levels = 1\n", "solver.amg.max_levels"),
-            ("[physics]\nrho = 0.0\n", "physics.rho"),
-            (
-                "[[boundary.robin]]\nselect = 'left'\ngamma = 1.0\n",
-                "boundary.robin[0].select",
-            ),
-            ("[boundary]\ntolerance = 0.0\n", "boundary.tolerance"),
-            ("[parallel]\nassembly = 'lil'\n", "parallel.assembly"),
-            ("[parallel]\nbatch_size = 0\n", "parallel.batch_size"),
-            ("[gpu]\nstrategy = 'cupy'\n", "gpu.strategy"),
-            ("[gpu]\ncheck_every = 0\n", "gpu.check_every"),
-        ] {
-            let e = Scene::parse(&format!("{base}{extra}"), "t.toml").unwrap_err();
-            assert!(e.to_string().contains(key), "{key}: {e}");
-        }
-        let e = Scene::parse("[mesh]\ngenerate = 'blob'\n", "t.toml").unwrap_err();
-        assert!(e.to_string().contains("mesh.generate"), "{e}");
-        let e = Scene::parse("[mesh]\ngenerate = 'venturi'\nnodes = 3\n", "t.toml").unwrap_err();
-        assert!(e.to_string().contains("mesh.nodes"), "{e}");
-        let e =
-            Scene::parse("[mesh]\nfile = 'a.h5'\ngenerate = 'venturi'\n", "t.toml").unwrap_err();
-        assert!(e.to_string().contains("not both"), "{e}");
-        let e = Scene::parse(
-            "[mesh]\ngenerate = 'venturi'\norientation = 'flip'\n",
-            "t.toml",
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("mesh.orientation"), "{e}");
-    }
-
-    #[test]
-    fn relative_mesh_path_is_relative_to_the_scene() {
-        let s = Scene::parse("[mesh]\nfile = 'm.h5'\n", "/a/b/scene.toml").unwrap();
-        assert_eq!(
-            s.mesh_source().unwrap(),
-            MeshSource::File(PathBuf::from("/a/b/m.h5"))
-        );
-    }
-
-    #[test]
-    fn selectors_and_plan() {
-        let s = Scene::parse(
-            "[mesh]\ngenerate='venturi'\n[backend]\ndefault='serial'\nsolve='other'\n\
-             [[boundary.dirichlet]]\nselect='box:0,1,0,0.5'\nvalue=2.0\n\
-             [[boundary.robin]]\nselect='set:inlet'\ngamma=1.0\np=0.5\n",
-            "t.toml",
-        )
-        .unwrap();
-        let b = s.boundaries().unwrap();
-        assert_eq!(b.robin[0].select, Selector::Named("inlet".into()));
-        assert!(matches!(b.dirichlet[0].select, Selector::Box { x1, .. } if x1 == 1.0));
-        assert_eq!(s.plan().get(Phase::Solve), "other");
-        assert_eq!(s.plan().get(Phase::Post), "serial");
+        toml::to_string(&t).unwrap_or_default()
     }
 }

@@ -1,16 +1,16 @@
 //! Pieces every host-side backend shares: the element load, applying a
 //! resolved boundary to the system, the solve step (every solver method),
-//! and the progress hook.
+//! and the element outputs of post-processing.
 
 use crate::boundary::{self, BoundaryConfig, Resolved};
+use crate::components::failure::check_converged;
 use crate::components::*;
 use crate::element::{self, Coords, NODES, QP, QuadData};
+use crate::exec::Disjoint;
 use crate::mesh::Mesh;
-use crate::pipeline::{PipelineError, fail};
 use crate::solver::{self, CgKernels, Exec};
 use crate::sparse::SymCsr;
 use crate::{amg, cholesky};
-use bevy_ecs::prelude::*;
 
 /// Element load vector for the configured source; `None` when the source
 /// is identically zero (the reference case), so assembly can skip it.
@@ -71,20 +71,6 @@ pub fn apply_boundary(
     }
 }
 
-/// A callback told of the solver's progress: `(iteration, relative
-/// residual)`. The CLI installs one that drives a progress bar.
-#[derive(Resource, Default)]
-pub struct ProgressHook(pub Option<Box<dyn FnMut(usize, f64) + Send + Sync>>);
-
-impl ProgressHook {
-    /// Tells the installed callback, if any.
-    pub fn report(&mut self, iteration: usize, residual: f64) {
-        if let Some(h) = self.0.as_mut() {
-            h(iteration, residual);
-        }
-    }
-}
-
 /// The solve step shared by host backends: runs the configured method
 /// (the CG-Jacobi reference with the given CG kernels; AMG-CG and
 /// Cholesky with `exec`, i.e. on the current rayon pool for
@@ -120,15 +106,8 @@ pub fn solve_into(
                 let _s = tracing::info_span!("true_residual").entered();
                 solver::true_relative_residual(&sys.k, &sys.f, &u)
             };
-            if !stats.converged && !settings.allow_unconverged {
-                fail(
-                    failure,
-                    PipelineError::NotConverged {
-                        iterations: stats.iterations,
-                        residual: stats.recurrence_residual,
-                        rtol: settings.cg.rtol,
-                    },
-                );
+            if let Some(e) = check_converged(&stats, settings) {
+                fail(failure, e);
             }
             *solution = Solution {
                 u,
@@ -137,5 +116,39 @@ pub fn solve_into(
             };
         }
         Err(e) => fail(failure, e),
+    }
+}
+
+/// Sizes `out` for `n` elements and returns writers of its three arrays,
+/// for post-processing systems that fill them by element index.
+pub fn output_places(
+    out: &mut ElementOutputs,
+    n: usize,
+) -> (Disjoint<'_, [f64; 2]>, Disjoint<'_, f64>, Disjoint<'_, f64>) {
+    out.vel.resize(n, [0.0; 2]);
+    out.abs_vel.resize(n, 0.0);
+    out.pressure.resize(n, 0.0);
+    (
+        Disjoint::slice(&mut out.vel),
+        Disjoint::slice(&mut out.abs_vel),
+        Disjoint::slice(&mut out.pressure),
+    )
+}
+
+/// Writes element `e`'s derived fields into the output places.
+///
+/// # Safety
+/// No other thread writes element `e`'s places meanwhile.
+#[inline]
+pub unsafe fn put_fields(
+    places: &(Disjoint<'_, [f64; 2]>, Disjoint<'_, f64>, Disjoint<'_, f64>),
+    e: usize,
+    f: &element::ElementFields,
+) {
+    // SAFETY: exclusive per the caller.
+    unsafe {
+        *places.0.get_mut(e) = f.vel;
+        *places.1.get_mut(e) = f.abs_vel;
+        *places.2.get_mut(e) = f.pressure;
     }
 }

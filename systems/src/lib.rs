@@ -1,29 +1,44 @@
 //! # quadflow-systems
 //!
 //! The simulation engine of quadflow: a Quad-8 finite-element solver for 2D
-//! potential flow laid out as an ECS pipeline on `bevy_ecs`.
+//! potential flow laid out as an ECS pipeline on `bevy_ecs`. Modules from
+//! the bottom layer up (each imports only from the ones above it in this
+//! list):
 //!
+//! - [`exec`]: how row loops run (one thread or row blocks on rayon, same
+//!   bits), and the one disjoint-write device of parallel loops.
 //! - [`element`]: the Quad-8 serendipity element and its kernels.
 //! - [`mesh`]: the validated mesh.
-//! - [`sparse`]: symmetric CSR, sparsity pattern, slot maps.
+//! - [`sparse`]: symmetric CSR, sparsity pattern and slot maps, general CSR.
+//! - [`ordering`]: reverse Cuthill-McKee renumbering.
 //! - [`boundary`]: boundary selection and contributions.
-//! - [`solver`]: equilibrated Jacobi-PCG.
+//! - [`solver`]: the equilibration every iterative method shares and
+//!   Jacobi-preconditioned CG.
 //! - [`amg`]: smoothed-aggregation AMG, the AMG-CG solver.
 //! - [`cholesky`]: sparse Cholesky direct solve (faer).
-//! - [`components`]: ECS components and resources.
+//! - [`components`]: ECS components and resources, the run's error, the
+//!   progress hook, backend reports.
 //! - [`pipeline`]: phases, the [`pipeline::Backend`] plug-in trait, the
-//!   [`pipeline::Pipeline`] runner.
-//! - [`serial`]: the single-threaded backend.
+//!   [`pipeline::Registry`] of configured backends, the
+//!   [`pipeline::Pipeline`] runner and its hand-over between memories.
+//! - [`config`]: backend kinds, their scene sections and flags
+//!   ([`config::BackendKind`], [`config::Catalog`]).
+//! - [`common`]: the pieces host backends share (element load, boundary
+//!   contributions, the solve step, element outputs).
+//! - [`serial`], [`parallel`], [`gpu`]: the backends.
+//! - [`backends`]: the catalog of the built-in backends.
 
 // Element kernels index small fixed arrays by node and quadrature point;
 // explicit index loops mirror the formulas (and the CUDA C kernels).
 #![allow(clippy::needless_range_loop)]
 
 pub mod amg;
+pub mod backends;
 pub mod boundary;
 pub mod cholesky;
 pub mod common;
 pub mod components;
+pub mod config;
 pub mod element;
 pub mod exec;
 pub mod gpu;

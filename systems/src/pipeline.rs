@@ -3,10 +3,24 @@
 //! The five phases are system sets of one [`Schedule`], chained in order.
 //! A [`Backend`] is a plugin: it says which phases it implements and adds
 //! its systems into those sets. A [`PhasePlan`] names a backend per phase;
-//! a phase whose backend does not implement it falls back to `serial`
-//! (libCEED's delegation), and the fallback is noted.
+//! a phase whose backend does not implement it falls back to the backend's
+//! own fallback or the [`Registry`]'s (libCEED's delegation), and the
+//! fallback is noted.
+//!
+//! **Hand-over.** Each backend says where its phases leave their results
+//! ([`Backend::memory`]). Where two consecutive phases run in different
+//! memories, the pipeline inserts the transfer: the producing backend's
+//! [`Backend::download`] systems at the end of the producing phase, the
+//! consuming backend's [`Backend::upload`] systems at the start of the
+//! consuming phase (both inside the phases' timers). Systems never ask
+//! which backend their neighbours run.
+//!
+//! Within a phase the order is: timer start, uploads, the backend's
+//! systems, downloads, timer end; every system but the timer's end runs
+//! only while no phase has failed ([`no_failure`]).
 
 use crate::components::*;
+pub use crate::components::{PipelineError, fail};
 use crate::mesh::Mesh;
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleLabel;
@@ -60,48 +74,17 @@ impl Phase {
 #[derive(ScheduleLabel, Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RunPipeline;
 
-/// Any failure of a run, with a message for the user.
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    /// Bad mesh.
-    #[error(transparent)]
-    Mesh(#[from] crate::mesh::MeshError),
-    /// Bad boundary selection.
-    #[error(transparent)]
-    Boundary(#[from] crate::boundary::BoundaryError),
-    /// The solve failed.
-    #[error(transparent)]
-    Solve(#[from] crate::solver::SolveError),
-    /// The pattern does not fit the index type.
-    #[error(transparent)]
-    Pattern(#[from] crate::sparse::PatternTooLarge),
-    /// The solver hit its iteration cap.
-    #[error(
-        "the solver did not converge: {iterations} iterations reached the cap with relative residual {residual:.3e} (target {rtol:e}); raise solver.max_iterations (--max-iter) or set solver.allow_unconverged = true to keep the result"
-    )]
-    NotConverged {
-        /// iterations done
-        iterations: usize,
-        /// residual reached
-        residual: f64,
-        /// target
-        rtol: f64,
-    },
-    /// A backend could not run (no GPU, bad setting, ...).
-    #[error("backend {backend}: {message}")]
-    Backend {
-        /// backend name
-        backend: String,
-        /// what went wrong
-        message: String,
-    },
-    /// An unknown backend name.
-    #[error("unknown backend \"{0}\" (available: {1})")]
-    UnknownBackend(String, String),
-}
-
 /// The systems a backend contributes to one phase.
 pub type PhaseSystems = bevy_ecs::schedule::ScheduleConfigs<bevy_ecs::system::ScheduleSystem>;
+
+/// Where a backend's phases leave their results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Memory {
+    /// In the world's resources and components.
+    Host,
+    /// In a device memory of the backend's own (named).
+    Device(&'static str),
+}
 
 /// A pluggable executor: contributes systems to the phases it implements.
 /// The pipeline places them in the phase's set, behind the phase timer,
@@ -116,38 +99,84 @@ pub trait Backend: Send + Sync + 'static {
     fn implements(&self, phase: Phase) -> bool {
         self.systems(phase).is_some()
     }
+    /// The backend that runs the phases this one does not implement;
+    /// `None` takes the registry's fallback.
+    fn fallback(&self) -> Option<&'static str> {
+        None
+    }
     /// Whether its systems read or write the per-element entities
-    /// (`Nodes`, `ElementCoords`, `Quadrature`, `Slots`, `Fields`). The
-    /// pipeline spawns them only when a backend that runs a phase does;
-    /// one that works from the mesh alone (the GPU backend) says `false`
-    /// and so saves the spawn (about 630 bytes per element).
+    /// (`Nodes`, `ElementCoords`, `Quadrature`, `Slots`). The pipeline
+    /// spawns them only when a backend that runs a phase does; one that
+    /// works from the mesh alone (the GPU backend) says `false` and so
+    /// saves the spawn (about 600 bytes per element).
     fn uses_element_entities(&self) -> bool {
         true
     }
-    /// Prepares the world before the schedule runs (resources, device
-    /// contexts). Called once if the backend runs any phase.
+    /// Where its phases leave their results ([`Memory::Host`]: in the
+    /// world's resources and components).
+    fn memory(&self) -> Memory {
+        Memory::Host
+    }
+    /// Systems that copy what `phase` (run by this backend) produced from
+    /// the backend's memory into the host's resources or components, for a
+    /// host backend running the next phase. Only for device backends.
+    fn download(&self, _phase: Phase) -> Option<PhaseSystems> {
+        None
+    }
+    /// Systems that copy what `phase` (run by a backend of another
+    /// memory) left in the host's resources or components into this
+    /// backend's memory, before this backend runs the next phase. Only for
+    /// device backends.
+    fn upload(&self, _phase: Phase) -> Option<PhaseSystems> {
+        None
+    }
+    /// Whether all its work runs on the calling thread (host work around
+    /// the run, such as mesh validation, then stays on one thread too).
+    fn single_threaded(&self) -> bool {
+        false
+    }
+    /// Starts slow initialisation (a device context) in the background,
+    /// before the mesh is loaded. Called once per run for backends of the
+    /// plan.
+    fn prewarm(&self) {}
+    /// Prepares the world before the schedule runs (resources, thread
+    /// pools, device contexts). Called once if the backend runs any phase.
     fn prepare(&self, _world: &mut World) -> Result<(), PipelineError> {
         Ok(())
     }
+    /// What it reports after a run (attributes of the results file, lines
+    /// of the run summary).
+    fn report(&self, _world: &World) -> BackendReport {
+        BackendReport::default()
+    }
 }
 
-/// The backends known to a pipeline, by name.
-#[derive(Default, Clone)]
+/// The configured backends of a run, by name, and the fallback of phases
+/// a backend does not implement.
+#[derive(Clone)]
 pub struct Registry {
     backends: BTreeMap<&'static str, Arc<dyn Backend>>,
+    fallback: &'static str,
 }
 
 impl Registry {
-    /// A registry with the serial backend only.
-    pub fn with_serial() -> Self {
-        let mut r = Self::default();
-        r.register(crate::serial::Serial);
-        r
+    /// An empty registry whose phases fall back to the backend `fallback`
+    /// (which must be registered and implement every phase).
+    pub fn new(fallback: &'static str) -> Self {
+        Self {
+            backends: BTreeMap::new(),
+            fallback,
+        }
     }
 
     /// Adds (or replaces) a backend.
     pub fn register(&mut self, b: impl Backend) -> &mut Self {
-        self.backends.insert(b.name(), Arc::new(b));
+        self.insert(Arc::new(b))
+    }
+
+    /// Adds (or replaces) a shared backend.
+    pub fn insert(&mut self, b: Arc<dyn Backend>) -> &mut Self {
+        self.backends.insert(b.name(), b);
         self
     }
 
@@ -156,9 +185,37 @@ impl Registry {
         self.backends.get(name)
     }
 
+    /// The fallback backend's name.
+    pub fn fallback(&self) -> &'static str {
+        self.fallback
+    }
+
     /// Registered names, comma-separated (for messages).
     pub fn names(&self) -> String {
         self.backends.keys().copied().collect::<Vec<_>>().join(", ")
+    }
+
+    /// The backend that runs `phase` when `wanted` is asked for: `wanted`
+    /// itself, or the first of its fallbacks (its own, then the
+    /// registry's) that implements the phase.
+    pub fn resolve(&self, wanted: &str, phase: Phase) -> Result<&Arc<dyn Backend>, PipelineError> {
+        let mut name = wanted;
+        for _ in 0..=self.backends.len() {
+            let b = self
+                .get(name)
+                .ok_or_else(|| PipelineError::UnknownBackend(name.to_string(), self.names()))?;
+            if b.implements(phase) {
+                return Ok(b);
+            }
+            name = b.fallback().unwrap_or(self.fallback);
+        }
+        Err(PipelineError::Backend {
+            backend: wanted.to_string(),
+            message: format!(
+                "no backend among its fallbacks implements the {} phase",
+                phase.name()
+            ),
+        })
     }
 }
 
@@ -223,10 +280,13 @@ fn phase_end(phase: Phase) -> impl FnMut(ResMut<PhaseTimes>, NonSendMut<PhaseSpa
     }
 }
 
-/// Sets that wrap each phase with its timer systems.
+/// Sets that order each phase: timer start, uploads, the phase's systems,
+/// downloads, timer end.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Stage {
     Begin(Phase),
+    Upload(Phase),
+    Download(Phase),
     End(Phase),
     Outer(Phase),
 }
@@ -238,6 +298,8 @@ pub struct Pipeline {
     pub world: World,
     /// The schedule holding the five phase sets.
     pub schedule: Schedule,
+    /// The backends that run a phase, in order of first use.
+    pub backends: Vec<Arc<dyn Backend>>,
 }
 
 /// Everything a run needs besides the mesh.
@@ -269,7 +331,6 @@ impl Pipeline {
                 mesh.elements.len()
             ));
         }
-        let spawn_mesh = mesh.clone();
         world.insert_resource(MeshRes(mesh));
         world.insert_resource(config.physics);
         world.insert_resource(Boundaries(config.boundaries));
@@ -280,14 +341,25 @@ impl Pipeline {
         world.insert_resource(ElementOutputs::default());
         world.insert_resource(PhaseTimes::default());
         world.insert_resource(Failure::default());
-        world.insert_resource(crate::common::ProgressHook::default());
+        world.insert_resource(ProgressHook::default());
         world.insert_resource(plan.clone());
         world.insert_non_send(PhaseSpan::default());
 
-        let serial = registry
-            .get("serial")
-            .cloned()
-            .ok_or_else(|| PipelineError::UnknownBackend("serial".into(), registry.names()))?;
+        // which backend runs each phase
+        let mut runs: Vec<Arc<dyn Backend>> = Vec::with_capacity(5);
+        for phase in Phase::ALL {
+            let wanted = plan.get(phase);
+            let b = registry.resolve(wanted, phase)?.clone();
+            if b.name() != wanted {
+                notes.push(format!(
+                    "backend {wanted} does not implement the {} phase; using {}",
+                    phase.name(),
+                    b.name()
+                ));
+            }
+            runs.push(b);
+        }
+
         let mut schedule = Schedule::new(RunPipeline);
         schedule.configure_sets(
             (
@@ -299,35 +371,21 @@ impl Pipeline {
             )
                 .chain(),
         );
-        let mut resolved = ["serial"; 5];
-        let mut prepared: Vec<&'static str> = Vec::new();
-        let mut entities = false;
-        for phase in Phase::ALL {
-            let wanted = plan.get(phase);
-            let backend = registry.get(wanted).ok_or_else(|| {
-                PipelineError::UnknownBackend(wanted.to_string(), registry.names())
-            })?;
-            let (backend, systems) = match backend.systems(phase) {
-                Some(s) => (backend.clone(), s),
-                None => {
-                    notes.push(format!(
-                        "backend {wanted} does not implement the {} phase; using serial",
-                        phase.name()
-                    ));
-                    let s = serial
-                        .systems(phase)
-                        .expect("serial implements every phase");
-                    (serial.clone(), s)
-                }
-            };
-            resolved[phase.index()] = backend.name();
-            entities |= backend.uses_element_entities();
-            if !prepared.contains(&backend.name()) {
-                backend.prepare(&mut world)?;
-                prepared.push(backend.name());
+        let mut used: Vec<Arc<dyn Backend>> = Vec::new();
+        for (i, phase) in Phase::ALL.into_iter().enumerate() {
+            let b = &runs[i];
+            if !used.iter().any(|u| u.name() == b.name()) {
+                b.prepare(&mut world)?;
+                used.push(b.clone());
             }
             schedule.configure_sets(
-                (Stage::Begin(phase), phase, Stage::End(phase))
+                (
+                    Stage::Begin(phase),
+                    Stage::Upload(phase),
+                    phase,
+                    Stage::Download(phase),
+                    Stage::End(phase),
+                )
                     .chain()
                     .in_set(Stage::Outer(phase)),
             );
@@ -337,11 +395,27 @@ impl Pipeline {
                     .run_if(no_failure),
             );
             schedule.add_systems(phase_end(phase).in_set(Stage::End(phase)));
+            let systems = b
+                .systems(phase)
+                .expect("resolved backends implement the phase");
             schedule.add_systems(systems.in_set(phase).distributive_run_if(no_failure));
+            // hand-over to the next phase where the memories differ
+            if let Some(next) = runs.get(i + 1)
+                && next.memory() != b.memory()
+            {
+                if let Some(s) = b.download(phase) {
+                    let s = s.in_set(Stage::Download(phase));
+                    schedule.add_systems(s.distributive_run_if(no_failure));
+                }
+                if let Some(s) = next.upload(phase) {
+                    let s = s.in_set(Stage::Upload(Phase::ALL[i + 1]));
+                    schedule.add_systems(s.distributive_run_if(no_failure));
+                }
+            }
         }
-        if entities {
+        if used.iter().any(|b| b.uses_element_entities()) {
             let _s = tracing::info_span!("spawn_elements").entered();
-            let mesh = spawn_mesh;
+            let mesh = world.resource::<MeshRes>().0.clone();
             // Elements are entities; all components exist from the start so
             // the archetype never changes and iteration is in element order.
             world.spawn_batch((0..mesh.elements.len()).map(|e| {
@@ -351,50 +425,37 @@ impl Pipeline {
                     ElementCoords(mesh.coords(e)),
                     Quadrature::default(),
                     Slots::default(),
-                    Fields::default(),
                 )
             }));
         }
-        world.insert_resource(Resolved(resolved));
+        world.insert_resource(Resolved(std::array::from_fn(|i| runs[i].name())));
         world.insert_resource(Notes(notes));
-        Ok(Self { world, schedule })
+        Ok(Self {
+            world,
+            schedule,
+            backends: used,
+        })
     }
 
-    /// Per-element outputs in element order: `(vel, abs_vel, pressure)`,
-    /// from [`ElementOutputs`] when the post-processing wrote them there,
-    /// else from the [`Fields`] components.
-    pub fn element_fields(&mut self) -> (Vec<[f64; 2]>, Vec<f64>, Vec<f64>) {
+    /// Per-element outputs in element order: `(vel, abs_vel, pressure)`.
+    pub fn element_fields(&self) -> (Vec<[f64; 2]>, Vec<f64>, Vec<f64>) {
         let out = self.world.resource::<ElementOutputs>();
-        if out.is_set() {
-            return (out.vel.clone(), out.abs_vel.clone(), out.pressure.clone());
-        }
-        self.component_fields()
+        (out.vel.clone(), out.abs_vel.clone(), out.pressure.clone())
     }
 
-    /// [`Pipeline::element_fields`], moving the arrays out of
-    /// [`ElementOutputs`] instead of copying them (after a run, once).
+    /// [`Pipeline::element_fields`], moving the arrays out instead of
+    /// copying them (after a run, once).
     pub fn take_element_fields(&mut self) -> (Vec<[f64; 2]>, Vec<f64>, Vec<f64>) {
-        let mut out = self.world.resource_mut::<ElementOutputs>();
-        if out.is_set() {
-            let o = std::mem::take(&mut *out);
-            return (o.vel, o.abs_vel, o.pressure);
-        }
-        self.component_fields()
+        let o = std::mem::take(&mut *self.world.resource_mut::<ElementOutputs>());
+        (o.vel, o.abs_vel, o.pressure)
     }
 
-    fn component_fields(&mut self) -> (Vec<[f64; 2]>, Vec<f64>, Vec<f64>) {
-        let mut rows: Vec<(u32, crate::element::ElementFields)> = self
-            .world
-            .query::<(&ElementIndex, &Fields)>()
-            .iter(&self.world)
-            .map(|(i, f)| (i.0, f.0))
-            .collect();
-        rows.sort_unstable_by_key(|r| r.0);
-        (
-            rows.iter().map(|r| r.1.vel).collect(),
-            rows.iter().map(|r| r.1.abs_vel).collect(),
-            rows.iter().map(|r| r.1.pressure).collect(),
-        )
+    /// What each backend that ran reports, by name, in order of first use.
+    pub fn reports(&self) -> Vec<(&'static str, BackendReport)> {
+        self.backends
+            .iter()
+            .map(|b| (b.name(), b.report(&self.world)))
+            .collect()
     }
 
     /// Runs the schedule once. Returns the first failure raised by a phase.
@@ -404,12 +465,5 @@ impl Pipeline {
             Some(e) => Err(e),
             None => Ok(()),
         }
-    }
-}
-
-/// Records a failure from inside a system.
-pub fn fail(world_failure: &mut Failure, e: impl Into<PipelineError>) {
-    if world_failure.0.is_none() {
-        world_failure.0 = Some(e.into());
     }
 }

@@ -643,8 +643,8 @@ fn amg_cg_on_the_gpu_matches_the_host() {
         ("curved 120x40", curved(120, 40)),
         ("curved 400x120", curved(400, 120)),
     ] {
-        let mut host = run(&mesh, &cfg, "serial", GpuSolveStrategy::Custom);
-        let mut gpu = run(&mesh, &cfg, "gpu", GpuSolveStrategy::Custom);
+        let host = run(&mesh, &cfg, "serial", GpuSolveStrategy::Custom);
+        let gpu = run(&mesh, &cfg, "gpu", GpuSolveStrategy::Custom);
         let (gs, hs) = (
             gpu.world.resource::<Solution>().clone(),
             host.world.resource::<Solution>().clone(),

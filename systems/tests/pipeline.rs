@@ -6,7 +6,7 @@ use bevy_ecs::prelude::*;
 use quadflow_systems::boundary::{BoundaryConfig, DirichletPart, Selector, Side, Value};
 use quadflow_systems::components::*;
 use quadflow_systems::mesh::{Mesh, OrientationPolicy};
-use quadflow_systems::pipeline::{Backend, Phase, PhaseSystems, PhaseTimes, Resolved};
+use quadflow_systems::pipeline::{Backend, Memory, Phase, PhaseSystems, PhaseTimes, Resolved};
 use quadflow_systems::{PhasePlan, Pipeline, PipelineError, Registry, RunConfig};
 use std::sync::Arc;
 
@@ -65,9 +65,18 @@ struct Marker;
 #[derive(Resource, Default)]
 struct MarkerRan(usize);
 
-fn marker_post(mut q: Query<&mut Fields>, mut ran: ResMut<MarkerRan>) {
-    for mut f in &mut q {
-        f.0.pressure = -1.0;
+fn marker_post(
+    q: Query<&ElementIndex>,
+    mesh: Res<MeshRes>,
+    mut out: ResMut<ElementOutputs>,
+    mut ran: ResMut<MarkerRan>,
+) {
+    let n = mesh.0.elements.len();
+    out.pressure.resize(n, 0.0);
+    out.vel.resize(n, [0.0; 2]);
+    out.abs_vel.resize(n, 0.0);
+    for e in &q {
+        out.pressure[e.0 as usize] = -1.0;
         ran.0 += 1;
     }
 }
@@ -89,7 +98,7 @@ impl Backend for Marker {
 fn an_extra_backend_overrides_one_phase_and_falls_back_elsewhere() {
     let mut reg = Registry::with_serial();
     reg.register(Marker);
-    let mut p = run(
+    let p = run(
         grid(6, 2, 3.0, 1.0),
         RunConfig::default(),
         &reg,
@@ -113,6 +122,130 @@ fn an_extra_backend_overrides_one_phase_and_falls_back_elsewhere() {
     assert!(pressure.iter().all(|&v| v == -1.0));
     // the solve still ran on the serial backend
     assert!(p.world.resource::<Solution>().stats.converged);
+}
+
+/// A backend of its own memory ("a device") that runs assembly and
+/// boundary (with the serial systems) and logs its hand-over systems.
+struct Device;
+
+#[derive(Resource, Default)]
+struct Log(Vec<&'static str>);
+
+fn logger(what: &'static str) -> impl FnMut(ResMut<Log>) {
+    move |mut log| log.0.push(what)
+}
+
+impl Backend for Device {
+    fn name(&self) -> &'static str {
+        "device"
+    }
+    fn systems(&self, phase: Phase) -> Option<PhaseSystems> {
+        use quadflow_systems::serial;
+        match phase {
+            Phase::Assembly => Some(
+                (
+                    logger("device assembly"),
+                    serial::build_pattern,
+                    serial::assemble,
+                )
+                    .chain()
+                    .into_configs(),
+            ),
+            Phase::Boundary => Some(
+                (logger("device boundary"), serial::apply_boundary)
+                    .chain()
+                    .into_configs(),
+            ),
+            _ => None,
+        }
+    }
+    fn memory(&self) -> Memory {
+        Memory::Device("test")
+    }
+    fn upload(&self, phase: Phase) -> Option<PhaseSystems> {
+        Some(match phase {
+            Phase::Quadrature => logger("upload quadrature").into_configs(),
+            Phase::Assembly => logger("upload assembly").into_configs(),
+            Phase::Boundary => logger("upload boundary").into_configs(),
+            Phase::Solve => logger("upload solve").into_configs(),
+            Phase::Post => logger("upload post").into_configs(),
+        })
+    }
+    fn download(&self, phase: Phase) -> Option<PhaseSystems> {
+        Some(match phase {
+            Phase::Quadrature => logger("download quadrature").into_configs(),
+            Phase::Assembly => logger("download assembly").into_configs(),
+            Phase::Boundary => logger("download boundary").into_configs(),
+            Phase::Solve => logger("download solve").into_configs(),
+            Phase::Post => logger("download post").into_configs(),
+        })
+    }
+    fn prepare(&self, world: &mut World) -> Result<(), PipelineError> {
+        world.init_resource::<Log>();
+        Ok(())
+    }
+}
+
+#[test]
+fn the_pipeline_hands_over_where_memories_differ_and_only_there() {
+    let mut reg = Registry::with_serial();
+    reg.register(Device);
+    let mut plan = PhasePlan::uniform("serial");
+    plan.set(Phase::Assembly, "device");
+    plan.set(Phase::Boundary, "device");
+    let p = run(grid(6, 2, 3.0, 1.0), RunConfig::default(), &reg, &plan).unwrap();
+    assert_eq!(
+        p.world.resource::<Log>().0,
+        [
+            "upload quadrature",
+            "device assembly",
+            "device boundary",
+            "download boundary"
+        ]
+    );
+    assert!(p.world.resource::<Solution>().stats.converged);
+    // a device phase between host phases: up before it, down after it
+    let mut plan = PhasePlan::uniform("serial");
+    plan.set(Phase::Boundary, "device");
+    let p = run(grid(6, 2, 3.0, 1.0), RunConfig::default(), &reg, &plan).unwrap();
+    assert_eq!(
+        p.world.resource::<Log>().0,
+        ["upload assembly", "device boundary", "download boundary"]
+    );
+}
+
+/// A backend that implements nothing and falls back to `marker`.
+struct Delegate;
+
+impl Backend for Delegate {
+    fn name(&self) -> &'static str {
+        "delegate"
+    }
+    fn systems(&self, _phase: Phase) -> Option<PhaseSystems> {
+        None
+    }
+    fn fallback(&self) -> Option<&'static str> {
+        Some("marker")
+    }
+}
+
+#[test]
+fn a_backend_names_its_own_fallback_and_the_registry_ends_the_chain() {
+    let mut reg = Registry::with_serial();
+    reg.register(Marker).register(Delegate);
+    let p = run(
+        grid(6, 2, 3.0, 1.0),
+        RunConfig::default(),
+        &reg,
+        &PhasePlan::uniform("delegate"),
+    )
+    .unwrap();
+    // post falls back to marker (the delegate's choice); marker has no
+    // solve, so the rest falls through to the registry's fallback
+    assert_eq!(
+        p.world.resource::<Resolved>().0,
+        ["serial", "serial", "serial", "serial", "marker"]
+    );
 }
 
 #[test]

@@ -41,7 +41,7 @@ pub fn reference(name: &str) -> Reference {
 
 /// Runs a scene on a loaded mesh.
 pub fn run_on(scene: &Scene, mesh: &LoadedMesh) -> RunResult {
-    run::run_on(scene, mesh, None).unwrap_or_else(|e| panic!("run failed: {e}"))
+    run::run_on(&scene.plan().unwrap(), mesh, None).unwrap_or_else(|e| panic!("run failed: {e}"))
 }
 
 /// `max |a - b| / max |b|`.

@@ -3,14 +3,13 @@
 //! by NVRTC for the device's architecture and cached on disk as PTX.
 //!
 //! Data crosses the bus where a phase boundary demands it and nowhere
-//! else: the mesh goes up once (coordinates and connectivity, at the
-//! quadrature phase), the solution and the per-element fields come back
-//! once. When a later phase runs on another backend (a mixed
-//! [`PhasePlan`](crate::PhasePlan)), the phase before it downloads what
-//! that backend reads (quadrature data into the [`Quadrature`]
-//! components, the system into [`LinearSystem`]), and a GPU phase after a
-//! host phase uploads what it needs. Every byte is counted in
-//! [`GpuReport`].
+//! else: the mesh goes up once (coordinates and connectivity, at the first
+//! GPU phase), the solution and the per-element fields come back once.
+//! When a neighbouring phase runs on a host backend (a mixed
+//! [`PhasePlan`](crate::PhasePlan)), the pipeline runs this backend's
+//! [`Backend::download`] systems (quadrature data into the [`Quadrature`]
+//! components, the system into [`LinearSystem`]) or [`Backend::upload`]
+//! systems at the hand-over. Every byte is counted in [`GpuReport`].
 //!
 //! - [`kernels`]: the embedded sources, the generated basis tables, the
 //!   kernel names.
@@ -40,12 +39,15 @@ pub mod vendor;
 
 pub use device::{GpuState, device_available, prewarm};
 
-use crate::common::ProgressHook;
+use crate::components::failure::check_converged;
 use crate::components::*;
-use crate::pipeline::{Backend, Phase, PhaseSystems, PipelineError, Resolved, fail};
+use crate::config::{self, BackendKind, Flag, FlagValue, SettingError, Table};
+use crate::pipeline::{Backend, Memory, Phase, PhaseSystems, Registry};
 use bevy_ecs::prelude::*;
 use device::{GResult, guard};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// How the GPU solve phase runs the CG iteration.
 #[derive(Resource, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -197,6 +199,130 @@ impl GpuReport {
     }
 }
 
+impl GpuReport {
+    /// The backend's report: `gpu_*` attributes of the results file and
+    /// the summary line.
+    pub fn backend_report(&self) -> BackendReport {
+        BackendReport {
+            attributes: vec![
+                ("gpu_device".into(), Attr::Str(self.device_name.clone())),
+                (
+                    "gpu_bytes_to_device".into(),
+                    Attr::Int(self.bytes_to_device as i64),
+                ),
+                (
+                    "gpu_bytes_to_host".into(),
+                    Attr::Int(self.bytes_to_host as i64),
+                ),
+                ("gpu_nvrtc_seconds".into(), Attr::Float(self.nvrtc_seconds)),
+                ("gpu_ptx_cache_hit".into(), Attr::Int(self.cache_hit as i64)),
+                (
+                    "gpu_memory_peak_bytes".into(),
+                    Attr::Int(self.device_memory_peak as i64),
+                ),
+            ],
+            summary: vec![format!(
+                "{} ({}), NVRTC {:.3} s ({}), init {:.3} s, module load {:.3} s, {:.1} MB to device, {:.1} MB back, {} host syncs",
+                self.device_name,
+                self.arch,
+                self.nvrtc_seconds,
+                if self.cache_hit {
+                    "PTX cache hit"
+                } else {
+                    "compiled"
+                },
+                self.init_seconds,
+                self.module_load_seconds,
+                self.bytes_to_device as f64 / 1e6,
+                self.bytes_to_host as f64 / 1e6,
+                self.host_syncs
+            )],
+        }
+    }
+}
+
+/// `[gpu]`: the scene section of the GPU backend.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpuSection {
+    /// `custom` (own fused kernels, seed 5) or `vendor` (cuSPARSE +
+    /// cuBLAS, seed 6).
+    pub strategy: String,
+    /// Iterations between host convergence checks of the custom CG.
+    pub check_every: usize,
+    /// CUDA device ordinal.
+    pub device: usize,
+}
+
+impl Default for GpuSection {
+    fn default() -> Self {
+        Self {
+            strategy: "custom".into(),
+            check_every: GpuCgOptions::default().check_every,
+            device: 0,
+        }
+    }
+}
+
+impl GpuSection {
+    /// The configured backend, every value checked.
+    pub fn backend(&self) -> Result<Gpu, SettingError> {
+        let strategy = GpuSolveStrategy::parse(&self.strategy).ok_or_else(|| {
+            SettingError::key(
+                "strategy",
+                format!(
+                    "unknown strategy \"{}\" (available: {})",
+                    self.strategy,
+                    GpuSolveStrategy::NAMES.join(", ")
+                ),
+            )
+        })?;
+        if self.check_every == 0 {
+            return Err(SettingError::key("check_every", "must be at least 1"));
+        }
+        let mut b = Gpu::with_strategy(strategy);
+        b.cg.check_every = self.check_every;
+        b.device = self.device;
+        Ok(b)
+    }
+}
+
+/// The flags of `quadflow run` that set keys of `[gpu]`.
+const FLAGS: &[Flag] = &[Flag {
+    long: "gpu-strategy",
+    key: "strategy",
+    value_name: "STRATEGY",
+    help: "Solve strategy of the gpu backend (custom, vendor)",
+    value: FlagValue::Text,
+}];
+
+impl BackendKind for Gpu {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn about(&self) -> &'static str {
+        "every phase on an NVIDIA GPU (CUDA kernels compiled at run time)"
+    }
+
+    fn defaults(&self) -> Table {
+        config::section_of(&GpuSection::default())
+    }
+
+    fn flags(&self) -> &'static [Flag] {
+        FLAGS
+    }
+
+    fn configure(
+        &self,
+        section: &Table,
+        _configured: &Registry,
+    ) -> Result<Arc<dyn Backend>, SettingError> {
+        let s: GpuSection = config::read_section(section)?;
+        Ok(Arc::new(s.backend()?))
+    }
+}
+
 /// The GPU backend plugin.
 #[derive(Debug, Clone, Default)]
 pub struct Gpu {
@@ -222,12 +348,8 @@ impl Gpu {
     }
 }
 
-/// Name of this backend in [`Resolved`].
+/// Name of this backend.
 const NAME: &str = device::BACKEND;
-
-fn on_gpu(resolved: &Resolved, phase: Phase) -> bool {
-    resolved.0[phase.index()] == NAME
-}
 
 impl Backend for Gpu {
     fn name(&self) -> &'static str {
@@ -249,6 +371,39 @@ impl Backend for Gpu {
         // components only at a hand-over to or from a host backend, which
         // asks for the entities itself
         false
+    }
+
+    fn memory(&self) -> Memory {
+        Memory::Device("cuda")
+    }
+
+    fn download(&self, phase: Phase) -> Option<PhaseSystems> {
+        match phase {
+            Phase::Quadrature => Some(download_quadrature.into_configs()),
+            Phase::Assembly | Phase::Boundary => Some(download_system.into_configs()),
+            // the solve and post-processing always bring their results back
+            Phase::Solve | Phase::Post => None,
+        }
+    }
+
+    fn upload(&self, phase: Phase) -> Option<PhaseSystems> {
+        match phase {
+            Phase::Quadrature => Some(upload_quadrature.into_configs()),
+            Phase::Assembly | Phase::Boundary => Some(upload_system.into_configs()),
+            Phase::Solve => Some(upload_solution.into_configs()),
+            Phase::Post => None,
+        }
+    }
+
+    fn prewarm(&self) {
+        prewarm(self.device);
+    }
+
+    fn report(&self, world: &World) -> BackendReport {
+        world
+            .get_resource::<GpuReport>()
+            .map(GpuReport::backend_report)
+            .unwrap_or_default()
     }
 
     fn prepare(&self, world: &mut World) -> Result<(), PipelineError> {
@@ -276,68 +431,93 @@ fn report_failure(failure: &mut Failure, r: GResult<()>) {
     }
 }
 
-/// Quadrature: geometric factors on the device. Downloads them into the
-/// [`Quadrature`] components when assembly runs elsewhere.
-#[allow(clippy::too_many_arguments)]
+/// Quadrature: geometric factors on the device.
 pub fn quadrature(
     mesh: Res<MeshRes>,
-    resolved: Res<Resolved>,
     mut st: ResMut<GpuState>,
+    mut report: ResMut<GpuReport>,
+    mut failure: ResMut<Failure>,
+) {
+    let _s = tracing::info_span!("gpu::quadrature").entered();
+    let r = guard(|| {
+        phases::quadrature(&mut st, &mut report, &mesh.0)?;
+        st.sync()
+    });
+    report_failure(&mut failure, r);
+}
+
+/// Hand-over: the device's quadrature data into the [`Quadrature`]
+/// components, for a host assembly.
+pub fn download_quadrature(
+    st: Res<GpuState>,
     mut report: ResMut<GpuReport>,
     mut q: Query<(&ElementIndex, &mut Quadrature)>,
     mut failure: ResMut<Failure>,
 ) {
-    let _s = tracing::info_span!("gpu::quadrature").entered();
-    let download = !on_gpu(&resolved, Phase::Assembly);
-    let r = guard(|| {
-        phases::quadrature(&mut st, &mut report, &mesh.0)?;
-        if download {
-            phases::download_quadrature(&st, &mut report, &mut q)?;
-        }
-        st.sync()
-    });
+    let r = guard(|| phases::download_quadrature(&st, &mut report, &mut q));
+    report_failure(&mut failure, r);
+}
+
+/// Hand-over: a host quadrature's [`Quadrature`] components onto the
+/// device.
+pub fn upload_quadrature(
+    mesh: Res<MeshRes>,
+    mut st: ResMut<GpuState>,
+    mut report: ResMut<GpuReport>,
+    q: Query<(&ElementIndex, &ElementCoords, &Quadrature)>,
+    mut failure: ResMut<Failure>,
+) {
+    let r = guard(|| phases::upload_quadrature(&mut st, &mut report, &mesh.0, &q));
     report_failure(&mut failure, r);
 }
 
 /// Assembly: full-CSR pattern, element matrices and scatter on the
 /// device.
-#[allow(clippy::too_many_arguments)]
 pub fn assembly(
     mesh: Res<MeshRes>,
     physics: Res<Physics>,
-    resolved: Res<Resolved>,
     mut st: ResMut<GpuState>,
     mut report: ResMut<GpuReport>,
     mut sys: ResMut<LinearSystem>,
-    q: Query<(&ElementIndex, &ElementCoords, &Quadrature)>,
     mut failure: ResMut<Failure>,
 ) {
     let _s = tracing::info_span!("gpu::assembly").entered();
-    let upload_qd = !on_gpu(&resolved, Phase::Quadrature);
-    let download = !on_gpu(&resolved, Phase::Boundary);
     let r = guard(|| {
-        if upload_qd {
-            phases::upload_quadrature(&mut st, &mut report, &mesh.0, &q)?;
-        }
         sys.nnz = phases::assemble(&mut st, &mut report, &mesh.0, &physics)?;
-        if download {
-            phases::download_system(&st, &mut report, &mut sys)?;
-        }
         st.sync()
     });
     report_failure(&mut failure, r);
 }
 
+/// Hand-over: the device's system into [`LinearSystem`].
+pub fn download_system(
+    st: Res<GpuState>,
+    mut report: ResMut<GpuReport>,
+    mut sys: ResMut<LinearSystem>,
+    mut failure: ResMut<Failure>,
+) {
+    let r = guard(|| phases::download_system(&st, &mut report, &mut sys));
+    report_failure(&mut failure, r);
+}
+
+/// Hand-over: a host phase's [`LinearSystem`] onto the device.
+pub fn upload_system(
+    mut st: ResMut<GpuState>,
+    mut report: ResMut<GpuReport>,
+    sys: Res<LinearSystem>,
+    mut failure: ResMut<Failure>,
+) {
+    let r = guard(|| phases::upload_system(&mut st, &mut report, &sys));
+    report_failure(&mut failure, r);
+}
+
 /// Boundary: the selection resolved on the host, Robin edges and
 /// penalties added on the device.
-#[allow(clippy::too_many_arguments)]
 pub fn boundary(
     mesh: Res<MeshRes>,
     bc: Res<Boundaries>,
-    resolved: Res<Resolved>,
     mut st: ResMut<GpuState>,
     mut report: ResMut<GpuReport>,
-    mut sys: ResMut<LinearSystem>,
     mut boundary_report: ResMut<BoundaryReport>,
     mut failure: ResMut<Failure>,
 ) {
@@ -347,31 +527,21 @@ pub fn boundary(
         Ok(r) => r,
         Err(e) => return fail(&mut failure, e),
     };
-    let upload = !on_gpu(&resolved, Phase::Assembly);
-    let download = !on_gpu(&resolved, Phase::Solve);
     let r = guard(|| {
-        if upload {
-            phases::upload_system(&mut st, &mut report, &sys)?;
-        }
         *boundary_report =
             phases::apply_boundary(&mut st, &mut report, &mesh.0, &bc.0, &selection)?;
-        if download {
-            phases::download_system(&st, &mut report, &mut sys)?;
-        }
         st.sync()
     });
     report_failure(&mut failure, r);
 }
 
-/// Solve: equilibrated Jacobi-PCG on the device with the configured
-/// [`GpuSolveStrategy`]; `u` comes back into [`Solution`].
+/// Solve: equilibrated Jacobi-PCG (or AMG-CG) on the device with the
+/// configured [`GpuSolveStrategy`]; `u` comes back into [`Solution`].
 #[allow(clippy::too_many_arguments)]
 pub fn solve(
     settings: Res<SolverSettings>,
     strategy: Res<GpuSolveStrategy>,
     options: Res<GpuCgOptions>,
-    resolved: Res<Resolved>,
-    sys: Res<LinearSystem>,
     mut st: ResMut<GpuState>,
     mut report: ResMut<GpuReport>,
     mut hook: ResMut<ProgressHook>,
@@ -379,51 +549,41 @@ pub fn solve(
     mut failure: ResMut<Failure>,
 ) {
     let _s = tracing::info_span!("gpu::solve", strategy = strategy.name()).entered();
-    let upload = !on_gpu(&resolved, Phase::Boundary);
     let r = guard(|| {
-        if upload {
-            phases::upload_system(&mut st, &mut report, &sys)?;
-        }
         let progress = &mut |it: usize, res: f64| hook.report(it, res);
-        match settings.method {
-            SolverMethod::CgJacobi => {
-                let out = cg::solve(
-                    &mut st,
-                    &mut report,
-                    &settings.cg,
-                    *strategy,
-                    &options,
-                    progress,
-                )?;
-                finish_solve(out, &settings, &mut solution, &st)
-            }
+        let out = match settings.method {
+            SolverMethod::CgJacobi => cg::solve(
+                &mut st,
+                &mut report,
+                &settings.cg,
+                *strategy,
+                &options,
+                progress,
+            )?,
             SolverMethod::AmgCg => {
-                let out = amg::solve(&mut st, &mut report, &settings.cg, &settings.amg, progress)?;
-                finish_solve(out, &settings, &mut solution, &st)
+                amg::solve(&mut st, &mut report, &settings.cg, &settings.amg, progress)?
             }
-            other => Err(device::backend_error(format!(
-                "the gpu solve implements cg-jacobi and amg-cg, not {}; run the solve on the host with [backend] solve = \"parallel\" (the other phases can stay on the gpu)",
-                other.name()
-            ))),
-        }
+            other => {
+                return Err(device::backend_error(format!(
+                    "the gpu solve implements cg-jacobi and amg-cg, not {}; run the solve on the host with [backend] solve = \"parallel\" (the other phases can stay on the gpu)",
+                    other.name()
+                )));
+            }
+        };
+        finish_solve(out, &settings, &mut solution, &st)
     });
     report_failure(&mut failure, r);
 }
 
 /// Stores a device solve's outcome in [`Solution`]; an unconverged solve
-/// is an error unless the settings allow it.
+/// is an error unless the settings allow it ([`check_converged`]).
 fn finish_solve(
     out: cg::GpuSolveOutcome,
     settings: &SolverSettings,
     solution: &mut Solution,
     st: &GpuState,
 ) -> GResult<()> {
-    let not_converged = !out.stats.converged && !settings.allow_unconverged;
-    let err = not_converged.then_some(PipelineError::NotConverged {
-        iterations: out.stats.iterations,
-        residual: out.stats.recurrence_residual,
-        rtol: settings.cg.rtol,
-    });
+    let err = check_converged(&out.stats, settings);
     *solution = Solution {
         u: out.u,
         stats: out.stats,
@@ -433,25 +593,30 @@ fn finish_solve(
     err.map_or(Ok(()), Err)
 }
 
+/// Hand-over: a host solve's `u` onto the device, for the device's
+/// post-processing.
+pub fn upload_solution(
+    mut st: ResMut<GpuState>,
+    mut report: ResMut<GpuReport>,
+    solution: Res<Solution>,
+    mut failure: ResMut<Failure>,
+) {
+    let r = guard(|| phases::upload_solution(&mut st, &mut report, &solution.u));
+    report_failure(&mut failure, r);
+}
+
 /// Post-processing: velocity, speed and pressure per element on the
 /// device, downloaded once into the [`ElementOutputs`] arrays.
-#[allow(clippy::too_many_arguments)]
 pub fn post(
     mesh: Res<MeshRes>,
     physics: Res<Physics>,
-    resolved: Res<Resolved>,
-    solution: Res<Solution>,
     mut st: ResMut<GpuState>,
     mut report: ResMut<GpuReport>,
     mut outputs: ResMut<ElementOutputs>,
     mut failure: ResMut<Failure>,
 ) {
     let _s = tracing::info_span!("gpu::post").entered();
-    let upload = !on_gpu(&resolved, Phase::Solve);
     let r = guard(|| {
-        if upload {
-            phases::upload_solution(&mut st, &mut report, &solution.u)?;
-        }
         phases::post(&mut st, &mut report, &mesh.0, &physics, &mut outputs)?;
         report.sample_memory(&st.ctx);
         st.sync()

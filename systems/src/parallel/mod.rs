@@ -27,14 +27,16 @@ pub use cg::ParallelKernels;
 pub use pattern::{BlockOffsets, build_pattern, node_elements_parallel, pattern_parallel};
 
 use crate::boundary;
-use crate::common::{self, ProgressHook};
+use crate::common;
 use crate::components::*;
+use crate::config::{self, BackendKind, Flag, FlagValue, SettingError, Table};
 use crate::element;
 use crate::mesh::MeshError;
-use crate::pipeline::{Backend, Phase, PhaseSystems, PipelineError, fail};
+use crate::pipeline::{Backend, Phase, PhaseSystems, Registry};
 use crate::solver::Exec;
 use bevy_ecs::prelude::*;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// How the parallel backend assembles the matrix.
@@ -89,6 +91,107 @@ impl Default for Parallel {
     }
 }
 
+/// `[parallel]`: the scene section of the parallel backend.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParallelSection {
+    /// Threads (0 = one per core).
+    pub threads: usize,
+    /// `direct-csr` (scatter into a precomputed CSR, seed 4) or
+    /// `batched-coo` (per-batch triplets merged, seed 2).
+    pub assembly: String,
+    /// Elements per batch of `batched-coo`.
+    pub batch_size: usize,
+}
+
+impl Default for ParallelSection {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            assembly: "direct-csr".into(),
+            batch_size: 1024,
+        }
+    }
+}
+
+impl ParallelSection {
+    /// The configured backend, every value checked.
+    pub fn backend(&self) -> Result<Parallel, SettingError> {
+        if self.batch_size == 0 {
+            return Err(SettingError::key("batch_size", "must be at least 1"));
+        }
+        if self.threads > 1024 {
+            return Err(SettingError::key(
+                "threads",
+                format!(
+                    "{} threads is unreasonable (0 = one per core)",
+                    self.threads
+                ),
+            ));
+        }
+        let strategy =
+            AssemblyStrategy::parse(&self.assembly, self.batch_size).ok_or_else(|| {
+                SettingError::key(
+                    "assembly",
+                    format!(
+                        "unknown strategy \"{}\" (available: {})",
+                        self.assembly,
+                        AssemblyStrategy::NAMES.join(", ")
+                    ),
+                )
+            })?;
+        Ok(Parallel {
+            threads: self.threads,
+            strategy,
+        })
+    }
+}
+
+/// The flags of `quadflow run` that set keys of `[parallel]`.
+const FLAGS: &[Flag] = &[
+    Flag {
+        long: "threads",
+        key: "threads",
+        value_name: "N",
+        help: "Threads of the parallel backend (0 = one per core)",
+        value: FlagValue::Integer,
+    },
+    Flag {
+        long: "assembly",
+        key: "assembly",
+        value_name: "STRATEGY",
+        help: "Assembly strategy of the parallel backend (direct-csr, batched-coo)",
+        value: FlagValue::Text,
+    },
+];
+
+impl BackendKind for Parallel {
+    fn name(&self) -> &'static str {
+        "parallel"
+    }
+
+    fn about(&self) -> &'static str {
+        "every phase on a rayon pool, bit for bit the serial results"
+    }
+
+    fn defaults(&self) -> Table {
+        config::section_of(&ParallelSection::default())
+    }
+
+    fn flags(&self) -> &'static [Flag] {
+        FLAGS
+    }
+
+    fn configure(
+        &self,
+        section: &Table,
+        _configured: &Registry,
+    ) -> Result<Arc<dyn Backend>, SettingError> {
+        let s: ParallelSection = config::read_section(section)?;
+        Ok(Arc::new(s.backend()?))
+    }
+}
+
 /// The pool and settings the parallel systems use.
 #[derive(Resource, Clone)]
 pub struct ParallelRuntime {
@@ -101,6 +204,25 @@ pub struct ParallelRuntime {
 impl Backend for Parallel {
     fn name(&self) -> &'static str {
         "parallel"
+    }
+
+    fn report(&self, world: &World) -> BackendReport {
+        let threads = world
+            .get_resource::<ParallelRuntime>()
+            .map_or(0, |rt| rt.pool.current_num_threads());
+        BackendReport {
+            attributes: vec![
+                ("parallel_threads".into(), Attr::Int(threads as i64)),
+                (
+                    "parallel_assembly".into(),
+                    Attr::Str(self.strategy.name().into()),
+                ),
+            ],
+            summary: vec![format!(
+                "{threads} threads, {} assembly",
+                self.strategy.name()
+            )],
+        }
     }
 
     fn systems(&self, phase: Phase) -> Option<PhaseSystems> {
@@ -220,24 +342,29 @@ pub fn solve(
     });
 }
 
-/// Post-processing in parallel over elements.
+/// Post-processing in parallel over elements, into [`ElementOutputs`].
 pub fn post(
     rt: Res<ParallelRuntime>,
     solution: Res<Solution>,
     physics: Res<Physics>,
-    mut q: Query<(&Nodes, &ElementCoords, &mut Fields)>,
+    mesh: Res<MeshRes>,
+    mut outputs: ResMut<ElementOutputs>,
+    q: Query<(&ElementIndex, &Nodes, &ElementCoords)>,
 ) {
     let _s = tracing::info_span!("parallel::post").entered();
     let u = &solution.u;
     let (p0, half_rho) = (physics.p0, physics.rho / 2.0);
-    let mut items: Vec<_> = q.iter_mut().collect();
+    let items: Vec<_> = q.iter().collect();
+    let places = common::output_places(&mut outputs, mesh.0.elements.len());
     rt.pool.install(|| {
         items
-            .par_iter_mut()
+            .par_iter()
             .with_min_len(512)
-            .for_each(|(nodes, c, out)| {
+            .for_each(|(idx, nodes, c)| {
                 let ue = nodes.0.map(|v| u[v as usize]);
-                out.0 = element::post(&c.0, &ue, p0, half_rho);
+                let f = element::post(&c.0, &ue, p0, half_rho);
+                // SAFETY: element indices are distinct, one entity each.
+                unsafe { common::put_fields(&places, idx.0 as usize, &f) };
             })
     });
 }

@@ -2,14 +2,16 @@
 //! every phase and is the fallback of every other backend.
 
 use crate::boundary;
-use crate::common::{self, ProgressHook};
+use crate::common;
 use crate::components::*;
+use crate::config::{BackendKind, SettingError, Table};
 use crate::element;
 use crate::mesh::MeshError;
-use crate::pipeline::{Backend, Phase, PhaseSystems, fail};
+use crate::pipeline::{Backend, Phase, PhaseSystems, Registry};
 use crate::solver::{Exec, SerialKernels};
 use crate::sparse::{SlotWriter, SymCsr};
 use bevy_ecs::prelude::*;
+use std::sync::Arc;
 
 /// The serial backend plugin.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,6 +30,41 @@ impl Backend for Serial {
             Phase::Solve => solve.into_configs(),
             Phase::Post => post.into_configs(),
         })
+    }
+
+    fn single_threaded(&self) -> bool {
+        true
+    }
+}
+
+impl BackendKind for Serial {
+    fn name(&self) -> &'static str {
+        "serial"
+    }
+
+    fn about(&self) -> &'static str {
+        "single-threaded executor of every phase (the reference; the default fallback)"
+    }
+
+    fn configure(
+        &self,
+        section: &Table,
+        _configured: &Registry,
+    ) -> Result<Arc<dyn Backend>, SettingError> {
+        if let Some(k) = section.keys().next() {
+            return Err(SettingError::key(k, "the serial backend has no settings"));
+        }
+        Ok(Arc::new(Serial))
+    }
+}
+
+impl Registry {
+    /// A registry with the serial backend only, which is also the
+    /// fallback.
+    pub fn with_serial() -> Self {
+        let mut r = Self::new("serial");
+        r.register(Serial);
+        r
     }
 }
 
@@ -142,17 +179,23 @@ pub fn solve(
     );
 }
 
-/// Post-processing: velocity, speed and pressure of every element.
+/// Post-processing: velocity, speed and pressure of every element, into
+/// [`ElementOutputs`].
 pub fn post(
     solution: Res<Solution>,
     physics: Res<Physics>,
-    mut q: Query<(&Nodes, &ElementCoords, &mut Fields)>,
+    mesh: Res<MeshRes>,
+    mut outputs: ResMut<ElementOutputs>,
+    q: Query<(&ElementIndex, &Nodes, &ElementCoords)>,
 ) {
     let _s = tracing::info_span!("serial::post").entered();
     let u = &solution.u;
     let half_rho = physics.rho / 2.0;
-    for (nodes, c, mut out) in &mut q {
+    let places = common::output_places(&mut outputs, mesh.0.elements.len());
+    for (idx, nodes, c) in &q {
         let ue = nodes.0.map(|v| u[v as usize]);
-        out.0 = element::post(&c.0, &ue, physics.p0, half_rho);
+        let f = element::post(&c.0, &ue, physics.p0, half_rho);
+        // SAFETY: one thread.
+        unsafe { common::put_fields(&places, idx.0 as usize, &f) };
     }
 }

@@ -2,10 +2,23 @@
 //! by the phases. Elements are entities with small dense components;
 //! everything global (the matrix, vectors, solver state, settings, timings)
 //! is a resource.
+//!
+//! - [`failure`]: the error a run fails with ([`PipelineError`]) and the
+//!   [`Failure`] resource a failing system records it in.
+//! - [`progress`]: the solver's progress callback ([`ProgressHook`]).
+//! - [`report`]: what a backend reports after a run ([`BackendReport`]).
+
+pub mod failure;
+pub mod progress;
+pub mod report;
+
+pub use failure::{Failure, PipelineError, fail, no_failure};
+pub use progress::ProgressHook;
+pub use report::{Attr, BackendReport};
 
 use crate::amg::AmgSettings;
 use crate::boundary::BoundaryConfig;
-use crate::element::{Coords, ElementFields, NODES, QuadData, SYM_ENTRIES};
+use crate::element::{Coords, NODES, QuadData, SYM_ENTRIES};
 use crate::mesh::Mesh;
 use crate::solver::{CgSettings, SolveStats};
 use crate::sparse::SymCsr;
@@ -39,15 +52,10 @@ impl Default for Slots {
     }
 }
 
-/// Derived fields, written by the post-processing phase.
-#[derive(Component, Debug, Clone, Copy, PartialEq, Default)]
-pub struct Fields(pub ElementFields);
-
-/// Per-element outputs as arrays in element order, for a post-processing
-/// that does not write the [`Fields`] components (the GPU backend, which
-/// runs without element entities). Empty unless such a phase ran; then
-/// [`Pipeline::element_fields`](crate::Pipeline::element_fields) reads
-/// these instead of the components.
+/// Per-element outputs as arrays in element order: what every
+/// post-processing system writes (host backends through the element
+/// entities' [`ElementIndex`], the GPU backend from its device arrays),
+/// the one source of element results. Empty until the post phase ran.
 #[derive(Resource, Debug, Clone, Default, PartialEq)]
 pub struct ElementOutputs {
     /// Velocity per element.
@@ -203,12 +211,3 @@ pub struct Solution {
 /// elements, a fallback to the serial backend).
 #[derive(Resource, Debug, Clone, Default)]
 pub struct Notes(pub Vec<String>);
-
-/// A failure raised by a system; later phases do not run.
-#[derive(Resource, Debug, Default)]
-pub struct Failure(pub Option<crate::PipelineError>);
-
-/// Run condition: no phase has failed so far.
-pub fn no_failure(f: Res<Failure>) -> bool {
-    f.0.is_none()
-}
