@@ -103,7 +103,7 @@ fn timed_amg(
             rtol: 1e-10,
             max_iter: 500,
         },
-        &mut |_, _| {},
+        &mut |_, _| true,
     )
     .unwrap();
     let t3 = Instant::now();

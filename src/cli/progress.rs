@@ -29,5 +29,6 @@ pub fn progress_hook(rtol: f64) -> ProgressHook {
             b.set_position((done * 1000.0) as u64);
             b.set_message(format!("it {it}, residual {res:.2e}"));
         }
+        true
     })))
 }

@@ -244,6 +244,15 @@ impl PhasePlan {
 #[derive(Resource, Debug, Clone, PartialEq, Eq)]
 pub struct Resolved(pub [&'static str; 5]);
 
+/// The last phase a run goes through ([`Pipeline::run_through`]); the
+/// phases after it do not run.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastPhase(pub Phase);
+
+fn up_to(phase: Phase) -> impl FnMut(Res<LastPhase>) -> bool + Clone {
+    move |last| phase <= last.0
+}
+
 /// Wall time of each phase, in seconds.
 #[derive(Resource, Debug, Clone, Default, PartialEq)]
 pub struct PhaseTimes {
@@ -343,6 +352,7 @@ impl Pipeline {
         world.insert_resource(Failure::default());
         world.insert_resource(ProgressHook::default());
         world.insert_resource(plan.clone());
+        world.insert_resource(LastPhase(Phase::Post));
         world.insert_non_send(PhaseSpan::default());
 
         // which backend runs each phase
@@ -389,6 +399,7 @@ impl Pipeline {
                     .chain()
                     .in_set(Stage::Outer(phase)),
             );
+            schedule.configure_sets(Stage::Outer(phase).run_if(up_to(phase)));
             schedule.add_systems(
                 phase_begin(phase)
                     .in_set(Stage::Begin(phase))
@@ -460,6 +471,14 @@ impl Pipeline {
 
     /// Runs the schedule once. Returns the first failure raised by a phase.
     pub fn run(&mut self) -> Result<(), PipelineError> {
+        self.run_through(Phase::Post)
+    }
+
+    /// Runs the phases up to `last` (the assembled and bounded system
+    /// without a solve: `run_through(Phase::Boundary)`; its hand-over to
+    /// the next phase included). Returns the first failure raised.
+    pub fn run_through(&mut self, last: Phase) -> Result<(), PipelineError> {
+        self.world.insert_resource(LastPhase(last));
         self.schedule.run(&mut self.world);
         match self.world.resource_mut::<Failure>().0.take() {
             Some(e) => Err(e),

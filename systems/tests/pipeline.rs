@@ -249,6 +249,39 @@ fn a_backend_names_its_own_fallback_and_the_registry_ends_the_chain() {
 }
 
 #[test]
+fn run_through_stops_after_the_named_phase() {
+    let mut p = Pipeline::new(
+        Arc::new(grid(6, 2, 3.0, 1.0)),
+        RunConfig::default(),
+        &Registry::with_serial(),
+        &PhasePlan::uniform("serial"),
+    )
+    .unwrap();
+    p.run_through(Phase::Boundary).unwrap();
+    // the system is assembled and bounded, nothing solved
+    let sys = p.world.resource::<LinearSystem>();
+    assert!(sys.k.n > 0 && sys.f.iter().any(|v| *v != 0.0));
+    assert_eq!(p.world.resource::<BoundaryReport>().robin_edges, 2);
+    assert!(p.world.resource::<Solution>().u.is_empty());
+    assert!(p.world.resource::<ElementOutputs>().abs_vel.is_empty());
+}
+
+#[test]
+fn a_progress_hook_that_says_stop_interrupts_the_solve() {
+    let mut p = Pipeline::new(
+        Arc::new(grid(80, 30, 3.0, 1.0)),
+        RunConfig::default(),
+        &Registry::with_serial(),
+        &PhasePlan::uniform("serial"),
+    )
+    .unwrap();
+    p.world
+        .insert_resource(ProgressHook(Some(Box::new(|it, _| it < 50))));
+    let e = p.run().unwrap_err().to_string();
+    assert!(e.contains("interrupted at iteration 50"), "{e}");
+}
+
+#[test]
 fn unknown_backend_is_an_error() {
     let err = Pipeline::new(
         Arc::new(grid(2, 1, 3.0, 1.0)),

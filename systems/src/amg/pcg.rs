@@ -121,7 +121,7 @@ pub fn amg_pcg(
     b_norm: f64,
     unscaled: Option<Unscaled<'_>>,
     settings: &CgSettings,
-    progress: &mut dyn FnMut(usize, f64),
+    progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<AmgCgOutcome, SolveError> {
     let a = h.fine();
     let m = a.nrows();
@@ -243,7 +243,9 @@ pub fn amg_pcg(
                 .fold((0.0, 0.0), |acc, p| (acc.0 + p.0, acc.1 + p.1));
         }
         it += 1;
-        progress(it, rel(rr, rw));
+        if !progress(it, rel(rr, rw)) {
+            return Err(SolveError::Interrupted { iteration: it });
+        }
         if rel(rr, rw) < checker.target() {
             continue;
         }

@@ -68,7 +68,7 @@ pub fn solve_amg_cg(
     cg: &CgSettings,
     amg: &AmgSettings,
     exec: Exec,
-    progress: &mut dyn FnMut(usize, f64),
+    progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<(Vec<f64>, SolveStats), SolveError> {
     let t0 = Instant::now();
     let (sys, h) = {

@@ -102,13 +102,13 @@ fn amg_cg_solves_serial_and_parallel_identically() {
         rtol: 1e-10,
         max_iter: 200,
     };
-    let (us, ss) = solve_amg_cg(&k, &f, &cg, &amg, Exec::Serial, &mut |_, _| {}).unwrap();
+    let (us, ss) = solve_amg_cg(&k, &f, &cg, &amg, Exec::Serial, &mut |_, _| true).unwrap();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()
         .unwrap();
     let (up, sp) = pool
-        .install(|| solve_amg_cg(&k, &f, &cg, &amg, Exec::Parallel, &mut |_, _| {}))
+        .install(|| solve_amg_cg(&k, &f, &cg, &amg, Exec::Parallel, &mut |_, _| true))
         .unwrap();
     assert!(ss.converged && ss.levels >= 3, "{ss:?}");
     assert!(ss.iterations < 30, "{ss:?}");
@@ -140,7 +140,7 @@ fn smoothers_and_sweeps_all_converge() {
             max_coarse: 30,
             ..Default::default()
         };
-        let (u, st) = solve_amg_cg(&k, &f, &cg, &amg, Exec::Serial, &mut |_, _| {}).unwrap();
+        let (u, st) = solve_amg_cg(&k, &f, &cg, &amg, Exec::Serial, &mut |_, _| true).unwrap();
         assert!(st.converged, "{smoother:?} {degree} {sweeps}: {st:?}");
         assert!(true_relative_residual(&k, &f, &u) < 1e-9);
     }
@@ -163,15 +163,17 @@ fn decoupled_only_and_zero_rhs_systems() {
         &cg,
         &amg,
         Exec::Serial,
-        &mut |_, _| {},
+        &mut |_, _| true,
     )
     .unwrap();
     assert_eq!(u, vec![1.0, 0.5, 0.25]);
     assert!(st.converged && st.iterations == 0 && st.decoupled_rows == 3);
     // zero right-hand side: zero solution at once
     let k = lap2d(10);
-    let (u, st) =
-        solve_amg_cg(&k, &vec![0.0; k.n], &cg, &amg, Exec::Serial, &mut |_, _| {}).unwrap();
+    let (u, st) = solve_amg_cg(&k, &vec![0.0; k.n], &cg, &amg, Exec::Serial, &mut |_, _| {
+        true
+    })
+    .unwrap();
     assert!(st.converged && st.iterations == 0);
     assert!(u.iter().all(|v| *v == 0.0));
 }
@@ -219,7 +221,7 @@ fn iteration_cap_is_reported_as_not_converged() {
         max_coarse: 30,
         ..Default::default()
     };
-    let (_, st) = solve_amg_cg(&k, &f, &cg, &amg, Exec::Serial, &mut |_, _| {}).unwrap();
+    let (_, st) = solve_amg_cg(&k, &f, &cg, &amg, Exec::Serial, &mut |_, _| true).unwrap();
     assert!(!st.converged);
     assert_eq!(st.iterations, 2);
 }
@@ -243,7 +245,7 @@ fn indefinite_matrix_is_reported() {
             ..Default::default()
         },
         Exec::Serial,
-        &mut |_, _| {},
+        &mut |_, _| true,
     )
     .unwrap_err();
     assert!(err.to_string().contains("not positive definite"), "{err}");

@@ -596,7 +596,7 @@ pub fn solve(
     report: &mut GpuReport,
     cg: &CgSettings,
     amg: &AmgSettings,
-    progress: &mut dyn FnMut(usize, f64),
+    progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> GResult<GpuSolveOutcome> {
     let t0 = Instant::now();
     let (n, nnz) = {
@@ -717,7 +717,9 @@ pub fn solve(
             let alpha = rz / pq;
             (rr, rw) = bufs.update(st, report, alpha)?;
             it += 1;
-            progress(it, rel(rr, rw));
+            if !progress(it, rel(rr, rw)) {
+                return Err(SolveError::Interrupted { iteration: it }.into());
+            }
             if rel(rr, rw) < checker.target() {
                 continue;
             }

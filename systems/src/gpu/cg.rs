@@ -148,7 +148,7 @@ pub fn run_chunked(
     ring: usize,
     check_every: usize,
     input: &LoopInput,
-    progress: &mut dyn FnMut(usize, f64),
+    progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> GResult<(LoopEnd, usize)> {
     let check_every = check_every.max(1);
     assert!(ring >= launch::history_ring(check_every));
@@ -169,7 +169,9 @@ pub fn run_chunked(
             ChunkOutcome::Continue => it0 + n,
         };
         for k in (it0 + 1..=upto).filter(|k| k % 50 == 0) {
-            progress(k, rr(k).sqrt() / input.b_norm);
+            if !progress(k, rr(k).sqrt() / input.b_norm) {
+                return Err(SolveError::Interrupted { iteration: k }.into());
+            }
         }
         match outcome {
             ChunkOutcome::Converged(c) => return Ok((LoopEnd::converged(c, rr(c)), reads)),
@@ -352,7 +354,7 @@ pub fn solve(
     cg: &CgSettings,
     strategy: GpuSolveStrategy,
     options: &GpuCgOptions,
-    progress: &mut dyn FnMut(usize, f64),
+    progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> GResult<GpuSolveOutcome> {
     let t0 = Instant::now();
     report.strategy = Some(strategy);
@@ -719,8 +721,11 @@ mod tests {
                     max_iter: 10_000,
                 };
                 let mut calls = vec![];
-                let (end, reads) =
-                    run_chunked(&mut dev, ring, k, &input, &mut |i, r| calls.push((i, r))).unwrap();
+                let (end, reads) = run_chunked(&mut dev, ring, k, &input, &mut |i, r| {
+                    calls.push((i, r));
+                    true
+                })
+                .unwrap();
                 assert!(end.converged);
                 assert_eq!(end.iterations, expect, "rtol {rtol} check every {k}");
                 assert!(end.rr.sqrt() < atol);
@@ -748,7 +753,7 @@ mod tests {
                 b_norm: bn,
                 max_iter: cap,
             };
-            let (end, _) = run_chunked(&mut dev, ring, k, &input, &mut |_, _| {}).unwrap();
+            let (end, _) = run_chunked(&mut dev, ring, k, &input, &mut |_, _| true).unwrap();
             assert!(!end.converged);
             assert_eq!(end.iterations, cap);
             assert_eq!(dev.launched, cap);
@@ -776,7 +781,7 @@ mod tests {
                 b_norm: 1.0,
                 max_iter: 100,
             };
-            let (end, _) = run_chunked(&mut dev, ring, k, &input, &mut |_, _| {}).unwrap();
+            let (end, _) = run_chunked(&mut dev, ring, k, &input, &mut |_, _| true).unwrap();
             let (it, pq) = end.breakdown.expect("breaks down");
             assert_eq!(Some(it), dev.breakdown);
             assert!(!positive(pq));

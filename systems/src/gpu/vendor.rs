@@ -129,7 +129,7 @@ pub fn run(
     b: VendorBuffers<'_>,
     input: &LoopInput,
     report: &mut GpuReport,
-    progress: &mut dyn FnMut(usize, f64),
+    progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> GResult<LoopEnd> {
     let n = input.n;
     let nnz = b.col.len().min(input.nnz);
@@ -290,7 +290,9 @@ pub fn run(
         rho_prev = rz;
         it += 1;
         if it.is_multiple_of(50) {
-            progress(it, rr.sqrt() / input.b_norm);
+            if !progress(it, rr.sqrt() / input.b_norm) {
+                return Err(crate::solver::SolveError::Interrupted { iteration: it }.into());
+            }
         }
     };
     report.host_syncs += syncs;

@@ -222,7 +222,7 @@ pub fn pcg(
     sys: &EquilibratedSystem,
     settings: &CgSettings,
     kernels: &mut dyn CgKernels,
-    progress: &mut dyn FnMut(usize, f64),
+    progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<CgOutcome, SolveError> {
     let m = sys.a.n();
     let mut x = vec![0.0; m];
@@ -282,7 +282,9 @@ pub fn pcg(
         };
         it += 1;
         if it % 50 == 0 {
-            progress(it, rr.sqrt() / sys.b_norm);
+            if !progress(it, rr.sqrt() / sys.b_norm) {
+                return Err(SolveError::Interrupted { iteration: it });
+            }
         }
     }
     if it > 0 {

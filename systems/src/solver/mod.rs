@@ -100,6 +100,12 @@ pub enum SolveError {
         /// the offending curvature
         pap: f64,
     },
+    /// The progress callback asked to stop (Ctrl-C in the Python package).
+    #[error("the solve was interrupted at iteration {iteration}")]
+    Interrupted {
+        /// iterations done
+        iteration: usize,
+    },
     /// Not finite values in the system.
     #[error("the linear system contains NaN or infinite values")]
     NonFinite,
@@ -144,7 +150,7 @@ pub fn solve_cg_jacobi(
     f: &[f64],
     settings: &CgSettings,
     kernels: &mut dyn CgKernels,
-    progress: &mut dyn FnMut(usize, f64),
+    progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<(Vec<f64>, SolveStats), SolveError> {
     let t0 = Instant::now();
     let sys = {
@@ -235,7 +241,7 @@ mod tests {
             max_iter: 1000,
         };
         let (u, stats) =
-            solve_cg_jacobi(&k, &f, &s, &mut SerialKernels::default(), &mut |_, _| {}).unwrap();
+            solve_cg_jacobi(&k, &f, &s, &mut SerialKernels::default(), &mut |_, _| true).unwrap();
         let (ut, it) = textbook(&k, &f, 1e-12);
         assert!(stats.converged);
         assert_eq!(stats.decoupled_rows, 1);
@@ -261,7 +267,7 @@ mod tests {
             max_iter: 5,
         };
         let (_, stats) =
-            solve_cg_jacobi(&k, &f, &s, &mut SerialKernels::default(), &mut |_, _| {}).unwrap();
+            solve_cg_jacobi(&k, &f, &s, &mut SerialKernels::default(), &mut |_, _| true).unwrap();
         assert!(!stats.converged);
         assert_eq!(stats.iterations, 5);
     }
@@ -280,7 +286,7 @@ mod tests {
             &f,
             &CgSettings::default(),
             &mut SerialKernels::default(),
-            &mut |_, _| {},
+            &mut |_, _| true,
         )
         .unwrap_err();
         assert!(err.to_string().contains("not positive definite"), "{err}");
