@@ -289,10 +289,8 @@ pub fn run(
         syncs += 3;
         rho_prev = rz;
         it += 1;
-        if it.is_multiple_of(50) {
-            if !progress(it, rr.sqrt() / input.b_norm) {
-                return Err(crate::solver::SolveError::Interrupted { iteration: it }.into());
-            }
+        if it.is_multiple_of(50) && !progress(it, rr.sqrt() / input.b_norm) {
+            return Err(crate::solver::SolveError::Interrupted { iteration: it }.into());
         }
     };
     report.host_syncs += syncs;

@@ -281,10 +281,8 @@ pub fn pcg(
             kernels.pass_b(&sys.inv_diag, alpha, &q, &mut r)
         };
         it += 1;
-        if it % 50 == 0 {
-            if !progress(it, rr.sqrt() / sys.b_norm) {
-                return Err(SolveError::Interrupted { iteration: it });
-            }
+        if it % 50 == 0 && !progress(it, rr.sqrt() / sys.b_norm) {
+            return Err(SolveError::Interrupted { iteration: it });
         }
     }
     if it > 0 {
