@@ -69,7 +69,7 @@ fn results_file_has_the_spec_layout_and_h5py_reads_it() {
     let out = dir.path().join("r.h5");
     let trace = dir.path().join("t.json");
     let flame = dir.path().join("f.svg");
-    let mesh = shared().join("meshes/y_tube_201.h5");
+    let mesh = mesh_path("y_tube_201");
     let o = quadflow(&[
         "run",
         "--mesh",
@@ -175,7 +175,7 @@ fn results_file_has_the_spec_layout_and_h5py_reads_it() {
 
 #[test]
 fn clockwise_mesh_is_renumbered_with_a_warning_or_refused() {
-    let mesh = shared().join("meshes/s_duct_16k.h5");
+    let mesh = mesh_path("s_duct_16k");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("s.h5");
     let o = quadflow(&[
@@ -217,13 +217,13 @@ fn write_mesh(dir: &Path, name: &str, m: &RawMesh) -> String {
 #[test]
 fn bad_inputs_give_clear_errors_and_no_output() {
     let dir = tempfile::tempdir().unwrap();
-    let good = h5io::read_mesh(&shared().join("meshes/y_tube_201.h5")).unwrap();
+    let good = h5io::read_mesh(&mesh_path("y_tube_201")).unwrap();
 
     fails_with(&["--mesh", "/nonexistent/mesh.h5"], "not found");
     let text_file = dir.path().join("notes.h5");
     std::fs::write(&text_file, "this is not HDF5").unwrap();
     fails_with(&["--mesh", text_file.to_str().unwrap()], "not an HDF5 file");
-    let bytes = std::fs::read(shared().join("meshes/y_tube_201.h5")).unwrap();
+    let bytes = std::fs::read(mesh_path("y_tube_201")).unwrap();
     let cut = dir.path().join("cut.h5");
     std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
     fails_with(&["--mesh", cut.to_str().unwrap()], "cut.h5");
@@ -274,7 +274,7 @@ fn bad_inputs_give_clear_errors_and_no_output() {
     );
 
     // scenes: missing inlet, missing outlet, no Dirichlet boundary, bad keys
-    let mesh = shared().join("meshes/y_tube_201.h5").display().to_string();
+    let mesh = mesh_path("y_tube_201").display().to_string();
     for (body, needle) in [
         (
             "[[boundary.robin]]\nselect = 'box:100,101,0,1'\ngamma = 2.5\n",

@@ -417,6 +417,9 @@ fn cholesky_of_a_non_spd_matrix_is_a_clear_error() {
 fn app_path_y_tube_amg_cg_parallel() {
     // quadflow run --mesh ../shared/meshes/y_tube_195k.h5 --solver amg-cg
     //   --rtol 1e-10 --backend parallel
+    if !require_shared_mesh("app_path_y_tube_amg_cg_parallel", "y_tube_195k") {
+        return;
+    }
     let mut sc = scene_for_mesh("y_tube_195k", "");
     sc.solver.method = "amg-cg".into();
     sc.solver.rtol = 1e-10;

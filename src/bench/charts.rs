@@ -1,7 +1,7 @@
 //! Charts of a benchmark report (PNG, drawn with the rasteriser of
 //! [`crate::viz::raster`]): stacked per-phase time per case, and total time
 //! against mesh size on log-log axes per case label with a fitted slope
-//! (the seed's scaling question).
+//! (the study's scaling question, `docs/execution-models.md`).
 
 use super::report::{COLUMNS, CaseResult, Report};
 use crate::error::AppError;

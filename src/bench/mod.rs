@@ -2,7 +2,8 @@
 //! case with warm-up runs and repeats in fresh processes, and records per
 //! phase the median, min and max wall time, iterations, true residual, peak
 //! resident memory, and whether the case's fields agree with the first
-//! backend's on the same mesh (the seed's numerical-equivalence claim).
+//! backend's on the same mesh (the study's numerical-equivalence claim,
+//! `docs/execution-models.md`).
 //!
 //! Each run is a child process (`quadflow bench-case`), so that peak memory
 //! is per case and no state carries over between runs.

@@ -1,6 +1,6 @@
 //! The mesh arrays as a file holds them, before validation.
 
-/// Mesh arrays as stored in a file (SPEC "Mesh"): node coordinates and
+/// Mesh arrays as stored in a file (`docs/numerics.md`, "Mesh"): node coordinates and
 /// 0-based Quad-8 connectivity, before validation.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RawMesh {

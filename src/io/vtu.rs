@@ -2,8 +2,8 @@
 //! mesh and its fields ([`write_vtu`]).
 //!
 //! Layout: one piece; points with z = 0; cells of type 23
-//! (`VTK_QUADRATIC_QUAD`, node order corners then mid-sides, which is SPEC's
-//! Quad-8 order); point data `u`; cell data `vel` (3 components, z = 0),
+//! (`VTK_QUADRATIC_QUAD`, node order corners then mid-sides, which is the
+//! Quad-8 order of `docs/numerics.md`); point data `u`; cell data `vel` (3 components, z = 0),
 //! `abs_vel` and `pressure`. The arrays are stored as appended raw binary
 //! data (`<AppendedData encoding="raw">`, little-endian, `header_type`
 //! UInt64: each array is an 8-byte byte count followed by its values), the

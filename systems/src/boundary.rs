@@ -1,4 +1,4 @@
-//! Boundary selection and the boundary contributions (SPEC "Boundary
+//! Boundary selection and the boundary contributions (`docs/numerics.md`, "Boundary
 //! conditions"): Robin edges, penalty Dirichlet nodes, penalised unused
 //! nodes. The selection is computed once per run and is backend-neutral;
 //! backends differ only in how they add the contributions.
@@ -129,7 +129,7 @@ pub struct BoundaryConfig {
 }
 
 impl Default for BoundaryConfig {
-    /// SPEC's defaults: Robin inlet at `x = min x` with `p = 0`,
+    /// The reference defaults (`docs/numerics.md`): Robin inlet at `x = min x` with `p = 0`,
     /// `gamma = 2.5`; Dirichlet outlet `u = 0` at `x = max x`.
     fn default() -> Self {
         Self {

@@ -2,7 +2,7 @@
 //! per-element kernels every backend shares (geometric factors, stiffness,
 //! load, gradient recovery).
 //!
-//! Local node order (SPEC "Mesh"): corners 1..4 counter-clockwise, then
+//! Local node order (`docs/numerics.md`, "Mesh"): corners 1..4 counter-clockwise, then
 //! mid-side nodes 5 (edge 1-2), 6 (edge 2-3), 7 (edge 3-4), 8 (edge 4-1).
 //! Here indices are 0-based.
 //!
@@ -299,7 +299,7 @@ pub fn load(qd: &QuadData, f: &[f64; QP]) -> [f64; NODES] {
     fe
 }
 
-/// Derived fields of one element (SPEC "Post-processing").
+/// Derived fields of one element (`docs/numerics.md`, "Post-processing").
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ElementFields {
     /// `-mean_q grad u` over the 2 x 2 Gauss points.

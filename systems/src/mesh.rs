@@ -1,7 +1,7 @@
 //! The Quad-8 mesh as the engine sees it, and its validation.
 //!
 //! A [`Mesh`] is only ever built through [`Mesh::new`], which checks
-//! everything SPEC asks for: coordinates finite, indices in range, no node
+//! everything `docs/numerics.md` asks for: coordinates finite, indices in range, no node
 //! repeated inside an element, every element oriented counter-clockwise
 //! (clockwise ones are renumbered and counted) and non-degenerate at every
 //! Gauss point.

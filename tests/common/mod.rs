@@ -6,27 +6,89 @@ use quadflow::run::{self, LoadedMesh, RunResult};
 use quadflow::scene::Scene;
 use std::path::PathBuf;
 
-/// `../shared` beside the checkout.
+/// `../shared` beside the checkout (the large meshes of the reference
+/// study; absent from a plain clone).
 pub fn shared() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared"))
 }
 
-/// Names of the meshes that have a reference result.
+/// The repository's own test data: the small reference meshes
+/// (`meshes/`) and the published reference's results on them
+/// (`reference/`).
+pub fn data() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"))
+}
+
+/// `kind/name.h5` (`kind` = `meshes` or `reference`) from the repository's
+/// test data, else from `../shared`; `None` when neither has it.
+fn find(kind: &str, name: &str) -> Option<PathBuf> {
+    [data(), shared()]
+        .into_iter()
+        .map(|d| d.join(kind).join(format!("{name}.h5")))
+        .find(|p| p.is_file())
+}
+
+/// The mesh file `name` (panics naming both places when it is in neither;
+/// tests of the large shared meshes check [`has_mesh`] first).
+pub fn mesh_path(name: &str) -> PathBuf {
+    find("meshes", name)
+        .unwrap_or_else(|| panic!("mesh {name}: in neither tests/data/meshes nor ../shared/meshes"))
+}
+
+/// Whether the mesh `name` and its reference result are available (the
+/// large ones live in `../shared` only).
+pub fn has_mesh(name: &str) -> bool {
+    find("meshes", name).is_some() && find("reference", name).is_some()
+}
+
+/// Names of the meshes with a reference result: the repository's small
+/// ones, plus `../shared`'s when it is beside the checkout.
 pub fn reference_meshes() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(shared().join("reference"))
-        .expect("../shared/reference must exist beside the checkout")
+    let mut v: Vec<String> = [data(), shared()]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d.join("reference")).ok())
+        .flatten()
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "h5"))
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     v.sort();
+    v.dedup();
     v
 }
 
-/// A scene on a shared mesh file with `extra` TOML appended.
+/// Says on stderr that a test skips and why (and appends it to
+/// `$QUADFLOW_SKIP_LOG`, which `tests/run` lists at the end).
+pub fn skip(test: &str, reason: &str) {
+    eprintln!("SKIPPED {test}: {reason}");
+    if let Ok(path) = std::env::var("QUADFLOW_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{test}: {reason}");
+        }
+    }
+}
+
+/// Whether the shared mesh `name` is there; if not, says the test skips.
+pub fn require_shared_mesh(test: &str, name: &str) -> bool {
+    let ok = has_mesh(name);
+    if !ok {
+        skip(
+            test,
+            &format!("needs {name} from ../shared (not in a plain clone)"),
+        );
+    }
+    ok
+}
+
+/// A scene on a reference mesh file with `extra` TOML appended.
 pub fn scene_for_mesh(name: &str, extra: &str) -> Scene {
-    let path = shared().join("meshes").join(format!("{name}.h5"));
+    let path = mesh_path(name);
     Scene::parse(
         &format!("[mesh]\nfile = {:?}\n{extra}", path.display().to_string()),
         "<test>",
@@ -36,7 +98,9 @@ pub fn scene_for_mesh(name: &str, extra: &str) -> Scene {
 
 /// Loads the reference of a mesh.
 pub fn reference(name: &str) -> Reference {
-    h5io::read_reference(&shared().join("reference").join(format!("{name}.h5"))).unwrap()
+    let p = find("reference", name)
+        .unwrap_or_else(|| panic!("reference {name}: in neither tests/data nor ../shared"));
+    h5io::read_reference(&p).unwrap()
 }
 
 /// Runs a scene on a loaded mesh.

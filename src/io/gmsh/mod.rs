@@ -4,7 +4,8 @@
 //! What is read:
 //! - 8-node quadrangles (gmsh element type 16) become Quad-8 elements as
 //!   they are: gmsh numbers them corners 1-4 counter-clockwise, then the
-//!   mid-side nodes of edges 1-2, 2-3, 3-4, 4-1, which is SPEC's local order.
+//!   mid-side nodes of edges 1-2, 2-3, 3-4, 4-1, which is the local order of
+//!   `docs/numerics.md`.
 //! - 9-node quadrangles (type 10) become Quad-8 elements by dropping the
 //!   centre node (their ninth), which quadflow has no use for.
 //! - Line elements (types 1 and 8) and the quadrangles themselves give node

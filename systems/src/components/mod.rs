@@ -80,7 +80,7 @@ pub struct MeshRes(pub Arc<Mesh>);
 /// A source term `f(x, y)`.
 #[derive(Clone)]
 pub enum Source {
-    /// `f` constant (SPEC: 0 in the reference).
+    /// `f` constant (0 in the reference configuration).
     Constant(f64),
     /// `f` given as a function of position (manufactured solutions).
     Function(Arc<dyn Fn(f64, f64) -> f64 + Send + Sync>),

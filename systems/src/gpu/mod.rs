@@ -1,4 +1,5 @@
-//! The GPU executor (the seed's "Numba CUDA" and "CuPy + cuSPARSE" rows):
+//! The GPU executor (execution models 5, "Numba CUDA",
+//! and 6, "CuPy + cuSPARSE", of `docs/execution-models.md`):
 //! every phase runs as CUDA C kernels from `kernels/`, compiled at run time
 //! by NVRTC for the device's architecture and cached on disk as PTX.
 //!
@@ -52,14 +53,14 @@ use std::sync::Arc;
 /// How the GPU solve phase runs the CG iteration.
 #[derive(Resource, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GpuSolveStrategy {
-    /// Hand-written kernels (the seed's Numba CUDA row): fused SpMV and
+    /// Hand-written kernels (execution model 5): fused SpMV and
     /// dot product, fused vector updates, scalars kept on the device, the
     /// host checking convergence every [`GpuCgOptions::check_every`]
     /// iterations.
     #[default]
     Custom,
     /// cuSPARSE SpMV and cuBLAS vector operations with the scalars on the
-    /// host (the seed's CuPy row): a synchronisation per dot product.
+    /// host (execution model 6): a synchronisation per dot product.
     Vendor,
 }
 
@@ -245,8 +246,8 @@ impl GpuReport {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct GpuSection {
-    /// `custom` (own fused kernels, seed 5) or `vendor` (cuSPARSE +
-    /// cuBLAS, seed 6).
+    /// `custom` (own fused kernels, model 5) or `vendor` (cuSPARSE +
+    /// cuBLAS, model 6).
     pub strategy: String,
     /// Iterations between host convergence checks of the custom CG.
     pub check_every: usize,

@@ -1,5 +1,6 @@
 //! The vendor strategy's libraries: cuBLAS for the vector operations and
-//! cuSPARSE for the SpMV, with the CG scalars on the host (the seed's CuPy
+//! cuSPARSE for the SpMV, with the CG scalars on the host (execution model 6,
+//! the CuPy
 //! version: `cupyx.scipy.sparse.linalg.cg` runs this way).
 
 use super::GpuReport;

@@ -1,5 +1,6 @@
 //! Element matrices into the CSR values: the pipelined direct scatter
-//! (seed 4's row) and the batched COO merge (seed 2's row).
+//! (execution model 4) and the batched COO merge (model 2; see
+//! `docs/execution-models.md`).
 
 use super::{AssemblyStrategy, ParallelRuntime};
 use crate::common;

@@ -1,13 +1,13 @@
-//! The multi-threaded CPU executor (rayon): the seed's "threaded" and
-//! "Numba" rows. Every phase runs on a dedicated rayon pool of the
+//! The multi-threaded CPU executor (rayon): execution models 2
+//! ("threaded") and 4 ("Numba") of `docs/execution-models.md`. Every phase runs on a dedicated rayon pool of the
 //! configured size; results equal the serial executor's bit for bit.
 //!
 //! Assembly has two strategies:
-//! - [`AssemblyStrategy::BatchedCoo`] (seed 2): element batches write
+//! - [`AssemblyStrategy::BatchedCoo`] (model 2): element batches write
 //!   upper-triangle triplets into their own buffers; the buffers are merged
 //!   into CSR by a counting sort on rows and a per-row sort that sums
 //!   duplicates. No precomputed pattern.
-//! - [`AssemblyStrategy::DirectCsr`] (seed 4): the pattern and the
+//! - [`AssemblyStrategy::DirectCsr`] (model 4): the pattern and the
 //!   element slot maps are built once, together and in parallel
 //!   ([`pattern_parallel`]: a parallel node-to-element adjacency, then
 //!   blocks of rows, each row gathered, sorted and deduplicated from the
@@ -42,12 +42,12 @@ use std::sync::Arc;
 /// How the parallel backend assembles the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AssemblyStrategy {
-    /// Per-batch triplet buffers merged into CSR (seed 2).
+    /// Per-batch triplet buffers merged into CSR (model 2).
     BatchedCoo {
         /// Elements per batch.
         batch: usize,
     },
-    /// Direct scatter into a precomputed CSR through slot maps (seed 4).
+    /// Direct scatter into a precomputed CSR through slot maps (model 4).
     DirectCsr,
 }
 
@@ -97,8 +97,8 @@ impl Default for Parallel {
 pub struct ParallelSection {
     /// Threads (0 = one per core).
     pub threads: usize,
-    /// `direct-csr` (scatter into a precomputed CSR, seed 4) or
-    /// `batched-coo` (per-batch triplets merged, seed 2).
+    /// `direct-csr` (scatter into a precomputed CSR, model 4) or
+    /// `batched-coo` (per-batch triplets merged, model 2).
     pub assembly: String,
     /// Elements per batch of `batched-coo`.
     pub batch_size: usize,

@@ -1,4 +1,5 @@
-//! The single-threaded executor (the seed's "CPU baseline"): implements
+//! The single-threaded executor (execution model 1, the "CPU
+//! baseline" of `docs/execution-models.md`): implements
 //! every phase and is the fallback of every other backend.
 
 use crate::boundary;

@@ -1,4 +1,4 @@
-//! The reference linear solve (SPEC "Linear solve"): diagonal
+//! The reference linear solve (`docs/numerics.md`, "Linear solve"): diagonal
 //! equilibration, then Jacobi-preconditioned CG on the equilibrated system,
 //! stopped on the recurrence residual, exactly SciPy's `cg` iteration.
 //!
