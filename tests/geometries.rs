@@ -1,5 +1,5 @@
 //! The generated geometries against the reference study
-//! (`../shared/GEOMETRIES.md`): `u_max` from the serial executor at about
+//! (`docs/geometries.md`): `u_max` from the serial executor at about
 //! 200,000 nodes within 2e-4 of the study's value at 160k to 196k nodes, and
 //! at about 2,000 nodes within 2e-3.
 
