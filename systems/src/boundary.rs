@@ -431,38 +431,10 @@ pub fn robin_contribution(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mesh::OrientationPolicy;
 
-    /// `nx x ny` unit Quad-8 elements numbered on the `(2nx+1) x (2ny+1)`
-    /// lattice: the cell-centre nodes are unused.
+    /// `nx x ny` unit Quad-8 elements on the lattice ([`Mesh::lattice`]).
     fn lattice(nx: usize, ny: usize) -> Mesh {
-        let w = 2 * nx + 1;
-        let id = |i: usize, j: usize| (j * w + i) as i64;
-        let mut x = vec![];
-        let mut y = vec![];
-        for j in 0..=2 * ny {
-            for i in 0..w {
-                x.push(i as f64 / 2.0);
-                y.push(j as f64 / 2.0);
-            }
-        }
-        let mut q = vec![];
-        for ey in 0..ny {
-            for ex in 0..nx {
-                let (i, j) = (2 * ex, 2 * ey);
-                q.push([
-                    id(i, j),
-                    id(i + 2, j),
-                    id(i + 2, j + 2),
-                    id(i, j + 2),
-                    id(i + 1, j),
-                    id(i + 2, j + 1),
-                    id(i + 1, j + 2),
-                    id(i, j + 1),
-                ]);
-            }
-        }
-        Mesh::new(x, y, &q, OrientationPolicy::Fix).unwrap()
+        Mesh::lattice(nx, ny, nx as f64, ny as f64, |x, y| (x, y))
     }
 
     #[test]

@@ -129,7 +129,64 @@ pub fn reverse(e: [u32; NODES]) -> [u32; NODES] {
     [e[0], e[3], e[2], e[1], e[7], e[6], e[5], e[4]]
 }
 
+/// A structured `nx x ny` grid of Quad-8 elements over the unit square,
+/// numbered on its `(2 nx + 1) x (2 ny + 1)` lattice of half-cells (row by
+/// row from the origin), every lattice point sent through `map`. The
+/// lattice points at cell centres are nodes no element uses. Elements are
+/// counter-clockwise when `map` preserves orientation. For tests and
+/// examples (the mesh generators of the application build the real
+/// geometries).
+pub fn lattice_grid(
+    nx: usize,
+    ny: usize,
+    map: impl Fn(f64, f64) -> (f64, f64),
+) -> (Vec<f64>, Vec<f64>, Vec<[u32; NODES]>) {
+    let (cx, cy) = (2 * nx + 1, 2 * ny + 1);
+    let mut x = Vec::with_capacity(cx * cy);
+    let mut y = Vec::with_capacity(cx * cy);
+    for j in 0..cy {
+        for i in 0..cx {
+            let (px, py) = map(i as f64 / (cx - 1) as f64, j as f64 / (cy - 1) as f64);
+            x.push(px);
+            y.push(py);
+        }
+    }
+    let id = |i: usize, j: usize| (j * cx + i) as u32;
+    let mut els = Vec::with_capacity(nx * ny);
+    for ey in 0..ny {
+        for ex in 0..nx {
+            let (i, j) = (2 * ex, 2 * ey);
+            els.push([
+                id(i, j),
+                id(i + 2, j),
+                id(i + 2, j + 2),
+                id(i, j + 2),
+                id(i + 1, j),
+                id(i + 2, j + 1),
+                id(i + 1, j + 2),
+                id(i, j + 1),
+            ]);
+        }
+    }
+    (x, y, els)
+}
+
 impl Mesh {
+    /// The [`lattice_grid`] of `[0, lx] x [0, ly]` mapped by `map`, as a
+    /// validated mesh (panics if `map` makes an element degenerate or
+    /// clockwise: meant for tests and examples).
+    pub fn lattice(
+        nx: usize,
+        ny: usize,
+        lx: f64,
+        ly: f64,
+        map: impl Fn(f64, f64) -> (f64, f64),
+    ) -> Mesh {
+        let (x, y, els) = lattice_grid(nx, ny, |u, v| map(lx * u, ly * v));
+        let els: Vec<[i64; NODES]> = els.iter().map(|e| e.map(i64::from)).collect();
+        Mesh::new(x, y, &els, OrientationPolicy::Refuse).expect("a valid lattice grid")
+    }
+
     /// Validates and builds a mesh from raw arrays. `quad8` may hold any
     /// integer type's values (0-based).
     pub fn new(

@@ -376,23 +376,8 @@ mod tests {
     use crate::sparse::{self, SymCsr};
 
     fn strip(nx: usize) -> Vec<[u32; NODES]> {
-        // a strip of nx unit squares on a 9-node lattice of width 2nx+1
-        let w = 2 * nx as u32 + 1;
-        (0..nx as u32)
-            .map(|e| {
-                let i = 2 * e;
-                [
-                    i,
-                    i + 2,
-                    2 * w + i + 2,
-                    2 * w + i,
-                    i + 1,
-                    w + i + 2,
-                    2 * w + i + 1,
-                    w + i,
-                ]
-            })
-            .collect()
+        // a strip of nx unit squares on the lattice of width 2nx+1
+        crate::mesh::lattice_grid(nx, 1, |x, y| (x, y)).2
     }
 
     #[test]
