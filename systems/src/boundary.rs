@@ -251,6 +251,16 @@ fn select_with(
                 Side::YMin => (&mesh.y, true),
                 Side::YMax => (&mesh.y, false),
             };
+            // a part of a larger mesh: the side of the whole mesh
+            if let Some(frame) = &mesh.part_of {
+                let target = match side {
+                    Side::XMin => frame.bbox[0],
+                    Side::XMax => frame.bbox[1],
+                    Side::YMin => frame.bbox[2],
+                    Side::YMax => frame.bbox[3],
+                };
+                return Ok(coord.iter().map(|&c| (c - target).abs() < tol).collect());
+            }
             if parallel {
                 let target = if pick_min {
                     coord.par_iter().copied().reduce(|| f64::INFINITY, f64::min)
@@ -347,7 +357,8 @@ fn resolve_with(
     for (pi, part) in cfg.robin.iter().enumerate() {
         let mask = select_with(mesh, &part.select, cfg.tol, &part.name, parallel)?;
         let edges = edges_in(mesh, &mask, pi as u32, parallel);
-        if edges.is_empty() {
+        // (a part of a larger mesh may well have none)
+        if edges.is_empty() && mesh.part_of.is_none() {
             return Err(BoundaryError::NoEdges {
                 name: part.name.clone(),
                 select: part.select.to_string(),
@@ -382,7 +393,7 @@ fn resolve_with(
                 out.dirichlet.push((i as u32, v));
             }
         }
-        if !any {
+        if !any && mesh.part_of.is_none() {
             return Err(BoundaryError::NoNodes {
                 name: part.name.clone(),
                 select: part.select.to_string(),

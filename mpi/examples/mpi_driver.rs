@@ -1,0 +1,262 @@
+//! The MPI test driver: run under `mpirun -n P` (see `mpi/run-tests.sh`).
+//!
+//! ```text
+//! mpi_driver meshes DIR [--only NAME]   every mesh of DIR/meshes, both partitioners:
+//!                                       distributed Jacobi-CG against serial (iterations
+//!                                       within 1%, u within 1e-10 relative) and AMG-CG
+//!                                       to 1e-10 (true residual, u against the host
+//!                                       AMG-CG, iterations within +30% of it)
+//! mpi_driver venturi NODES              a generated venturi, the same checks
+//! mpi_driver bad more-ranks|empty-part  bad input: must fail on every rank
+//! ```
+//! Rank 0 prints one `PASS`/`FAIL` line per check and a closing
+//! `N passed, M failed`; the exit status is non-zero on any failure or
+//! error, on every rank.
+
+use quadflow::generate::{self, Geometry};
+use quadflow::h5io;
+use quadflow_mpi::comm::{Comm, mpi::MpiComm};
+use quadflow_mpi::driver::{self, DistSettings, Split};
+use quadflow_mpi::partition::Method;
+use quadflow_systems::amg;
+use quadflow_systems::components::{LinearSystem, SolverMethod};
+use quadflow_systems::mesh::{Mesh, OrientationPolicy};
+use quadflow_systems::pipeline::{Phase, PhasePlan, Pipeline, Registry, RunConfig};
+use quadflow_systems::solver::{self, Exec, SerialKernels};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn rel_max(a: &[f64], b: &[f64]) -> f64 {
+    let s = b
+        .iter()
+        .fold(0.0f64, |m, v| m.max(v.abs()))
+        .max(f64::MIN_POSITIVE);
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / s
+}
+
+/// The serial global system through the engine's pipeline.
+fn global_system(mesh: &Mesh, cfg: &RunConfig) -> LinearSystem {
+    let mut reg = Registry::with_serial();
+    reg.register(quadflow_mpi::assemble::Hold);
+    let mut plan = PhasePlan::uniform("serial");
+    plan.set(Phase::Solve, "mpi-hold");
+    plan.set(Phase::Post, "mpi-hold");
+    let mut pipe = Pipeline::new(Arc::new(mesh.clone()), cfg.clone(), &reg, &plan).unwrap();
+    pipe.run().unwrap();
+    std::mem::take(&mut *pipe.world.resource_mut::<LinearSystem>())
+}
+
+struct Tally {
+    pass: usize,
+    fail: usize,
+}
+
+impl Tally {
+    fn check(&mut self, ok: bool, what: String) {
+        if ok {
+            self.pass += 1;
+            println!("PASS {what}");
+        } else {
+            self.fail += 1;
+            println!("FAIL {what}");
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Mesh, String> {
+    let raw = h5io::read_mesh(path).map_err(|e| e.to_string())?;
+    Mesh::new(raw.x, raw.y, &raw.quad8, OrientationPolicy::Fix).map_err(|e| e.to_string())
+}
+
+/// All checks of one mesh (`mesh` on rank 0 only).
+fn check_mesh(
+    comm: &dyn Comm,
+    name: &str,
+    mesh: Option<&Mesh>,
+    tally: &mut Tally,
+) -> Result<(), String> {
+    let p = comm.size();
+    let reg = Registry::with_serial();
+    // serial references on rank 0
+    let cfg_cg = RunConfig::default();
+    let mut cfg_amg = RunConfig::default();
+    cfg_amg.solver.method = SolverMethod::AmgCg;
+    cfg_amg.solver.cg.rtol = 1e-10;
+    let serial = mesh.map(|m| {
+        let sys = global_system(m, &cfg_cg);
+        let cg = solver::solve_cg_jacobi(
+            &sys.k,
+            &sys.f,
+            &cfg_cg.solver.cg,
+            &mut SerialKernels::default(),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let am = amg::solve_amg_cg(
+            &sys.k,
+            &sys.f,
+            &cfg_amg.solver.cg,
+            &cfg_amg.solver.amg,
+            Exec::Serial,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        (cg, am)
+    });
+    for method in [Method::Rcb, Method::Metis] {
+        // Jacobi-CG, the reference configuration
+        let s = DistSettings {
+            run: cfg_cg.clone(),
+            split: Split::Method(method),
+            ..Default::default()
+        };
+        let r = driver::run(comm, 0, mesh, &s, &reg)?;
+        if let (Some((cg, _)), Some(u)) = (&serial, &r.u) {
+            let q = r.quality.as_ref().unwrap();
+            println!(
+                "     {name} {} P={p}: {} | dist {:.3}s assemble {:.3}s solve {:.3}s",
+                method.name(),
+                q.table(0).lines().next().unwrap_or(""),
+                r.seconds[0],
+                r.seconds[1],
+                r.seconds[2]
+            );
+            let (it, its) = (r.stats.iterations as f64, cg.1.iterations as f64);
+            let e = rel_max(u, &cg.0);
+            tally.check(
+                (it - its).abs() <= (0.01 * its).max(1.0) && e <= 1e-10 && r.stats.converged,
+                format!(
+                    "{name} cg-jacobi {} P={p}: {} iterations (serial {}), u rel diff {e:.2e}, true residual {:.2e}",
+                    method.name(), r.stats.iterations, cg.1.iterations, r.true_residual
+                ),
+            );
+        }
+        // AMG-CG to 1e-10: default (gathered below 4000 rows) and deep
+        // (distributed down to 60 rows)
+        for (label, gather) in [("", 4000usize), (" deep", 60)] {
+            let mut s = DistSettings {
+                run: cfg_amg.clone(),
+                split: Split::Method(method),
+                ..Default::default()
+            };
+            s.amg.gather_below = gather;
+            let r = driver::run(comm, 0, mesh, &s, &reg)?;
+            if let (Some((_, am)), Some(u)) = (&serial, &r.u) {
+                let e = rel_max(u, &am.0);
+                let (it, ith) = (r.stats.iterations as f64, am.1.iterations as f64);
+                tally.check(
+                    r.stats.converged && r.true_residual <= 1.5e-10 && e <= 1e-7 && it <= (1.3 * ith).max(ith + 2.0),
+                    format!(
+                        "{name} amg-cg{label} {} P={p}: {} iterations (host {}), {} levels, true residual {:.2e}, u rel diff {e:.2e}, solve {:.3}s",
+                        method.name(), r.stats.iterations, am.1.iterations, r.stats.levels, r.true_residual, r.seconds[2]
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn names(comm: &dyn Comm, dir: &std::path::Path, only: Option<&str>) -> Vec<String> {
+    let mut buf = Vec::new();
+    if comm.rank() == 0 {
+        let mut v: Vec<String> = std::fs::read_dir(dir.join("meshes"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "h5"))
+                    .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+                    .filter(|n| only.is_none_or(|o| o == n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        buf = v.join("\n").into_bytes();
+    }
+    comm.broadcast(0, &mut buf);
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn real_main(comm: &dyn Comm, args: &[String]) -> Result<Tally, String> {
+    let mut tally = Tally { pass: 0, fail: 0 };
+    let root = comm.rank() == 0;
+    match args.first().map(String::as_str) {
+        Some("meshes") => {
+            let dir = PathBuf::from(args.get(1).ok_or("meshes DIR")?);
+            let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1));
+            let list = names(comm, &dir, only.map(String::as_str));
+            if list.is_empty() {
+                if root {
+                    println!("SKIPPED: no meshes in {} (../shared is absent)", dir.join("meshes").display());
+                }
+                return Ok(tally);
+            }
+            for name in list {
+                let mesh = if root {
+                    Some(load(&dir.join("meshes").join(format!("{name}.h5")))?)
+                } else {
+                    None
+                };
+                check_mesh(comm, &name, mesh.as_ref(), &mut tally)?;
+            }
+        }
+        Some("venturi") => {
+            let n: usize = args.get(1).and_then(|s| s.parse().ok()).ok_or("venturi NODES")?;
+            let mesh = if root {
+                let raw = generate::generate(Geometry::Venturi, n).map_err(|e| e.to_string())?;
+                Some(Mesh::new(raw.x, raw.y, &raw.quad8, OrientationPolicy::Fix).map_err(|e| e.to_string())?)
+            } else {
+                None
+            };
+            if let Some(m) = &mesh {
+                println!("     venturi: {} nodes, {} elements", m.nodes(), m.elements.len());
+            }
+            check_mesh(comm, &format!("venturi_{n}"), mesh.as_ref(), &mut tally)?;
+        }
+        Some("bad") => {
+            // a mesh of two elements (13 nodes)
+            let x = vec![0., 1., 2., 0., 1., 2., 0.5, 1.5, 0.5, 1.5, 0., 1., 2.];
+            let y = vec![0., 0., 0., 1., 1., 1., 0., 0., 1., 1., 0.5, 0.5, 0.5];
+            let e = vec![[0, 1, 4, 3, 6, 11, 8, 10], [1, 2, 5, 4, 7, 12, 9, 11]];
+            let mesh = root.then(|| Mesh::new(x, y, &e, OrientationPolicy::Fix).unwrap());
+            let split = match args.get(1).map(String::as_str) {
+                Some("more-ranks") => Split::Method(Method::Rcb),
+                // every element to part 0: the other ranks' parts are empty
+                Some("empty-part") => Split::Explicit(vec![0, 0]),
+                _ => return Err("bad more-ranks|empty-part".into()),
+            };
+            let s = DistSettings { split, ..Default::default() };
+            driver::run(comm, 0, mesh.as_ref(), &s, &Registry::with_serial())?;
+            return Err("bad input was accepted".into());
+        }
+        _ => return Err("usage: mpi_driver meshes DIR [--only NAME] | venturi NODES | bad more-ranks|empty-part".into()),
+    }
+    Ok(tally)
+}
+
+fn main() {
+    let universe = mpi::initialize().expect("MPI initialises");
+    let comm = MpiComm::new(universe.world());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match real_main(&comm, &args) {
+        Ok(t) => {
+            if comm.rank() == 0 {
+                println!("{} passed, {} failed", t.pass, t.fail);
+            }
+            i32::from(t.fail > 0)
+        }
+        Err(e) => {
+            eprintln!("rank {} of {}: error: {e}", comm.rank(), comm.size());
+            1
+        }
+    };
+    drop(comm);
+    drop(universe);
+    std::process::exit(code);
+}
