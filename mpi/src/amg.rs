@@ -97,8 +97,8 @@ struct Level {
 /// The gathered level: rank 0's host hierarchy.
 #[derive(Debug, Clone)]
 struct Gathered {
-    /// Every rank's row ids at the gathered level, in its row order
-    /// (rank 0 only).
+    /// Every rank's rows at the gathered level, in its row order, as
+    /// indices of the host hierarchy (rank 0 only).
     ids: Vec<Vec<u64>>,
     /// The host hierarchy (rank 0 only).
     host: Option<Hierarchy>,
@@ -540,19 +540,33 @@ impl DistHierarchy {
         let mut host_sizes = Vec::new();
         let mut ids: Vec<Vec<u64>> = Vec::new();
         if let Some(got) = got {
-            let mut grows: Vec<Vec<(u64, f64)>> = vec![Vec::new(); nrows];
-            let mut gb = vec![0.0; nrows];
+            // rows, then the B values of the same rows, of every rank
+            let mut all: Vec<(Vec<GlobalRow>, Vec<f64>)> = Vec::with_capacity(got.len());
             for buf in got {
-                // rows, then the B values of the same rows
                 let rows = decode_rows(&buf);
                 let tail = &buf[encode_rows(&rows).len()..];
                 let (len_b, rest) = tail.split_at(8);
                 let len = u64::from_le_bytes(len_b.try_into().expect("8")) as usize;
-                let bv = Reader::new(&rest[..len]).f64s();
-                ids.push(rows.iter().map(|r| r.0).collect());
+                all.push((rows, Reader::new(&rest[..len]).f64s()));
+            }
+            // ids need not be 0..nrows (the finest level's are node ids):
+            // number them compactly in increasing id
+            let mut sorted: Vec<u64> = all.iter().flat_map(|a| a.0.iter().map(|r| r.0)).collect();
+            sorted.sort_unstable();
+            assert_eq!(sorted.len(), nrows);
+            let index: HashMap<u64, u64> = sorted
+                .iter()
+                .enumerate()
+                .map(|(k, &g)| (g, k as u64))
+                .collect();
+            let mut grows: Vec<Vec<(u64, f64)>> = vec![Vec::new(); nrows];
+            let mut gb = vec![0.0; nrows];
+            for (rows, bv) in all {
+                ids.push(rows.iter().map(|r| index[&r.0]).collect());
                 for ((g, r), bi) in rows.into_iter().zip(bv) {
-                    gb[g as usize] = bi;
-                    grows[g as usize] = r;
+                    let k = index[&g] as usize;
+                    gb[k] = bi;
+                    grows[k] = r.into_iter().map(|(j, v)| (index[&j], v)).collect();
                 }
             }
             let mut rp = vec![0usize];

@@ -63,12 +63,17 @@ impl Comm for MpiComm {
             .all_to_all_into(&send_lens[..], &mut recv_lens[..]);
         let (sc, sd) = counts_displs(send_lens.iter().map(|&l| l as usize));
         let (rc, rd) = counts_displs(recv_lens.iter().map(|&l| l as usize));
-        let flat: Vec<u8> = send.concat();
+        // one byte more than sent / received on each side: two empty
+        // vectors share one dangling address, and MPI refuses a send
+        // buffer that is the receive buffer (MPI_ERR_ARG)
+        let mut flat: Vec<u8> = send.concat();
+        let sent = flat.len();
+        flat.push(0);
         let total: usize = recv_lens.iter().map(|&l| l as usize).sum();
-        let mut recv = vec![0u8; total];
+        let mut recv = vec![0u8; total + 1];
         {
-            let s = Partition::new(&flat[..], sc, &sd[..]);
-            let mut r = PartitionMut::new(&mut recv[..], rc, &rd[..]);
+            let s = Partition::new(&flat[..sent], sc, &sd[..]);
+            let mut r = PartitionMut::new(&mut recv[..total], rc, &rd[..]);
             self.world.all_to_all_varcount_into(&s, &mut r);
         }
         let mut out = Vec::with_capacity(p);
