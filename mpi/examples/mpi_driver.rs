@@ -173,6 +173,36 @@ fn check_mesh(
     Ok(())
 }
 
+/// `nx` unit Quad-8 elements in a row, on the `(2nx+1) x 3` lattice
+/// (cell centres unused).
+fn strip(nx: usize) -> Mesh {
+    let w = 2 * nx + 1;
+    let id = |i: usize, j: usize| (j * w + i) as i64;
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for j in 0..3 {
+        for i in 0..w {
+            x.push(i as f64 / 2.0);
+            y.push(j as f64 / 2.0);
+        }
+    }
+    let q: Vec<[i64; 8]> = (0..nx)
+        .map(|e| {
+            let i = 2 * e;
+            [
+                id(i, 0),
+                id(i + 2, 0),
+                id(i + 2, 2),
+                id(i, 2),
+                id(i + 1, 0),
+                id(i + 2, 1),
+                id(i + 1, 2),
+                id(i, 1),
+            ]
+        })
+        .collect();
+    Mesh::new(x, y, &q, OrientationPolicy::Fix).expect("a valid strip")
+}
+
 fn names(comm: &dyn Comm, dir: &std::path::Path, only: Option<&str>) -> Vec<String> {
     let mut buf = Vec::new();
     if comm.rank() == 0 {
@@ -262,17 +292,14 @@ fn real_main(comm: &dyn Comm, args: &[String]) -> Result<Tally, String> {
             tally.check(e == Err(format!("last rank {}", p - 1)), format!("agree P={p}"));
         }
         Some("bad") => {
-            // a mesh of two elements (13 nodes)
-            let x = vec![0., 1., 2., 0., 1., 2., 0.5, 1.5, 0.5, 1.5, 0., 1., 2.];
-            let y = vec![0., 0., 0., 1., 1., 1., 0., 0., 1., 1., 0.5, 0.5, 0.5];
-            let e = vec![[0, 1, 4, 3, 6, 11, 8, 10], [1, 2, 5, 4, 7, 12, 9, 11]];
-            let mesh = root.then(|| Mesh::new(x, y, &e, OrientationPolicy::Fix).unwrap());
-            let split = match args.get(1).map(String::as_str) {
-                Some("more-ranks") => Split::Method(Method::Rcb),
-                // every element to part 0: the other ranks' parts are empty
-                Some("empty-part") => Split::Explicit(vec![0, 0]),
+            // a row of unit elements: 2 for "more-ranks" (run it on 3 or
+            // more ranks), 4 for "empty-part" (every element in part 0)
+            let (nx, split) = match args.get(1).map(String::as_str) {
+                Some("more-ranks") => (2, Split::Method(Method::Rcb)),
+                Some("empty-part") => (4, Split::Explicit(vec![0; 4])),
                 _ => return Err("bad more-ranks|empty-part".into()),
             };
+            let mesh = root.then(|| strip(nx));
             let s = DistSettings { split, ..Default::default() };
             driver::run(comm, 0, mesh.as_ref(), &s, &Registry::with_serial())?;
             return Err("bad input was accepted".into());
@@ -294,7 +321,10 @@ fn main() {
             i32::from(t.fail > 0)
         }
         Err(e) => {
-            eprintln!("rank {} of {}: error: {e}", comm.rank(), comm.size());
+            // one write, so that the ranks' lines do not interleave
+            use std::io::Write as _;
+            let line = format!("rank {} of {}: error: {e}\n", comm.rank(), comm.size());
+            let _ = std::io::stderr().write_all(line.as_bytes());
             1
         }
     };

@@ -356,7 +356,7 @@ fn coarsen(comm: &dyn Comm, a: &DistMatrix, b: &[f64], s: &AmgSettings) -> Coars
         .collect();
     // P rows of the ghosts, from their owners
     let p = comm.size();
-    let mut send: Vec<Vec<(u64, Vec<(u64, f64)>)>> = vec![Vec::new(); p];
+    let mut send: Vec<Vec<GlobalRow>> = vec![Vec::new(); p];
     for nb in &a.halo.neighbours {
         for &l in &nb.send {
             send[nb.rank].push((a.gid[l as usize], p_rows[l as usize].clone()));
@@ -397,7 +397,7 @@ fn coarsen(comm: &dyn Comm, a: &DistMatrix, b: &[f64], s: &AmgSettings) -> Coars
     // to the owners of the coarse rows, in increasing coarse id
     let mut keys: Vec<u64> = contrib.keys().copied().collect();
     keys.sort_unstable();
-    let mut out: Vec<Vec<(u64, Vec<(u64, f64)>)>> = vec![Vec::new(); p];
+    let mut out: Vec<Vec<GlobalRow>> = vec![Vec::new(); p];
     for k in keys {
         let o = owner_in(&off, k);
         out[o].push((k, contrib.remove(&k).expect("key")));
