@@ -14,7 +14,7 @@
 //! error, on every rank.
 
 use quadflow::generate::{self, Geometry};
-use quadflow::h5io;
+use quadflow::io::h5 as h5io;
 use quadflow_mpi::comm::{Comm, SingleRank, mpi::MpiComm};
 use quadflow_mpi::driver::{self, DistSettings, Split};
 use quadflow_mpi::partition::Method;
