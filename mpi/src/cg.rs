@@ -450,6 +450,15 @@ pub fn solve_cg_jacobi(
     })
 }
 
+/// `u` on every local node (owned and ghosts) from `u` on the owned nodes:
+/// what a local post-processing phase needs for the part's elements.
+pub fn with_ghosts(comm: &dyn Comm, part: &Part, u_owned: &[f64]) -> Vec<f64> {
+    let mut u = vec![0.0; part.node_gid.len()];
+    u[..part.owned].copy_from_slice(u_owned);
+    part.halo.exchange(comm, &mut u, &mut |_| {});
+    u
+}
+
 /// Gathers `u` of every rank's owned nodes onto `root` in global
 /// numbering (`None` on the other ranks).
 pub fn gather_u(comm: &dyn Comm, root: usize, part: &Part, u_owned: &[f64]) -> Option<Vec<f64>> {
@@ -503,16 +512,29 @@ pub(crate) mod tests {
         for p in 1..=4 {
             for method in [Method::Rcb, Method::Metis] {
                 let parts = Arc::new(build_parts(&m, &partition(&m, p, method).unwrap()));
+                let parts2 = parts.clone();
                 let cfg2 = cfg.clone();
                 let out = ThreadComm::run(p, move |c| {
                     let part = &parts[c.rank()];
                     let sys = LocalSystem::assemble_serial(part, cfg2.clone()).unwrap();
                     let sol =
                         solve_cg_jacobi(c, part, &sys, &cfg2.solver.cg, &mut |_, _| {}).unwrap();
-                    (gather_u(c, 0, part, &sol.u), sol.stats, sol.true_residual)
+                    let local = with_ghosts(c, part, &sol.u);
+                    (
+                        gather_u(c, 0, part, &sol.u),
+                        sol.stats,
+                        sol.true_residual,
+                        local,
+                    )
                 });
-                let (u, stats, tr) = &out[0];
+                let (u, stats, tr, _) = &out[0];
                 let u = u.as_ref().unwrap();
+                // every local node's value is the global one
+                for (part, o) in parts2.iter().zip(&out) {
+                    for (l, &g) in part.node_gid.iter().enumerate() {
+                        assert_eq!(o.3[l], u[g as usize]);
+                    }
+                }
                 assert!(out.iter().all(|o| o.1.iterations == stats.iterations));
                 let di = (stats.iterations as f64 - ss.iterations as f64).abs();
                 assert!(

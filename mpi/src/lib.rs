@@ -35,6 +35,26 @@
 //! hierarchy; each V-cycle gathers the coarse residual there and
 //! scatters the correction back. `u` is gathered onto rank 0 at the end.
 //!
+//! ## Plugging it into the pipeline (for the `mpi` backend)
+//! 1. Before the pipeline exists: rank 0 loads and validates the mesh;
+//!    [`driver::distribute`] partitions it and gives every rank its
+//!    [`part::Part`]. The rank's pipeline is built on `part.mesh` (the
+//!    local mesh, with [`quadflow_systems::mesh::Mesh::part_of`] set, so
+//!    the boundary resolves against the whole mesh); the scene's local
+//!    backend (`serial`, `parallel`, `gpu`) runs quadrature, assembly and
+//!    boundary unchanged ([`assemble::assemble_local`] shows the plan).
+//! 2. Solve phase of the `mpi` backend: [`assemble::LocalSystem::from_assembled`]
+//!    on the `LinearSystem` resource, then [`cg::solve_cg_jacobi`] or
+//!    [`amg::solve_amg_cg`] with the rank's communicator; write
+//!    [`cg::with_ghosts`] of the owned `u` into `Solution.u` (local
+//!    numbering), so that the local post phase can run on the part.
+//! 3. Post: every rank post-processes its local elements; the per-element
+//!    outputs of [`part::Part::owned_elements`] (each element once) and the
+//!    owned `u` ([`cg::gather_u`]) go to rank 0 by global id; rank 0 writes
+//!    the results file. Phase times: the maximum over ranks.
+//! 4. Errors: any failure must be agreed ([`comm::agree`]) before a rank
+//!    leaves a phase, or the others wait in the next collective.
+//!
 //! ## Features
 //! `metis` (default): METIS, compiled from the C sources the `metis`
 //! crate ships (a C compiler is all it needs). `mpi`: rsmpi over the

@@ -186,6 +186,10 @@ pub struct Part {
     pub ghost_owner: Vec<u32>,
     /// Global id of every local element (increasing).
     pub element_gid: Vec<u32>,
+    /// Local indices of the elements the partition gave this rank (each
+    /// element of the mesh is in exactly one part's list: post-processing
+    /// and per-element outputs take each element once, from its part).
+    pub owned_elements: Vec<u32>,
     /// The local mesh: local node ids, local elements in global order,
     /// node sets restricted and renumbered, [`Mesh::part_of`] set.
     pub mesh: Mesh,
@@ -210,6 +214,7 @@ impl Part {
             .u32s(&self.node_gid)
             .u32s(&self.ghost_owner)
             .u32s(&self.element_gid)
+            .u32s(&self.owned_elements)
             .f64s(&self.mesh.x)
             .f64s(&self.mesh.y)
             .u32s(self.mesh.elements.as_flattened())
@@ -237,6 +242,7 @@ impl Part {
         let node_gid = r.u32s();
         let ghost_owner = r.u32s();
         let element_gid = r.u32s();
+        let owned_elements = r.u32s();
         let x = r.f64s();
         let y = r.f64s();
         let flat = r.u32s();
@@ -263,6 +269,7 @@ impl Part {
             node_gid,
             ghost_owner,
             element_gid,
+            owned_elements,
             mesh: Mesh {
                 x,
                 y,
@@ -367,6 +374,12 @@ pub fn build_parts(mesh: &Mesh, p: &Partition) -> Vec<Part> {
             global_elements: mesh.elements.len(),
             owned: owned[r].len(),
             ghost_owner,
+            owned_elements: local_elements[r]
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| p.element_part[**e as usize] as usize == r)
+                .map(|(l, _)| l as u32)
+                .collect(),
             element_gid: local_elements[r].clone(),
             mesh: Mesh {
                 x: node_gid.iter().map(|&g| mesh.x[g as usize]).collect(),
@@ -400,6 +413,12 @@ mod tests {
             let parts = build_parts(&m, &p);
             let owned: usize = parts.iter().map(|x| x.owned).sum();
             assert_eq!(owned, m.nodes());
+            let mut elements: Vec<u32> = parts
+                .iter()
+                .flat_map(|x| x.owned_elements.iter().map(|&l| x.element_gid[l as usize]))
+                .collect();
+            elements.sort_unstable();
+            assert_eq!(elements, (0..m.elements.len() as u32).collect::<Vec<_>>());
             for part in &parts {
                 // local elements in global order, every element touching an owned node
                 assert!(part.element_gid.windows(2).all(|w| w[0] < w[1]));

@@ -477,6 +477,46 @@ mod tests {
     }
 
     #[test]
+    fn a_part_resolves_sides_against_the_whole_mesh() {
+        use crate::mesh::GlobalFrame;
+        let cfg = BoundaryConfig::default();
+        let frame = GlobalFrame {
+            bbox: lattice(6, 2).bbox(),
+        };
+        // the left half of a 6 x 2 lattice: the inlet, not the outlet
+        let mut left = lattice(3, 2);
+        let own = resolve(&left, &cfg).unwrap();
+        assert_eq!(own.dirichlet.len(), 5); // its own xmax, as a whole mesh
+        left.part_of = Some(frame);
+        let r = resolve(&left, &cfg).unwrap();
+        assert_eq!(r.robin_edges.len(), 2);
+        assert!(r.dirichlet.is_empty());
+        assert_eq!(r, resolve_parallel(&left, &cfg).unwrap());
+        // the right half: the outlet, no inlet edge, and no error for it
+        let mut right = lattice(3, 2);
+        right.x.iter_mut().for_each(|x| *x += 3.0);
+        right.part_of = Some(frame);
+        let r = resolve(&right, &cfg).unwrap();
+        assert!(r.robin_edges.is_empty());
+        assert_eq!(r.dirichlet.len(), 5);
+        assert!(r.dirichlet.iter().all(|&(i, _)| right.x[i as usize] == 6.0));
+        // a whole mesh still reports a boundary that selects nothing
+        let mut nowhere = cfg.clone();
+        nowhere.robin[0].select = Selector::Box {
+            x0: 50.0,
+            x1: 60.0,
+            y0: 0.0,
+            y1: 1.0,
+        };
+        assert!(resolve(&right, &nowhere).unwrap().robin_edges.is_empty());
+        right.part_of = None;
+        assert!(matches!(
+            resolve(&right, &nowhere),
+            Err(BoundaryError::NoEdges { .. })
+        ));
+    }
+
+    #[test]
     fn parallel_resolution_equals_serial() {
         let mesh = lattice(300, 40); // more nodes than one parallel chunk
         let mut cfg = BoundaryConfig::default();
