@@ -129,8 +129,15 @@ fn check_mesh(
             tally.check(
                 (it - its).abs() <= (0.01 * its).max(1.0) && e <= 1e-10 && r.stats.converged,
                 format!(
-                    "{name} cg-jacobi {} P={p}: {} iterations (serial {}), u rel diff {e:.2e}, true residual {:.2e}",
-                    method.name(), r.stats.iterations, cg.1.iterations, r.true_residual
+                    "{name} cg-jacobi {} P={p}: {} iterations (serial {}), u rel diff {e:.2e}, true residual {:.2e}, CG loop {:.3}s = {:.1} us/it (serial engine {:.3}s = {:.1} us/it)",
+                    method.name(),
+                    r.stats.iterations,
+                    cg.1.iterations,
+                    r.true_residual,
+                    r.stats.solve_seconds,
+                    1e6 * r.stats.solve_seconds / r.stats.iterations.max(1) as f64,
+                    cg.1.solve_seconds,
+                    1e6 * cg.1.solve_seconds / cg.1.iterations.max(1) as f64
                 ),
             );
         }

@@ -355,6 +355,36 @@ impl EquilibratedDist {
             dvals.push(1.0 / (d[i] * kdiag[i] * d[i]));
         }
         comm.allreduce_sum(&mut sums);
+        // Reverse Cuthill-McKee over the couplings among the rank's own
+        // rows (the engine's ordering): mesh files number nodes with no
+        // locality, and the product's reads of `p` then miss the cache.
+        // Rows keep this order inside the interior and boundary groups.
+        let perm = {
+            let row_of: HashMap<u64, u32> = rows
+                .iter()
+                .enumerate()
+                .map(|(r, (g, _))| (*g, r as u32))
+                .collect();
+            let mut ptr = vec![0u32];
+            let mut adj = Vec::new();
+            for (g, row) in &rows {
+                adj.extend(
+                    row.iter()
+                        .filter(|(j, _)| j != g)
+                        .filter_map(|(j, _)| row_of.get(j).copied()),
+                );
+                ptr.push(adj.len() as u32);
+            }
+            quadflow_systems::ordering::rcm(rows.len(), &ptr, &adj)
+        };
+        let mut slots: Vec<Option<GlobalRow>> = rows.into_iter().map(Some).collect();
+        let rows: Vec<GlobalRow> = perm
+            .iter()
+            .map(|&o| slots[o as usize].take().expect("a permutation"))
+            .collect();
+        let node_of: Vec<u32> = perm.iter().map(|&o| node_of[o as usize]).collect();
+        let bvals: Vec<f64> = perm.iter().map(|&o| bvals[o as usize]).collect();
+        let dvals: Vec<f64> = perm.iter().map(|&o| dvals[o as usize]).collect();
         let global_rows = comm::sum_usize(comm, rows.len());
         let owner: HashMap<u64, usize> = part.node_gid[o..]
             .iter()
