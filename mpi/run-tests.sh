@@ -42,6 +42,9 @@ if [ -d "$shared/meshes" ]; then
   done
 else
   echo "SKIPPED: $shared/meshes is absent; the reference-mesh MPI tests did not run"
+  if [ -n "${QUADFLOW_SKIP_LOG:-}" ]; then
+    echo "mpi/run-tests.sh: the reference-mesh MPI tests ($shared/meshes is absent)" >> "$QUADFLOW_SKIP_LOG"
+  fi
 fi
 if [ -z "${QUICK:-}" ]; then
   if mpirun_p 3 venturi 100000; then ok "venturi 100k P=3"; else ko "venturi 100k P=3"; fi

@@ -92,7 +92,7 @@ fn check_mesh(
             &sys.f,
             &cfg_cg.solver.cg,
             &mut SerialKernels::default(),
-            &mut |_, _| {},
+            &mut |_, _| true,
         )
         .unwrap();
         let am = amg::solve_amg_cg(
@@ -101,7 +101,7 @@ fn check_mesh(
             &cfg_amg.solver.cg,
             &cfg_amg.solver.amg,
             Exec::Serial,
-            &mut |_, _| {},
+            &mut |_, _| true,
         )
         .unwrap();
         (cg, am, sys)
@@ -142,7 +142,7 @@ fn check_mesh(
                     &sys.f,
                     &fixed,
                     &mut SerialKernels::default(),
-                    &mut |_, _| {},
+                    &mut |_, _| true,
                 )
                 .unwrap();
                 let es = rel_max(u, &us);

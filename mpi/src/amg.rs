@@ -955,7 +955,7 @@ mod tests {
             &cfg.solver.cg,
             &cfg.solver.amg,
             Exec::Serial,
-            &mut |_, _| {},
+            &mut |_, _| true,
         )
         .unwrap();
         let mut one = 0;

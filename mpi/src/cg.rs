@@ -536,7 +536,7 @@ pub(crate) mod tests {
             &f,
             &cfg.solver.cg,
             &mut SerialKernels::default(),
-            &mut |_, _| {},
+            &mut |_, _| true,
         )
         .unwrap();
         for p in 1..=4 {
