@@ -37,7 +37,7 @@ extern "C" __global__ void qf_robin(int nedges, const u32* __restrict__ nodes,
       for (int a = 0; a < 3; ++a) {
         pe[a] += gamma * b[a] * ds;
 #pragma unroll
-        for (int c = 0; c < 3; ++c) he[a][c] += p * b[a] * b[c] * ds;
+        for (int c = 0; c < 3; ++c) he[a][c] += p * (b[a] * b[c]) * ds;  // symmetric bit for bit
       }
     }
 #pragma unroll

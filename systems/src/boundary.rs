@@ -251,6 +251,16 @@ fn select_with(
                 Side::YMin => (&mesh.y, true),
                 Side::YMax => (&mesh.y, false),
             };
+            // a part of a larger mesh: the side of the whole mesh
+            if let Some(frame) = &mesh.part_of {
+                let target = match side {
+                    Side::XMin => frame.bbox[0],
+                    Side::XMax => frame.bbox[1],
+                    Side::YMin => frame.bbox[2],
+                    Side::YMax => frame.bbox[3],
+                };
+                return Ok(coord.iter().map(|&c| (c - target).abs() < tol).collect());
+            }
             if parallel {
                 let target = if pick_min {
                     coord.par_iter().copied().reduce(|| f64::INFINITY, f64::min)
@@ -347,7 +357,8 @@ fn resolve_with(
     for (pi, part) in cfg.robin.iter().enumerate() {
         let mask = select_with(mesh, &part.select, cfg.tol, &part.name, parallel)?;
         let edges = edges_in(mesh, &mask, pi as u32, parallel);
-        if edges.is_empty() {
+        // (a part of a larger mesh may well have none)
+        if edges.is_empty() && mesh.part_of.is_none() {
             return Err(BoundaryError::NoEdges {
                 name: part.name.clone(),
                 select: part.select.to_string(),
@@ -382,7 +393,7 @@ fn resolve_with(
                 out.dirichlet.push((i as u32, v));
             }
         }
-        if !any {
+        if !any && mesh.part_of.is_none() {
             return Err(BoundaryError::NoNodes {
                 name: part.name.clone(),
                 select: part.select.to_string(),
@@ -435,6 +446,46 @@ mod tests {
     /// `nx x ny` unit Quad-8 elements on the lattice ([`Mesh::lattice`]).
     fn lattice(nx: usize, ny: usize) -> Mesh {
         Mesh::lattice(nx, ny, nx as f64, ny as f64, |x, y| (x, y))
+    }
+
+    #[test]
+    fn a_part_resolves_sides_against_the_whole_mesh() {
+        use crate::mesh::GlobalFrame;
+        let cfg = BoundaryConfig::default();
+        let frame = GlobalFrame {
+            bbox: lattice(6, 2).bbox(),
+        };
+        // the left half of a 6 x 2 lattice: the inlet, not the outlet
+        let mut left = lattice(3, 2);
+        let own = resolve(&left, &cfg).unwrap();
+        assert_eq!(own.dirichlet.len(), 5); // its own xmax, as a whole mesh
+        left.part_of = Some(frame);
+        let r = resolve(&left, &cfg).unwrap();
+        assert_eq!(r.robin_edges.len(), 2);
+        assert!(r.dirichlet.is_empty());
+        assert_eq!(r, resolve_parallel(&left, &cfg).unwrap());
+        // the right half: the outlet, no inlet edge, and no error for it
+        let mut right = lattice(3, 2);
+        right.x.iter_mut().for_each(|x| *x += 3.0);
+        right.part_of = Some(frame);
+        let r = resolve(&right, &cfg).unwrap();
+        assert!(r.robin_edges.is_empty());
+        assert_eq!(r.dirichlet.len(), 5);
+        assert!(r.dirichlet.iter().all(|&(i, _)| right.x[i as usize] == 6.0));
+        // a whole mesh still reports a boundary that selects nothing
+        let mut nowhere = cfg.clone();
+        nowhere.robin[0].select = Selector::Box {
+            x0: 50.0,
+            x1: 60.0,
+            y0: 0.0,
+            y1: 1.0,
+        };
+        assert!(resolve(&right, &nowhere).unwrap().robin_edges.is_empty());
+        right.part_of = None;
+        assert!(matches!(
+            resolve(&right, &nowhere),
+            Err(BoundaryError::NoEdges { .. })
+        ));
     }
 
     #[test]

@@ -365,7 +365,10 @@ pub fn robin_edge(x: &[f64; 3], y: &[f64; 3], p: f64, gamma: f64) -> ([[f64; 3];
         for a in 0..3 {
             pe[a] += gamma * b[a] * ds;
             for c in 0..3 {
-                he[a][c] += p * b[a] * b[c] * ds;
+                // b[a] * b[c] first: the matrix comes out symmetric bit
+                // for bit, so either triangle may be stored (a distributed
+                // part numbers the edge's nodes in another order)
+                he[a][c] += p * (b[a] * b[c]) * ds;
             }
         }
     }

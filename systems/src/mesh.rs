@@ -121,6 +121,22 @@ pub struct Mesh {
     /// Named node sets (e.g. gmsh physical groups) that boundary
     /// selectors can refer to.
     pub node_sets: BTreeMap<String, Vec<u32>>,
+    /// Set when this mesh is one part of a larger mesh (a rank's part in
+    /// a distributed run): what the boundary selection needs from the
+    /// whole mesh. `None` for a whole mesh.
+    pub part_of: Option<GlobalFrame>,
+}
+
+/// What a part of a mesh knows of the whole (see [`Mesh::part_of`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GlobalFrame {
+    /// Bounding box of the whole mesh, `[xmin, xmax, ymin, ymax]`: the
+    /// side selectors (`xmin`, ...) resolve against it, not against the
+    /// part's own nodes. The boundary selection of a part does not fail
+    /// when a part finds no node or edge of a boundary (most parts touch
+    /// no inlet); checking that a boundary selects something is the
+    /// business of whoever holds the whole mesh.
+    pub bbox: [f64; 4],
 }
 
 /// Renumbers a clockwise element counter-clockwise: corners `1,4,3,2`,
@@ -264,6 +280,7 @@ impl Mesh {
             elements,
             flipped: 0,
             node_sets: BTreeMap::new(),
+            part_of: None,
         };
         mesh.orient(policy, parallel)?;
         Ok(mesh)
@@ -332,6 +349,19 @@ impl Mesh {
         }
         self.flipped = flipped;
         Ok(())
+    }
+
+    /// Bounding box of the nodes, `[xmin, xmax, ymin, ymax]`.
+    pub fn bbox(&self) -> [f64; 4] {
+        let fold = |v: &[f64]| {
+            v.iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                    (a.min(x), b.max(x))
+                })
+        };
+        let (x0, x1) = fold(&self.x);
+        let (y0, y1) = fold(&self.y);
+        [x0, x1, y0, y1]
     }
 
     /// For each node, whether any element references it.

@@ -1,0 +1,584 @@
+//! Distributed Jacobi-CG on the equilibrated system: the reference
+//! configuration of SPEC, as the engine's `solver.rs` runs it on one
+//! process, over the ranks' owned rows.
+//!
+//! **Setup** ([`EquilibratedDist::new`]): `d = 1 / sqrt|K_ii|` on the
+//! owned rows (exact: owned rows are complete), `d` of the ghosts from
+//! their owners (one halo exchange), `A = D K D` on the owned rows that
+//! have an off-diagonal entry, `b = D f`, `||D f||` over every row (one
+//! all-reduce). Rows without couplings (unused nodes) are solved directly
+//! (`u = f / K_ii`) and left out of CG, as the engine does.
+//!
+//! **Iteration** ([`pcg`]): SciPy's PCG with the Jacobi preconditioner,
+//! stop when `||r|| < rtol ||b||` at the top of an iteration, `x0 = 0`.
+//! Per iteration: `p = z + beta p` on the owned rows; the halo exchange
+//! of `p` with non-blocking messages, during which the interior rows of
+//! `q = A p` are computed; the boundary rows; one all-reduce of `p.q`;
+//! `x += alpha p`, `r -= alpha q` and one all-reduce of `(r.r, r.z)` fused.
+//! That is two all-reduces and one neighbour exchange per iteration, as
+//! few as CG allows without reformulating it (a pipelined CG would fuse
+//! the two at the cost of a different rounding). The sums differ from the
+//! engine's only in their order, so iterations agree to a few and `u` to
+//! the solve's tolerance.
+//!
+//! The local work is behind [`LocalKernels`], so that a GPU-resident
+//! version (matrix and vectors on the device, the halo values staged
+//! through host buffers in [`LocalKernels::pack`] and
+//! [`LocalKernels::unpack`]) can replace [`HostKernels`].
+
+use crate::assemble::LocalSystem;
+use crate::comm::{self, Comm};
+use crate::dist::{DistMatrix, GlobalRow, row_dot};
+use crate::part::{Halo, Part};
+use quadflow_systems::amg::Csr;
+use quadflow_systems::solver::{CgSettings, SolveError, SolveStats};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// The local work of one CG iteration, on this rank's rows.
+pub trait LocalKernels {
+    /// Sets `r = b`, `x = p = 0`; returns the partial `(r.r, r.z)`.
+    fn start(&mut self, b: &[f64]) -> [f64; 2];
+    /// `p = r inv_diag + beta p` on the owned rows.
+    fn direction(&mut self, beta: f64);
+    /// Copies the values of `p` that each neighbour needs into `bufs`
+    /// (one per neighbour of `halo`, sized).
+    fn pack(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]);
+    /// `q = A p` on the interior rows (no ghost column); returns their
+    /// partial `p.q`.
+    fn spmv_interior(&mut self) -> f64;
+    /// Writes the received ghost values of `p`.
+    fn unpack(&mut self, halo: &Halo, bufs: &[Vec<f64>]);
+    /// `q = A p` on the boundary rows; returns their partial `p.q`.
+    fn spmv_boundary(&mut self) -> f64;
+    /// `x += alpha p`, `r -= alpha q`; returns the partial `(r.r, r.z)`.
+    fn update(&mut self, alpha: f64) -> [f64; 2];
+    /// `x` on the owned rows.
+    fn solution(&self) -> Vec<f64>;
+}
+
+/// [`LocalKernels`] on the host, single-threaded.
+#[derive(Debug, Clone)]
+pub struct HostKernels<'a> {
+    a: &'a Csr,
+    n_interior: usize,
+    inv_diag: &'a [f64],
+    x: Vec<f64>,
+    r: Vec<f64>,
+    /// column space: owned rows, then ghosts
+    p: Vec<f64>,
+    q: Vec<f64>,
+}
+
+impl<'a> HostKernels<'a> {
+    /// Kernels for the matrix `m` with Jacobi weights `inv_diag` (owned rows).
+    pub fn new(m: &'a DistMatrix, inv_diag: &'a [f64]) -> Self {
+        let n = m.n_owned();
+        assert_eq!(inv_diag.len(), n);
+        Self {
+            a: &m.a,
+            n_interior: m.n_interior,
+            inv_diag,
+            x: vec![0.0; n],
+            r: vec![0.0; n],
+            p: vec![0.0; m.n_cols()],
+            q: vec![0.0; n],
+        }
+    }
+
+    fn rows_pq(&mut self, rows: std::ops::Range<usize>) -> f64 {
+        let mut pq = 0.0;
+        for i in rows {
+            let v = row_dot(self.a, i, &self.p);
+            self.q[i] = v;
+            pq += v * self.p[i];
+        }
+        pq
+    }
+}
+
+impl LocalKernels for HostKernels<'_> {
+    fn start(&mut self, b: &[f64]) -> [f64; 2] {
+        self.r.copy_from_slice(b);
+        self.x.iter_mut().for_each(|v| *v = 0.0);
+        self.p.iter_mut().for_each(|v| *v = 0.0);
+        let mut s = [0.0; 2];
+        for (ri, di) in self.r.iter().zip(self.inv_diag) {
+            s[0] += ri * ri;
+            s[1] += ri * ri * di;
+        }
+        s
+    }
+
+    fn direction(&mut self, beta: f64) {
+        for i in 0..self.r.len() {
+            self.p[i] = self.r[i] * self.inv_diag[i] + beta * self.p[i];
+        }
+    }
+
+    fn pack(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
+        for (nb, b) in halo.neighbours.iter().zip(bufs.iter_mut()) {
+            for (o, &i) in b.iter_mut().zip(&nb.send) {
+                *o = self.p[i as usize];
+            }
+        }
+    }
+
+    fn spmv_interior(&mut self) -> f64 {
+        self.rows_pq(0..self.n_interior)
+    }
+
+    fn unpack(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
+        for (nb, b) in halo.neighbours.iter().zip(bufs) {
+            for (&i, &v) in nb.recv.iter().zip(b) {
+                self.p[i as usize] = v;
+            }
+        }
+    }
+
+    fn spmv_boundary(&mut self) -> f64 {
+        self.rows_pq(self.n_interior..self.r.len())
+    }
+
+    fn update(&mut self, alpha: f64) -> [f64; 2] {
+        let mut s = [0.0; 2];
+        for i in 0..self.r.len() {
+            self.x[i] += alpha * self.p[i];
+            let v = self.r[i] - alpha * self.q[i];
+            self.r[i] = v;
+            s[0] += v * v;
+            s[1] += v * v * self.inv_diag[i];
+        }
+        s
+    }
+
+    fn solution(&self) -> Vec<f64> {
+        self.x.clone()
+    }
+}
+
+/// One neighbour exchange of `p` with the interior rows in flight.
+/// Returns the partial `p.q` of all owned rows.
+fn product(comm: &dyn Comm, halo: &Halo, k: &mut dyn LocalKernels) -> f64 {
+    let mut sends: Vec<Vec<f64>> = halo
+        .neighbours
+        .iter()
+        .map(|n| vec![0.0; n.send.len()])
+        .collect();
+    let mut recvs: Vec<Vec<f64>> = halo
+        .neighbours
+        .iter()
+        .map(|n| vec![0.0; n.recv.len()])
+        .collect();
+    k.pack(halo, &mut sends);
+    let mut pq = 0.0;
+    {
+        let s: Vec<(usize, &[f64])> = halo
+            .neighbours
+            .iter()
+            .zip(&sends)
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(n, b)| (n.rank, &b[..]))
+            .collect();
+        let mut r: Vec<(usize, &mut [f64])> = halo
+            .neighbours
+            .iter()
+            .zip(recvs.iter_mut())
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(n, b)| (n.rank, &mut b[..]))
+            .collect();
+        comm.exchange(&s, &mut r, &mut || pq = k.spmv_interior());
+    }
+    k.unpack(halo, &recvs);
+    pq + k.spmv_boundary()
+}
+
+/// Result of [`pcg`].
+#[derive(Debug, Clone)]
+pub struct DistCgOutcome {
+    /// `x` on the owned rows of the matrix.
+    pub x: Vec<f64>,
+    /// Iterations, convergence, final recurrence residual, time.
+    pub stats: SolveStats,
+}
+
+/// Distributed Jacobi-PCG on `A x = b` (`A` the rank's rows of an
+/// equilibrated matrix), SciPy's stopping rule against `b_norm` (the norm
+/// over every row of the system, decoupled ones included). Every rank
+/// calls it; all return the same iteration count.
+pub fn pcg(
+    comm: &dyn Comm,
+    m: &DistMatrix,
+    b: &[f64],
+    b_norm: f64,
+    kernels: &mut dyn LocalKernels,
+    settings: &CgSettings,
+    progress: &mut dyn FnMut(usize, f64),
+) -> Result<DistCgOutcome, SolveError> {
+    let t0 = Instant::now();
+    let mut stats = SolveStats {
+        cg_rows: m.global_rows,
+        ..Default::default()
+    };
+    if b_norm == 0.0 {
+        stats.converged = true;
+        return Ok(DistCgOutcome {
+            x: vec![0.0; m.n_owned()],
+            stats,
+        });
+    }
+    let atol = settings.rtol * b_norm;
+    let mut s = kernels.start(b);
+    comm.allreduce_sum(&mut s);
+    let [mut rr, mut rz] = s;
+    let (mut rho_prev, mut it) = (0.0, 0usize);
+    loop {
+        if rr.sqrt() < atol {
+            stats.converged = true;
+            break;
+        }
+        if it >= settings.max_iter {
+            break;
+        }
+        let beta = if it == 0 { 0.0 } else { rz / rho_prev };
+        kernels.direction(beta);
+        let mut pq = [product(comm, &m.halo, kernels)];
+        comm.allreduce_sum(&mut pq);
+        let pq = pq[0];
+        if pq.is_nan() || pq <= 0.0 {
+            return Err(SolveError::Breakdown {
+                iteration: it,
+                pap: pq,
+            });
+        }
+        let alpha = rz / pq;
+        rho_prev = rz;
+        let mut s = kernels.update(alpha);
+        comm.allreduce_sum(&mut s);
+        [rr, rz] = s;
+        it += 1;
+        if it % 50 == 0 {
+            progress(it, rr.sqrt() / b_norm);
+        }
+    }
+    stats.iterations = it;
+    stats.recurrence_residual = rr.sqrt() / b_norm;
+    stats.solve_seconds = t0.elapsed().as_secs_f64();
+    Ok(DistCgOutcome {
+        x: kernels.solution(),
+        stats,
+    })
+}
+
+/// The equilibrated, decoupled system of a rank.
+#[derive(Debug, Clone)]
+pub struct EquilibratedDist {
+    /// `D K D` on the coupled owned rows (interior first).
+    pub a: DistMatrix,
+    /// `D f` on those rows.
+    pub b: Vec<f64>,
+    /// `1 / diag(D K D)` on those rows.
+    pub inv_diag: Vec<f64>,
+    /// For each row of `a`, its local node id.
+    pub node_of_row: Vec<u32>,
+    /// `d` on the local nodes (owned and ghosts).
+    pub d: Vec<f64>,
+    /// `u` of the decoupled owned rows (zero elsewhere), owned nodes.
+    pub direct: Vec<f64>,
+    /// `||D f||` over every row of the whole system.
+    pub b_norm: f64,
+    /// `||f||` over every row of the whole system.
+    pub f_norm: f64,
+    /// Decoupled rows of the whole system.
+    pub decoupled: usize,
+}
+
+impl EquilibratedDist {
+    /// Equilibrates the rank's owned rows (collective).
+    pub fn new(comm: &dyn Comm, part: &Part, sys: &LocalSystem) -> Result<Self, SolveError> {
+        let o = part.owned;
+        let nl = part.node_gid.len();
+        let k = &sys.k;
+        let mut d = vec![0.0; nl];
+        let mut kdiag = vec![0.0; o];
+        let mut err: Option<SolveError> = None;
+        for i in 0..o {
+            let (c, v) = k.row(i);
+            let a = c
+                .iter()
+                .zip(v)
+                .find(|(j, _)| **j as usize == i)
+                .map_or(0.0, |(_, x)| *x);
+            kdiag[i] = a;
+            if a == 0.0 {
+                err.get_or_insert(SolveError::ZeroDiagonal(part.node_gid[i] as usize));
+            } else if !a.is_finite() || !sys.f[i].is_finite() {
+                err.get_or_insert(SolveError::NonFinite);
+            }
+            d[i] = 1.0 / a.abs().sqrt();
+        }
+        // every rank fails together, with the first rank's error
+        if let Err(msg) = comm::agree(comm, err.as_ref().map(|e| e.to_string())) {
+            return Err(match err {
+                Some(e) => e,
+                None => SolveError::Factorization {
+                    method: "distributed equilibration",
+                    message: msg,
+                },
+            });
+        }
+        part.halo.exchange(comm, &mut d, &mut |_| {});
+        let mut sums = [0.0, 0.0, 0.0];
+        let mut direct = vec![0.0; o];
+        let mut rows: Vec<GlobalRow> = Vec::with_capacity(o);
+        let mut node_of: Vec<u32> = Vec::with_capacity(o);
+        let mut bvals: Vec<f64> = Vec::with_capacity(o);
+        let mut dvals: Vec<f64> = Vec::with_capacity(o);
+        for i in 0..o {
+            let fi = d[i] * sys.f[i];
+            sums[0] += fi * fi;
+            sums[1] += sys.f[i] * sys.f[i];
+            let (c, v) = k.row(i);
+            if c.len() <= 1 {
+                direct[i] = sys.f[i] / kdiag[i];
+                sums[2] += 1.0;
+                continue;
+            }
+            let row: Vec<(u64, f64)> = c
+                .iter()
+                .zip(v)
+                .map(|(&j, &x)| (part.node_gid[j as usize] as u64, d[i] * x * d[j as usize]))
+                .collect();
+            rows.push((part.node_gid[i] as u64, row));
+            node_of.push(i as u32);
+            bvals.push(fi);
+            dvals.push(1.0 / (d[i] * kdiag[i] * d[i]));
+        }
+        comm.allreduce_sum(&mut sums);
+        // Reverse Cuthill-McKee over the couplings among the rank's own
+        // rows (the engine's ordering): mesh files number nodes with no
+        // locality, and the product's reads of `p` then miss the cache.
+        // Rows keep this order inside the interior and boundary groups.
+        let perm = {
+            let row_of: HashMap<u64, u32> = rows
+                .iter()
+                .enumerate()
+                .map(|(r, (g, _))| (*g, r as u32))
+                .collect();
+            let mut ptr = vec![0u32];
+            let mut adj = Vec::new();
+            for (g, row) in &rows {
+                adj.extend(
+                    row.iter()
+                        .filter(|(j, _)| j != g)
+                        .filter_map(|(j, _)| row_of.get(j).copied()),
+                );
+                ptr.push(adj.len() as u32);
+            }
+            quadflow_systems::ordering::rcm(rows.len(), &ptr, &adj)
+        };
+        let mut slots: Vec<Option<GlobalRow>> = rows.into_iter().map(Some).collect();
+        let rows: Vec<GlobalRow> = perm
+            .iter()
+            .map(|&o| slots[o as usize].take().expect("a permutation"))
+            .collect();
+        let node_of: Vec<u32> = perm.iter().map(|&o| node_of[o as usize]).collect();
+        let bvals: Vec<f64> = perm.iter().map(|&o| bvals[o as usize]).collect();
+        let dvals: Vec<f64> = perm.iter().map(|&o| dvals[o as usize]).collect();
+        let global_rows = comm::sum_usize(comm, rows.len());
+        let owner: HashMap<u64, usize> = part.node_gid[o..]
+            .iter()
+            .zip(&part.ghost_owner)
+            .map(|(&g, &q)| (g as u64, q as usize))
+            .collect();
+        let (a, order) = DistMatrix::from_rows(comm, rows, global_rows, |g| owner[&g]);
+        let pick = |v: &[f64]| order.iter().map(|&r| v[r as usize]).collect::<Vec<f64>>();
+        Ok(Self {
+            b: pick(&bvals),
+            inv_diag: pick(&dvals),
+            node_of_row: order.iter().map(|&r| node_of[r as usize]).collect(),
+            a,
+            d,
+            direct,
+            b_norm: sums[0].sqrt(),
+            f_norm: sums[1].sqrt(),
+            decoupled: sums[2] as usize,
+        })
+    }
+
+    /// `u = D x` on the owned nodes, with the decoupled rows.
+    pub fn unscale(&self, x: &[f64]) -> Vec<f64> {
+        let mut u = self.direct.clone();
+        for (k, &i) in self.node_of_row.iter().enumerate() {
+            u[i as usize] = self.d[i as usize] * x[k];
+        }
+        u
+    }
+}
+
+/// `||f - K u|| / ||f||` of the whole system from the ranks' owned rows
+/// (`u` on the owned nodes; the ghosts are fetched).
+pub fn true_relative_residual(
+    comm: &dyn Comm,
+    part: &Part,
+    sys: &LocalSystem,
+    u_owned: &[f64],
+) -> f64 {
+    let mut u = vec![0.0; part.node_gid.len()];
+    u[..part.owned].copy_from_slice(u_owned);
+    part.halo.exchange(comm, &mut u, &mut |_| {});
+    let mut s = [0.0, 0.0];
+    for i in 0..part.owned {
+        let r = sys.f[i] - row_dot(&sys.k, i, &u);
+        s[0] += r * r;
+        s[1] += sys.f[i] * sys.f[i];
+    }
+    comm.allreduce_sum(&mut s);
+    if s[1] == 0.0 {
+        s[0].sqrt()
+    } else {
+        (s[0] / s[1]).sqrt()
+    }
+}
+
+/// A distributed solution: `u` on this rank's owned nodes and how it was
+/// obtained (the same stats on every rank).
+#[derive(Debug, Clone)]
+pub struct DistSolution {
+    /// `u` on the owned nodes (local ids `0..owned`).
+    pub u: Vec<f64>,
+    /// Iterations, convergence, residuals, times (global figures).
+    pub stats: SolveStats,
+    /// `||f - K u|| / ||f||` of the whole system.
+    pub true_residual: f64,
+}
+
+/// The reference solve over the ranks: equilibrate, distributed
+/// Jacobi-PCG with [`HostKernels`], unscale, true residual.
+pub fn solve_cg_jacobi(
+    comm: &dyn Comm,
+    part: &Part,
+    sys: &LocalSystem,
+    settings: &CgSettings,
+    progress: &mut dyn FnMut(usize, f64),
+) -> Result<DistSolution, SolveError> {
+    let t0 = Instant::now();
+    let eq = EquilibratedDist::new(comm, part, sys)?;
+    let setup = t0.elapsed().as_secs_f64();
+    let mut k = HostKernels::new(&eq.a, &eq.inv_diag);
+    let out = pcg(comm, &eq.a, &eq.b, eq.b_norm, &mut k, settings, progress)?;
+    let u = eq.unscale(&out.x);
+    let mut stats = out.stats;
+    stats.setup_seconds = setup;
+    stats.decoupled_rows = eq.decoupled;
+    stats.cg_stored = comm::sum_usize(comm, eq.a.a.nnz());
+    let true_residual = true_relative_residual(comm, part, sys, &u);
+    Ok(DistSolution {
+        u,
+        stats,
+        true_residual,
+    })
+}
+
+/// `u` on every local node (owned and ghosts) from `u` on the owned nodes:
+/// what a local post-processing phase needs for the part's elements.
+pub fn with_ghosts(comm: &dyn Comm, part: &Part, u_owned: &[f64]) -> Vec<f64> {
+    let mut u = vec![0.0; part.node_gid.len()];
+    u[..part.owned].copy_from_slice(u_owned);
+    part.halo.exchange(comm, &mut u, &mut |_| {});
+    u
+}
+
+/// Gathers `u` of every rank's owned nodes onto `root` in global
+/// numbering (`None` on the other ranks).
+pub fn gather_u(comm: &dyn Comm, root: usize, part: &Part, u_owned: &[f64]) -> Option<Vec<f64>> {
+    let mut w = crate::wire::Writer::new();
+    w.u32s(&part.node_gid[..part.owned]).f64s(u_owned);
+    let got = comm::gather(comm, root, w.finish())?;
+    let mut u = vec![0.0; part.global_nodes];
+    for b in got {
+        let mut r = crate::wire::Reader::new(&b);
+        let ids = r.u32s();
+        let vals = r.f64s();
+        for (g, v) in ids.into_iter().zip(vals) {
+            u[g as usize] = v;
+        }
+    }
+    Some(u)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::assemble::tests::global_system;
+    use crate::comm::ThreadComm;
+    use crate::part::build_parts;
+    use crate::partition::{Method, partition, tests::lattice};
+    use quadflow_systems::pipeline::RunConfig;
+    use quadflow_systems::solver::{self, SerialKernels};
+    use std::sync::Arc;
+
+    pub(crate) fn rel_max(a: &[f64], b: &[f64]) -> f64 {
+        let s = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        a.iter()
+            .zip(b)
+            .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+            / s
+    }
+
+    #[test]
+    fn distributed_cg_matches_serial() {
+        let m = lattice(24, 6, true);
+        let cfg = RunConfig::default();
+        let (k, f) = global_system(&m, cfg.clone());
+        let (us, ss) = solver::solve_cg_jacobi(
+            &k,
+            &f,
+            &cfg.solver.cg,
+            &mut SerialKernels::default(),
+            &mut |_, _| true,
+        )
+        .unwrap();
+        for p in 1..=4 {
+            for method in [Method::Rcb, Method::Metis] {
+                let parts = Arc::new(build_parts(&m, &partition(&m, p, method).unwrap()));
+                let parts2 = parts.clone();
+                let cfg2 = cfg.clone();
+                let out = ThreadComm::run(p, move |c| {
+                    let part = &parts[c.rank()];
+                    let sys = LocalSystem::assemble_serial(part, cfg2.clone()).unwrap();
+                    let sol =
+                        solve_cg_jacobi(c, part, &sys, &cfg2.solver.cg, &mut |_, _| {}).unwrap();
+                    let local = with_ghosts(c, part, &sol.u);
+                    (
+                        gather_u(c, 0, part, &sol.u),
+                        sol.stats,
+                        sol.true_residual,
+                        local,
+                    )
+                });
+                let (u, stats, tr, _) = &out[0];
+                let u = u.as_ref().unwrap();
+                // every local node's value is the global one
+                for (part, o) in parts2.iter().zip(&out) {
+                    for (l, &g) in part.node_gid.iter().enumerate() {
+                        assert_eq!(o.3[l], u[g as usize]);
+                    }
+                }
+                assert!(out.iter().all(|o| o.1.iterations == stats.iterations));
+                let di = (stats.iterations as f64 - ss.iterations as f64).abs();
+                assert!(
+                    di <= (0.01 * ss.iterations as f64).max(1.0),
+                    "p {p}: {} vs {}",
+                    stats.iterations,
+                    ss.iterations
+                );
+                assert!(stats.converged);
+                assert_eq!(stats.decoupled_rows, ss.decoupled_rows);
+                let e = rel_max(u, &us);
+                assert!(e < 1e-10, "p {p} {method:?}: u differs by {e:e}");
+                assert!(*tr < 1e-7, "{tr}");
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! [`Comm`] over MPI (rsmpi), feature `mpi`.
+
+use super::Comm;
+use mpi::Count;
+use mpi::collective::SystemOperation;
+use mpi::datatype::{Partition, PartitionMut};
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+
+/// A communicator over MPI: `MPI_COMM_WORLD`, or any communicator given.
+pub struct MpiComm {
+    world: SimpleCommunicator,
+}
+
+impl MpiComm {
+    /// Wraps a communicator (e.g. `universe.world()`).
+    pub fn new(world: SimpleCommunicator) -> Self {
+        Self { world }
+    }
+}
+
+fn counts_displs(lens: impl Iterator<Item = usize>) -> (Vec<Count>, Vec<Count>) {
+    let counts: Vec<Count> = lens
+        .map(|l| Count::try_from(l).expect("a message under 2 GiB"))
+        .collect();
+    let mut displs = Vec::with_capacity(counts.len());
+    let mut acc: i64 = 0;
+    for &c in &counts {
+        displs.push(Count::try_from(acc).expect("messages under 2 GiB in all"));
+        acc += c as i64;
+    }
+    (counts, displs)
+}
+
+impl Comm for MpiComm {
+    fn rank(&self) -> usize {
+        self.world.rank() as usize
+    }
+
+    fn size(&self) -> usize {
+        self.world.size() as usize
+    }
+
+    fn allreduce_sum(&self, v: &mut [f64]) {
+        let send = v.to_vec();
+        self.world
+            .all_reduce_into(&send[..], v, SystemOperation::sum());
+    }
+
+    fn allreduce_max(&self, v: &mut [f64]) {
+        let send = v.to_vec();
+        self.world
+            .all_reduce_into(&send[..], v, SystemOperation::max());
+    }
+
+    fn alltoallv(&self, send: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        let p = self.size();
+        assert_eq!(send.len(), p);
+        // sizes first, then the data
+        let send_lens: Vec<u64> = send.iter().map(|b| b.len() as u64).collect();
+        let mut recv_lens = vec![0u64; p];
+        self.world
+            .all_to_all_into(&send_lens[..], &mut recv_lens[..]);
+        let (sc, sd) = counts_displs(send_lens.iter().map(|&l| l as usize));
+        let (rc, rd) = counts_displs(recv_lens.iter().map(|&l| l as usize));
+        // one byte more than sent / received on each side: two empty
+        // vectors share one dangling address, and MPI refuses a send
+        // buffer that is the receive buffer (MPI_ERR_ARG)
+        let mut flat: Vec<u8> = send.concat();
+        let sent = flat.len();
+        flat.push(0);
+        let total: usize = recv_lens.iter().map(|&l| l as usize).sum();
+        let mut recv = vec![0u8; total + 1];
+        {
+            let s = Partition::new(&flat[..sent], sc, &sd[..]);
+            let mut r = PartitionMut::new(&mut recv[..total], rc, &rd[..]);
+            self.world.all_to_all_varcount_into(&s, &mut r);
+        }
+        let mut out = Vec::with_capacity(p);
+        for q in 0..p {
+            let a = rd[q] as usize;
+            out.push(recv[a..a + recv_lens[q] as usize].to_vec());
+        }
+        out
+    }
+
+    fn broadcast(&self, root: usize, buf: &mut Vec<u8>) {
+        let r = self.world.process_at_rank(root as i32);
+        let mut len = buf.len() as u64;
+        r.broadcast_into(&mut len);
+        buf.resize(len as usize, 0);
+        r.broadcast_into(&mut buf[..]);
+    }
+
+    fn exchange(
+        &self,
+        send: &[(usize, &[f64])],
+        recv: &mut [(usize, &mut [f64])],
+        overlap: &mut dyn FnMut(),
+    ) {
+        const TAG: i32 = 77;
+        mpi::request::scope(|scope| {
+            let mut reqs = Vec::with_capacity(send.len() + recv.len());
+            for (q, buf) in recv.iter_mut() {
+                let p = self.world.process_at_rank(*q as i32);
+                reqs.push(p.immediate_receive_into_with_tag(scope, &mut buf[..], TAG));
+            }
+            let mut sreqs = Vec::with_capacity(send.len());
+            for (q, v) in send {
+                let p = self.world.process_at_rank(*q as i32);
+                sreqs.push(p.immediate_send_with_tag(scope, *v, TAG));
+            }
+            overlap();
+            for r in reqs {
+                r.wait();
+            }
+            for r in sreqs {
+                r.wait();
+            }
+        });
+    }
+}

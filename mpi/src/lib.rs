@@ -1,0 +1,78 @@
+//! # quadflow-mpi
+//!
+//! The distributed core of quadflow's MPI executor: the mesh split into
+//! parts, each rank assembling its own rows with the engine's phases, and
+//! distributed Jacobi-CG and AMG-CG over the ranks. Rank 0 reads the mesh,
+//! partitions it and sends every rank its part; the parts then work
+//! independently, exchanging only halo values and a few reductions.
+//!
+//! - [`partition`]: RCB (pure Rust) and METIS k-way element partitions,
+//!   node ownership, the quality report (edge cut, halos, imbalance).
+//! - [`part`]: a rank's part under **owner-computes**: its owned nodes
+//!   (rows), every element touching them (in global order, so each owned
+//!   row sums its contributions as the serial assembly does), ghosts,
+//!   local numbering, the halo plan, and the local engine `Mesh`.
+//! - [`assemble`]: the engine's quadrature, assembly and boundary phases
+//!   of any local backend run on a part; the owned rows kept.
+//! - [`comm`]: the [`comm::Comm`] trait (all-reduce, non-blocking
+//!   neighbour exchange, all-to-all, broadcast) with a single-rank and an
+//!   in-process multi-rank (threads) implementation, and rsmpi's behind
+//!   the feature `mpi`.
+//! - [`dist`]: distributed sparse matrices (owned rows, local columns,
+//!   interior rows first) and halo plans built from global ids.
+//! - [`cg`]: distributed Jacobi-CG on the equilibrated system.
+//! - [`amg`]: distributed smoothed-aggregation AMG-CG.
+//! - [`driver`]: the whole distributed run (partition and distribute on
+//!   rank 0, assemble, solve, gather), with errors agreed by every rank.
+//! - [`study`]: the partition-only scaling model.
+//!
+//! ## What is gathered where
+//! The mesh is read and partitioned on rank 0 and the parts scattered
+//! (one message per rank). Assembly and the fine levels of both solvers
+//! stay distributed. AMG's coarse operator, once it is small (a few
+//! thousand rows), is gathered onto rank 0, where the engine's host AMG
+//! (`quadflow_systems::amg::Hierarchy`) takes over the rest of the
+//! hierarchy; each V-cycle gathers the coarse residual there and
+//! scatters the correction back. `u` is gathered onto rank 0 at the end.
+//!
+//! ## Plugging it into the pipeline (for the `mpi` backend)
+//! 1. Before the pipeline exists: rank 0 loads and validates the mesh;
+//!    [`driver::distribute`] partitions it and gives every rank its
+//!    [`part::Part`]. The rank's pipeline is built on `part.mesh` (the
+//!    local mesh, with [`quadflow_systems::mesh::Mesh::part_of`] set, so
+//!    the boundary resolves against the whole mesh); the scene's local
+//!    backend (`serial`, `parallel`, `gpu`) runs quadrature, assembly and
+//!    boundary unchanged ([`assemble::assemble_local`] shows the plan).
+//! 2. Solve phase of the `mpi` backend: [`assemble::LocalSystem::from_assembled`]
+//!    on the `LinearSystem` resource, then [`cg::solve_cg_jacobi`] or
+//!    [`amg::solve_amg_cg`] with the rank's communicator; write
+//!    [`cg::with_ghosts`] of the owned `u` into `Solution.u` (local
+//!    numbering), so that the local post phase can run on the part.
+//! 3. Post: every rank post-processes its local elements; the per-element
+//!    outputs of [`part::Part::owned_elements`] (each element once) and the
+//!    owned `u` ([`cg::gather_u`]) go to rank 0 by global id; rank 0 writes
+//!    the results file. Phase times: the maximum over ranks.
+//! 4. Errors: any failure must be agreed ([`comm::agree`]) before a rank
+//!    leaves a phase, or the others wait in the next collective.
+//!
+//! ## Features
+//! `metis` (default): METIS, compiled from the C sources the `metis`
+//! crate ships (a C compiler is all it needs). `mpi`: rsmpi over the
+//! system's MPI (`install-deps.sh` installs OpenMPI and libclang); without
+//! it the crate builds and its tests run on [`comm::SingleRank`] and
+//! [`comm::ThreadComm`].
+
+// Row loops index several row-aligned vectors at once; explicit index
+// loops mirror the formulas (as in the engine).
+#![allow(clippy::needless_range_loop)]
+
+pub mod amg;
+pub mod assemble;
+pub mod cg;
+pub mod comm;
+pub mod dist;
+pub mod driver;
+pub mod part;
+pub mod partition;
+pub mod study;
+pub mod wire;
