@@ -11,16 +11,6 @@
 // once, so the host may launch a whole chunk of iterations blindly and
 // still read back the exact iteration count.
 
-// Column of entry k of row `row`: absolute (u32) or a 16-bit offset from
-// the row (meshes numbered with a bandwidth below 2^15: 2 bytes a column
-// instead of 4, a sixth less matrix traffic).
-__device__ __forceinline__ int qf_col(const u32* __restrict__ col, u32 k, int) {
-  return (int)__ldg(&col[k]);
-}
-__device__ __forceinline__ int qf_col(const short* __restrict__ col, u32 k, int row) {
-  return row + (int)__ldg(&col[k]);
-}
-
 // Stop test and new search direction. One thread per row.
 extern "C" __global__ void qf_cg_direction(int n, int it, int ring,
                                            const double* __restrict__ r,

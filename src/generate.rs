@@ -28,8 +28,26 @@ use std::fmt;
 
 /// Smallest `target_nodes` that [`generate`] accepts.
 pub const MIN_TARGET_NODES: usize = 50;
-/// Largest `target_nodes` that [`generate`] accepts.
-pub const MAX_TARGET_NODES: usize = 20_000_000;
+/// Largest `target_nodes` that [`generate`] accepts: node numbers are
+/// 32-bit (the generated count may exceed the target by a few percent).
+/// Below it, the host's memory is the bound ([`GenerateError::OutOfMemory`]).
+pub const MAX_TARGET_NODES: usize = 4_000_000_000;
+
+/// Host bytes per requested node that generating a mesh and turning it
+/// into the engine's mesh take at their peak: coordinates (16), the
+/// generator's 64-bit connectivity (16 per node at a quarter element per
+/// node), its node-number grids (about 6), the engine's 32-bit
+/// connectivity and validation arrays (about 24), with a margin.
+pub const BYTES_PER_NODE: u64 = 80;
+
+/// Memory the kernel reports as available to new allocations
+/// (`MemAvailable` of `/proc/meminfo`), if it can be read.
+pub fn host_memory_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
 
 /// The reference shapes of `GEOMETRIES.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,7 +132,7 @@ pub enum GenerateError {
     },
     /// The requested node count is above [`MAX_TARGET_NODES`].
     #[error(
-        "generate {geometry}: a target of {target} nodes is too large; the maximum is {maximum} nodes"
+        "generate {geometry}: a target of {target} nodes is too large; the maximum is {maximum} nodes (32-bit node numbers)"
     )]
     TooLarge {
         /// shape name
@@ -123,6 +141,23 @@ pub enum GenerateError {
         target: usize,
         /// largest accepted node count
         maximum: usize,
+    },
+    /// The mesh would not fit in the host's available memory.
+    #[error(
+        "generate {geometry}: a target of {target} nodes needs about {:.1} GB of host memory, but only {:.1} GB is available; ask for fewer nodes (at most about {fits} here)",
+        *needed as f64 / 1e9, *available as f64 / 1e9
+    )]
+    OutOfMemory {
+        /// shape name
+        geometry: &'static str,
+        /// requested node count
+        target: usize,
+        /// estimated need, bytes
+        needed: u64,
+        /// available, bytes
+        available: u64,
+        /// the largest target that would fit
+        fits: u64,
     },
 }
 
@@ -282,12 +317,16 @@ fn node_count(topo: &[BlockSpec]) -> usize {
 }
 
 /// A block's geometry: fine indices `(i, j)` to coordinates.
-type BlockMap<'a> = Box<dyn Fn(usize, usize) -> (f64, f64) + 'a>;
+type BlockMap<'a> = Box<dyn Fn(usize, usize) -> (f64, f64) + Sync + 'a>;
 
 /// Builds the mesh of a layout. Nodes are numbered block by block, the
 /// shorter fine direction of each block running fastest (small bandwidth);
-/// elements in the same order.
+/// elements in the same order. The lines of a block (its positions along
+/// the slower direction) are filled in parallel: a count of each line's new
+/// nodes and a prefix sum give every line its first number, so the result
+/// is the same as numbering the positions one by one.
 fn build(topo: &[BlockSpec], maps: &[BlockMap<'_>]) -> RawMesh {
+    use rayon::prelude::*;
     assert_eq!(topo.len(), maps.len());
     let nn = node_count(topo);
     assert!(
@@ -295,10 +334,11 @@ fn build(topo: &[BlockSpec], maps: &[BlockMap<'_>]) -> RawMesh {
         "generate: {nn} nodes do not fit 32-bit indices"
     );
     let ne: usize = topo.iter().map(|b| b.nx * b.ny).sum();
-    let mut x = Vec::with_capacity(nn);
-    let mut y = Vec::with_capacity(nn);
-    let mut quad8 = Vec::with_capacity(ne);
+    let mut x = vec![0.0; nn];
+    let mut y = vec![0.0; nn];
+    let mut quad8: Vec<[i64; 8]> = Vec::with_capacity(ne);
     let mut all_ids: Vec<Vec<u32>> = Vec::with_capacity(topo.len());
+    let mut next = 0usize;
     for (spec, map) in topo.iter().zip(maps) {
         let (fw, fh) = spec.fine();
         let mut ids = vec![NONE; fw * fh];
@@ -316,19 +356,53 @@ fn build(topo: &[BlockSpec], maps: &[BlockMap<'_>]) -> RawMesh {
         }
         let j_fast = fw >= fh;
         let (outer, inner) = if j_fast { (fw, fh) } else { (fh, fw) };
-        for a in 0..outer {
-            for b in 0..inner {
-                let (i, j) = if j_fast { (a, b) } else { (b, a) };
-                if i % 2 == 1 && j % 2 == 1 {
-                    continue;
-                }
-                let slot = &mut ids[i * fh + j];
-                if *slot == NONE {
-                    *slot = x.len() as u32;
-                    let (px, py) = map(i, j);
-                    x.push(px);
-                    y.push(py);
-                }
+        let pos = |a: usize, b: usize| if j_fast { (a, b) } else { (b, a) };
+        let is_new = |ids: &[u32], a: usize, b: usize| {
+            let (i, j) = pos(a, b);
+            !(i % 2 == 1 && j % 2 == 1) && ids[i * fh + j] == NONE
+        };
+        // new nodes per line, then each line's first number
+        let counts: Vec<usize> = (0..outer)
+            .into_par_iter()
+            .map(|a| (0..inner).filter(|&b| is_new(&ids, a, b)).count())
+            .collect();
+        let mut first = Vec::with_capacity(outer);
+        for c in &counts {
+            first.push(next);
+            next += c;
+        }
+        // numbers and coordinates, line by line in parallel
+        let lines: Vec<Vec<(usize, u32)>> = {
+            let xs = SyncSlice(x.as_mut_ptr());
+            let ys = SyncSlice(y.as_mut_ptr());
+            let ids_ref = &ids;
+            (0..outer)
+                .into_par_iter()
+                .map(|a| {
+                    let mut k = first[a];
+                    let mut set = Vec::with_capacity(counts[a]);
+                    for b in 0..inner {
+                        if !is_new(ids_ref, a, b) {
+                            continue;
+                        }
+                        let (i, j) = pos(a, b);
+                        let (px, py) = map(i, j);
+                        // SAFETY: `k` runs over this line's own range of
+                        // numbers, below `nn`; no other line writes it.
+                        unsafe {
+                            xs.write(k, px);
+                            ys.write(k, py);
+                        }
+                        set.push((i * fh + j, k as u32));
+                        k += 1;
+                    }
+                    set
+                })
+                .collect()
+        };
+        for line in lines {
+            for (slot, v) in line {
+                ids[slot] = v;
             }
         }
         let (outer, inner) = if j_fast {
@@ -336,27 +410,50 @@ fn build(topo: &[BlockSpec], maps: &[BlockMap<'_>]) -> RawMesh {
         } else {
             (spec.ny, spec.nx)
         };
-        for a in 0..outer {
-            for b in 0..inner {
-                let (ei, ej) = if j_fast { (a, b) } else { (b, a) };
-                let (i, j) = (2 * ei, 2 * ej);
-                let id = |di: usize, dj: usize| ids[(i + di) * fh + j + dj] as i64;
-                quad8.push([
-                    id(0, 0),
-                    id(2, 0),
-                    id(2, 2),
-                    id(0, 2),
-                    id(1, 0),
-                    id(2, 1),
-                    id(1, 2),
-                    id(0, 1),
-                ]);
-            }
-        }
+        let start = quad8.len();
+        quad8.resize(start + outer * inner, [0; 8]);
+        quad8[start..]
+            .par_chunks_mut(inner.max(1))
+            .enumerate()
+            .for_each(|(a, row)| {
+                for (b, q) in row.iter_mut().enumerate() {
+                    let (ei, ej) = if j_fast { (a, b) } else { (b, a) };
+                    let (i, j) = (2 * ei, 2 * ej);
+                    let id = |di: usize, dj: usize| ids[(i + di) * fh + j + dj] as i64;
+                    *q = [
+                        id(0, 0),
+                        id(2, 0),
+                        id(2, 2),
+                        id(0, 2),
+                        id(1, 0),
+                        id(2, 1),
+                        id(1, 2),
+                        id(0, 1),
+                    ];
+                }
+            });
         all_ids.push(ids);
     }
-    debug_assert_eq!(x.len(), nn);
+    debug_assert_eq!(next, nn);
     RawMesh { x, y, quad8 }
+}
+
+/// A pointer that line tasks write through at disjoint positions.
+#[derive(Clone, Copy)]
+struct SyncSlice(*mut f64);
+// SAFETY: every task writes its own disjoint range (see `build`).
+unsafe impl Send for SyncSlice {}
+unsafe impl Sync for SyncSlice {}
+
+impl SyncSlice {
+    /// Writes `v` at `k`.
+    ///
+    /// # Safety
+    /// `k` is within the slice and no other thread touches it.
+    unsafe fn write(&self, k: usize, v: f64) {
+        // SAFETY: the caller's contract.
+        unsafe { *self.0.add(k) = v };
+    }
 }
 
 /// `(1 - t) a + t b`, exact at both ends.
@@ -610,8 +707,21 @@ fn choose(geom: Geometry, target: usize) -> Vec<BlockSpec> {
 ///
 /// # Errors
 /// [`GenerateError::TooSmall`] below [`MIN_TARGET_NODES`],
-/// [`GenerateError::TooLarge`] above [`MAX_TARGET_NODES`].
+/// [`GenerateError::TooLarge`] above [`MAX_TARGET_NODES`] (or when the
+/// layout's node count would not fit 32-bit numbers),
+/// [`GenerateError::OutOfMemory`] when the host's available memory is
+/// short of [`BYTES_PER_NODE`] per node.
 pub fn generate(geom: Geometry, target_nodes: usize) -> Result<RawMesh, GenerateError> {
+    generate_within(geom, target_nodes, host_memory_available())
+}
+
+/// [`generate`] with the available host memory given (`None`: unknown,
+/// not checked).
+pub fn generate_within(
+    geom: Geometry,
+    target_nodes: usize,
+    available: Option<u64>,
+) -> Result<RawMesh, GenerateError> {
     if target_nodes < MIN_TARGET_NODES {
         return Err(GenerateError::TooSmall {
             geometry: geom.name(),
@@ -626,7 +736,26 @@ pub fn generate(geom: Geometry, target_nodes: usize) -> Result<RawMesh, Generate
             maximum: MAX_TARGET_NODES,
         });
     }
+    if let Some(avail) = available {
+        let needed = target_nodes as u64 * BYTES_PER_NODE;
+        if needed > avail {
+            return Err(GenerateError::OutOfMemory {
+                geometry: geom.name(),
+                target: target_nodes,
+                needed,
+                available: avail,
+                fits: avail / BYTES_PER_NODE,
+            });
+        }
+    }
     let topo = choose(geom, target_nodes);
+    if node_count(&topo) >= NONE as usize {
+        return Err(GenerateError::TooLarge {
+            geometry: geom.name(),
+            target: target_nodes,
+            maximum: MAX_TARGET_NODES,
+        });
+    }
     let maps = maps(geom, &topo);
     Ok(build(&topo, &maps))
 }
@@ -689,7 +818,7 @@ pub fn perturbed_channel(nx: usize, ny: usize, amplitude: f64, seed: u64) -> Raw
 ///
 /// # Panics
 /// If `nx` or `ny` is 0.
-pub fn mapped_grid(nx: usize, ny: usize, map: impl Fn(f64, f64) -> (f64, f64)) -> RawMesh {
+pub fn mapped_grid(nx: usize, ny: usize, map: impl Fn(f64, f64) -> (f64, f64) + Sync) -> RawMesh {
     assert!(
         nx > 0 && ny > 0,
         "mapped_grid: nx = {nx} and ny = {ny} must be positive"
@@ -823,6 +952,16 @@ mod tests {
         assert!(e.to_string().contains("minimum is 50"), "{e}");
         let e = generate(Geometry::Venturi, MAX_TARGET_NODES + 1).unwrap_err();
         assert!(matches!(e, GenerateError::TooLarge { .. }), "{e}");
+        // above the old 20M cap, memory is the bound: a clear error when
+        // the host has too little, naming what would fit
+        let e = generate_within(Geometry::Venturi, 100_000_000, Some(1 << 30)).unwrap_err();
+        assert!(matches!(e, GenerateError::OutOfMemory { .. }), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("8.0 GB") && text.contains("fewer nodes"),
+            "{text}"
+        );
+        assert!(generate_within(Geometry::Venturi, 2000, Some(1 << 30)).is_ok());
         assert!(generate(Geometry::Elbow90, MIN_TARGET_NODES).is_ok());
     }
 

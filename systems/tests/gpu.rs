@@ -7,7 +7,8 @@
 use quadflow_systems::boundary::{DirichletPart, Selector, Side, Value};
 use quadflow_systems::components::*;
 use quadflow_systems::gpu::{
-    Gpu, GpuCgOptions, GpuReport, GpuSolveStrategy, GpuState, device_available,
+    AmgSetupSite, CgLoop, Gpu, GpuCgOptions, GpuReport, GpuSolveStrategy, GpuState,
+    device_available,
 };
 use quadflow_systems::mesh::Mesh;
 use quadflow_systems::pipeline::{Phase, PhaseTimes};
@@ -65,6 +66,23 @@ fn run_plan(
     )?;
     p.run()?;
     Ok(p)
+}
+
+/// A gpu run with the AMG hierarchy built at `site`.
+fn run_plan_with(mesh: &Mesh, cfg: &RunConfig, plan: &PhasePlan, site: AmgSetupSite) -> Pipeline {
+    let mut p = Pipeline::new(
+        Arc::new(mesh.clone()),
+        cfg.clone(),
+        &registry(GpuSolveStrategy::Custom, None),
+        plan,
+    )
+    .unwrap();
+    p.world.insert_resource(GpuCgOptions {
+        amg_setup: site,
+        ..GpuCgOptions::default()
+    });
+    p.run().unwrap();
+    p
 }
 
 fn run(mesh: &Mesh, cfg: &RunConfig, backend: &str, strategy: GpuSolveStrategy) -> Pipeline {
@@ -309,7 +327,13 @@ fn device_pattern_equals_host(label: &str, mesh: &Mesh) {
     use quadflow_systems::gpu::cache::PtxCache;
     use quadflow_systems::gpu::pattern::{FullPattern, build_on_device, download_pattern};
     let mut report = GpuReport::default();
-    let st = GpuState::create(0, &PtxCache::from_env(), &mut report).unwrap();
+    let st = GpuState::create(
+        0,
+        &PtxCache::from_env(),
+        &mut report,
+        &quadflow_systems::gpu::kernels::module::ALL,
+    )
+    .unwrap();
     let conn = st
         .upload(&mut report, "connectivity", mesh.elements.as_flattened())
         .unwrap();
@@ -426,45 +450,73 @@ fn check_interval_and_spmv_group_do_not_change_the_iteration() {
     let cfg = RunConfig::default();
     let mut counts = BTreeMap::new();
     let mut us = vec![];
-    for (check_every, group, short_columns) in [
-        (1, None, true),
-        (7, None, true),
-        (7, Some(8), true),
-        (7, Some(8), false),
-        (32, Some(2), true),
-        (1000, Some(8), true),
-        (32, Some(32), true),
+    for (check_every, group, short_columns, cg_loop) in [
+        (1, None, true, CgLoop::Launches),
+        (7, None, true, CgLoop::Launches),
+        (7, Some(8), true, CgLoop::Launches),
+        (7, Some(8), false, CgLoop::Launches),
+        (32, Some(2), true, CgLoop::Launches),
+        (1000, Some(8), true, CgLoop::Launches),
+        (32, Some(32), true, CgLoop::Launches),
+        (1, Some(8), true, CgLoop::Persistent),
+        (7, Some(8), true, CgLoop::Persistent),
+        (7, Some(8), false, CgLoop::Persistent),
+        (32, Some(4), true, CgLoop::Persistent),
     ] {
+        // the options go to the backend itself, so that preparing it
+        // compiles the persistent kernel where it is asked for
+        let mut reg = Registry::with_serial();
+        reg.register(Gpu {
+            cg: GpuCgOptions {
+                check_every,
+                spmv_group: group,
+                short_columns,
+                cg_loop,
+                ..GpuCgOptions::default()
+            },
+            ..Gpu::default()
+        });
         let mut p = Pipeline::new(
             Arc::new(mesh.clone()),
             cfg.clone(),
-            &registry(GpuSolveStrategy::Custom, None),
+            &reg,
             &PhasePlan::uniform("gpu"),
         )
         .unwrap();
-        p.world.insert_resource(GpuCgOptions {
-            check_every,
-            spmv_group: group,
-            short_columns,
-        });
         p.run().unwrap();
         let report = p.world.resource::<GpuReport>();
         assert!(report.bandwidth > 0 && report.bandwidth < 1000);
         assert_eq!(report.short_columns, short_columns);
+        assert_eq!(report.cg_loop, Some(cg_loop.name()));
         let sol = p.world.resource::<Solution>();
-        counts.insert((check_every, group, short_columns), sol.stats.iterations);
+        eprintln!(
+            "check every {check_every}, group {group:?}, short {short_columns}, {}: {} it",
+            cg_loop.name(),
+            sol.stats.iterations
+        );
+        counts.insert(
+            (check_every, group, short_columns, cg_loop.name()),
+            sol.stats.iterations,
+        );
         us.push(sol.u.clone());
     }
     let first = *counts.values().next().unwrap();
     // the same device arithmetic: the same count whatever the check
     // interval; the SpMV group changes the summation order only
     assert_eq!(
-        counts[&(1, None, true)],
-        counts[&(7, None, true)],
+        counts[&(1, None, true, "launches")],
+        counts[&(7, None, true, "launches")],
+        "{counts:?}"
+    );
+    assert_eq!(
+        counts[&(1, Some(8), true, "persistent")],
+        counts[&(7, Some(8), true, "persistent")],
         "{counts:?}"
     );
     // 16-bit or 32-bit columns: the same products
     assert_eq!(us[2], us[3]);
+    assert_eq!(us[8], us[9]);
+    assert_eq!(us[7], us[8]);
     for c in counts.values() {
         assert!(
             (*c as f64 - first as f64).abs() <= (0.01 * first as f64).max(1.0),
@@ -575,6 +627,8 @@ fn timing_large_grid() {
         check_every: env("QUADFLOW_CHECK_EVERY").map_or(32, |s| s.parse().unwrap()),
         spmv_group: env("QUADFLOW_SPMV_GROUP").map(|s| s.parse().unwrap()),
         short_columns: env("QUADFLOW_SHORT_COLUMNS").is_none_or(|s| s != "0"),
+        cg_loop: env("QUADFLOW_CG_LOOP").map_or(CgLoop::Auto, |s| CgLoop::parse(&s).unwrap()),
+        ..GpuCgOptions::default()
     };
     let runs: &[(&str, GpuSolveStrategy)] = match env("QUADFLOW_TIMING_RUNS").as_deref() {
         Some("custom") => &[("gpu", GpuSolveStrategy::Custom)],
@@ -644,7 +698,29 @@ fn amg_cg_on_the_gpu_matches_the_host() {
         ("curved 400x120", curved(400, 120)),
     ] {
         let host = run(&mesh, &cfg, "serial", GpuSolveStrategy::Custom);
+        // the hierarchy built on the host and uploaded: the host's own
+        // aggregation, so the host's iteration count
+        let gpu_host_setup =
+            run_plan_with(&mesh, &cfg, &PhasePlan::uniform("gpu"), AmgSetupSite::Host);
+        {
+            let gh = gpu_host_setup.world.resource::<Solution>().clone();
+            let hs = host.world.resource::<Solution>();
+            assert!(
+                rel_diff(&gh.u, &hs.u) < 1e-8,
+                "{label}: host setup on the gpu"
+            );
+            assert!(
+                gh.stats.iterations.abs_diff(hs.stats.iterations) <= 2,
+                "{label}"
+            );
+            assert_eq!(gh.stats.levels, hs.stats.levels, "{label}");
+            assert_eq!(
+                gpu_host_setup.world.resource::<GpuReport>().amg_setup,
+                Some("host")
+            );
+        }
         let gpu = run(&mesh, &cfg, "gpu", GpuSolveStrategy::Custom);
+        assert_eq!(gpu.world.resource::<GpuReport>().amg_setup, Some("device"));
         let (gs, hs) = (
             gpu.world.resource::<Solution>().clone(),
             host.world.resource::<Solution>().clone(),
@@ -672,14 +748,16 @@ fn amg_cg_on_the_gpu_matches_the_host() {
             "{label}: true residual {:e}",
             gs.true_residual
         );
+        // another aggregation (distance-2 independent set): another
+        // count, of the same order
         assert!(
-            gs.stats.iterations.abs_diff(hs.stats.iterations) <= 2,
+            gs.stats.iterations <= 2 * hs.stats.iterations + 5,
             "{label}: {} vs {} iterations",
             gs.stats.iterations,
             hs.stats.iterations
         );
-        assert_eq!(gs.stats.levels, hs.stats.levels, "{label}");
         assert_eq!(gs.stats.cg_rows, hs.stats.cg_rows, "{label}");
+        assert_eq!(gs.stats.decoupled_rows, hs.stats.decoupled_rows, "{label}");
         // the post-processing on the device used the AMG solution
         let (_, ga, _) = gpu.element_fields();
         let (_, ha, _) = host.element_fields();
@@ -693,5 +771,198 @@ fn amg_cg_on_the_gpu_matches_the_host() {
         );
         let dj = rel_diff(&gs.u, &jacobi.world.resource::<Solution>().u);
         assert!(dj < 1e-6, "{label}: AMG vs Jacobi-PCG {dj:e}");
+    }
+}
+
+/// The hierarchy built on the device against its CPU twin from the same
+/// device-assembled matrix: the same aggregates on every level, the
+/// operators, prolongators and restrictions equal to rounding.
+#[test]
+fn device_amg_setup_equals_its_cpu_twin() {
+    if !gpu_present() {
+        return;
+    }
+    use quadflow_systems::amg::AmgSettings;
+    use quadflow_systems::gpu::amg_twin::check_device_setup;
+    for (label, mesh, settings) in [
+        ("curved 60x20", curved(60, 20), AmgSettings::default()),
+        (
+            "curved 200x60, max_coarse 50",
+            curved(200, 60),
+            AmgSettings {
+                max_coarse: 50,
+                ..AmgSettings::default()
+            },
+        ),
+        ("curved 500x150", curved(500, 150), AmgSettings::default()),
+    ] {
+        // an AMG-CG run, so that the setup's kernels are loaded; the check
+        // then builds the hierarchy again from the device system
+        let mut cfg = RunConfig::default();
+        cfg.solver.method = SolverMethod::AmgCg;
+        cfg.solver.cg.rtol = 1e-10;
+        let plan = PhasePlan::uniform("gpu");
+        let mut p = Pipeline::new(
+            Arc::new(mesh.clone()),
+            cfg,
+            &registry(GpuSolveStrategy::Custom, None),
+            &plan,
+        )
+        .unwrap();
+        p.run().unwrap();
+        let mut report = GpuReport::default();
+        let st = p.world.resource::<GpuState>();
+        let sys = st.system().unwrap();
+        let checks = check_device_setup(st, &mut report, sys, &settings).unwrap();
+        for c in &checks {
+            eprintln!("{label}: {c:?}");
+        }
+        assert!(checks.len() >= 2, "{label}: no coarsening");
+        for c in &checks {
+            assert!(c.same_aggregates, "{label}: {c:?}");
+            assert_eq!(c.nagg.0, c.nagg.1, "{label}");
+            for d in c.diffs {
+                let d = d.unwrap_or_else(|| panic!("{label}: patterns differ: {c:?}"));
+                assert!(d <= 1e-12, "{label}: {c:?}");
+            }
+        }
+    }
+}
+
+/// AMG-CG with the device setup keeps its iteration count under
+/// refinement (curved channels of 20k to 1.3M rows).
+#[test]
+fn device_amg_iterations_stay_flat_under_refinement() {
+    if !gpu_present() {
+        return;
+    }
+    let mut cfg = RunConfig::default();
+    cfg.solver.method = SolverMethod::AmgCg;
+    cfg.solver.cg.rtol = 1e-10;
+    let mut its = vec![];
+    for (nx, ny) in [(120, 40), (360, 120), (1080, 360)] {
+        let mesh = curved(nx, ny);
+        let p = run(&mesh, &cfg, "gpu", GpuSolveStrategy::Custom);
+        let s = p.world.resource::<Solution>();
+        let r = p.world.resource::<GpuReport>();
+        eprintln!(
+            "amg device setup, {} rows: {} it, levels {:?}, complexity {:.2}, setup {:.3} s, cg {:.3} s",
+            s.u.len(),
+            s.stats.iterations,
+            r.amg_sizes,
+            s.stats.operator_complexity,
+            s.stats.setup_seconds,
+            s.stats.solve_seconds
+        );
+        assert!(s.stats.converged);
+        its.push(s.stats.iterations);
+    }
+    let (lo, hi) = (its.iter().min().unwrap(), its.iter().max().unwrap());
+    assert!(*hi as f64 <= 1.5 * *lo as f64 + 5.0, "iterations {its:?}");
+}
+
+/// Per-iteration time of the three-launch and the persistent CG loop at
+/// several sizes, the data behind `CgLoop::Auto` (run with `--ignored`).
+#[test]
+#[ignore]
+fn cg_loop_crossover() {
+    if !gpu_present() {
+        return;
+    }
+    let cfg = RunConfig::default();
+    for (nx, ny) in [
+        (200, 60),
+        (400, 120),
+        (800, 240),
+        (1400, 400),
+        (2400, 700),
+        (4000, 1200),
+    ] {
+        let mesh = curved(nx, ny);
+        let mut line = format!("{:>9} rows", mesh.nodes());
+        for cg_loop in [CgLoop::Launches, CgLoop::Persistent] {
+            let mut best = f64::INFINITY;
+            let mut it = 0;
+            for _ in 0..2 {
+                let mut reg = Registry::with_serial();
+                reg.register(Gpu {
+                    cg: GpuCgOptions {
+                        cg_loop,
+                        ..GpuCgOptions::default()
+                    },
+                    ..Gpu::default()
+                });
+                let mut p = Pipeline::new(
+                    Arc::new(mesh.clone()),
+                    cfg.clone(),
+                    &reg,
+                    &PhasePlan::uniform("gpu"),
+                )
+                .unwrap();
+                p.run().unwrap();
+                assert_eq!(
+                    p.world.resource::<GpuReport>().cg_loop,
+                    Some(cg_loop.name())
+                );
+                let s = p.world.resource::<Solution>();
+                it = s.stats.iterations;
+                best = best.min(s.stats.solve_seconds / it.max(1) as f64);
+            }
+            line += &format!(", {} {:.1} us/it ({it} it)", cg_loop.name(), best * 1e6);
+        }
+        eprintln!("{line}");
+    }
+}
+
+/// The twin of the device setup on a Quad-8 matrix (no GPU needed): the
+/// hierarchy coarsens, and the sparse products' rows stay within the
+/// device kernel's first-pass capacity (64 entries) on most rows and
+/// within its second (1024) on all.
+#[test]
+fn twin_hierarchy_of_a_quad8_matrix_coarsens_within_the_device_limits() {
+    use quadflow_systems::amg::{AmgSettings, Csr, spectral_radius};
+    use quadflow_systems::gpu::amg_twin;
+    use quadflow_systems::solver::Exec;
+    let mesh = curved(300, 90);
+    let p = run(
+        &mesh,
+        &RunConfig::default(),
+        "serial",
+        GpuSolveStrategy::Custom,
+    );
+    let sys = p.world.resource::<LinearSystem>();
+    let (fp, fc, fv) = sys.k.to_full();
+    let t = amg_twin::equilibrate(sys.k.n, &fp, &fc, &fv, &sys.f);
+    let settings = AmgSettings::default();
+    let (levels, coarse) =
+        amg_twin::build(t.a.clone(), t.bnull.clone(), &settings, &mut |_, a, inv| {
+            spectral_radius(Exec::Serial, a, inv, 10)
+        });
+    let longest = |m: &Csr| (0..m.nrows()).map(|i| m.row(i).0.len()).max().unwrap_or(0);
+    let over = |m: &Csr, cap: usize| (0..m.nrows()).filter(|&i| m.row(i).0.len() > cap).count();
+    let mut sizes = vec![];
+    for l in &levels {
+        let ap = amg_twin::product(&l.a, &l.p);
+        let rap = amg_twin::product(&l.r, &ap);
+        eprintln!(
+            "level {} rows, {} aggregates: A row <= {}, P row <= {}, AP row <= {} ({} over 64), RAP row <= {} ({} over 64)",
+            l.a.nrows(),
+            l.nagg,
+            longest(&l.a),
+            longest(&l.p),
+            longest(&ap),
+            over(&ap, 64),
+            longest(&rap),
+            over(&rap, 64)
+        );
+        assert!(longest(&ap) <= 1024 && longest(&rap) <= 1024);
+        assert!(over(&ap, 64) * 100 <= ap.nrows().max(100));
+        sizes.push(l.a.nrows());
+    }
+    sizes.push(coarse.nrows());
+    eprintln!("sizes {sizes:?}");
+    assert!(levels.len() >= 2 && coarse.nrows() <= settings.max_coarse);
+    for w in sizes.windows(2) {
+        assert!(w[1] * 4 <= w[0], "coarsening too slow: {sizes:?}");
     }
 }

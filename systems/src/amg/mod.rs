@@ -105,7 +105,9 @@ pub use crate::exec::BLOCK;
 pub use crate::sparse::Csr;
 pub use pcg::{AmgCgOutcome, CheckOutcome, MAX_RESTARTS, ResidualCheck, Unscaled, amg_pcg};
 pub use settings::{AmgSettings, Smoother, Strength};
-pub use setup::{Hierarchy, LevelData, aggregate, spectral_radius, strength};
+pub use setup::{
+    Hierarchy, LevelData, aggregate, smoother_coefficients, spectral_radius, strength,
+};
 pub use system::{AmgSystem, solve_amg_cg};
 
 /// No aggregate / no mark.

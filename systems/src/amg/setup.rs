@@ -517,8 +517,10 @@ impl Hierarchy {
     }
 }
 
-/// Chebyshev (or Jacobi) coefficients for [`smooth`].
-fn smoother_coefficients(s: &AmgSettings, rho: f64) -> (f64, Vec<(f64, f64)>) {
+/// Chebyshev (or Jacobi) coefficients of the smoother for an estimated
+/// spectral radius `rho` of `D^-1 A`: the first scale `s0` and per step
+/// `(c1, c2)` (also used by the GPU backend's device setup).
+pub fn smoother_coefficients(s: &AmgSettings, rho: f64) -> (f64, Vec<(f64, f64)>) {
     let deg = s.degree.max(1);
     match s.smoother {
         Smoother::Jacobi => {

@@ -1,8 +1,9 @@
-//! The on-disk PTX cache: NVRTC output keyed by (hash of source + options,
+//! The on-disk kernel cache: NVRTC output (machine code for the device's
+//! architecture, a CUBIN) keyed by (hash of source + options,
 //! architecture), so that a run after the first skips the compiler.
 //!
 //! A cache file holds one header line (key, architecture, body length and
-//! a checksum of the body) and the PTX. A file whose header does not match
+//! a checksum of the body) and the binary. A file whose header does not match
 //! (truncated, edited, another key) is treated as absent: the kernels are
 //! compiled again and the file rewritten. A directory that cannot be
 //! created or written means no cache, never an error.
@@ -50,16 +51,16 @@ impl CacheKey {
 
     /// File name of the cache entry.
     pub fn file_name(&self) -> String {
-        format!("kernels-{}-{:016x}.ptx", self.arch, self.hash)
+        format!("kernels-{}-{:016x}.bin", self.arch, self.hash)
     }
 
-    fn header(&self, body: &str) -> String {
+    fn header(&self, body: &[u8]) -> String {
         format!(
-            "// quadflow-ptx-cache v1 key={:016x} arch={} len={} sum={:016x}\n",
+            "// quadflow-kernel-cache v2 key={:016x} arch={} len={} sum={:016x}\n",
             self.hash,
             self.arch,
             body.len(),
-            fnv1a(&[body.as_bytes()])
+            fnv1a(&[body])
         )
     }
 }
@@ -139,24 +140,31 @@ impl PtxCache {
     }
 
     /// Reads a valid entry for `key`.
-    pub fn load(&self, key: &CacheKey) -> Option<(String, PathBuf)> {
+    pub fn load(&self, key: &CacheKey) -> Option<(Vec<u8>, PathBuf)> {
         let path = self.dir.as_ref()?.join(key.file_name());
-        let text = std::fs::read_to_string(&path).ok()?;
-        let nl = text.find('\n')?;
-        let (header, body) = (&text[..=nl], &text[nl + 1..]);
-        (header == key.header(body)).then(|| (body.to_string(), path))
+        let data = std::fs::read(&path).ok()?;
+        let nl = data.iter().position(|&b| b == b'\n')?;
+        let header = std::str::from_utf8(&data[..=nl]).ok()?;
+        let body = &data[nl + 1..];
+        (header == key.header(body)).then(|| (body.to_vec(), path))
     }
 
-    /// Stores `ptx` for `key` (write to a temporary file, then rename, so a
-    /// concurrent reader never sees half a file). Returns the path, or
-    /// `None` when the directory cannot be written.
-    pub fn store(&self, key: &CacheKey, ptx: &str) -> Option<PathBuf> {
+    /// Stores `bin` for `key` (write to a temporary file, then rename, so
+    /// a concurrent reader never sees half a file; the temporary name is
+    /// unique per process and thread). Returns the path, or `None` when
+    /// the directory cannot be written.
+    pub fn store(&self, key: &CacheKey, bin: &[u8]) -> Option<PathBuf> {
         let dir = self.dir.as_ref()?;
         std::fs::create_dir_all(dir).ok()?;
         let path = dir.join(key.file_name());
-        let tmp = dir.join(format!("{}.{}.tmp", key.file_name(), std::process::id()));
-        let mut text = key.header(ptx);
-        text.push_str(ptx);
+        let tmp = dir.join(format!(
+            "{}.{}.{:?}.tmp",
+            key.file_name(),
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let mut text = key.header(bin).into_bytes();
+        text.extend_from_slice(bin);
         if std::fs::write(&tmp, text).is_err() {
             let _ = std::fs::remove_file(&tmp);
             return None;
@@ -181,8 +189,8 @@ impl PtxCache {
     pub fn get_or_compile<E>(
         &self,
         key: &CacheKey,
-        compile: impl FnOnce() -> Result<String, E>,
-    ) -> Result<(String, Origin), E> {
+        compile: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<(Vec<u8>, Origin), E> {
         if let Some((ptx, path)) = self.load(key) {
             return Ok((ptx, Origin::Hit(path)));
         }
@@ -233,7 +241,7 @@ mod tests {
         let calls = Cell::new(0);
         let compile = || {
             calls.set(calls.get() + 1);
-            Ok::<_, ()>(".version 8.0\n.target sm_90\n// body\n".to_string())
+            Ok::<_, ()>(b".version 8.0\n.target sm_90\n// body\n\x00\xff".to_vec())
         };
         let (a, o1) = cache.get_or_compile(&key, compile).unwrap();
         assert!(matches!(o1, Origin::Stored(_)));
@@ -258,7 +266,7 @@ mod tests {
         let calls = Cell::new(0);
         let compile = || {
             calls.set(calls.get() + 1);
-            Ok::<_, ()>("PTX BODY\nline two\n".to_string())
+            Ok::<_, ()>(b"PTX BODY\nline two\n".to_vec())
         };
         cache.get_or_compile(&key, compile).unwrap();
         let path = dir.join(key.file_name());
@@ -273,7 +281,7 @@ mod tests {
             std::fs::write(&path, bad).unwrap();
             let before = calls.get();
             let (ptx, o) = cache.get_or_compile(&key, compile).unwrap();
-            assert_eq!(ptx, "PTX BODY\nline two\n");
+            assert_eq!(ptx, b"PTX BODY\nline two\n");
             assert!(!o.is_hit());
             assert_eq!(calls.get(), before + 1);
             // rewritten: the next read hits
@@ -301,15 +309,15 @@ mod tests {
             PtxCache::new(None),
         ] {
             let (ptx, o) = cache
-                .get_or_compile(&key, || Ok::<_, ()>("P".into()))
+                .get_or_compile(&key, || Ok::<_, ()>(b"P".to_vec()))
                 .unwrap();
-            assert_eq!(ptx, "P");
+            assert_eq!(ptx, b"P");
             assert_eq!(o, Origin::Compiled);
         }
         // a compile error is passed through
         let cache = PtxCache::new(Some(dir.clone()));
         assert_eq!(
-            cache.get_or_compile(&key, || Err::<String, _>("boom")),
+            cache.get_or_compile(&key, || Err::<Vec<u8>, _>("boom")),
             Err("boom")
         );
         let _ = std::fs::remove_dir_all(&dir);

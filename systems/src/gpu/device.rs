@@ -1,19 +1,20 @@
-//! The device side of the backend: probing for a driver, the context,
-//! compiling and loading the kernels, the device buffers that live across
-//! phases ([`GpuState`]), and counted transfers.
+//! The bottom of the backend: errors, probing for a driver, the context
+//! and stream, the loaded kernel modules ([`Device`]), and counted
+//! transfers and allocations. Everything else of `gpu/` builds on this;
+//! this module depends only on the report, the kernel list, the compiler
+//! and the launch shapes.
 
-use super::GpuReport;
-use super::cache::{CacheKey, PtxCache};
-use super::kernels;
+use super::cache::PtxCache;
+use super::compile;
+use super::kernels::{self, ModuleSpec};
 use super::launch;
-use super::pattern::PatternShape;
+use super::report::GpuReport;
 use crate::pipeline::PipelineError;
-use bevy_ecs::prelude::*;
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
     ValidAsZeroBits,
 };
-use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
+use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -106,57 +107,31 @@ pub fn device_available() -> bool {
             .unwrap_or(false)
 }
 
-/// Mesh geometry on the device: node coordinates and connectivity.
-pub struct Geometry {
-    /// Nodes.
-    pub nodes: usize,
-    /// Elements.
-    pub elements: usize,
-    /// Node x.
-    pub x: CudaSlice<f64>,
-    /// Node y.
-    pub y: CudaSlice<f64>,
-    /// Connectivity, 8 nodes per element.
-    pub conn: CudaSlice<u32>,
-}
-
-/// The assembled system on the device, in full CSR.
-pub struct DeviceSystem {
-    /// Its size (the structure itself lives on the device only).
-    pub pattern: PatternShape,
-    /// Row starts.
-    pub rowptr: CudaSlice<u32>,
-    /// Columns.
-    pub col: CudaSlice<u32>,
-    /// Values of `K`.
-    pub val: CudaSlice<f64>,
-    /// `f`.
-    pub f: CudaSlice<f64>,
-}
-
 /// The loaded kernels by name.
 pub struct KernelSet(HashMap<String, CudaFunction>);
 
 impl KernelSet {
     /// A kernel.
     pub fn get(&self, name: &str) -> GResult<&CudaFunction> {
-        self.0
-            .get(name)
-            .ok_or_else(|| backend_error(format!("kernel {name} not loaded")))
+        self.0.get(name).ok_or_else(|| {
+            backend_error(format!(
+                "kernel {name} not loaded (its module is not among those this run compiled)"
+            ))
+        })
     }
 }
 
-/// Device state shared by the phases of the backend: context, stream,
-/// kernels and the buffers that stay on the device between phases.
-#[derive(Resource)]
-pub struct GpuState {
+/// The device as every part of the backend uses it: context, stream,
+/// kernels, and the small buffers of the grid reductions and status
+/// flags.
+pub struct Device {
     /// The context.
     pub ctx: Arc<CudaContext>,
     /// The stream every kernel and copy goes to.
     pub stream: Arc<CudaStream>,
-    /// The module holding the kernels.
-    pub module: Arc<CudaModule>,
-    /// The kernels of the module, by name.
+    /// The loaded modules.
+    pub modules: Vec<Arc<CudaModule>>,
+    /// The kernels of the modules, by name.
     pub kernels: KernelSet,
     /// Multiprocessors of the device.
     pub sms: u32,
@@ -166,45 +141,18 @@ pub struct GpuState {
     pub partials: CudaSlice<f64>,
     /// Ticket counter of the grid reductions (zero between kernels).
     pub counter: CudaSlice<u32>,
-    /// Geometry, once uploaded.
-    pub geometry: Option<Geometry>,
-    /// Quadrature data (structure of arrays, see `quadrature.cu`).
-    pub qd: Option<CudaSlice<f64>>,
-    /// The system, once assembled or uploaded.
-    pub system: Option<DeviceSystem>,
-    /// The solution, once solved or uploaded.
-    pub u: Option<CudaSlice<f64>>,
-    /// cuBLAS and cuSPARSE handles, created for the vendor strategy.
-    pub vendor: Option<super::vendor::VendorLibs>,
 }
 
-fn compile(src: &str, arch: &'static str, options: &[String]) -> GResult<String> {
-    // SAFETY: only tries to dlopen the library.
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err(backend_error(
-            "NVRTC (libnvrtc.so) not found: the kernels are compiled at run time and need the CUDA toolkit's NVRTC library on the library path (LD_LIBRARY_PATH), or a PTX cache filled by an earlier run",
-        ));
-    }
-    let opts = CompileOptions {
-        arch: Some(arch),
-        options: options.to_vec(),
-        name: Some("quadflow_kernels.cu".into()),
-        ..Default::default()
-    };
-    match cudarc::nvrtc::compile_ptx_with_opts(src, opts) {
-        Ok(ptx) => Ok(ptx.to_src()),
-        Err(CompileError::CompileError { log, .. }) => Err(backend_error(format!(
-            "NVRTC could not compile the kernels for {arch}:\n{}",
-            log.to_string_lossy()
-        ))),
-        Err(e) => Err(backend_error(format!("NVRTC failed: {e:?}"))),
-    }
-}
-
-impl GpuState {
+impl Device {
     /// Opens device `ordinal`, compiles (or reads from the PTX cache) and
-    /// loads the kernels. Fills the device fields of `report`.
-    pub fn create(ordinal: usize, cache: &PtxCache, report: &mut GpuReport) -> GResult<Self> {
+    /// loads the kernel modules `modules` (see
+    /// [`compile::needed_modules`]). Fills the device fields of `report`.
+    pub fn create(
+        ordinal: usize,
+        cache: &PtxCache,
+        report: &mut GpuReport,
+        modules: &[ModuleSpec],
+    ) -> GResult<Self> {
         probe_driver()?;
         let t0 = Instant::now();
         let ctx = guard(|| {
@@ -248,38 +196,70 @@ impl GpuState {
 
         let arch = kernels::arch_name(major, minor);
         report.arch = arch.to_string();
-        let src = kernels::program();
-        let options = kernels::compile_options();
-        let key = CacheKey::new(&src, &options, arch);
-        let mut nvrtc = 0.0;
-        let mut timed_compile = || {
-            let t = Instant::now();
-            let r = compile(&src, arch, &options);
-            nvrtc += t.elapsed().as_secs_f64();
-            r
-        };
-        let (ptx, origin) = cache.get_or_compile(&key, &mut timed_compile)?;
-        let t1 = Instant::now();
-        let module = match ctx.load_module(Ptx::from_src(ptx)) {
-            Ok(m) => m,
-            Err(e) if origin.is_hit() => {
-                // A cached program the driver refuses (an older driver
-                // than the one that wrote it, say): compile afresh.
-                tracing::warn!("cached PTX rejected ({e:?}); recompiling");
-                cache.remove(&key);
-                let (ptx, _) = cache.get_or_compile(&key, &mut timed_compile)?;
-                ctx.load_module(Ptx::from_src(ptx))
-                    .ctx("loading the freshly compiled kernels")?
-            }
-            Err(e) => return Err(backend_error(format!("loading the kernels: {e:?}"))),
-        };
+        let (obtained, nvrtc) = compile::obtain(modules, arch, cache)?;
         report.nvrtc_seconds = nvrtc;
-        report.cache_hit = origin.is_hit() && nvrtc == 0.0;
-        report.cache_file = origin.path().map(|p| p.to_path_buf());
+        report.modules_compiled = obtained.iter().filter(|o| !o.origin.is_hit()).count();
+        report.cache_hit = report.modules_compiled == 0;
+        report.cache_file = obtained
+            .iter()
+            .find_map(|o| o.origin.path().map(|p| p.to_path_buf()));
+        report.modules = obtained.iter().map(|o| o.spec.name.to_string()).collect();
+        let t1 = Instant::now();
+        // load the modules side by side (the driver turns PTX into machine
+        // code here on a machine that has not seen it before)
+        type Loaded = GResult<(Arc<CudaModule>, f64)>;
+        let loaded: Vec<Loaded> = std::thread::scope(|s| {
+            let hs: Vec<_> = obtained
+                .iter()
+                .map(|o| {
+                    let ctx = &ctx;
+                    s.spawn(move || -> Loaded {
+                        match ctx.load_module(Ptx::from_binary(o.bin.clone())) {
+                            Ok(m) => Ok((m, 0.0)),
+                            Err(e) if o.origin.is_hit() => {
+                                // A cached program the driver refuses (an
+                                // older driver than the one that wrote it,
+                                // say): compile afresh.
+                                tracing::warn!(
+                                    "cached PTX of {} rejected ({e:?}); recompiling",
+                                    o.spec.name
+                                );
+                                let t = Instant::now();
+                                let fresh = compile::recompile(o, arch, cache)?;
+                                let m = ctx
+                                    .load_module(Ptx::from_binary(fresh.bin))
+                                    .ctx("loading the freshly compiled kernels")?;
+                                Ok((m, t.elapsed().as_secs_f64()))
+                            }
+                            Err(e) => Err(backend_error(format!(
+                                "loading the kernels of module {}: {e:?}",
+                                o.spec.name
+                            ))),
+                        }
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(backend_error("a module load thread panicked")))
+                })
+                .collect()
+        });
         let mut funcs = HashMap::new();
-        for name in kernels::kernel_names() {
-            let f = module.load_function(&name).ctx(&format!("kernel {name}"))?;
-            funcs.insert(name, f);
+        let mut mods = Vec::new();
+        for (o, l) in obtained.iter().zip(loaded) {
+            let (module, recompile_secs) = l?;
+            if recompile_secs > 0.0 {
+                report.nvrtc_seconds += recompile_secs;
+                report.cache_hit = false;
+                report.modules_compiled += 1;
+            }
+            for name in (o.spec.kernels)() {
+                let f = module.load_function(&name).ctx(&format!("kernel {name}"))?;
+                funcs.insert(name, f);
+            }
+            mods.push(module);
         }
         let kernels = KernelSet(funcs);
         report.module_load_seconds = t1.elapsed().as_secs_f64();
@@ -292,17 +272,12 @@ impl GpuState {
         Ok(Self {
             ctx,
             stream,
-            module,
+            modules: mods,
             kernels,
             sms,
             flags,
             partials,
             counter,
-            geometry: None,
-            qd: None,
-            system: None,
-            u: None,
-            vendor: None,
         })
     }
 
@@ -385,14 +360,23 @@ impl GpuState {
 
     /// Sets the flags to their initial state (`INT_MAX` for the
     /// "smallest index" slots, zero elsewhere).
-    pub fn reset_flags(&mut self, report: &mut GpuReport) -> GResult<()> {
+    pub fn reset_flags(&self, report: &mut GpuReport) -> GResult<()> {
         let mut init = [0i32; kernels::flag::LEN];
         init[kernels::flag::ZERO_DIAG] = i32::MAX;
         init[kernels::flag::BAD_ELEMENT] = i32::MAX;
         report.count("flags", true, std::mem::size_of_val(&init));
-        self.stream
-            .memcpy_htod(&init[..], &mut self.flags)
-            .ctx("resetting flags")
+        let (dst, _sync) = self.flags.device_ptr(&self.stream);
+        // SAFETY: `flags` holds `LEN` ints; a copy from pageable memory
+        // has consumed `init` when the call returns.
+        unsafe {
+            cudarc::driver::result::memcpy_htod_async(dst, &init[..], self.stream.cu_stream())
+        }
+        .ctx("resetting flags")
+    }
+
+    /// Samples the memory in use into the report's peak.
+    pub fn sample_memory(&self, report: &mut GpuReport) {
+        report.sample_memory(&self.ctx);
     }
 
     /// Reads the flags (synchronizes).

@@ -5,15 +5,16 @@
 use crate::element::{BASIS4, BASIS9, NODES, QP, QP_POST, gauss3};
 use std::fmt::Write;
 
-/// The kernel files in the order they are concatenated after the basis
-/// tables: `(file name, text)`. `common.cuh` comes first.
-pub const SOURCES: [(&str, &str); 10] = [
+/// Every kernel file: `(file name, text)`. `common.cuh` comes first in
+/// every module; the others are grouped into modules ([`ModuleSpec`]).
+pub const SOURCES: [(&str, &str); 13] = [
     ("common.cuh", include_str!("../../../kernels/common.cuh")),
     (
         "quadrature.cu",
         include_str!("../../../kernels/quadrature.cu"),
     ),
     ("pattern.cu", include_str!("../../../kernels/pattern.cu")),
+    ("scan.cu", include_str!("../../../kernels/scan.cu")),
     ("assemble.cu", include_str!("../../../kernels/assemble.cu")),
     ("boundary.cu", include_str!("../../../kernels/boundary.cu")),
     (
@@ -21,14 +22,26 @@ pub const SOURCES: [(&str, &str); 10] = [
         include_str!("../../../kernels/equilibrate.cu"),
     ),
     ("cg.cu", include_str!("../../../kernels/cg.cu")),
+    (
+        "cg_persistent.cu",
+        include_str!("../../../kernels/cg_persistent.cu"),
+    ),
     ("residual.cu", include_str!("../../../kernels/residual.cu")),
     ("post.cu", include_str!("../../../kernels/post.cu")),
     ("amg.cu", include_str!("../../../kernels/amg.cu")),
+    (
+        "amg_setup.cu",
+        include_str!("../../../kernels/amg_setup.cu"),
+    ),
 ];
 
 /// Thread-group sizes for which the SpMV and residual kernels are
 /// instantiated (`qf_cg_spmv_g{G}`, `qf_cg_spmv16_g{G}`, `qf_residual_g{G}`).
 pub const SPMV_GROUPS: [u32; 5] = [2, 4, 8, 16, 32];
+
+/// Thread-group sizes of the persistent CG kernel
+/// (`qf_cg_persistent_g{G}`, `qf_cg_persistent16_g{G}`).
+pub const PERSISTENT_GROUPS: [u32; 3] = [4, 8, 16];
 
 /// The AMG kernels instantiated for every group size of [`SPMV_GROUPS`]
 /// (`amg.cu`; the name gets `_g{G}`).
@@ -39,6 +52,172 @@ pub const AMG_GROUP_KERNELS: [&str; 6] = [
     "qf_amg_spmv",
     "qf_amg_pq",
     "qf_amg_resid",
+];
+
+/// One NVRTC program: `common.cuh` and some kernel files, compiled,
+/// cached and loaded as a unit, and only when a run needs it
+/// (`gpu::compile`).
+#[derive(Debug, Clone, Copy)]
+pub struct ModuleSpec {
+    /// Name (in reports and cache file names).
+    pub name: &'static str,
+    /// Kernel files after `common.cuh`, in order.
+    pub files: &'static [&'static str],
+    /// Its kernels (the names the host loads).
+    pub kernels: fn() -> Vec<String>,
+}
+
+impl PartialEq for ModuleSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for ModuleSpec {}
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn grouped(base: &[&str], groups: &[u32]) -> Vec<String> {
+    let mut v = Vec::new();
+    for g in groups {
+        for k in base {
+            v.push(format!("{k}_g{g}"));
+        }
+    }
+    v
+}
+
+/// The modules: mesh phases; the scan; the solve's common kernels;
+/// the Jacobi-CG launches; the persistent Jacobi-CG; the AMG cycle and
+/// CG; the AMG setup.
+pub mod module {
+    use super::*;
+
+    /// Quadrature and the element matrices (the largest piece of
+    /// arithmetic: a module of its own, so it compiles alongside the
+    /// rest).
+    pub const ELEMENTS: ModuleSpec = ModuleSpec {
+        name: "elements",
+        files: &["quadrature.cu", "assemble.cu"],
+        kernels: || names(&["qf_quadrature", "qf_assemble"]),
+    };
+    /// Pattern, boundary, post-processing.
+    pub const MESH: ModuleSpec = ModuleSpec {
+        name: "mesh",
+        files: &["pattern.cu", "boundary.cu", "post.cu"],
+        kernels: || {
+            names(&[
+                "qf_node_degree",
+                "qf_node_fill",
+                "qf_row_count",
+                "qf_row_fill",
+                "qf_robin",
+                "qf_penalty",
+                "qf_post",
+            ])
+        },
+    };
+    /// The exclusive scan (pattern, AMG setup).
+    pub const SCAN: ModuleSpec = ModuleSpec {
+        name: "scan",
+        files: &["scan.cu"],
+        kernels: || names(&["qf_scan_tiles", "qf_scan_tops", "qf_scan_add"]),
+    };
+    /// Equilibration, un-scaling, the true residual (every solve).
+    pub const SOLVE: ModuleSpec = ModuleSpec {
+        name: "solve",
+        files: &["equilibrate.cu", "residual.cu"],
+        kernels: || {
+            let mut v = names(&["qf_eq_diag", "qf_eq_scale_init", "qf_unscale"]);
+            v.extend(grouped(&["qf_residual"], &SPMV_GROUPS));
+            v
+        },
+    };
+    /// The Jacobi-CG iteration as three launches.
+    pub const CG: ModuleSpec = ModuleSpec {
+        name: "cg",
+        files: &["cg.cu"],
+        kernels: || {
+            let mut v = names(&["qf_cg_direction", "qf_cg_update", "qf_cg_delta_cols"]);
+            v.extend(grouped(&["qf_cg_spmv", "qf_cg_spmv16"], &SPMV_GROUPS));
+            v
+        },
+    };
+    /// The Jacobi-CG iteration as one persistent cooperative kernel.
+    pub const PERSISTENT: ModuleSpec = ModuleSpec {
+        name: "cg_persistent",
+        files: &["cg_persistent.cu"],
+        kernels: || {
+            grouped(
+                &["qf_cg_persistent", "qf_cg_persistent16"],
+                &PERSISTENT_GROUPS,
+            )
+        },
+    };
+    /// AMG V-cycle and CG.
+    pub const AMG: ModuleSpec = ModuleSpec {
+        name: "amg",
+        files: &["amg.cu"],
+        kernels: || {
+            let mut v = names(&[
+                "qf_amg_zero_start",
+                "qf_amg_residual_start",
+                "qf_amg_zero_copy",
+                "qf_amg_add",
+                "qf_amg_dense",
+                "qf_amg_update",
+                "qf_amg_dot",
+                "qf_amg_direction",
+                "qf_amg_unscale",
+            ]);
+            v.extend(grouped(&AMG_GROUP_KERNELS, &SPMV_GROUPS));
+            v
+        },
+    };
+    /// The AMG hierarchy built on the device.
+    pub const AMG_SETUP: ModuleSpec = ModuleSpec {
+        name: "amg_setup",
+        files: &["amg_setup.cu"],
+        kernels: || {
+            super::AMG_SETUP_KERNELS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        },
+    };
+    /// Every module.
+    pub const ALL: [ModuleSpec; 8] = [ELEMENTS, MESH, SCAN, SOLVE, CG, PERSISTENT, AMG, AMG_SETUP];
+}
+
+/// The kernels of `amg_setup.cu`.
+pub const AMG_SETUP_KERNELS: [&str; 25] = [
+    "qf_as_diag",
+    "qf_as_compact",
+    "qf_as_fill",
+    "qf_as_sys_norms",
+    "qf_as_inv_diag",
+    "qf_as_strength_count",
+    "qf_as_strength_fill",
+    "qf_as_mis_init",
+    "qf_as_mis_max",
+    "qf_as_mis_update",
+    "qf_as_roots",
+    "qf_as_agg_attach",
+    "qf_as_transpose_count",
+    "qf_as_transpose_fill",
+    "qf_as_sort_rows",
+    "qf_as_agg_norms",
+    "qf_as_tentative",
+    "qf_as_prolong_count",
+    "qf_as_prolong_fill",
+    "qf_as_spgemm_count_c64",
+    "qf_as_spgemm_fill_c64",
+    "qf_as_spgemm_count_c1024",
+    "qf_as_spgemm_fill_c1024",
+    "qf_as_to_f32",
+    "qf_as_lanczos",
 ];
 
 /// Slots of the device `flags` buffer (mirrors `QF_FLAG_*` in
@@ -63,49 +242,9 @@ pub mod flag {
 /// Doubles per iteration in the CG history ring (`QF_HIST`).
 pub const HIST: usize = 4;
 
-/// Every kernel the host loads from the module.
+/// Every kernel of every module.
 pub fn kernel_names() -> Vec<String> {
-    let mut v: Vec<String> = [
-        "qf_quadrature",
-        "qf_node_degree",
-        "qf_node_fill",
-        "qf_row_count",
-        "qf_row_fill",
-        "qf_scan_tiles",
-        "qf_scan_tops",
-        "qf_scan_add",
-        "qf_assemble",
-        "qf_robin",
-        "qf_penalty",
-        "qf_eq_diag",
-        "qf_eq_scale_init",
-        "qf_cg_direction",
-        "qf_cg_update",
-        "qf_cg_delta_cols",
-        "qf_unscale",
-        "qf_post",
-        "qf_amg_zero_start",
-        "qf_amg_residual_start",
-        "qf_amg_zero_copy",
-        "qf_amg_add",
-        "qf_amg_dense",
-        "qf_amg_update",
-        "qf_amg_dot",
-        "qf_amg_direction",
-        "qf_amg_unscale",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for g in SPMV_GROUPS {
-        v.push(format!("qf_cg_spmv_g{g}"));
-        v.push(format!("qf_cg_spmv16_g{g}"));
-        v.push(format!("qf_residual_g{g}"));
-        for k in AMG_GROUP_KERNELS {
-            v.push(format!("{k}_g{g}"));
-        }
-    }
-    v
+    module::ALL.iter().flat_map(|m| (m.kernels)()).collect()
 }
 
 fn push_array(out: &mut String, decl: &str, vals: &[f64]) {
@@ -141,16 +280,30 @@ pub fn basis_header() -> String {
     s
 }
 
-/// The whole NVRTC program: basis tables, then [`SOURCES`] in order, each
-/// preceded by a `#line` directive so compiler messages name the file.
-pub fn program() -> String {
+/// The NVRTC program of one module: basis tables, `common.cuh`, then the
+/// module's files in order, each preceded by a `#line` directive so
+/// compiler messages name the file.
+pub fn module_program(m: &ModuleSpec) -> String {
     let mut s = basis_header();
-    for (name, text) in SOURCES {
+    let text = |name: &str| {
+        SOURCES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| *t)
+            .unwrap_or_else(|| panic!("kernel file {name} not in SOURCES"))
+    };
+    for name in std::iter::once("common.cuh").chain(m.files.iter().copied()) {
         writeln!(s, "#line 1 \"{name}\"").unwrap();
-        s.push_str(text);
+        s.push_str(text(name));
         s.push('\n');
     }
     s
+}
+
+/// Every module's program, concatenated (for tests that look for a
+/// kernel in the sources).
+pub fn program() -> String {
+    module::ALL.iter().map(module_program).collect()
 }
 
 /// The virtual architecture name NVRTC compiles for, from the device's

@@ -1,7 +1,7 @@
 //! The GPU executor (execution models 5, "Numba CUDA",
 //! and 6, "CuPy + cuSPARSE", of `docs/execution-models.md`):
 //! every phase runs as CUDA C kernels from `kernels/`, compiled at run time
-//! by NVRTC for the device's architecture and cached on disk as PTX.
+//! by NVRTC for the device's architecture and cached on disk.
 //!
 //! Data crosses the bus where a phase boundary demands it and nowhere
 //! else: the mesh goes up once (coordinates and connectivity, at the first
@@ -12,33 +12,52 @@
 //! components, the system into [`LinearSystem`]) or [`Backend::upload`]
 //! systems at the hand-over. Every byte is counted in [`GpuReport`].
 //!
-//! - [`kernels`]: the embedded sources, the generated basis tables, the
-//!   kernel names.
-//! - [`cache`]: the on-disk PTX cache.
-//! - [`launch`]: grid and block sizes.
-//! - [`pattern`]: the full CSR pattern the device assembles into.
-//! - [`device`]: context, module, device buffers ([`GpuState`]).
-//! - [`phases`]: quadrature, assembly, boundary and post on the device.
-//! - [`cg`]: the equilibrated Jacobi-PCG, [`GpuSolveStrategy::Custom`]
-//!   (own kernels, scalars on the device) or [`GpuSolveStrategy::Vendor`]
-//!   (cuSPARSE SpMV + cuBLAS).
-//! - [`vendor`]: cuBLAS and cuSPARSE handles.
+//! The modules, in layers (each uses only those above it in this list):
+//!
+//! - bottom: [`options`] (settings), [`report`] (what the backend did),
+//!   [`kernels`] (the embedded sources grouped into modules, the basis
+//!   tables, the kernel names), [`cache`] (the on-disk kernel cache),
+//!   [`launch`] (grid and block sizes), [`compile`] (only the modules a run
+//!   needs, compiled in parallel), [`device`] (errors, context, stream,
+//!   loaded kernels, counted transfers: [`device::Device`]);
+//! - [`pattern`] (the full CSR pattern and the device system), [`loop_ctl`]
+//!   (host control of the CG loop), [`vendor`] (cuBLAS and cuSPARSE),
+//!   [`persistent`] (the persistent CG kernel);
+//! - [`cg`] (the equilibrated Jacobi-PCG, [`GpuSolveStrategy::Custom`] or
+//!   [`GpuSolveStrategy::Vendor`]), [`amg_setup`] (the AMG hierarchy built
+//!   on the device) and its CPU twin [`amg_twin`], [`amg_cycle`] (the
+//!   V-cycle as a program of launches), [`amg`] (AMG-CG);
+//! - top: [`state`] (the [`GpuState`] resource: the device and the buffers
+//!   that live across phases), [`phases`] (quadrature, assembly, boundary,
+//!   post) and this module's plugin and systems.
 //!
 //! Nothing here needs CUDA at build time: the driver, NVRTC, cuBLAS and
 //! cuSPARSE are loaded when the backend is prepared, and a machine without
 //! a driver gets a [`PipelineError::Backend`] saying so.
 
 pub mod amg;
+pub mod amg_cycle;
+pub mod amg_setup;
+pub mod amg_twin;
 pub mod cache;
 pub mod cg;
+pub mod compile;
 pub mod device;
 pub mod kernels;
 pub mod launch;
+pub mod loop_ctl;
+pub mod options;
 pub mod pattern;
+pub mod persistent;
 pub mod phases;
+pub mod report;
+pub mod state;
 pub mod vendor;
 
-pub use device::{GpuState, device_available, prewarm};
+pub use device::{device_available, prewarm};
+pub use options::{AmgSetupSite, CgLoop, GpuCgOptions, GpuSolveStrategy};
+pub use report::{GpuReport, Transfer};
+pub use state::GpuState;
 
 use crate::components::failure::check_converged;
 use crate::components::*;
@@ -49,156 +68,6 @@ use device::{GResult, guard};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
-
-/// How the GPU solve phase runs the CG iteration.
-#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum GpuSolveStrategy {
-    /// Hand-written kernels (execution model 5): fused SpMV and
-    /// dot product, fused vector updates, scalars kept on the device, the
-    /// host checking convergence every [`GpuCgOptions::check_every`]
-    /// iterations.
-    #[default]
-    Custom,
-    /// cuSPARSE SpMV and cuBLAS vector operations with the scalars on the
-    /// host (execution model 6): a synchronisation per dot product.
-    Vendor,
-}
-
-impl GpuSolveStrategy {
-    /// Name used in scenes, on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            GpuSolveStrategy::Custom => "custom",
-            GpuSolveStrategy::Vendor => "vendor",
-        }
-    }
-
-    /// Parses a name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "custom" => Some(Self::Custom),
-            "vendor" => Some(Self::Vendor),
-            _ => None,
-        }
-    }
-
-    /// All names.
-    pub const NAMES: &'static [&'static str] = &["custom", "vendor"];
-}
-
-/// Tuning of the custom CG.
-#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GpuCgOptions {
-    /// Iterations launched between two host convergence checks (each
-    /// check copies the residual history, a few hundred bytes, back).
-    pub check_every: usize,
-    /// Threads per matrix row in the SpMV (2, 4, 8, 16 or 32); `None`
-    /// picks from the mean row length ([`launch::spmv_group`]).
-    pub spmv_group: Option<u32>,
-    /// Read the matrix columns as 16-bit offsets from the row where the
-    /// numbering's bandwidth allows (`true`; a sixth less matrix traffic,
-    /// the same arithmetic).
-    pub short_columns: bool,
-}
-
-impl Default for GpuCgOptions {
-    fn default() -> Self {
-        Self {
-            check_every: 32,
-            spmv_group: None,
-            short_columns: true,
-        }
-    }
-}
-
-/// One counted copy between host and device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transfer {
-    /// What was copied.
-    pub what: &'static str,
-    /// Host to device (`true`) or back.
-    pub to_device: bool,
-    /// Bytes.
-    pub bytes: u64,
-}
-
-/// What the GPU backend did: device, compilation, data movement, solve.
-#[derive(Resource, Debug, Clone, Default)]
-pub struct GpuReport {
-    /// Device name.
-    pub device_name: String,
-    /// Compute capability.
-    pub compute_capability: (i32, i32),
-    /// Architecture compiled for (`sm_90`).
-    pub arch: String,
-    /// Multiprocessors.
-    pub multiprocessors: u32,
-    /// Seconds to initialise the driver and create the context.
-    pub init_seconds: f64,
-    /// Seconds spent in NVRTC (0 on a cache hit).
-    pub nvrtc_seconds: f64,
-    /// Seconds to load the module and its kernels.
-    pub module_load_seconds: f64,
-    /// Whether the PTX came from the cache.
-    pub cache_hit: bool,
-    /// The cache file read or written, if any.
-    pub cache_file: Option<PathBuf>,
-    /// Bytes copied host to device.
-    pub bytes_to_device: u64,
-    /// Bytes copied device to host.
-    pub bytes_to_host: u64,
-    /// Every copy, in order, merged by name and direction.
-    pub transfers: Vec<Transfer>,
-    /// Strategy of the solve, once it ran.
-    pub strategy: Option<GpuSolveStrategy>,
-    /// Threads per row of the custom SpMV.
-    pub spmv_group: u32,
-    /// Host round trips of the solve loop (convergence checks or, for the
-    /// vendor strategy, dot products).
-    pub host_syncs: usize,
-    /// Stored entries of the device matrix (full CSR).
-    pub device_nnz: usize,
-    /// Largest `|column - row|` of the matrix (custom CG).
-    pub bandwidth: usize,
-    /// Whether the custom CG read 16-bit column offsets.
-    pub short_columns: bool,
-    /// Largest device memory in use seen at the sampling points (after the
-    /// solver's buffers are allocated, and after post-processing), bytes.
-    /// Measured as total minus free memory of the device, so it includes
-    /// the context and anything else on the card.
-    pub device_memory_peak: u64,
-}
-
-impl GpuReport {
-    /// Samples the device's memory in use into `device_memory_peak`.
-    pub fn sample_memory(&mut self, ctx: &cudarc::driver::CudaContext) {
-        if let Ok((free, total)) = ctx.mem_get_info() {
-            self.device_memory_peak = self.device_memory_peak.max((total - free) as u64);
-        }
-    }
-
-    /// Counts a copy.
-    pub fn count(&mut self, what: &'static str, to_device: bool, bytes: usize) {
-        let bytes = bytes as u64;
-        if to_device {
-            self.bytes_to_device += bytes;
-        } else {
-            self.bytes_to_host += bytes;
-        }
-        match self
-            .transfers
-            .iter_mut()
-            .find(|t| t.what == what && t.to_device == to_device)
-        {
-            Some(t) => t.bytes += bytes,
-            None => self.transfers.push(Transfer {
-                what,
-                to_device,
-                bytes,
-            }),
-        }
-    }
-}
 
 impl GpuReport {
     /// The backend's report: `gpu_*` attributes of the results file and
@@ -223,20 +92,29 @@ impl GpuReport {
                 ),
             ],
             summary: vec![format!(
-                "{} ({}), NVRTC {:.3} s ({}), init {:.3} s, module load {:.3} s, {:.1} MB to device, {:.1} MB back, {} host syncs",
+                "{} ({}), NVRTC {:.3} s ({}), init {:.3} s, module load {:.3} s, {:.1} MB to device, {:.1} MB back, {} host syncs, peak device memory {:.2} GB{}",
                 self.device_name,
                 self.arch,
                 self.nvrtc_seconds,
                 if self.cache_hit {
-                    "PTX cache hit"
+                    "kernel cache hit".to_string()
                 } else {
-                    "compiled"
+                    format!(
+                        "compiled {} of {} modules",
+                        self.modules_compiled,
+                        self.modules.len()
+                    )
                 },
                 self.init_seconds,
                 self.module_load_seconds,
                 self.bytes_to_device as f64 / 1e6,
                 self.bytes_to_host as f64 / 1e6,
-                self.host_syncs
+                self.host_syncs,
+                self.device_memory_peak as f64 / 1e9,
+                match self.amg_setup {
+                    Some(site) => format!(", AMG setup on the {site}"),
+                    None => String::new(),
+                }
             )],
         }
     }
@@ -253,6 +131,12 @@ pub struct GpuSection {
     pub check_every: usize,
     /// CUDA device ordinal.
     pub device: usize,
+    /// How the custom CG's iterations are launched: `auto`, `launches`
+    /// (three kernels per iteration) or `persistent` (one cooperative
+    /// kernel per chunk).
+    pub cg_loop: String,
+    /// Where AMG-CG's hierarchy is built: `device` or `host`.
+    pub amg_setup: String,
 }
 
 impl Default for GpuSection {
@@ -261,6 +145,8 @@ impl Default for GpuSection {
             strategy: "custom".into(),
             check_every: GpuCgOptions::default().check_every,
             device: 0,
+            cg_loop: CgLoop::default().name().into(),
+            amg_setup: AmgSetupSite::default().name().into(),
         }
     }
 }
@@ -281,8 +167,28 @@ impl GpuSection {
         if self.check_every == 0 {
             return Err(SettingError::key("check_every", "must be at least 1"));
         }
+        let cg_loop = CgLoop::parse(&self.cg_loop).ok_or_else(|| {
+            SettingError::key(
+                "cg_loop",
+                format!(
+                    "unknown CG loop \"{}\" (available: auto, launches, persistent)",
+                    self.cg_loop
+                ),
+            )
+        })?;
+        let amg_setup = AmgSetupSite::parse(&self.amg_setup).ok_or_else(|| {
+            SettingError::key(
+                "amg_setup",
+                format!(
+                    "unknown AMG setup site \"{}\" (available: device, host)",
+                    self.amg_setup
+                ),
+            )
+        })?;
         let mut b = Gpu::with_strategy(strategy);
         b.cg.check_every = self.check_every;
+        b.cg.cg_loop = cg_loop;
+        b.cg.amg_setup = amg_setup;
         b.device = self.device;
         Ok(b)
     }
@@ -413,10 +319,11 @@ impl Backend for Gpu {
             None => cache::PtxCache::from_env(),
         };
         let mut report = GpuReport::default();
-        let state = GpuState::create(self.device, &cache, &mut report)?;
         if !world.contains_resource::<GpuSolveStrategy>() {
             world.insert_resource(self.strategy);
         }
+        let modules = state::modules_for(world, NAME, &self.cg);
+        let state = GpuState::create(self.device, &cache, &mut report, &modules)?;
         if !world.contains_resource::<GpuCgOptions>() {
             world.insert_resource(self.cg);
         }
@@ -553,16 +460,11 @@ pub fn solve(
     let r = guard(|| {
         let progress = &mut |it: usize, res: f64| hook.report(it, res);
         let out = match settings.method {
-            SolverMethod::CgJacobi => cg::solve(
-                &mut st,
-                &mut report,
-                &settings.cg,
-                *strategy,
-                &options,
-                progress,
-            )?,
+            SolverMethod::CgJacobi => {
+                st.solve_cg(&mut report, &settings.cg, *strategy, &options, progress)?
+            }
             SolverMethod::AmgCg => {
-                amg::solve(&mut st, &mut report, &settings.cg, &settings.amg, progress)?
+                st.solve_amg(&mut report, &settings.cg, &settings.amg, &options, progress)?
             }
             other => {
                 return Err(device::backend_error(format!(
@@ -619,7 +521,7 @@ pub fn post(
     let _s = tracing::info_span!("gpu::post").entered();
     let r = guard(|| {
         phases::post(&mut st, &mut report, &mesh.0, &physics, &mut outputs)?;
-        report.sample_memory(&st.ctx);
+        st.sample_memory(&mut report);
         st.sync()
     });
     report_failure(&mut failure, r);

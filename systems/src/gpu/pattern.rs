@@ -4,9 +4,9 @@
 //! [`FullPattern::build`] as its tested reference, and the conversions to
 //! and from the host [`SymCsr`].
 
-use super::GpuReport;
-use super::device::{Ctx, GResult, GpuState, backend_error};
+use super::device::{Ctx, Device, GResult, backend_error};
 use super::launch;
+use super::report::GpuReport;
 use crate::element::{NODES, SYM_PAIRS};
 use crate::sparse::{self, PatternTooLarge, SymCsr};
 use cudarc::driver::{CudaSlice, PushKernelArg};
@@ -278,6 +278,20 @@ pub fn row_by_selection(i: u32, elements_of_i: &[[u32; NODES]]) -> Vec<u32> {
     }
 }
 
+/// The assembled system on the device, in full CSR.
+pub struct DeviceSystem {
+    /// Its size (the structure itself lives on the device only).
+    pub pattern: PatternShape,
+    /// Row starts.
+    pub rowptr: CudaSlice<u32>,
+    /// Columns.
+    pub col: CudaSlice<u32>,
+    /// Values of `K`.
+    pub val: CudaSlice<f64>,
+    /// `f`.
+    pub f: CudaSlice<f64>,
+}
+
 /// The full pattern on the device.
 pub struct DevicePattern {
     /// Row starts, `n + 1` entries.
@@ -295,8 +309,8 @@ fn i32_len(n: usize, what: &str) -> GResult<i32> {
 
 /// In-place exclusive scan of the first `len` entries of `buf` on the
 /// device; the 64-bit total goes to `total[0]`.
-fn scan_in_place(
-    st: &GpuState,
+pub fn scan_in_place(
+    st: &Device,
     buf: &mut CudaSlice<u32>,
     len: usize,
     total: &mut CudaSlice<u64>,
@@ -340,7 +354,7 @@ fn scan_in_place(
 /// read the entry count and the decoupled rows, 16 bytes); nothing else
 /// crosses the bus. Equal to [`FullPattern::build`] (`tests/gpu.rs`).
 pub fn build_on_device(
-    st: &GpuState,
+    st: &Device,
     report: &mut GpuReport,
     n: usize,
     ne: usize,
@@ -424,7 +438,7 @@ pub fn build_on_device(
 /// Copies a device pattern back (tests, and a host phase after a device
 /// assembly).
 pub fn download_pattern(
-    st: &GpuState,
+    st: &Device,
     report: &mut GpuReport,
     shape: PatternShape,
     rowptr: &CudaSlice<u32>,

@@ -1,11 +1,12 @@
 //! Quadrature, assembly, boundary and post-processing on the device, and
 //! the transfers at phase boundaries shared with host backends.
 
-use super::GpuReport;
-use super::device::{Ctx, DeviceSystem, GResult, Geometry, GpuState, backend_error};
+use super::device::{Ctx, GResult, backend_error};
 use super::kernels::flag;
 use super::launch;
-use super::pattern::{self, FullPattern};
+use super::pattern::{self, DeviceSystem, FullPattern};
+use super::report::GpuReport;
+use super::state::{Geometry, GpuState};
 use crate::boundary::{BoundaryConfig, Resolved};
 use crate::components::*;
 use crate::element::{self, QP, QuadData};
@@ -304,12 +305,12 @@ pub fn apply_boundary(
             .system
             .as_mut()
             .ok_or_else(|| backend_error("no assembled system on the device"))?;
-        let stream = &st.stream;
-        let flags = &st.flags;
+        let stream = &st.dev.stream;
+        let flags = &st.dev.flags;
         let penalty = cfg.penalty;
         if !res.robin_edges.is_empty() {
             let m = i32_len(res.robin_edges.len(), "edges")?;
-            let func = st.kernels.get("qf_robin")?;
+            let func = st.dev.kernels.get("qf_robin")?;
             let mut b = stream.launch_builder(func);
             b.arg(&m)
                 .arg(&d_nodes)
@@ -333,7 +334,7 @@ pub fn apply_boundary(
                 continue;
             }
             let m = i32_len(len, "nodes")?;
-            let func = st.kernels.get("qf_penalty")?;
+            let func = st.dev.kernels.get("qf_penalty")?;
             let mut b = stream.launch_builder(func);
             b.arg(&m)
                 .arg(list)

@@ -3,9 +3,9 @@
 //! the CuPy
 //! version: `cupyx.scipy.sparse.linalg.cg` runs this way).
 
-use super::GpuReport;
-use super::cg::{LoopEnd, LoopInput};
 use super::device::{Ctx, GResult, backend_error, raw};
+use super::loop_ctl::{LoopEnd, LoopInput};
+use super::report::GpuReport;
 use cudarc::cublas::{CudaBlas, sys as blas};
 use cudarc::cusparse::sys as sp;
 use cudarc::driver::{CudaSlice, CudaStream};

@@ -1,0 +1,148 @@
+//! The GPU backend's settings: the solve strategy and the custom CG's
+//! tuning (a layer below the solvers that read them).
+
+/// How the custom strategy's iterations are launched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CgLoop {
+    /// By the number of rows: persistent below
+    /// [`super::persistent::PERSISTENT_MAX_ROWS`] (none: the launches won
+    /// at every size measured).
+    #[default]
+    Auto,
+    /// Three kernels per iteration (`cg.cu`).
+    Launches,
+    /// One persistent cooperative kernel per chunk (`cg_persistent.cu`).
+    Persistent,
+}
+
+impl CgLoop {
+    /// The choice for a system of `rows` rows.
+    // the threshold is a measured constant, zero today
+    #[allow(clippy::absurd_extreme_comparisons)]
+    pub fn resolve(self, rows: usize) -> CgLoop {
+        match self {
+            CgLoop::Auto if rows < super::persistent::PERSISTENT_MAX_ROWS => CgLoop::Persistent,
+            CgLoop::Auto => CgLoop::Launches,
+            other => other,
+        }
+    }
+
+    /// Name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            CgLoop::Auto => "auto",
+            CgLoop::Launches => "launches",
+            CgLoop::Persistent => "persistent",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "launches" => Some(Self::Launches),
+            "persistent" => Some(Self::Persistent),
+            _ => None,
+        }
+    }
+}
+
+use bevy_ecs::prelude::*;
+
+/// How the GPU solve phase runs the CG iteration.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GpuSolveStrategy {
+    /// Hand-written kernels (execution model 5): fused SpMV and
+    /// dot product, fused vector updates, scalars kept on the device, the
+    /// host checking convergence every [`GpuCgOptions::check_every`]
+    /// iterations.
+    #[default]
+    Custom,
+    /// cuSPARSE SpMV and cuBLAS vector operations with the scalars on the
+    /// host (execution model 6): a synchronisation per dot product.
+    Vendor,
+}
+
+impl GpuSolveStrategy {
+    /// Name used in scenes, on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuSolveStrategy::Custom => "custom",
+            GpuSolveStrategy::Vendor => "vendor",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "custom" => Some(Self::Custom),
+            "vendor" => Some(Self::Vendor),
+            _ => None,
+        }
+    }
+
+    /// All names.
+    pub const NAMES: &'static [&'static str] = &["custom", "vendor"];
+}
+
+/// Tuning of the custom CG.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpuCgOptions {
+    /// Iterations launched between two host convergence checks (each
+    /// check copies the residual history, a few hundred bytes, back).
+    pub check_every: usize,
+    /// Threads per matrix row in the SpMV (2, 4, 8, 16 or 32); `None`
+    /// picks from the mean row length (`gpu::launch::spmv_group`).
+    pub spmv_group: Option<u32>,
+    /// Read the matrix columns as 16-bit offsets from the row where the
+    /// numbering's bandwidth allows (`true`; a sixth less matrix traffic,
+    /// the same arithmetic).
+    pub short_columns: bool,
+    /// Three launches per iteration or one persistent kernel per chunk
+    /// ([`CgLoop::Auto`]: by size).
+    pub cg_loop: CgLoop,
+    /// Where AMG-CG's hierarchy is built ([`AmgSetupSite::Device`]).
+    pub amg_setup: AmgSetupSite,
+}
+
+/// Where the GPU backend builds the AMG hierarchy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AmgSetupSite {
+    /// On the device, from the device-assembled matrix (`gpu::amg_setup`).
+    #[default]
+    Device,
+    /// On the host's cores (`amg::Hierarchy`), after downloading the
+    /// matrix, then uploaded.
+    Host,
+}
+
+impl AmgSetupSite {
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "device" => Some(Self::Device),
+            "host" => Some(Self::Host),
+            _ => None,
+        }
+    }
+
+    /// Name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            AmgSetupSite::Device => "device",
+            AmgSetupSite::Host => "host",
+        }
+    }
+}
+
+impl Default for GpuCgOptions {
+    fn default() -> Self {
+        Self {
+            check_every: 32,
+            spmv_group: None,
+            short_columns: true,
+            cg_loop: CgLoop::Auto,
+            amg_setup: AmgSetupSite::Device,
+        }
+    }
+}
