@@ -56,6 +56,34 @@ big)
     /usr/bin/time -f "wall %e s, max rss %M KB" timeout 200 $Q run /tmp/big.toml --backend gpu --out /tmp/big.h5 2>&1 | tail -24
   done
   ;;
+copy)
+  step "device-to-device copy bandwidth (PyTorch, 4 GiB, median of 20)"
+  python3 - <<'PY'
+import torch, statistics
+n = 1 << 29  # 4 GiB of float64
+a = torch.rand(n, dtype=torch.float64, device="cuda"); b = torch.empty_like(a)
+for _ in range(3): b.copy_(a)
+ts = []
+for _ in range(20):
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record(); b.copy_(a); e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e) / 1e3)
+t = statistics.median(ts)
+print(f"copy {2 * 8 * n / t / 1e12:.3f} TB/s (read + write), {t * 1e3:.3f} ms for {8 * n / 2**30:.0f} GiB")
+PY
+  ;;
+keys)
+  step "scene keys [gpu] cg_loop, amg_setup"
+  printf '[gpu]\ncg_loop = "persistent"\n' > /tmp/k1.toml
+  timeout 60 $Q run /tmp/k1.toml --mesh $M/y_tube_195k.h5 --backend gpu --out /tmp/r.h5 2>&1 | grep -E "solver|gpu  "
+  printf '[gpu]\namg_setup = "host"\n[solver]\nmethod = "amg-cg"\nrtol = 1e-10\n' > /tmp/k2.toml
+  timeout 60 $Q run /tmp/k2.toml --mesh $M/y_tube_195k.h5 --backend gpu --out /tmp/r.h5 2>&1 | grep -E "solver|AMG|gpu  "
+  ;;
+amgsuite)
+  step "gpu_amg suite"
+  timeout 200 $Q bench benches/gpu_amg.toml --out /tmp/prof 2>&1 | tail -3
+  tar czf "$OUT/amg.tgz" -C /tmp prof
+  cat /tmp/prof/gpu_amg/*/results.md
+  ;;
 suites)
   step "suites"
   for s in gpu_reference gpu_venturi gpu_amg gpu_scale gpu_100m; do
