@@ -557,6 +557,40 @@ mod tests {
     }
 
     #[test]
+    fn section_sets_the_loop_and_the_setup_site_and_names_bad_values() {
+        let s = GpuSection {
+            cg_loop: "persistent".into(),
+            amg_setup: "host".into(),
+            ..GpuSection::default()
+        };
+        let b = s.backend().unwrap();
+        assert_eq!(b.cg.cg_loop, CgLoop::Persistent);
+        assert_eq!(b.cg.amg_setup, AmgSetupSite::Host);
+        let d = GpuSection::default().backend().unwrap();
+        assert_eq!(d.cg.cg_loop, CgLoop::Auto);
+        assert_eq!(d.cg.amg_setup, AmgSetupSite::Device);
+        for (section, key) in [
+            (
+                GpuSection {
+                    cg_loop: "graph".into(),
+                    ..GpuSection::default()
+                },
+                "cg_loop",
+            ),
+            (
+                GpuSection {
+                    amg_setup: "cpu".into(),
+                    ..GpuSection::default()
+                },
+                "amg_setup",
+            ),
+        ] {
+            let e = format!("{:?}", section.backend().unwrap_err());
+            assert!(e.contains(key), "{e}");
+        }
+    }
+
+    #[test]
     fn report_counts_and_merges_transfers() {
         let mut r = GpuReport::default();
         r.count("x", true, 16);
