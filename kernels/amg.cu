@@ -222,15 +222,8 @@ extern "C" __global__ void qf_amg_update(int n, double alpha, const double* __re
                                          const double* __restrict__ w,
                                          double* __restrict__ x, double* __restrict__ r,
                                          double* partials, u32* counter, double* out) {
-  double acc[2] = {0.0, 0.0};
-  QF_FOR(i, n) {
-    x[i] += alpha * p[i];
-    const double v = r[i] - alpha * q[i];
-    r[i] = v;
-    acc[0] += v * v;
-    acc[1] += v * v * w[i];
-  }
-  if (qf_grid_sum<2>(acc, partials, counter) && threadIdx.x == 0) {
+  double acc[2];
+  if (qf_cg_step(n, alpha, p, q, w, x, r, partials, counter, acc) && threadIdx.x == 0) {
     out[0] = acc[0];
     out[1] = acc[1];
   }

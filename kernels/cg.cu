@@ -126,15 +126,9 @@ extern "C" __global__ void qf_cg_update(int n, int it, int ring,
     return;
   }
   const double alpha = h[1] / pq;
-  double acc[2] = {0.0, 0.0};
-  QF_FOR(i, n) {
-    x[i] += alpha * p[i];
-    const double v = r[i] - alpha * q[i];
-    r[i] = v;
-    acc[0] += v * v;
-    acc[1] += v * v * inv_diag[i];
-  }
-  if (qf_grid_sum<2>(acc, partials, counter) && threadIdx.x == 0) {
+  double acc[2];
+  if (qf_cg_step(n, alpha, p, q, inv_diag, x, r, partials, counter, acc) &&
+      threadIdx.x == 0) {
     double* h1 = hist + QF_HIST * ((it + 1) % ring);
     h1[0] = acc[0];
     h1[1] = acc[1];

@@ -110,6 +110,30 @@ __device__ __forceinline__ bool qf_grid_sum(double (&v)[NV], double* partials,
   return true;
 }
 
+// The CG step of the Jacobi-CG and AMG-CG loops: x += alpha p,
+// r -= alpha q over the grid-stride rows, then the grid sums of r.r and
+// r.(w r) (w = 1/diag for Jacobi, the unscaled-residual weights for AMG).
+// Returns true in the block that finished the sums; its thread 0 holds
+// them in acc. Every thread of every block must call it.
+__device__ __forceinline__ bool qf_cg_step(int n, double alpha,
+                                           const double* __restrict__ p,
+                                           const double* __restrict__ q,
+                                           const double* __restrict__ w,
+                                           double* __restrict__ x,
+                                           double* __restrict__ r, double* partials,
+                                           u32* counter, double (&acc)[2]) {
+  acc[0] = 0.0;
+  acc[1] = 0.0;
+  QF_FOR(i, n) {
+    x[i] += alpha * p[i];
+    const double v = r[i] - alpha * q[i];
+    r[i] = v;
+    acc[0] += v * v;
+    acc[1] += v * v * w[i];
+  }
+  return qf_grid_sum<2>(acc, partials, counter);
+}
+
 // Column of entry k of row `row`: absolute (u32) or a 16-bit offset from
 // the row (meshes numbered with a bandwidth below 2^15: 2 bytes a column
 // instead of 4, a sixth less matrix traffic).

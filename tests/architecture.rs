@@ -139,6 +139,130 @@ fn check(crate_name: &str, src_dir: &Path, layers: &[&[&str]]) -> Vec<String> {
     problems
 }
 
+/// Import circles between the files of one folder module (`gpu/cg.rs`
+/// -> `gpu/device.rs` -> `gpu/cg.rs`): edges from `super::NAME` and
+/// `crate::FOLDER::NAME` imports between sibling files (the folder's
+/// `mod.rs`, which declares and re-exports them, is left out).
+fn sibling_cycles(src_dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(src_dir, &mut files);
+    let mut by_dir: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
+    for f in files {
+        by_dir
+            .entry(f.parent().unwrap().to_path_buf())
+            .or_default()
+            .push(f);
+    }
+    let mut problems = Vec::new();
+    for (dir, fs) in by_dir {
+        if dir == src_dir {
+            continue;
+        }
+        let folder = dir.file_name().unwrap().to_string_lossy().to_string();
+        let names: Vec<String> = fs
+            .iter()
+            .map(|f| f.file_stem().unwrap().to_string_lossy().to_string())
+            .filter(|n| n != "mod")
+            .collect();
+        let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for f in &fs {
+            let me = f.file_stem().unwrap().to_string_lossy().to_string();
+            if me == "mod" {
+                continue;
+            }
+            let text = std::fs::read_to_string(f).unwrap();
+            let mut targets = Vec::new();
+            for (_, line) in text.lines().enumerate() {
+                let t = line.trim_start();
+                if t.starts_with("#[cfg(test)]") {
+                    break;
+                }
+                if t.starts_with("//") {
+                    continue;
+                }
+                let code = line.split("//").next().unwrap_or("");
+                for prefix in ["super::".to_string(), format!("crate::{folder}::")] {
+                    let mut rest = code;
+                    while let Some(k) = rest.find(prefix.as_str()) {
+                        let after = &rest[k + prefix.len()..];
+                        let name: String = after
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
+                        if names.contains(&name) && name != me {
+                            targets.push(name);
+                        }
+                        rest = after;
+                    }
+                }
+                // `use super::{a, b::C}` lists
+                if let Some(k) = code.find("super::{") {
+                    for part in code[k + 8..].split(['}', ',']) {
+                        let name: String = part
+                            .trim()
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
+                        if names.contains(&name) && name != me {
+                            targets.push(name);
+                        }
+                    }
+                }
+            }
+            targets.sort();
+            targets.dedup();
+            edges.insert(me, targets);
+        }
+        // depth-first search for a cycle
+        fn visit(
+            n: &str,
+            edges: &BTreeMap<String, Vec<String>>,
+            state: &mut BTreeMap<String, u8>,
+            path: &mut Vec<String>,
+        ) -> Option<Vec<String>> {
+            match state.get(n).copied().unwrap_or(0) {
+                1 => {
+                    let i = path.iter().position(|p| p == n).unwrap();
+                    let mut c = path[i..].to_vec();
+                    c.push(n.to_string());
+                    return Some(c);
+                }
+                2 => return None,
+                _ => {}
+            }
+            state.insert(n.to_string(), 1);
+            path.push(n.to_string());
+            for m in edges.get(n).into_iter().flatten() {
+                if let Some(c) = visit(m, edges, state, path) {
+                    return Some(c);
+                }
+            }
+            path.pop();
+            state.insert(n.to_string(), 2);
+            None
+        }
+        let mut state = BTreeMap::new();
+        for n in edges.keys() {
+            if let Some(c) = visit(n, &edges, &mut state, &mut Vec::new()) {
+                problems.push(format!(
+                    "{}: import circle {}",
+                    dir.strip_prefix(root()).unwrap_or(&dir).display(),
+                    c.join(" -> ")
+                ));
+                break;
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn no_import_circle_between_the_files_of_a_folder() {
+    let mut p = sibling_cycles(&root().join("systems/src"));
+    p.extend(sibling_cycles(&root().join("src")));
+    assert!(p.is_empty(), "{}", p.join("\n"));
+}
+
 #[test]
 fn engine_imports_only_run_down_its_layers() {
     let p = check("quadflow-systems", &root().join("systems/src"), ENGINE);

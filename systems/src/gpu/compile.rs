@@ -10,7 +10,7 @@
 //! cores.
 
 use super::cache::{CacheKey, Origin, PtxCache};
-use super::device::{GResult, backend_error};
+use super::error::{GResult, backend_error};
 use super::kernels::{self, ModuleSpec, module};
 use std::time::Instant;
 

@@ -14,11 +14,12 @@
 //!
 //! The modules, in layers (each uses only those above it in this list):
 //!
-//! - bottom: [`options`] (settings), [`report`] (what the backend did),
+//! - bottom: [`error`] (the backend's errors and the panic guard),
+//!   [`options`] (settings), [`report`] (what the backend did),
 //!   [`kernels`] (the embedded sources grouped into modules, the basis
 //!   tables, the kernel names), [`cache`] (the on-disk kernel cache),
 //!   [`launch`] (grid and block sizes), [`compile`] (only the modules a run
-//!   needs, compiled in parallel), [`device`] (errors, context, stream,
+//!   needs, compiled in parallel), [`device`] (context, stream,
 //!   loaded kernels, counted transfers: [`device::Device`]);
 //! - [`pattern`] (the full CSR pattern and the device system), [`loop_ctl`]
 //!   (host control of the CG loop), [`vendor`] (cuBLAS and cuSPARSE),
@@ -43,6 +44,7 @@ pub mod cache;
 pub mod cg;
 pub mod compile;
 pub mod device;
+pub mod error;
 pub mod kernels;
 pub mod launch;
 pub mod loop_ctl;

@@ -1,11 +1,15 @@
 //! The GPU backend's settings: the solve strategy and the custom CG's
 //! tuning (a layer below the solvers that read them).
 
+/// Largest system for which [`CgLoop::Auto`] picks the persistent kernel:
+/// none (it never won on the H200; see [`super::persistent`]).
+pub const PERSISTENT_MAX_ROWS: usize = 0;
+
 /// How the custom strategy's iterations are launched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CgLoop {
     /// By the number of rows: persistent below
-    /// [`super::persistent::PERSISTENT_MAX_ROWS`] (none: the launches won
+    /// [`PERSISTENT_MAX_ROWS`] (none: the launches won
     /// at every size measured).
     #[default]
     Auto,
@@ -21,7 +25,7 @@ impl CgLoop {
     #[allow(clippy::absurd_extreme_comparisons)]
     pub fn resolve(self, rows: usize) -> CgLoop {
         match self {
-            CgLoop::Auto if rows < super::persistent::PERSISTENT_MAX_ROWS => CgLoop::Persistent,
+            CgLoop::Auto if rows < PERSISTENT_MAX_ROWS => CgLoop::Persistent,
             CgLoop::Auto => CgLoop::Launches,
             other => other,
         }

@@ -145,14 +145,7 @@ impl FullPattern {
 
     /// Position of entry `(i, j)` (the device's `qf_find`).
     pub fn slot(&self, i: u32, j: u32) -> Option<u32> {
-        let (s, e) = (
-            self.rowptr[i as usize] as usize,
-            self.rowptr[i as usize + 1] as usize,
-        );
-        self.col[s..e]
-            .binary_search(&j)
-            .ok()
-            .map(|k| (s + k) as u32)
+        sparse::slot_in_row(&self.rowptr, &self.col, i, j)
     }
 
     /// The upper triangle of the full matrix with values `val`, as the

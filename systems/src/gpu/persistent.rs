@@ -23,9 +23,7 @@ use super::launch;
 pub use super::options::CgLoop;
 use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
 
-/// Largest system for which [`CgLoop::Auto`] picks the persistent kernel:
-/// none (it never won on the H200; see the module docs).
-pub const PERSISTENT_MAX_ROWS: usize = 0;
+pub use super::options::PERSISTENT_MAX_ROWS;
 
 /// A persistent launch runs this many host check intervals
 /// (`check_every`) of iterations: the host reads the history once per

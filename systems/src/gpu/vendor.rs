@@ -4,7 +4,7 @@
 //! version: `cupyx.scipy.sparse.linalg.cg` runs this way).
 
 use super::device::{Ctx, GResult, backend_error, raw};
-use super::loop_ctl::{LoopEnd, LoopInput};
+use super::loop_ctl::{LoopEnd, LoopInput, positive};
 use super::report::GpuReport;
 use cudarc::cublas::{CudaBlas, sys as blas};
 use cudarc::cusparse::sys as sp;
@@ -280,7 +280,7 @@ pub fn run(
         }
         spmv()?;
         let pq = dot(p, q)?;
-        if !super::cg::positive(pq) {
+        if !positive(pq) {
             break LoopEnd::breakdown(it, pq);
         }
         let alpha = rz / pq;

@@ -186,6 +186,14 @@ pub unsafe fn pattern_rows(
     }
 }
 
+/// Index of entry `(i, j)` of a CSR with sorted columns `(rowptr, col)`,
+/// if stored (a binary search in row `i`).
+#[inline]
+pub fn slot_in_row(rowptr: &[u32], col: &[u32], i: u32, j: u32) -> Option<u32> {
+    let (s, e) = (rowptr[i as usize] as usize, rowptr[i as usize + 1] as usize);
+    col[s..e].binary_search(&j).ok().map(|k| (s + k) as u32)
+}
+
 impl SymCsr {
     /// Builds the pattern (values zero) from the connectivity.
     pub fn pattern(n: usize, elements: &[[u32; NODES]]) -> Result<Self, PatternTooLarge> {
@@ -282,14 +290,7 @@ impl SymCsr {
     /// Index of entry `(i, j)`, `i <= j`, if stored.
     #[inline]
     pub fn slot(&self, i: u32, j: u32) -> Option<u32> {
-        let (s, e) = (
-            self.rowptr[i as usize] as usize,
-            self.rowptr[i as usize + 1] as usize,
-        );
-        self.col[s..e]
-            .binary_search(&j)
-            .ok()
-            .map(|k| (s + k) as u32)
+        slot_in_row(&self.rowptr, &self.col, i, j)
     }
 
     /// Index of the diagonal entry of row `i`.
