@@ -16,7 +16,7 @@ use core::num::NonZeroUsize;
 use crate::address::StoredAddress;
 use crate::chunk_grid::{ChunkGrid, GridOrder};
 use crate::convert::Narrow;
-use crate::data_layout::SINGLE_INDEX_WITH_FILTER;
+use crate::data_layout::{SINGLE_INDEX_WITH_FILTER, chunk_dim_encoded_len};
 use crate::dataspace::{Extent, MaxExtent};
 use crate::error::FormatError;
 use crate::extensible_array::{DataBlockGeom, EaGeometry, ExtensibleArrayHeader, SuperBlockGeom};
@@ -905,6 +905,30 @@ pub fn split_into_chunks(
     Ok(buffers)
 }
 
+/// Appends the "Dimension Size Encoded Length" byte of a version 4 chunked
+/// layout message and then its dimension sizes: each of `chunk_dims`, and the
+/// element size as the trailing dimension, little-endian in that many bytes.
+///
+/// The width is the one [`chunk_dim_encoded_len`] computes, the fewest bytes
+/// that hold the largest of the sizes. It is not a free choice: the HDF5
+/// library recomputes it when it opens the dataset and refuses a message
+/// whose stored width differs ("stored chunk dimension encoding length does
+/// not match value calculated from chunk dimensions"). Rounding the width up
+/// to 4 bytes, as this writer once did, made every dataset with a chunk
+/// dimension from 65,536 to 16,777,215 (which needs 3 bytes) unreadable to
+/// h5py and every other libhdf5 client.
+fn push_chunk_dimensions(buf: &mut Vec<u8>, chunk_dims: &[u32], element_size: u32) {
+    let sizes = chunk_dims
+        .iter()
+        .chain(core::iter::once(&element_size))
+        .map(|&d| u64::from(d));
+    let width = chunk_dim_encoded_len(sizes.clone());
+    buf.push(width);
+    for size in sizes {
+        buf.extend_from_slice(&size.to_le_bytes()[..usize::from(width)]);
+    }
+}
+
 /// Serializes a version 4 single-chunk data layout message.
 fn serialize_v4_single_chunk(
     chunk_dims: &[u32],
@@ -933,47 +957,10 @@ fn serialize_v4_single_chunk(
     let ndims = chunk_dims.len() as u8 + 1;
     buf.push(ndims);
 
-    // dim_size_encoded_length: how many bytes per dimension
-    // We need to figure out the minimum encoding width
-    let max_dim = chunk_dims
-        .iter()
-        .map(|&d| d as u64)
-        .chain(core::iter::once(element_size as u64))
-        .max()
-        .unwrap_or(1);
-    let dim_encoded_len: u8 = if max_dim <= 0xFF {
-        1
-    } else if max_dim <= 0xFFFF {
-        2
-    } else {
-        4
-    };
-    buf.push(dim_encoded_len);
-
-    // dimension sizes (chunk dims + element size)
-    for &d in chunk_dims {
-        #[expect(
-            clippy::cast_possible_truncation,
-            reason = "dimension written into the on-disk encoding width selected for this file"
-        )]
-        match dim_encoded_len {
-            1 => buf.push(d as u8),
-            2 => buf.extend_from_slice(&(d as u16).to_le_bytes()),
-            4 => buf.extend_from_slice(&d.to_le_bytes()),
-            _ => {}
-        }
-    }
-    // Element size dimension
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "element size written into the on-disk encoding width selected for this file"
-    )]
-    match dim_encoded_len {
-        1 => buf.push(element_size as u8),
-        2 => buf.extend_from_slice(&(element_size as u16).to_le_bytes()),
-        4 => buf.extend_from_slice(&element_size.to_le_bytes()),
-        _ => {}
-    }
+    // The dimension sizes (chunk dims, then the element size) in the width the
+    // HDF5 library computes for them and checks on open; see
+    // `push_chunk_dimensions`.
+    push_chunk_dimensions(&mut buf, chunk_dims, element_size);
 
     // chunk index type = 1 (single chunk)
     buf.push(1);
@@ -1020,43 +1007,10 @@ fn serialize_v4_fixed_array(
     let ndims = chunk_dims.len() as u8 + 1;
     buf.push(ndims);
 
-    let max_dim = chunk_dims
-        .iter()
-        .map(|&d| d as u64)
-        .chain(core::iter::once(element_size as u64))
-        .max()
-        .unwrap_or(1);
-    let dim_encoded_len: u8 = if max_dim <= 0xFF {
-        1
-    } else if max_dim <= 0xFFFF {
-        2
-    } else {
-        4
-    };
-    buf.push(dim_encoded_len);
-
-    for &d in chunk_dims {
-        #[expect(
-            clippy::cast_possible_truncation,
-            reason = "dimension written into the on-disk encoding width selected for this file"
-        )]
-        match dim_encoded_len {
-            1 => buf.push(d as u8),
-            2 => buf.extend_from_slice(&(d as u16).to_le_bytes()),
-            4 => buf.extend_from_slice(&d.to_le_bytes()),
-            _ => {}
-        }
-    }
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "element size written into the on-disk encoding width selected for this file"
-    )]
-    match dim_encoded_len {
-        1 => buf.push(element_size as u8),
-        2 => buf.extend_from_slice(&(element_size as u16).to_le_bytes()),
-        4 => buf.extend_from_slice(&element_size.to_le_bytes()),
-        _ => {}
-    }
+    // The dimension sizes (chunk dims, then the element size) in the width the
+    // HDF5 library computes for them and checks on open; see
+    // `push_chunk_dimensions`.
+    push_chunk_dimensions(&mut buf, chunk_dims, element_size);
 
     // chunk index type = 3 (Fixed Array)
     buf.push(3);
@@ -1554,43 +1508,10 @@ pub(crate) fn serialize_v4_extensible_array(
     let ndims = chunk_dims.len() as u8 + 1;
     buf.push(ndims);
 
-    let max_dim = chunk_dims
-        .iter()
-        .map(|&d| d as u64)
-        .chain(core::iter::once(element_size as u64))
-        .max()
-        .unwrap_or(1);
-    let dim_encoded_len: u8 = if max_dim <= 0xFF {
-        1
-    } else if max_dim <= 0xFFFF {
-        2
-    } else {
-        4
-    };
-    buf.push(dim_encoded_len);
-
-    for &d in chunk_dims {
-        #[expect(
-            clippy::cast_possible_truncation,
-            reason = "dimension written into the on-disk encoding width selected for this file"
-        )]
-        match dim_encoded_len {
-            1 => buf.push(d as u8),
-            2 => buf.extend_from_slice(&(d as u16).to_le_bytes()),
-            4 => buf.extend_from_slice(&d.to_le_bytes()),
-            _ => {}
-        }
-    }
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "element size written into the on-disk encoding width selected for this file"
-    )]
-    match dim_encoded_len {
-        1 => buf.push(element_size as u8),
-        2 => buf.extend_from_slice(&(element_size as u16).to_le_bytes()),
-        4 => buf.extend_from_slice(&element_size.to_le_bytes()),
-        _ => {}
-    }
+    // The dimension sizes (chunk dims, then the element size) in the width the
+    // HDF5 library computes for them and checks on open; see
+    // `push_chunk_dimensions`.
+    push_chunk_dimensions(&mut buf, chunk_dims, element_size);
 
     // chunk index type = 4 (Extensible Array)
     buf.push(4);
@@ -4535,6 +4456,39 @@ mod tests {
                 },
             }
         );
+    }
+
+    /// Every layout serializer stores the dimension sizes in the width libhdf5
+    /// recomputes on open (byte 4 of the message), 3 bytes for a chunk of
+    /// 65,536 elements, and the sizes read back whatever the width.
+    #[test]
+    fn serialized_chunk_dimensions_use_the_minimal_width() {
+        let addr = StoredAddress::new(0x3000);
+        for (dims, width) in [
+            (&[20u32][..], 1u8),
+            (&[300], 2),
+            (&[65_535, 2], 2),
+            (&[65_536], 3),
+            (&[4, 70_000], 3),
+            (&[16_777_216], 4),
+        ] {
+            let messages = [
+                serialize_v4_single_chunk(dims, addr, Some(100), Some(0), 8, 8),
+                serialize_v4_fixed_array(dims, addr, 8, 8, 4),
+                serialize_v4_extensible_array(dims, addr, 8, 8),
+            ];
+            for msg in messages {
+                assert_eq!(msg[4], width, "{dims:?}");
+                let DataLayout::Chunked {
+                    chunk_dimensions, ..
+                } = DataLayout::parse(&msg, 8, 8).unwrap()
+                else {
+                    panic!("not a chunked layout");
+                };
+                let want: Vec<u64> = dims.iter().map(|&d| u64::from(d)).chain([8]).collect();
+                assert_eq!(chunk_dimensions, want);
+            }
+        }
     }
 
     #[test]

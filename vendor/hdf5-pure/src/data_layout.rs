@@ -132,33 +132,20 @@ impl DataLayout {
                 ensure_len(data, p, dimensionality * dim_size_encoded_length)?;
                 let mut chunk_dimensions = Vec::with_capacity(dimensionality);
                 for _ in 0..dimensionality {
-                    let val = match dim_size_encoded_length {
-                        1 => u64::from(data[p]),
-                        2 => u64::from(u16::from_le_bytes([data[p], data[p + 1]])),
-                        4 => u64::from(u32::from_le_bytes([
-                            data[p],
-                            data[p + 1],
-                            data[p + 2],
-                            data[p + 3],
-                        ])),
-                        8 => u64::from_le_bytes([
-                            data[p],
-                            data[p + 1],
-                            data[p + 2],
-                            data[p + 3],
-                            data[p + 4],
-                            data[p + 5],
-                            data[p + 6],
-                            data[p + 7],
-                        ]),
-                        _ => {
-                            return Err(FormatError::UnexpectedEof {
-                                expected: p + dim_size_encoded_length,
-                                available: data.len(),
-                            });
-                        }
-                    };
-                    chunk_dimensions.push(val);
+                    // Any width from 1 to 8 bytes: the HDF5 library writes the
+                    // fewest bytes that hold the largest dimension (see
+                    // `chunk_dim_encoded_len`), so 3, 5, 6 and 7 occur as
+                    // well as the powers of two.
+                    if !(1..=8).contains(&dim_size_encoded_length) {
+                        return Err(FormatError::UnexpectedEof {
+                            expected: p + dim_size_encoded_length,
+                            available: data.len(),
+                        });
+                    }
+                    let mut le = [0u8; 8];
+                    le[..dim_size_encoded_length]
+                        .copy_from_slice(&data[p..p + dim_size_encoded_length]);
+                    chunk_dimensions.push(u64::from_le_bytes(le));
                     p += dim_size_encoded_length;
                 }
 
@@ -401,6 +388,21 @@ fn read_filtered_single_chunk(
     }))
 }
 
+/// The "Dimension Size Encoded Length" of a version 4 chunked layout message
+/// whose dimension sizes (the chunk dimensions and, last, the element size)
+/// are `sizes`: the fewest bytes, 1 to 8, that hold the largest of them.
+///
+/// This is what the HDF5 library computes in `H5D__chunk_set_sizes`
+/// (`(H5VM_log2_gen(dim) + 8) / 8`, maximised over the dimensions) and
+/// compares with the stored byte when it opens a dataset, so a writer must use
+/// exactly this width: a dimension of 65,536 takes 3 bytes, not 4.
+pub(crate) fn chunk_dim_encoded_len(sizes: impl IntoIterator<Item = u64>) -> u8 {
+    let largest = sizes.into_iter().max().unwrap_or(0).max(1);
+    let bits = u64::BITS - largest.leading_zeros();
+    // 1 <= bits <= 64, so the width is 1 to 8 and fits a u8.
+    bits.div_ceil(8) as u8
+}
+
 /// Byte offset of a layout message's class-specific property description, past
 /// the version and layout class bytes the message opens with. From "The Data
 /// Layout Message", version 4.0.
@@ -622,7 +624,11 @@ mod tests {
     #[rstest]
     #[case(1, 0x7f)]
     #[case(2, 0x7fff)]
+    #[case(3, 0x1_0000)]
+    #[case(3, 0xff_ffff)]
     #[case(4, 0x7fff_ffff)]
+    #[case(5, 0x1_0000_0000)]
+    #[case(7, 0x1_0000_0000_0000)]
     #[case(8, 0x1_0000_0000)]
     fn v4_chunked_dimension_width_is_preserved(
         #[case] dim_size_encoded_length: u8,
@@ -644,6 +650,26 @@ mod tests {
                 },
             }
         );
+    }
+
+    /// The width is libhdf5's `(H5VM_log2_gen(dim) + 8) / 8`, maximised over
+    /// the dimensions, element size included: the fewest bytes that hold the
+    /// largest one.
+    #[rstest]
+    #[case(&[0], 1)]
+    #[case(&[1, 8], 1)]
+    #[case(&[255, 8], 1)]
+    #[case(&[256, 8], 2)]
+    #[case(&[65_535, 4], 2)]
+    #[case(&[65_536, 8], 3)]
+    #[case(&[8, 65_536], 3)]
+    #[case(&[16_777_215, 8], 3)]
+    #[case(&[16_777_216, 8], 4)]
+    #[case(&[u64::from(u32::MAX), 8], 4)]
+    #[case(&[1 << 32, 8], 5)]
+    #[case(&[u64::MAX, 8], 8)]
+    fn chunk_dimension_width_is_the_minimal_one(#[case] sizes: &[u64], #[case] width: u8) {
+        assert_eq!(chunk_dim_encoded_len(sizes.iter().copied()), width);
     }
 
     #[rstest]
