@@ -31,6 +31,10 @@ const FILTER_SHUFFLE: u16 = 2;
 /// Elements converted per parallel task of a contiguous dataset.
 const BLOCK: usize = 1 << 16;
 
+/// The largest chunk this module inflates when the chunk is larger than the
+/// whole dataset (possible for a dataset that can grow).
+const MAX_CHUNK_BYTES: usize = 64 << 20;
+
 /// A stored element type this module decodes: little-endian IEEE f64, and
 /// little-endian signed 32- and 64-bit integers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,7 +234,9 @@ fn read_contiguous<T: Target>(
     out.par_chunks_mut(BLOCK)
         .enumerate()
         .map_init(Vec::new, |buf, (i, dst)| {
-            let offset = address + (i * BLOCK * esz) as u64;
+            let Some(offset) = address.checked_add((i * BLOCK * esz) as u64) else {
+                return false;
+            };
             fit(buf, (dst.len() * esz) as u64, BLOCK * esz) && read_at(file, buf, offset) && {
                 convert(kind, buf, dst);
                 true
@@ -263,11 +269,16 @@ fn read_chunked<T: Target>(
         return false;
     };
     let row_len = out.len() / rows;
+    let esz = kind.size();
     let Some(chunk_len) = band.checked_mul(row_len) else {
         return false;
     };
-    let esz = kind.size();
-    let chunk_bytes = chunk_len * esz;
+    // A chunk may reach past the dataset's end, but one far larger than the
+    // dataset is left to hdf5-pure rather than allocated here.
+    let chunk_bytes = chunk_len.saturating_mul(esz);
+    if chunk_bytes > (out.len() * esz).max(MAX_CHUNK_BYTES) {
+        return false;
+    }
     // Exactly one chunk per band of rows, each whole and unmasked.
     chunks.sort_unstable_by_key(|c| c.offset.first().copied());
     let complete = chunks.len() == rows.div_ceil(band)
