@@ -299,14 +299,10 @@ impl Opened {
 
     /// Reads dataset `ds` of shape `shape` on all cores when its layout and
     /// type allow (see [`fast`]), else `None`.
-    fn read_fast<T: fast::Target + Default + Clone>(
-        &self,
-        ds: &Dataset,
-        shape: &[u64],
-    ) -> Option<Vec<T>> {
+    fn read_fast<T: fast::Target + Default>(&self, ds: &Dataset, shape: &[u64]) -> Option<Vec<T>> {
         let kind = Stored::of(&ds.datatype().ok()?)?;
         let count = usize::try_from(shape.iter().product::<u64>()).ok()?;
-        let mut values = vec![T::default(); count];
+        let mut values = fast::zeroed::<T>(count);
         fast::read_into(&self.raw, ds, shape, kind, &mut values).then_some(values)
     }
 
@@ -502,7 +498,7 @@ fn read_quad8(
     }
     // The usual int32 and int64: decoded on all cores straight into rows.
     if let Some(kind) = ds.datatype().ok().as_ref().and_then(Stored::of) {
-        let mut quad8 = vec![[0i64; 8]; elements];
+        let mut quad8 = fast::zeroed::<[i64; 8]>(elements);
         if fast::read_into(&f.raw, ds, shape, kind, quad8.as_flattened_mut()) {
             return Ok(quad8);
         }
