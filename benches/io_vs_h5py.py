@@ -146,6 +146,7 @@ def main():
     a = ap.parse_args()
 
     exe = bench_binary()
+    load_before = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else []
     tmp = tempfile.TemporaryDirectory(dir=a.dir)
     d = tmp.name
     write_rows, read_rows = [], []
@@ -207,6 +208,9 @@ def main():
                     f"h5py {h5py.__version__}, HDF5 {h5py.version.hdf5_version}, "
                     f"numpy {np.__version__}\n"
                     f"- command: `{cmd}`\n"
+                    f"- load average (1, 5, 15 min) before: {' '.join(load_before)}, after: "
+                    f"{' '.join(open('/proc/loadavg').read().split()[:3])} "
+                    f"(other jobs share the machine)\n"
                     f"- seconds, medians over {a.repeat} rounds; \"cold\": the first of "
                     f"{TIMES} in a fresh process, \"warm\": the others; files in the page "
                     f"cache\n\n")
