@@ -9,8 +9,10 @@
 //!   and without shuffle, h5py's own chunk shapes, chunks of more than 65,535
 //!   rows), other filters and byte orders, node sets of several integer types.
 //!
-//! Each test skips, saying so, when python3 with h5py and numpy is missing
-//! (`.ci/run` installs them).
+//! Each test skips, saying so (and in `$QUADFLOW_SKIP_LOG`), when python3
+//! with h5py and numpy is missing (`tests/run` installs them).
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -25,14 +27,18 @@ use quadflow::io::h5::{
 };
 use serde_json::{Value, json};
 
-/// Whether python3 can import h5py and numpy; says so when not.
-fn have_h5py() -> bool {
+/// Whether python3 can import h5py and numpy; when not, says that `test`
+/// skips.
+fn have_h5py(test: &str) -> bool {
     let ok = Command::new("python3")
         .args(["-c", "import h5py, numpy"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("SKIPPED: python3 with h5py and numpy is needed (pip install h5py)");
+        common::skip(
+            test,
+            "python3 with h5py and numpy is needed (pip install h5py)",
+        );
     }
     ok
 }
@@ -223,7 +229,7 @@ const ALL: [(bool, MeshLayout); 4] = [
 
 #[test]
 fn h5py_reads_small_meshes() {
-    if !have_h5py() {
+    if !have_h5py("h5py_reads_small_meshes") {
         return;
     }
     let (raw, sets) = venturi(2000);
@@ -238,7 +244,7 @@ fn h5py_reads_small_meshes() {
 
 #[test]
 fn h5py_reads_300k_node_meshes() {
-    if !have_h5py() {
+    if !have_h5py("h5py_reads_300k_node_meshes") {
         return;
     }
     let (raw, sets) = venturi(300_000);
@@ -248,7 +254,7 @@ fn h5py_reads_300k_node_meshes() {
 
 #[test]
 fn h5py_reads_1_3_million_node_meshes() {
-    if !have_h5py() {
+    if !have_h5py("h5py_reads_1_3_million_node_meshes") {
         return;
     }
     let (raw, sets) = venturi(1_300_000);
@@ -261,7 +267,7 @@ fn h5py_reads_1_3_million_node_meshes() {
 
 #[test]
 fn h5py_reads_results_files() {
-    if !have_h5py() {
+    if !have_h5py("h5py_reads_results_files") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -363,7 +369,7 @@ for name, v in variants.items():
 
 #[test]
 fn quadflow_reads_what_h5py_writes() {
-    if !have_h5py() {
+    if !have_h5py("quadflow_reads_what_h5py_writes") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
