@@ -1,14 +1,18 @@
 //! Tests of `quadflow::io::h5`: the shared meshes and reference files load,
-//! results and meshes round-trip (and h5py reads them), malformed files give
-//! their specific errors without panicking, and writes are all-or-nothing.
+//! results and meshes round-trip (and h5py reads them; `tests/h5_py.rs` has
+//! the full cross-check), mesh layouts are stored as documented and do not
+//! depend on the thread count, malformed files give their specific errors
+//! without panicking, and writes are all-or-nothing. Node sets:
+//! `tests/h5_sets.rs`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use quadflow::io::h5::{
-    Attr, H5Error, RawMesh, ResultsData, read_mesh, read_reference, read_results,
-    read_results_attrs, write_mesh, write_results,
+    Attr, H5Error, MeshLayout, RawMesh, ResultsData, read_mesh, read_mesh_with_sets,
+    read_reference, read_results, read_results_attrs, write_mesh, write_mesh_with_sets,
+    write_results,
 };
 
 const MESHES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/meshes");
@@ -299,6 +303,108 @@ fn mesh_round_trip_all_layouts() {
         }
     }
     no_temp_files(dir.path());
+}
+
+/// The gzip layout: chunks of about 512 KiB along the rows (65,536 nodes,
+/// 16,384 int32 or 8,192 int64 elements), shuffle then deflate, as h5py's
+/// `compression="gzip", shuffle=True` writes them; contiguous: neither.
+#[test]
+fn mesh_layouts_are_stored_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = quadflow::generate::generate(quadflow::generate::Geometry::Venturi, 300_000).unwrap();
+    let sets = quadflow::cli::mesh::inlet_outlet_sets(&raw);
+    for (int64, rows) in [(false, 16_384), (true, 8_192)] {
+        let path = dir.path().join(format!("g{int64}.h5"));
+        write_mesh_with_sets(&path, &raw, &sets, int64, MeshLayout::Gzip).unwrap();
+        let f = hdf5_pure::File::open(&path).unwrap();
+        for (name, chunk) in [
+            ("x", vec![65_536]),
+            ("y", vec![65_536]),
+            ("quad8", vec![rows, 8]),
+        ] {
+            let ds = f.dataset(name).unwrap();
+            assert_eq!(ds.chunk_shape().unwrap(), Some(chunk), "{name}");
+            assert_eq!(ds.filters(), [2, 1], "{name}: shuffle, then deflate");
+            assert!(ds.chunks().unwrap().len() > 1, "{name}");
+        }
+        let inlet = f.dataset("node_sets/inlet").unwrap();
+        assert_eq!(inlet.filters(), [2, 1]);
+        let path = dir.path().join(format!("c{int64}.h5"));
+        write_mesh_with_sets(&path, &raw, &sets, int64, MeshLayout::Contiguous).unwrap();
+        let f = hdf5_pure::File::open(&path).unwrap();
+        for name in ["x", "y", "quad8", "node_sets/inlet"] {
+            let ds = f.dataset(name).unwrap();
+            assert!(!ds.is_chunked() && ds.filters().is_empty(), "{name}");
+        }
+        assert_eq!(
+            read_mesh_with_sets(&path).unwrap(),
+            (raw.clone(), sets.clone())
+        );
+    }
+    assert_eq!(MeshLayout::default(), MeshLayout::Gzip);
+    for l in [MeshLayout::Gzip, MeshLayout::Contiguous] {
+        assert_eq!(MeshLayout::parse(l.name()), Some(l));
+    }
+    assert_eq!(MeshLayout::parse("lzf"), None);
+}
+
+/// Chunks compressed on many threads make the same file as on one, and the
+/// file reads back the same on one thread as on many.
+#[test]
+fn threads_do_not_change_the_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = quadflow::generate::generate(quadflow::generate::Geometry::Elbow90, 200_000).unwrap();
+    let sets = quadflow::cli::mesh::inlet_outlet_sets(&raw);
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let four = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    for layout in [MeshLayout::Gzip, MeshLayout::Contiguous] {
+        let a = dir.path().join("a.h5");
+        let b = dir.path().join("b.h5");
+        one.install(|| write_mesh_with_sets(&a, &raw, &sets, false, layout))
+            .unwrap();
+        four.install(|| write_mesh_with_sets(&b, &raw, &sets, false, layout))
+            .unwrap();
+        assert!(fs::read(&a).unwrap() == fs::read(&b).unwrap(), "{layout:?}");
+        let r1 = one.install(|| read_mesh_with_sets(&a)).unwrap();
+        let r4 = four.install(|| read_mesh_with_sets(&a)).unwrap();
+        assert!(r1 == r4 && r1.0 == raw && r1.1 == sets, "{layout:?}");
+    }
+}
+
+/// A damaged compressed chunk is an error naming the file, never a panic
+/// and never a mesh with wrong numbers (deflate streams carry a checksum).
+#[test]
+fn damaged_chunks_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = quadflow::generate::generate(quadflow::generate::Geometry::Venturi, 100_000).unwrap();
+    let path = dir.path().join("m.h5");
+    write_mesh_with_sets(&path, &raw, &Default::default(), false, MeshLayout::Gzip).unwrap();
+    let f = hdf5_pure::File::open(&path).unwrap();
+    let chunks = f.dataset("y").unwrap().chunks().unwrap();
+    drop(f);
+    let original = fs::read(&path).unwrap();
+    for c in &chunks {
+        for frac in [0.2, 0.5, 0.9] {
+            let mut bytes = original.clone();
+            let at = (c.address + (c.storage_size as f64 * frac) as u64) as usize;
+            bytes[at] ^= 0x5a;
+            let bad = dir.path().join("bad.h5");
+            fs::write(&bad, &bytes).unwrap();
+            match read_mesh(&bad) {
+                Err(e) => assert!(e.message.contains("corrupt"), "{e}"),
+                Ok(m) => panic!(
+                    "a damaged chunk at byte {at} read as a mesh (same: {})",
+                    m == raw
+                ),
+            }
+        }
+    }
 }
 
 #[test]

@@ -20,7 +20,7 @@ use std::path::Path;
 
 pub use atomic::write_atomic;
 use gmsh::{GmshError, MshVersion};
-use h5::H5Error;
+use h5::{H5Error, MeshLayout};
 pub use raw::RawMesh;
 
 /// A mesh file that cannot be read or written, naming the file.
@@ -76,7 +76,7 @@ impl MeshFormat {
 pub struct MeshFile {
     /// Coordinates and connectivity.
     pub raw: RawMesh,
-    /// Named node sets (gmsh physical groups; none from HDF5).
+    /// Named node sets (gmsh physical groups; HDF5 `node_sets/NAME`).
     pub node_sets: BTreeMap<String, Vec<u32>>,
     /// Elements of types quadflow does not use that were skipped (gmsh).
     pub ignored_elements: usize,
@@ -91,10 +91,14 @@ pub struct MeshFile {
 /// An unsupported extension, or the reader's error.
 pub fn read_mesh_file(path: &Path) -> Result<MeshFile, MeshIoError> {
     Ok(match MeshFormat::of(path)? {
-        MeshFormat::Hdf5 => MeshFile {
-            raw: h5::read_mesh(path)?,
-            ..MeshFile::default()
-        },
+        MeshFormat::Hdf5 => {
+            let (raw, node_sets) = h5::read_mesh_with_sets(path)?;
+            MeshFile {
+                raw,
+                node_sets,
+                ..MeshFile::default()
+            }
+        }
         MeshFormat::Gmsh => {
             let m = gmsh::read_msh(path)?;
             if m.ignored_elements > 0 {
@@ -115,7 +119,7 @@ pub fn read_mesh_file(path: &Path) -> Result<MeshFile, MeshIoError> {
 }
 
 /// Reads a mesh and its named node sets, choosing the reader by extension:
-/// `.h5` and `.hdf5` are HDF5 (no node sets), `.msh` is gmsh.
+/// `.h5` and `.hdf5` are HDF5, `.msh` is gmsh.
 ///
 /// # Errors
 ///
@@ -126,9 +130,10 @@ pub fn read_any_mesh(path: &Path) -> Result<(RawMesh, BTreeMap<String, Vec<u32>>
     Ok((m.raw, m.node_sets))
 }
 
-/// Writes a mesh file, choosing the writer by extension: HDF5 (int32
-/// connectivity, gzip; node sets are not stored) or gmsh of variant
-/// `msh_version`. All or nothing, as every writer here.
+/// Writes a mesh file with its node sets, choosing the writer by extension:
+/// HDF5 (int32 connectivity unless the mesh has more nodes than int32
+/// holds, stored as `layout` says) or gmsh of variant `msh_version`. All or
+/// nothing, as every writer here.
 ///
 /// # Errors
 ///
@@ -138,11 +143,12 @@ pub fn write_any_mesh(
     raw: &RawMesh,
     node_sets: &BTreeMap<String, Vec<u32>>,
     msh_version: MshVersion,
+    layout: MeshLayout,
 ) -> Result<Option<gmsh::MshWritten>, MeshIoError> {
     match MeshFormat::of(path)? {
         MeshFormat::Hdf5 => {
             let int64 = raw.x.len() > i32::MAX as usize;
-            h5::write_mesh(path, raw, int64, true)?;
+            h5::write_mesh_with_sets(path, raw, node_sets, int64, layout)?;
             Ok(None)
         }
         MeshFormat::Gmsh => Ok(Some(gmsh::write_msh(path, raw, node_sets, msh_version)?)),
