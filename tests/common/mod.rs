@@ -96,11 +96,16 @@ pub fn scene_for_mesh(name: &str, extra: &str) -> Scene {
     .unwrap()
 }
 
+/// The reference results file of mesh `name` (panics naming both places
+/// when it is in neither).
+pub fn reference_path(name: &str) -> PathBuf {
+    find("reference", name)
+        .unwrap_or_else(|| panic!("reference {name}: in neither tests/data nor ../shared"))
+}
+
 /// Loads the reference of a mesh.
 pub fn reference(name: &str) -> Reference {
-    let p = find("reference", name)
-        .unwrap_or_else(|| panic!("reference {name}: in neither tests/data nor ../shared"));
-    h5io::read_reference(&p).unwrap()
+    h5io::read_reference(&reference_path(name)).unwrap()
 }
 
 /// Runs a scene on a loaded mesh.
