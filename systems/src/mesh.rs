@@ -97,6 +97,35 @@ pub enum MeshError {
     TooLarge(usize),
 }
 
+/// Element `e`'s connectivity checked against `n` nodes (indices in range,
+/// no node twice) and narrowed to 32 bits.
+fn check_element(e: usize, raw: &[i64; NODES], n: usize) -> Result<[u32; NODES], MeshError> {
+    let mut el = [0u32; NODES];
+    for (k, &v) in raw.iter().enumerate() {
+        if v < 0 || v as u64 >= n as u64 {
+            return Err(MeshError::IndexOutOfRange {
+                element: e,
+                index: v,
+                nodes: n,
+            });
+        }
+        el[k] = v as u32;
+    }
+    for a in 0..NODES {
+        for b in a + 1..NODES {
+            if el[a] == el[b] {
+                return Err(MeshError::RepeatedNode {
+                    element: e,
+                    node: el[a],
+                    a: a + 1,
+                    b: b + 1,
+                });
+            }
+        }
+    }
+    Ok(el)
+}
+
 /// What to do with clockwise elements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OrientationPolicy {
@@ -247,33 +276,32 @@ impl Mesh {
                 y: y[i],
             });
         }
-        let mut elements = Vec::with_capacity(quad8.len());
-        for (e, raw) in quad8.iter().enumerate() {
-            let mut el = [0u32; NODES];
-            for (k, &v) in raw.iter().enumerate() {
-                if v < 0 || v as u64 >= n as u64 {
-                    return Err(MeshError::IndexOutOfRange {
-                        element: e,
-                        index: v,
-                        nodes: n,
-                    });
-                }
-                el[k] = v as u32;
+        let elements = if parallel {
+            use rayon::prelude::*;
+            let mut elements = vec![[0u32; NODES]; quad8.len()];
+            // The first bad element in element order, as the serial loop.
+            let bad = elements
+                .par_iter_mut()
+                .zip(quad8.par_iter())
+                .enumerate()
+                .with_min_len(4096)
+                .filter_map(|(e, (el, raw))| check_element(e, raw, n).map(|v| *el = v).err())
+                .min_by_key(|err| match err {
+                    MeshError::IndexOutOfRange { element, .. }
+                    | MeshError::RepeatedNode { element, .. } => *element,
+                    _ => usize::MAX,
+                });
+            if let Some(err) = bad {
+                return Err(err);
             }
-            for a in 0..NODES {
-                for b in a + 1..NODES {
-                    if el[a] == el[b] {
-                        return Err(MeshError::RepeatedNode {
-                            element: e,
-                            node: el[a],
-                            a: a + 1,
-                            b: b + 1,
-                        });
-                    }
-                }
+            elements
+        } else {
+            let mut elements = Vec::with_capacity(quad8.len());
+            for (e, raw) in quad8.iter().enumerate() {
+                elements.push(check_element(e, raw, n)?);
             }
-            elements.push(el);
-        }
+            elements
+        };
         let mut mesh = Mesh {
             x,
             y,
@@ -305,7 +333,7 @@ impl Mesh {
     fn orient(&mut self, policy: OrientationPolicy, parallel: bool) -> Result<(), MeshError> {
         let mut flipped = 0usize;
         let mut first = usize::MAX;
-        let bad = |e: &usize| element::quad_data(&self.coords(*e)).is_err();
+        let bad = |e: &usize| element::check_jacobian(&self.coords(*e)).is_err();
         // elements not positive everywhere, in element order
         let suspects: Vec<usize> = if parallel {
             use rayon::prelude::*;
@@ -321,7 +349,7 @@ impl Mesh {
             // Not positive everywhere: clockwise if the reversed numbering is.
             let rev = reverse(self.elements[e]);
             let orig = std::mem::replace(&mut self.elements[e], rev);
-            match element::quad_data(&self.coords(e)) {
+            match element::check_jacobian(&self.coords(e)) {
                 Ok(_) => {
                     flipped += 1;
                     first = first.min(e);
@@ -331,7 +359,7 @@ impl Mesh {
                 }
                 Err(_) => {
                     self.elements[e] = orig;
-                    let (point, det) = element::quad_data(&self.coords(e)).unwrap_err();
+                    let (point, det) = element::check_jacobian(&self.coords(e)).unwrap_err();
                     return Err(MeshError::Degenerate {
                         element: e,
                         nodes: orig,
@@ -448,5 +476,58 @@ mod tests {
         yd[4] = 0.0;
         let err = Mesh::new(xd, yd, &e, OrientationPolicy::Fix).unwrap_err();
         assert!(matches!(err, MeshError::Degenerate { .. }), "{err}");
+    }
+
+    #[test]
+    fn parallel_index_check_names_the_first_bad_element() {
+        // A lattice large enough for several parallel chunks, broken in two
+        // far-apart places: both checks name the earlier element.
+        let m = Mesh::lattice(120, 100, 1.0, 1.0, |x, y| (x, y));
+        let raw: Vec<[i64; NODES]> = m.elements.iter().map(|e| e.map(i64::from)).collect();
+        for (first, second) in [(9_000, 200), (11_999, 5)] {
+            let mut bad = raw.clone();
+            bad[first][2] = -1;
+            bad[second][5] = bad[second][6];
+            let s = Mesh::new_with(
+                m.x.clone(),
+                m.y.clone(),
+                &bad,
+                OrientationPolicy::Fix,
+                false,
+            )
+            .unwrap_err();
+            let p = Mesh::new_with(m.x.clone(), m.y.clone(), &bad, OrientationPolicy::Fix, true)
+                .unwrap_err();
+            assert_eq!(s.to_string(), p.to_string());
+            assert!(s.to_string().contains(&format!("element {second} ")), "{s}");
+        }
+        let p = Mesh::new_with(m.x.clone(), m.y.clone(), &raw, OrientationPolicy::Fix, true);
+        assert_eq!(p.unwrap(), m);
+    }
+
+    #[test]
+    fn jacobian_check_decides_as_quadrature_does() {
+        // Distorted and collapsing elements: the cheap check accepts and
+        // refuses exactly what the full quadrature data does, at the same
+        // point with the same determinant.
+        let (x, y, e) = two_squares();
+        for shift in [-1.5, -1.0, -0.75, -0.5, 0.0, 0.3, 0.6, 0.9, 1.2] {
+            let mut xs = x.clone();
+            xs[4] += shift;
+            let m = Mesh {
+                x: xs,
+                y: y.clone(),
+                elements: e.iter().map(|r| r.map(|v| v as u32)).collect(),
+                flipped: 0,
+                node_sets: BTreeMap::new(),
+                part_of: None,
+            };
+            for el in 0..2 {
+                let c = m.coords(el);
+                let full = element::quad_data(&c).map(|_| ());
+                let cheap = element::check_jacobian(&c);
+                assert_eq!(format!("{full:?}"), format!("{cheap:?}"), "shift {shift}");
+            }
+        }
     }
 }
