@@ -107,6 +107,7 @@ pub use pcg::{AmgCgOutcome, CheckOutcome, MAX_RESTARTS, ResidualCheck, Unscaled,
 pub use settings::{AmgSettings, Smoother, Strength};
 pub use setup::{
     Hierarchy, LevelData, aggregate, smoother_coefficients, spectral_radius, strength,
+    tridiagonal_max,
 };
 pub use system::{AmgSystem, solve_amg_cg};
 

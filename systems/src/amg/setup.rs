@@ -187,6 +187,13 @@ fn spectral_radius_with<T: Copy + Into<f64> + Sync>(
         });
         beta_prev = beta;
     }
+    tridiagonal_max(&alphas, &betas)
+}
+
+/// Largest eigenvalue of the symmetric tridiagonal matrix with diagonal
+/// `alphas` and off-diagonal `betas` (the Lanczos matrix; `betas` may be
+/// one shorter than `alphas` or as long, its last entry then unused).
+pub fn tridiagonal_max(alphas: &[f64], betas: &[f64]) -> f64 {
     let k = alphas.len();
     let mut t = nalgebra::DMatrix::<f64>::zeros(k, k);
     for i in 0..k {

@@ -19,7 +19,7 @@ use super::kernels::flag;
 use super::launch;
 use super::pattern::{DeviceSystem, scan_in_place};
 use super::report::GpuReport;
-use crate::amg::{AmgSettings, Strength};
+use crate::amg::{AmgSettings, Strength, tridiagonal_max};
 use crate::solver::SolveError;
 use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg, ValidAsZeroBits};
 
@@ -568,22 +568,6 @@ fn spectral_radius(
         beta_prev = beta;
     }
     Ok(tridiagonal_max(&alphas, &betas))
-}
-
-/// Largest eigenvalue of the symmetric tridiagonal matrix with diagonal
-/// `alphas` and off-diagonal `betas` (the Lanczos matrix).
-pub fn tridiagonal_max(alphas: &[f64], betas: &[f64]) -> f64 {
-    let k = alphas.len();
-    let mut t = nalgebra::DMatrix::<f64>::zeros(k, k);
-    for i in 0..k {
-        t[(i, i)] = alphas[i];
-        if i + 1 < k {
-            t[(i, i + 1)] = betas[i];
-            t[(i + 1, i)] = betas[i];
-        }
-    }
-    let ev = nalgebra::SymmetricEigen::new(t).eigenvalues;
-    ev.iter().fold(0.0f64, |m, &x| m.max(x))
 }
 
 /// The dense inverse of a small symmetric positive definite CSR (the
