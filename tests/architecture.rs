@@ -172,7 +172,7 @@ fn sibling_cycles(src_dir: &Path) -> Vec<String> {
             }
             let text = std::fs::read_to_string(f).unwrap();
             let mut targets = Vec::new();
-            for (_, line) in text.lines().enumerate() {
+            for line in text.lines() {
                 let t = line.trim_start();
                 if t.starts_with("#[cfg(test)]") {
                     break;
