@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -68,6 +69,23 @@ def wall(f):
     return time.perf_counter() - t0, out
 
 
+def cpu_self():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def cpu_children():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed_child(cmd):
+    """Wall and CPU (user + system) seconds of a child process."""
+    c0, t0 = cpu_children(), time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - t0, cpu_children() - c0
+
+
 def stats(v):
     return {"median": statistics.median(v), "min": min(v), "max": max(v), "runs": v}
 
@@ -100,15 +118,24 @@ def main():
         subprocess.run(cmd_cli, check=True)
         quadflow.solve(mesh, backend=backend, threads=threads)
         t_cli, t_call, t_proc, engine_total, iterations = [], [], [], [], None
+        c_cli, c_call, c_proc = [], [], []
         for i in range(args.repeats):
-            t_cli.append(wall(lambda: subprocess.run(cmd_cli, check=True))[0])
+            w, c = timed_child(cmd_cli)
+            t_cli.append(w)
+            c_cli.append(c)
+            c0 = cpu_self()
             dt, r = wall(lambda: quadflow.solve(mesh, backend=backend, threads=threads))
+            c_call.append(cpu_self() - c0)
             t_call.append(dt)
             engine_total.append(r.times["total"])
             iterations = r.iterations
-            t_proc.append(wall(lambda: subprocess.run(cmd_py, check=True))[0])
-            print(f"{backend} {threads or ''} run {i + 1}: CLI {t_cli[-1]:.3f} s, "
-                  f"Python call {t_call[-1]:.3f} s, Python process {t_proc[-1]:.3f} s", flush=True)
+            del r
+            w, c = timed_child(cmd_py)
+            t_proc.append(w)
+            c_proc.append(c)
+            print(f"{backend} {threads or ''} run {i + 1}: wall (CPU) seconds: CLI {t_cli[-1]:.3f} ({c_cli[-1]:.3f}), "
+                  f"Python call {t_call[-1]:.3f} ({c_call[-1]:.3f}), "
+                  f"Python process {t_proc[-1]:.3f} ({c_proc[-1]:.3f})", flush=True)
         solve_rows.append({
             "backend": backend,
             "threads": threads,
@@ -117,8 +144,13 @@ def main():
             "python_call": stats(t_call),
             "python_process": stats(t_proc),
             "python_engine_total": stats(engine_total),
+            "cli_process_cpu": stats(c_cli),
+            "python_call_cpu": stats(c_call),
+            "python_process_cpu": stats(c_proc),
             "ratio_call": statistics.median(t_call) / statistics.median(t_cli),
             "ratio_process": statistics.median(t_proc) / statistics.median(t_cli),
+            "ratio_call_cpu": statistics.median(c_call) / statistics.median(c_cli),
+            "ratio_process_cpu": statistics.median(c_proc) / statistics.median(c_cli),
             "cli_command": " ".join(cmd_cli),
         })
 
@@ -187,6 +219,20 @@ def markdown(r):
             f"| {ex} | {x['iterations']} | {s(x['cli_process'])} | {s(x['python_call'])} | "
             f"{s(x['python_process'])} | {s(x['python_engine_total'])} | "
             f"{x['ratio_call']:.3f} | {x['ratio_process']:.3f} |"
+        )
+    lines += [
+        "",
+        "CPU seconds (user + system, all threads) of the same runs; a shared machine's load",
+        "stretches wall times, much less CPU times:",
+        "",
+        "| executor | CLI process | Python call | Python process | call / CLI | process / CLI |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for x in r["solve"]:
+        ex = x["backend"] + (f", {x['threads']} threads" if x["threads"] else "")
+        lines.append(
+            f"| {ex} | {s(x['cli_process_cpu'])} | {s(x['python_call_cpu'])} | {s(x['python_process_cpu'])} | "
+            f"{x['ratio_call_cpu']:.3f} | {x['ratio_process_cpu']:.3f} |"
         )
     lines += [
         "",

@@ -1,6 +1,7 @@
-"""Fixtures of the quadflow package's tests: the shared reference data
-(tests skip, saying so, without it) and the command-line binary (built with
-cargo when needed; tests that compare with it skip without cargo)."""
+"""Fixtures of the quadflow package's tests: the reference meshes and
+results (the repository's tests/data, else ../shared beside the checkout;
+tests skip, saying so, without them) and the command-line binary (built
+with cargo when needed; tests that compare with it skip without cargo)."""
 
 import os
 import shutil
@@ -11,6 +12,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("QUADFLOW_SHARED", REPO.parent / "shared"))
+#: Where reference meshes and results are looked for, in order.
+DATA_DIRS = [REPO / "tests" / "data", SHARED]
 
 #: The reference meshes that have a reference result.
 REFERENCE_MESHES = [
@@ -24,12 +27,26 @@ REFERENCE_MESHES = [
 ]
 
 
+def find_data(kind, name):
+    """``meshes/NAME.h5`` or ``reference/NAME.h5`` of the first data
+    directory that has it; skips the test, saying so, where none has."""
+    for d in DATA_DIRS:
+        p = d / kind / f"{name}.h5"
+        if p.is_file():
+            return p
+    pytest.skip(f"SKIPPED: {kind}/{name}.h5 is in none of {', '.join(map(str, DATA_DIRS))}")
+
+
 @pytest.fixture(scope="session")
-def shared():
-    """``../shared`` beside the checkout (meshes and reference results)."""
-    if not (SHARED / "meshes").is_dir() or not (SHARED / "reference").is_dir():
-        pytest.skip(f"SKIPPED: {SHARED} (meshes, reference) is absent")
-    return SHARED
+def mesh_file():
+    """``mesh_file(NAME)``: the path of reference mesh NAME."""
+    return lambda name: find_data("meshes", name)
+
+
+@pytest.fixture(scope="session")
+def reference_file():
+    """``reference_file(NAME)``: the reference result of mesh NAME."""
+    return lambda name: find_data("reference", name)
 
 
 @pytest.fixture(scope="session")

@@ -77,3 +77,21 @@ def test_without_scipy(monkeypatch, venturi):
     # the diagonal is present in every row
     rows = np.repeat(np.arange(n), np.diff(indptr))
     assert np.count_nonzero(rows == indices) == n
+
+
+def owner(a):
+    """The object that owns an array's memory (the end of its base chain)."""
+    while isinstance(a, np.ndarray) and a.base is not None:
+        a = a.base
+    return a
+
+
+def test_no_copies(scipy_sparse, venturi):
+    """The engine's vectors are handed to NumPy (and SciPy keeps views of
+    them): the arrays' memory is owned by the Rust side, not copied into
+    NumPy-owned buffers."""
+    x, y, quad8 = venturi
+    K, f = quadflow.assemble(x, y, quad8)
+    r = quadflow.solve((x, y, quad8))
+    for a in (K.data, K.indices, K.indptr, f, r.u, r.vel, r.abs_vel, r.pressure, x, quad8):
+        assert type(owner(a)).__name__ == "PySliceContainer", type(owner(a))

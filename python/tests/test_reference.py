@@ -38,14 +38,14 @@ def assert_same(r, fields, attrs):
 
 @pytest.mark.parametrize("backend,threads", EXECUTORS)
 @pytest.mark.parametrize("name", REFERENCE_MESHES)
-def test_equal_to_cli_and_reference(shared, cli, h5py, tmp_path, name, backend, threads):
-    mesh = shared / "meshes" / f"{name}.h5"
+def test_equal_to_cli_and_reference(mesh_file, reference_file, cli, h5py, tmp_path, name, backend, threads):
+    mesh = mesh_file(name)
     fields, attrs = cli_results(cli, h5py, mesh, tmp_path / "cli.h5", backend, threads)
     r = quadflow.solve(mesh, backend=backend, threads=threads)
     assert r.backend == backend and r.solver == "cg-jacobi"
     assert_same(r, fields, attrs)
 
-    with h5py.File(shared / "reference" / f"{name}.h5", "r") as f:
+    with h5py.File(reference_file(name), "r") as f:
         ref = {k: f[k][()] for k in FIELDS}
         ref_iterations = int(f.attrs["iterations"])
         ref_nnz = int(f.attrs["matrix_nnz"])
@@ -60,10 +60,10 @@ def test_equal_to_cli_and_reference(shared, cli, h5py, tmp_path, name, backend, 
 
 
 @pytest.mark.parametrize("name", ["y_tube_201", "elbow_90_411"])
-def test_arrays_equal_path(shared, name):
+def test_arrays_equal_path(mesh_file, name):
     """A mesh given as arrays solves exactly as the same mesh given as a
     file; int32 and int64 connectivity alike."""
-    path = shared / "meshes" / f"{name}.h5"
+    path = mesh_file(name)
     by_path = quadflow.solve(path)
     x, y, quad8 = quadflow.read_mesh(path)
     for q in (quad8, quad8.astype(np.int32), np.asfortranarray(quad8)):
@@ -73,10 +73,10 @@ def test_arrays_equal_path(shared, name):
         assert r.iterations == by_path.iterations
 
 
-def test_written_results_equal_cli_file(shared, cli, h5py, tmp_path):
+def test_written_results_equal_cli_file(mesh_file, cli, h5py, tmp_path):
     """``SolveResult.write`` writes the CLI's results file: same datasets,
-    same attributes but the timings and the mesh/scene description."""
-    mesh = shared / "meshes" / "venturi_341.h5"
+    same attributes but the timings and the scene text."""
+    mesh = mesh_file("venturi_341")
     fields, attrs = cli_results(cli, h5py, mesh, tmp_path / "cli.h5", "serial", None)
     r = quadflow.solve(mesh)
     r.write(tmp_path / "py.h5")
@@ -86,7 +86,7 @@ def test_written_results_equal_cli_file(shared, cli, h5py, tmp_path):
         mine = dict(f.attrs)
     assert set(mine) == set(attrs)
     for k, v in attrs.items():
-        if k.startswith("time_") or k.startswith("solver_s") or k in ("scene", "mesh_source"):
+        if k.startswith("time_") or k.startswith("solver_s") or k == "scene":
             continue
         assert mine[k] == v, k
     assert r.attributes["iterations"] == attrs["iterations"]

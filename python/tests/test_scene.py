@@ -49,9 +49,9 @@ def test_scene_mesh(tmp_path):
     assert np.array_equal(r2.u, r.u)
 
 
-def test_repository_scenes(shared):
+def test_repository_scenes(mesh_file):
     """A scene file of the repository, its mesh replaced by arrays."""
-    x, y, q = quadflow.read_mesh(shared / "meshes" / "y_tube_201.h5")
+    x, y, q = quadflow.read_mesh(mesh_file("y_tube_201"))
     r = quadflow.solve((x, y, q), scene=REPO_SCENES / "amg.toml")
     assert r.solver == "amg-cg" and r.converged
 
