@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+export PIP_ROOT_USER_ACTION=ignore
 pip() { python3 -m pip --disable-pip-version-check "$@"; }
 
 pip install --quiet numpy scipy h5py pytest \
