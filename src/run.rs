@@ -566,7 +566,12 @@ mod tests {
         assert!(a.system.f.iter().all(|&v| v == 0.0));
         // constants are in the kernel of the Laplacian stiffness matrix
         let k = a.system.k.mul(&vec![1.0; loaded.mesh.nodes()]);
-        let scale = a.system.k.diagonal().iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let scale = a
+            .system
+            .k
+            .diagonal()
+            .iter()
+            .fold(0.0f64, |m, v| m.max(v.abs()));
         assert!(k.iter().all(|v| v.abs() <= 1e-12 * scale), "K 1 != 0");
     }
 
