@@ -11,8 +11,8 @@ pip() { python3 -m pip --disable-pip-version-check "$@"; }
 
 pip install --quiet numpy scipy h5py pytest \
   || echo "warning: could not install the test dependencies; tests that need them will skip or fail"
-# meshio is optional (the VTU check skips without it)
-pip install --quiet meshio || true
+# optional: meshio (the VTU check) and matplotlib (the plot example) skip without
+pip install --quiet meshio matplotlib || true
 # Build in the checkout's target directory: the crates `cargo test --release`
 # at the root built are reused.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(cd .. && pwd)/target}"
