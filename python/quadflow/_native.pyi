@@ -109,8 +109,10 @@ def write_mesh(
     *,
     msh_version: str = "4.1",
     binary: bool = False,
+    layout: str = "gzip",
 ) -> None:
-    """Writes a .h5 or .msh mesh file (checked first; whole or not at all)."""
+    """Writes a .h5 (``layout`` "gzip" or "contiguous") or .msh mesh file
+    (checked first; whole or not at all)."""
 
 def backends() -> List[Tuple[str, str]]:
     """The backends of this build: (name, description)."""

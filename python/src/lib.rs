@@ -18,6 +18,7 @@ use pyo3::types::{PyList, PyString, PyTuple};
 use quadflow::generate::Geometry;
 use quadflow::io::RawMesh;
 use quadflow::io::gmsh::MshVersion;
+use quadflow::io::h5::MeshLayout;
 use quadflow::run::{self, LoadedMesh};
 use quadflow::scene::Plan;
 use quadflow::systems::components::ProgressHook;
@@ -260,11 +261,11 @@ fn read_mesh(py: Python<'_>, path: PathBuf) -> PyResult<MeshArrays<'_>> {
 }
 
 /// Writes a mesh file, the format by extension: .h5 (HDF5, int32
-/// connectivity, gzip) or .msh (gmsh `msh_version` "4.1" or "2.2", ASCII or
-/// `binary`). The mesh is checked first (as `solve` checks it); the file is
+/// connectivity, stored as `layout` says: "gzip" or "contiguous") or .msh
+/// (gmsh `msh_version` "4.1" or "2.2", ASCII or `binary`). The mesh is checked first (as `solve` checks it); the file is
 /// written whole or not at all.
 #[pyfunction]
-#[pyo3(signature = (path, x, y, quad8, *, msh_version = "4.1", binary = false))]
+#[pyo3(signature = (path, x, y, quad8, *, msh_version = "4.1", binary = false, layout = "gzip"))]
 fn write_mesh(
     py: Python<'_>,
     path: PathBuf,
@@ -273,10 +274,17 @@ fn write_mesh(
     quad8: &Bound<'_, PyAny>,
     msh_version: &str,
     binary: bool,
+    layout: &str,
 ) -> PyResult<()> {
     let version = MshVersion::parse(msh_version, binary).ok_or_else(|| {
         quadflow_error(format!(
             "msh_version={msh_version:?}: unknown gmsh format version (use \"2.2\" or \"4.1\")"
+        ))
+    })?;
+    let layout = MeshLayout::parse(layout).ok_or_else(|| {
+        quadflow_error(format!(
+            "layout={layout:?}: unknown HDF5 layout (use {})",
+            MeshLayout::NAMES
         ))
     })?;
     let raw = RawMesh {
@@ -293,7 +301,7 @@ fn write_mesh(
             true,
         )
         .map_err(|e| format!("{}: {e}", path.display()))?;
-        quadflow::io::write_any_mesh(&path, &raw, &BTreeMap::new(), version)
+        quadflow::io::write_any_mesh(&path, &raw, &BTreeMap::new(), version, layout)
             .map(|_| ())
             .map_err(|e| e.to_string())
     })?

@@ -28,6 +28,7 @@ def test_generate(venturi):
 
 @pytest.mark.parametrize("name,kw", [
     ("m.h5", {}),
+    ("mc.h5", {"layout": "contiguous"}),
     ("m.msh", {}),
     ("m22.msh", {"msh_version": "2.2"}),
     ("mb.msh", {"msh_version": "4.1", "binary": True}),
@@ -51,12 +52,17 @@ def test_write_mesh_refuses_bad_meshes(venturi, tmp_path):
     assert not (tmp_path / "bad.h5").exists()
     with pytest.raises(quadflow.QuadflowError, match='msh_version="3.0"'):
         quadflow.write_mesh(tmp_path / "m.msh", x, y, q, msh_version="3.0")
+    with pytest.raises(quadflow.QuadflowError, match='layout="zip".*gzip or contiguous'):
+        quadflow.write_mesh(tmp_path / "m.h5", x, y, q, layout="zip")
+    assert not (tmp_path / "m.h5").exists()
 
 
-def test_h5_mesh_opens_in_h5py(venturi, tmp_path, h5py):
+@pytest.mark.parametrize("layout", ["gzip", "contiguous"])
+def test_h5_mesh_opens_in_h5py(venturi, tmp_path, h5py, layout):
     x, y, q = venturi
-    quadflow.write_mesh(tmp_path / "m.h5", x, y, q)
+    quadflow.write_mesh(tmp_path / "m.h5", x, y, q, layout=layout)
     with h5py.File(tmp_path / "m.h5", "r") as f:
+        assert (f["x"].compression == "gzip") == (layout == "gzip")
         assert np.array_equal(f["x"][()], x)
         assert np.array_equal(f["quad8"][()], q)
 
