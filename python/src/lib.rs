@@ -266,6 +266,7 @@ fn read_mesh(py: Python<'_>, path: PathBuf) -> PyResult<MeshArrays<'_>> {
 /// written whole or not at all.
 #[pyfunction]
 #[pyo3(signature = (path, x, y, quad8, *, msh_version = "4.1", binary = false, layout = "gzip"))]
+#[allow(clippy::too_many_arguments)] // the Python signature's keywords
 fn write_mesh(
     py: Python<'_>,
     path: PathBuf,
