@@ -12,6 +12,7 @@ use quadflow_systems::components::{
 };
 use quadflow_systems::mesh::Mesh;
 use quadflow_systems::pipeline::{Phase, PhaseTimes, Pipeline, Resolved};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -44,23 +45,115 @@ pub fn load_mesh(plan: &Plan) -> Result<LoadedMesh, AppError> {
             format!("generated {} (~{n} nodes)", g.name()),
         ),
     };
-    // Validation checks every element's Jacobian: on all cores unless every
-    // backend of the plan is single-threaded (so that serial timings stay
-    // single-threaded).
-    let parallel = plan.planned_backends().iter().any(|b| !b.single_threaded());
-    let mut mesh =
-        Mesh::new_with(raw.x, raw.y, &raw.quad8, plan.orientation, parallel).map_err(|source| {
-            AppError::Mesh {
-                origin: origin.clone(),
-                source,
-            }
-        })?;
-    mesh.node_sets = sets;
-    Ok(LoadedMesh {
-        mesh: Arc::new(mesh),
-        origin,
-        seconds: t0.elapsed().as_secs_f64(),
-        started: t0,
+    LoadedMesh::from_arrays(plan, raw.x, raw.y, &raw.quad8, sets, origin, t0)
+}
+
+impl LoadedMesh {
+    /// A mesh given as arrays (node coordinates and 0-based Quad-8
+    /// connectivity, as a file holds them), validated for `plan` the way
+    /// [`load_mesh`] validates a file's: clockwise elements renumbered or
+    /// refused by the plan's orientation policy, the Jacobian check on all
+    /// cores unless every backend of the plan is single-threaded. `origin`
+    /// names the mesh in messages and results; `started` is when loading
+    /// began (the load time runs from it). The Python package builds its
+    /// meshes from NumPy arrays with this.
+    ///
+    /// # Errors
+    ///
+    /// [`AppError::Mesh`] naming `origin` and what is wrong (lengths,
+    /// indices out of range, a repeated node, NaN coordinates, a degenerate
+    /// element).
+    pub fn from_arrays(
+        plan: &Plan,
+        x: Vec<f64>,
+        y: Vec<f64>,
+        quad8: &[[i64; 8]],
+        node_sets: BTreeMap<String, Vec<u32>>,
+        origin: String,
+        started: Instant,
+    ) -> Result<Self, AppError> {
+        // Validation checks every element's Jacobian: on all cores unless
+        // every backend of the plan is single-threaded (so that serial
+        // timings stay single-threaded).
+        let parallel = plan.planned_backends().iter().any(|b| !b.single_threaded());
+        let mut mesh =
+            Mesh::new_with(x, y, quad8, plan.orientation, parallel).map_err(|source| {
+                AppError::Mesh {
+                    origin: origin.clone(),
+                    source,
+                }
+            })?;
+        mesh.node_sets = node_sets;
+        Ok(LoadedMesh {
+            mesh: Arc::new(mesh),
+            origin,
+            seconds: started.elapsed().as_secs_f64(),
+            started,
+        })
+    }
+}
+
+/// The assembled system of a mesh, without a solve ([`assemble_on`]).
+#[derive(Debug, Clone)]
+pub struct Assembled {
+    /// `K` (symmetric CSR, upper triangle) and `f`, with the boundary
+    /// conditions applied when asked for.
+    pub system: LinearSystem,
+    /// Seconds per phase, in [`Phase::ALL`] order (zero for the phases
+    /// that did not run).
+    pub phase_seconds: [f64; 5],
+    /// Backend that ran each phase (of those that ran).
+    pub backends: [&'static str; 5],
+    /// Boundary statistics (zero without the boundary phase).
+    pub boundary: BoundaryReport,
+    /// Warnings and notes (renumbered elements, fallbacks).
+    pub notes: Vec<String>,
+}
+
+/// Runs the plan's quadrature and assembly phases on a loaded mesh, and its
+/// boundary phase too when `boundary`: the system `K u = f` the solve phase
+/// would be given (before the solver's equilibration), brought to the host
+/// whichever backend assembled it.
+///
+/// # Errors
+///
+/// The pipeline's: a backend that cannot start, a boundary that selects
+/// nothing, a pattern too large for 32-bit indices.
+pub fn assemble_on(
+    plan: &Plan,
+    loaded: &LoadedMesh,
+    boundary: bool,
+) -> Result<Assembled, AppError> {
+    let last = if boundary {
+        Phase::Boundary
+    } else {
+        Phase::Assembly
+    };
+    // The phase after the last runs on the fallback (host) backend, so that
+    // a device backend hands its system over to the host's resources.
+    let mut phases = plan.phases.clone();
+    for p in Phase::ALL.into_iter().filter(|p| p.index() > last.index()) {
+        phases.set(p, plan.registry.fallback());
+    }
+    let mut p = Pipeline::new(
+        loaded.mesh.clone(),
+        plan.config.clone(),
+        &plan.registry,
+        &phases,
+    )?;
+    p.run_through(last)?;
+    let w = &mut p.world;
+    let system = std::mem::take(&mut *w.resource_mut::<LinearSystem>());
+    let mut backends = w.resource::<Resolved>().0;
+    for p in Phase::ALL.into_iter().filter(|p| p.index() > last.index()) {
+        backends[p.index()] = "-";
+    }
+    Ok(Assembled {
+        system,
+        phase_seconds: w.resource::<PhaseTimes>().seconds,
+        backends,
+        boundary: w.resource::<BoundaryReport>().clone(),
+        notes: w.resource::<Notes>().0.clone(),
     })
 }
 
@@ -418,5 +511,88 @@ impl RunResult {
             let _ = writeln!(s, "results   {}", p.display());
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::{Geometry, generate};
+    use crate::scene::Scene;
+
+    fn plan() -> Plan {
+        Scene::default_scene().plan().unwrap()
+    }
+
+    fn channel(plan: &Plan) -> LoadedMesh {
+        let raw = generate(Geometry::StraightChannel, 300).unwrap();
+        LoadedMesh::from_arrays(
+            plan,
+            raw.x,
+            raw.y,
+            &raw.quad8,
+            BTreeMap::new(),
+            "arrays".into(),
+            Instant::now(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn assembled_system_is_the_one_the_solve_solves() {
+        let plan = plan();
+        let loaded = channel(&plan);
+        let a = assemble_on(&plan, &loaded, true).unwrap();
+        let r = run_on(&plan, &loaded, None).unwrap();
+        assert_eq!(a.system.nnz, r.nnz);
+        assert_eq!(a.backends[Phase::Solve.index()], "-");
+        assert!(a.boundary.dirichlet_nodes > 0 && a.boundary.robin_edges > 0);
+        let ku = a.system.k.mul(&r.solution.u);
+        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let res: Vec<f64> = a.system.f.iter().zip(&ku).map(|(f, k)| f - k).collect();
+        let rel = norm(&res) / norm(&a.system.f);
+        assert!(rel < 1e-7, "||f - K u|| / ||f|| = {rel}");
+        assert!((rel - r.solution.true_residual).abs() <= 1e-3 * rel);
+    }
+
+    #[test]
+    fn assembly_alone_has_no_boundary_terms() {
+        let plan = plan();
+        let loaded = channel(&plan);
+        let a = assemble_on(&plan, &loaded, false).unwrap();
+        assert_eq!(a.boundary, BoundaryReport::default());
+        assert_eq!(a.backends[Phase::Boundary.index()], "-");
+        // no load: the right-hand side is zero
+        assert!(a.system.f.iter().all(|&v| v == 0.0));
+        // constants are in the kernel of the Laplacian stiffness matrix
+        let k = a.system.k.mul(&vec![1.0; loaded.mesh.nodes()]);
+        let scale = a
+            .system
+            .k
+            .diagonal()
+            .iter()
+            .fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(k.iter().all(|v| v.abs() <= 1e-12 * scale), "K 1 != 0");
+    }
+
+    #[test]
+    fn arrays_are_validated_naming_their_origin() {
+        let plan = plan();
+        let raw = generate(Geometry::StraightChannel, 300).unwrap();
+        let mut quad8 = raw.quad8.clone();
+        quad8[3][5] = raw.x.len() as i64 + 7;
+        let e = LoadedMesh::from_arrays(
+            &plan,
+            raw.x,
+            raw.y,
+            &quad8,
+            BTreeMap::new(),
+            "my arrays".into(),
+            Instant::now(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("my arrays: "), "{e}");
+        assert!(e.contains("element 3"), "{e}");
     }
 }
