@@ -11,187 +11,31 @@
 //!
 //! **Iteration** ([`pcg`]): SciPy's PCG with the Jacobi preconditioner,
 //! stop when `||r|| < rtol ||b||` at the top of an iteration, `x0 = 0`.
-//! Per iteration: `p = z + beta p` on the owned rows; the halo exchange
-//! of `p` with non-blocking messages, during which the interior rows of
-//! `q = A p` are computed; the boundary rows; one all-reduce of `p.q`;
-//! `x += alpha p`, `r -= alpha q` and one all-reduce of `(r.r, r.z)` fused.
-//! That is two all-reduces and one neighbour exchange per iteration, as
-//! few as CG allows without reformulating it (a pipelined CG would fuse
-//! the two at the cost of a different rounding). The sums differ from the
-//! engine's only in their order, so iterations agree to a few and `u` to
-//! the solve's tolerance.
+//! Per iteration: the direction update and `q = A p`, with the halo
+//! exchange of `p` (non-blocking messages) in flight while the rows that
+//! need no ghost value are computed; one all-reduce of `p.q`; `r -= alpha
+//! q` and one all-reduce of `(r.r, r.z)` fused (`x += alpha p` is folded
+//! into the next iteration's first pass, as in the engine). That is two
+//! all-reduces and one neighbour exchange per iteration, as few as CG
+//! allows without reformulating it (a pipelined CG would fuse the two at
+//! the cost of a different rounding). The sums differ from the engine's
+//! only in their order, so iterations agree to a few and `u` to the
+//! solve's tolerance.
 //!
-//! The local work is behind [`LocalKernels`], so that a GPU-resident
-//! version (matrix and vectors on the device, the halo values staged
-//! through host buffers in [`LocalKernels::pack`] and
-//! [`LocalKernels::unpack`]) can replace [`HostKernels`].
+//! The local work is behind [`LocalKernels`]: the host's
+//! [`FusedKernels`] (two passes over the upper triangle, the engine's
+//! bytes per row) or the device's ([`crate::gpu`]), with the halo values
+//! staged through host buffers in [`LocalKernels::pack`] and
+//! [`LocalKernels::unpack`].
 
 use crate::assemble::LocalSystem;
 use crate::comm::{self, Comm};
 use crate::dist::{DistMatrix, GlobalRow, row_dot};
+use crate::kernels::{FusedKernels, LocalKernels};
 use crate::part::{Halo, Part};
-use quadflow_systems::amg::Csr;
 use quadflow_systems::solver::{CgSettings, SolveError, SolveStats};
 use std::collections::HashMap;
 use std::time::Instant;
-
-/// The local work of one CG iteration, on this rank's rows.
-pub trait LocalKernels {
-    /// Sets `r = b`, `x = p = 0`; returns the partial `(r.r, r.z)`.
-    fn start(&mut self, b: &[f64]) -> [f64; 2];
-    /// `p = r inv_diag + beta p` on the owned rows.
-    fn direction(&mut self, beta: f64);
-    /// Copies the values of `p` that each neighbour needs into `bufs`
-    /// (one per neighbour of `halo`, sized).
-    fn pack(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]);
-    /// `q = A p` on the interior rows (no ghost column); returns their
-    /// partial `p.q`.
-    fn spmv_interior(&mut self) -> f64;
-    /// Writes the received ghost values of `p`.
-    fn unpack(&mut self, halo: &Halo, bufs: &[Vec<f64>]);
-    /// `q = A p` on the boundary rows; returns their partial `p.q`.
-    fn spmv_boundary(&mut self) -> f64;
-    /// `x += alpha p`, `r -= alpha q`; returns the partial `(r.r, r.z)`.
-    fn update(&mut self, alpha: f64) -> [f64; 2];
-    /// `x` on the owned rows.
-    fn solution(&self) -> Vec<f64>;
-}
-
-/// [`LocalKernels`] on the host, single-threaded.
-#[derive(Debug, Clone)]
-pub struct HostKernels<'a> {
-    a: &'a Csr,
-    n_interior: usize,
-    inv_diag: &'a [f64],
-    x: Vec<f64>,
-    r: Vec<f64>,
-    /// column space: owned rows, then ghosts
-    p: Vec<f64>,
-    q: Vec<f64>,
-}
-
-impl<'a> HostKernels<'a> {
-    /// Kernels for the matrix `m` with Jacobi weights `inv_diag` (owned rows).
-    pub fn new(m: &'a DistMatrix, inv_diag: &'a [f64]) -> Self {
-        let n = m.n_owned();
-        assert_eq!(inv_diag.len(), n);
-        Self {
-            a: &m.a,
-            n_interior: m.n_interior,
-            inv_diag,
-            x: vec![0.0; n],
-            r: vec![0.0; n],
-            p: vec![0.0; m.n_cols()],
-            q: vec![0.0; n],
-        }
-    }
-
-    fn rows_pq(&mut self, rows: std::ops::Range<usize>) -> f64 {
-        let mut pq = 0.0;
-        for i in rows {
-            let v = row_dot(self.a, i, &self.p);
-            self.q[i] = v;
-            pq += v * self.p[i];
-        }
-        pq
-    }
-}
-
-impl LocalKernels for HostKernels<'_> {
-    fn start(&mut self, b: &[f64]) -> [f64; 2] {
-        self.r.copy_from_slice(b);
-        self.x.iter_mut().for_each(|v| *v = 0.0);
-        self.p.iter_mut().for_each(|v| *v = 0.0);
-        let mut s = [0.0; 2];
-        for (ri, di) in self.r.iter().zip(self.inv_diag) {
-            s[0] += ri * ri;
-            s[1] += ri * ri * di;
-        }
-        s
-    }
-
-    fn direction(&mut self, beta: f64) {
-        for i in 0..self.r.len() {
-            self.p[i] = self.r[i] * self.inv_diag[i] + beta * self.p[i];
-        }
-    }
-
-    fn pack(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
-        for (nb, b) in halo.neighbours.iter().zip(bufs.iter_mut()) {
-            for (o, &i) in b.iter_mut().zip(&nb.send) {
-                *o = self.p[i as usize];
-            }
-        }
-    }
-
-    fn spmv_interior(&mut self) -> f64 {
-        self.rows_pq(0..self.n_interior)
-    }
-
-    fn unpack(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
-        for (nb, b) in halo.neighbours.iter().zip(bufs) {
-            for (&i, &v) in nb.recv.iter().zip(b) {
-                self.p[i as usize] = v;
-            }
-        }
-    }
-
-    fn spmv_boundary(&mut self) -> f64 {
-        self.rows_pq(self.n_interior..self.r.len())
-    }
-
-    fn update(&mut self, alpha: f64) -> [f64; 2] {
-        let mut s = [0.0; 2];
-        for i in 0..self.r.len() {
-            self.x[i] += alpha * self.p[i];
-            let v = self.r[i] - alpha * self.q[i];
-            self.r[i] = v;
-            s[0] += v * v;
-            s[1] += v * v * self.inv_diag[i];
-        }
-        s
-    }
-
-    fn solution(&self) -> Vec<f64> {
-        self.x.clone()
-    }
-}
-
-/// One neighbour exchange of `p` with the interior rows in flight.
-/// Returns the partial `p.q` of all owned rows.
-fn product(comm: &dyn Comm, halo: &Halo, k: &mut dyn LocalKernels) -> f64 {
-    let mut sends: Vec<Vec<f64>> = halo
-        .neighbours
-        .iter()
-        .map(|n| vec![0.0; n.send.len()])
-        .collect();
-    let mut recvs: Vec<Vec<f64>> = halo
-        .neighbours
-        .iter()
-        .map(|n| vec![0.0; n.recv.len()])
-        .collect();
-    k.pack(halo, &mut sends);
-    let mut pq = 0.0;
-    {
-        let s: Vec<(usize, &[f64])> = halo
-            .neighbours
-            .iter()
-            .zip(&sends)
-            .filter(|(_, b)| !b.is_empty())
-            .map(|(n, b)| (n.rank, &b[..]))
-            .collect();
-        let mut r: Vec<(usize, &mut [f64])> = halo
-            .neighbours
-            .iter()
-            .zip(recvs.iter_mut())
-            .filter(|(_, b)| !b.is_empty())
-            .map(|(n, b)| (n.rank, &mut b[..]))
-            .collect();
-        comm.exchange(&s, &mut r, &mut || pq = k.spmv_interior());
-    }
-    k.unpack(halo, &recvs);
-    pq + k.spmv_boundary()
-}
 
 /// Result of [`pcg`].
 #[derive(Debug, Clone)]
@@ -202,10 +46,52 @@ pub struct DistCgOutcome {
     pub stats: SolveStats,
 }
 
+/// One neighbour exchange of `p` with the local work that needs no ghost
+/// value in flight ([`LocalKernels::overlap`]).
+fn exchange_p(
+    comm: &dyn Comm,
+    halo: &Halo,
+    k: &mut dyn LocalKernels,
+    bufs: &mut (Vec<Vec<f64>>, Vec<Vec<f64>>),
+    beta: f64,
+    alpha_prev: f64,
+) {
+    let (sends, recvs) = bufs;
+    k.pack(halo, sends);
+    {
+        // (no empty messages: the other end posts none either)
+        let s: Vec<(usize, &[f64])> = halo
+            .neighbours
+            .iter()
+            .zip(sends.iter())
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(n, b)| (n.rank, &b[..]))
+            .collect();
+        let mut r: Vec<(usize, &mut [f64])> = halo
+            .neighbours
+            .iter()
+            .zip(recvs.iter_mut())
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(n, b)| (n.rank, &mut b[..]))
+            .collect();
+        comm.exchange(&s, &mut r, &mut || k.overlap(beta, alpha_prev));
+    }
+    k.unpack(halo, recvs);
+}
+
 /// Distributed Jacobi-PCG on `A x = b` (`A` the rank's rows of an
 /// equilibrated matrix), SciPy's stopping rule against `b_norm` (the norm
 /// over every row of the system, decoupled ones included). Every rank
-/// calls it; all return the same iteration count.
+/// calls it; all return the same iteration count, or the same error.
+///
+/// Per iteration: [`LocalKernels::begin`], the halo exchange of `p` with
+/// [`LocalKernels::overlap`] in flight, [`LocalKernels::finish_product`],
+/// one all-reduce of `p.q` (with a flag for a local failure of the
+/// kernels), [`LocalKernels::update`] and one all-reduce of `(r.r, r.z)`
+/// (with a flag for a stop asked by `progress`). `progress(iteration,
+/// relative residual)` is called every 50 iterations on every rank; a
+/// `false` from any rank stops every rank with
+/// [`SolveError::Interrupted`].
 pub fn pcg(
     comm: &dyn Comm,
     m: &DistMatrix,
@@ -213,13 +99,14 @@ pub fn pcg(
     b_norm: f64,
     kernels: &mut dyn LocalKernels,
     settings: &CgSettings,
-    progress: &mut dyn FnMut(usize, f64),
+    progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<DistCgOutcome, SolveError> {
     let t0 = Instant::now();
     let mut stats = SolveStats {
         cg_rows: m.global_rows,
         ..Default::default()
     };
+    stats.bytes_per_iteration = comm::sum_usize(comm, kernels.bytes_per_iteration());
     if b_norm == 0.0 {
         stats.converged = true;
         return Ok(DistCgOutcome {
@@ -231,7 +118,19 @@ pub fn pcg(
     let mut s = kernels.start(b);
     comm.allreduce_sum(&mut s);
     let [mut rr, mut rz] = s;
-    let (mut rho_prev, mut it) = (0.0, 0usize);
+    let (mut rho_prev, mut alpha, mut it) = (0.0, 0.0, 0usize);
+    let mut bufs = (
+        m.halo
+            .neighbours
+            .iter()
+            .map(|n| vec![0.0; n.send.len()])
+            .collect::<Vec<_>>(),
+        m.halo
+            .neighbours
+            .iter()
+            .map(|n| vec![0.0; n.recv.len()])
+            .collect::<Vec<_>>(),
+    );
     loop {
         if rr.sqrt() < atol {
             stats.converged = true;
@@ -241,9 +140,21 @@ pub fn pcg(
             break;
         }
         let beta = if it == 0 { 0.0 } else { rz / rho_prev };
-        kernels.direction(beta);
-        let mut pq = [product(comm, &m.halo, kernels)];
+        kernels.begin(beta, alpha);
+        exchange_p(comm, &m.halo, kernels, &mut bufs, beta, alpha);
+        let failure = kernels.take_failure();
+        let mut pq = [kernels.finish_product(), failure.is_some() as u8 as f64];
         comm.allreduce_sum(&mut pq);
+        if pq[1] > 0.0 {
+            let msg = match comm::agree(comm, failure) {
+                Err(m) => m,
+                Ok(()) => "a rank's kernels failed".into(),
+            };
+            return Err(SolveError::Factorization {
+                method: "distributed CG",
+                message: msg,
+            });
+        }
         let pq = pq[0];
         if pq.is_nan() || pq <= 0.0 {
             return Err(SolveError::Breakdown {
@@ -251,23 +162,24 @@ pub fn pcg(
                 pap: pq,
             });
         }
-        let alpha = rz / pq;
+        alpha = rz / pq;
         rho_prev = rz;
-        let mut s = kernels.update(alpha);
-        comm.allreduce_sum(&mut s);
-        [rr, rz] = s;
+        let [r2, z2] = kernels.update(alpha);
         it += 1;
-        if it % 50 == 0 {
-            progress(it, rr.sqrt() / b_norm);
+        let stop = it % 50 == 0 && !progress(it, r2.sqrt() / b_norm);
+        let mut s = [r2, z2, stop as u8 as f64];
+        comm.allreduce_sum(&mut s);
+        rr = s[0];
+        rz = s[1];
+        if s[2] > 0.0 {
+            return Err(SolveError::Interrupted { iteration: it });
         }
     }
     stats.iterations = it;
     stats.recurrence_residual = rr.sqrt() / b_norm;
+    let x = kernels.solution(alpha);
     stats.solve_seconds = t0.elapsed().as_secs_f64();
-    Ok(DistCgOutcome {
-        x: kernels.solution(),
-        stats,
-    })
+    Ok(DistCgOutcome { x, stats })
 }
 
 /// The equilibrated, decoupled system of a rank.
@@ -454,24 +366,62 @@ pub struct DistSolution {
 }
 
 /// The reference solve over the ranks: equilibrate, distributed
-/// Jacobi-PCG with [`HostKernels`], unscale, true residual.
+/// Jacobi-PCG with [`FusedKernels`], unscale, true residual.
 pub fn solve_cg_jacobi(
     comm: &dyn Comm,
     part: &Part,
     sys: &LocalSystem,
     settings: &CgSettings,
-    progress: &mut dyn FnMut(usize, f64),
+    progress: &mut dyn FnMut(usize, f64) -> bool,
+) -> Result<DistSolution, SolveError> {
+    solve_cg_jacobi_with(comm, part, sys, settings, progress, &mut |eq| {
+        Ok(Box::new(FusedKernels::new(&eq.a, &eq.inv_diag)))
+    })
+}
+
+/// Makes the local kernels of a rank's equilibrated system (or says why
+/// it cannot: the message is agreed with the other ranks).
+pub type KernelFactory<'f> =
+    dyn for<'e> FnMut(&'e EquilibratedDist) -> Result<Box<dyn LocalKernels + 'e>, String> + 'f;
+
+/// [`solve_cg_jacobi`] with the local kernels `make` builds (the host's
+/// [`FusedKernels`], the device's, [`SplitKernels`]).
+pub fn solve_cg_jacobi_with(
+    comm: &dyn Comm,
+    part: &Part,
+    sys: &LocalSystem,
+    settings: &CgSettings,
+    progress: &mut dyn FnMut(usize, f64) -> bool,
+    make: &mut KernelFactory<'_>,
 ) -> Result<DistSolution, SolveError> {
     let t0 = Instant::now();
     let eq = EquilibratedDist::new(comm, part, sys)?;
+    let made = make(&eq);
+    let mine = made.as_ref().err().cloned();
+    if let Err(message) = comm::agree(comm, mine) {
+        return Err(SolveError::Factorization {
+            method: "distributed CG",
+            message,
+        });
+    }
+    let mut k = made.expect("agreed");
     let setup = t0.elapsed().as_secs_f64();
-    let mut k = HostKernels::new(&eq.a, &eq.inv_diag);
-    let out = pcg(comm, &eq.a, &eq.b, eq.b_norm, &mut k, settings, progress)?;
+    let out = pcg(
+        comm,
+        &eq.a,
+        &eq.b,
+        eq.b_norm,
+        k.as_mut(),
+        settings,
+        progress,
+    )?;
+    drop(k);
     let u = eq.unscale(&out.x);
     let mut stats = out.stats;
     stats.setup_seconds = setup;
     stats.decoupled_rows = eq.decoupled;
-    stats.cg_stored = comm::sum_usize(comm, eq.a.a.nnz());
+    // the upper triangle's entries, as the engine counts them
+    stats.cg_stored = (comm::sum_usize(comm, eq.a.a.nnz()) + eq.a.global_rows) / 2;
     let true_residual = true_relative_residual(comm, part, sys, &u);
     Ok(DistSolution {
         u,
@@ -548,7 +498,7 @@ pub(crate) mod tests {
                     let part = &parts[c.rank()];
                     let sys = LocalSystem::assemble_serial(part, cfg2.clone()).unwrap();
                     let sol =
-                        solve_cg_jacobi(c, part, &sys, &cfg2.solver.cg, &mut |_, _| {}).unwrap();
+                        solve_cg_jacobi(c, part, &sys, &cfg2.solver.cg, &mut |_, _| true).unwrap();
                     let local = with_ghosts(c, part, &sol.u);
                     (
                         gather_u(c, 0, part, &sol.u),

@@ -5,7 +5,9 @@
 //! - [`ThreadComm`]: `P` ranks as threads of one process, messages over
 //!   channels (always built; the unit tests run the distributed algorithms
 //!   on 2, 3, ... "ranks" with it, no MPI needed);
-//! - `MpiComm` (feature `mpi`): rsmpi over the system's MPI.
+//! - `MpiComm` (feature `mpi`): rsmpi over the system's MPI;
+//! - [`Timed`]: any of them, with the time spent in each kind of
+//!   operation measured.
 //!
 //! Every operation is collective over the communicator except
 //! [`Comm::exchange`], which involves the neighbours named in it (and
@@ -15,6 +17,9 @@
 
 #[cfg(feature = "mpi")]
 pub mod mpi;
+mod timed;
+
+pub use timed::{CommTimes, Timed};
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -47,6 +52,35 @@ pub trait Comm {
         recv: &mut [(usize, &mut [f64])],
         overlap: &mut dyn FnMut(),
     );
+}
+
+impl<C: Comm + ?Sized> Comm for Box<C> {
+    fn rank(&self) -> usize {
+        (**self).rank()
+    }
+    fn size(&self) -> usize {
+        (**self).size()
+    }
+    fn allreduce_sum(&self, v: &mut [f64]) {
+        (**self).allreduce_sum(v)
+    }
+    fn allreduce_max(&self, v: &mut [f64]) {
+        (**self).allreduce_max(v)
+    }
+    fn alltoallv(&self, send: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        (**self).alltoallv(send)
+    }
+    fn broadcast(&self, root: usize, buf: &mut Vec<u8>) {
+        (**self).broadcast(root, buf)
+    }
+    fn exchange(
+        &self,
+        send: &[(usize, &[f64])],
+        recv: &mut [(usize, &mut [f64])],
+        overlap: &mut dyn FnMut(),
+    ) {
+        (**self).exchange(send, recv, overlap)
+    }
 }
 
 /// Gathers one byte buffer per rank onto `root` (rank order); `None` on
@@ -159,16 +193,15 @@ pub struct ThreadComm {
     rank: usize,
     size: usize,
     to: Vec<Sender<Msg>>,
-    from: Vec<Receiver<Msg>>,
+    /// (behind locks only so that a rank can be shared: every rank's
+    /// messages are received by its own thread)
+    from: Vec<Mutex<Receiver<Msg>>>,
 }
 
 impl ThreadComm {
-    /// Runs `f` on `p` ranks, one thread each; returns their results in
-    /// rank order. A panic on any rank is re-raised.
-    pub fn run<R: Send + 'static>(
-        p: usize,
-        f: impl Fn(&ThreadComm) -> R + Send + Sync + 'static,
-    ) -> Vec<R> {
+    /// `p` connected ranks, to be moved into threads of their own (or run
+    /// with [`ThreadComm::run`]).
+    pub fn ranks(p: usize) -> Vec<ThreadComm> {
         assert!(p >= 1);
         // senders[src][dst], receivers[dst][src]
         let mut senders: Vec<Vec<Sender<Msg>>> = (0..p).map(|_| Vec::new()).collect();
@@ -181,8 +214,7 @@ impl ThreadComm {
                 r[src] = Some(rx);
             }
         }
-        let f = Arc::new(f);
-        let comms: Vec<ThreadComm> = senders
+        senders
             .into_iter()
             .zip(receivers)
             .enumerate()
@@ -190,9 +222,22 @@ impl ThreadComm {
                 rank,
                 size: p,
                 to,
-                from: from.into_iter().map(|r| r.expect("channel")).collect(),
+                from: from
+                    .into_iter()
+                    .map(|r| Mutex::new(r.expect("channel")))
+                    .collect(),
             })
-            .collect();
+            .collect()
+    }
+
+    /// Runs `f` on `p` ranks, one thread each; returns their results in
+    /// rank order. A panic on any rank is re-raised.
+    pub fn run<R: Send + 'static>(
+        p: usize,
+        f: impl Fn(&ThreadComm) -> R + Send + Sync + 'static,
+    ) -> Vec<R> {
+        let comms = Self::ranks(p);
+        let f = Arc::new(f);
         let results = Arc::new(Mutex::new((0..p).map(|_| None).collect::<Vec<Option<R>>>()));
         let handles: Vec<_> = comms
             .into_iter()
@@ -233,14 +278,24 @@ impl ThreadComm {
     }
 
     fn recv_f64(&self, src: usize) -> Vec<f64> {
-        match self.from[src].recv().expect("rank thread alive") {
+        match self.from[src]
+            .lock()
+            .expect("receiver")
+            .recv()
+            .expect("rank thread alive")
+        {
             Msg::F64(v) => v,
             Msg::Bytes(_) => panic!("rank {}: expected numbers from {src}", self.rank),
         }
     }
 
     fn recv_bytes(&self, src: usize) -> Vec<u8> {
-        match self.from[src].recv().expect("rank thread alive") {
+        match self.from[src]
+            .lock()
+            .expect("receiver")
+            .recv()
+            .expect("rank thread alive")
+        {
             Msg::Bytes(v) => v,
             Msg::F64(_) => panic!("rank {}: expected bytes from {src}", self.rank),
         }

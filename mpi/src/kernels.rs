@@ -1,0 +1,560 @@
+//! The local work of one distributed CG iteration ([`LocalKernels`]) and
+//! its host implementations.
+//!
+//! An iteration on a rank is: the direction update `p = z + beta p` (with
+//! the previous step's `x += alpha p` folded in), the product `q = A p`
+//! with the halo exchange of `p` in flight, `p.q`, then `r -= alpha q` with
+//! `r.r` and `r.z`. The trait splits it at the points where the exchange
+//! needs its values: [`LocalKernels::begin`] must leave the values sent to
+//! the neighbours final, [`LocalKernels::overlap`] runs while the messages
+//! travel (it must not read ghost values), [`LocalKernels::finish_product`]
+//! runs once the ghosts have arrived.
+//!
+//! - [`FusedKernels`] (the host's): two passes over memory per iteration
+//!   over the **upper triangle** of the owned block, as the engine's
+//!   `solver::pass_a_rows` / `pass_b_rows` do, so that a rank moves no more
+//!   bytes per row than the single-process engine. Rows are numbered
+//!   interior first, boundary (rows with a ghost column) last; pass A walks
+//!   the rows from last to first updating `p` in place, so the boundary
+//!   rows, whose `p` the neighbours need, come first: `begin` is pass A
+//!   over the boundary rows, `overlap` pass A over the interior rows (their
+//!   couplings to boundary rows read the new `p` already there), and
+//!   `finish_product` adds the ghost columns (a small rectangular block).
+//! - [`SplitKernels`]: the full rows of both triangles in three passes
+//!   (direction over every row, then the interior rows' product during the
+//!   exchange, the boundary rows' after it, then the update): the host
+//!   twin of the device kernels ([`crate::gpu`]), which cannot scatter the
+//!   transposed triangle without atomics.
+
+use crate::dist::{DistMatrix, row_dot};
+use crate::part::Halo;
+
+/// The local work of one CG iteration on a rank's rows (see the module
+/// documentation for the order of the calls).
+pub trait LocalKernels {
+    /// Sets `r = b`, `x = p = 0`; returns the partial `(r.r, r.z)`.
+    fn start(&mut self, b: &[f64]) -> [f64; 2];
+    /// The part of `x += alpha_prev p_old; p = r inv_diag + beta p_old`
+    /// (and of the product) that the values sent to the neighbours depend
+    /// on, at least.
+    fn begin(&mut self, beta: f64, alpha_prev: f64);
+    /// Copies the values of `p` each neighbour needs into `bufs` (one per
+    /// neighbour of `halo`, sized).
+    fn pack(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]);
+    /// The rest of the work that needs no ghost value; runs while the
+    /// halo messages are in flight.
+    fn overlap(&mut self, beta: f64, alpha_prev: f64);
+    /// Writes the received ghost values of `p`.
+    fn unpack(&mut self, halo: &Halo, bufs: &[Vec<f64>]);
+    /// Completes `q = A p`; returns the rank's partial `p.q`.
+    fn finish_product(&mut self) -> f64;
+    /// `r -= alpha q`; returns the partial `(r.r, r.z)`.
+    fn update(&mut self, alpha: f64) -> [f64; 2];
+    /// `x += alpha_last p` (the pending update), then `x` on the owned
+    /// rows.
+    fn solution(&mut self, alpha_last: f64) -> Vec<f64>;
+    /// A failure of the local work since the last call (a device error),
+    /// taken; the solver agrees on it with the other ranks.
+    fn take_failure(&mut self) -> Option<String> {
+        None
+    }
+    /// Bytes one iteration moves through memory at least (matrix once,
+    /// vectors as the passes read and write them), for reports.
+    fn bytes_per_iteration(&self) -> usize;
+}
+
+/// The rows of a [`DistMatrix`] as [`FusedKernels`] read them: the upper
+/// triangle of the owned block (diagonal first, then the columns above
+/// it) and, for the boundary rows, the ghost columns.
+#[derive(Debug, Clone)]
+pub struct FusedMatrix {
+    n: usize,
+    n_interior: usize,
+    rowptr: Vec<u32>,
+    col: Vec<u32>,
+    val: Vec<f64>,
+    /// Ghost block: boundary row `n_interior + k` has entries
+    /// `growptr[k]..growptr[k + 1]`, columns as ghost indices (`0..`).
+    growptr: Vec<u32>,
+    gcol: Vec<u32>,
+    gval: Vec<f64>,
+    ghosts: usize,
+}
+
+impl FusedMatrix {
+    /// Splits `m`. Every row must hold its diagonal (coupled rows of an
+    /// assembled matrix do); `m` must be symmetric on the owned block.
+    pub fn new(m: &DistMatrix) -> Self {
+        let n = m.n_owned();
+        let ni = m.n_interior;
+        let mut rowptr = Vec::with_capacity(n + 1);
+        let mut col = Vec::new();
+        let mut val = Vec::new();
+        let mut growptr = vec![0u32];
+        let mut gcol = Vec::new();
+        let mut gval = Vec::new();
+        rowptr.push(0u32);
+        for i in 0..n {
+            let (c, v) = m.a.row(i);
+            let d = c
+                .iter()
+                .position(|&j| j as usize == i)
+                .expect("every coupled row holds its diagonal");
+            col.push(i as u32);
+            val.push(v[d]);
+            for (&j, &x) in c.iter().zip(v) {
+                let j = j as usize;
+                if j > i && j < n {
+                    col.push(j as u32);
+                    val.push(x);
+                } else if j >= n {
+                    assert!(i >= ni, "an interior row has no ghost column");
+                    gcol.push((j - n) as u32);
+                    gval.push(x);
+                }
+            }
+            rowptr.push(u32::try_from(col.len()).expect("under 2^32 stored entries a rank"));
+            if i >= ni {
+                growptr.push(gcol.len() as u32);
+            }
+        }
+        Self {
+            n,
+            n_interior: ni,
+            rowptr,
+            col,
+            val,
+            growptr,
+            gcol,
+            gval,
+            ghosts: m.n_cols() - n,
+        }
+    }
+
+    /// Stored entries of the owned block's upper triangle (diagonal
+    /// included).
+    pub fn stored(&self) -> usize {
+        self.val.len()
+    }
+
+    /// Entries of the ghost block.
+    pub fn ghost_entries(&self) -> usize {
+        self.gval.len()
+    }
+}
+
+/// [`LocalKernels`] on the host, single-threaded, two passes over memory
+/// per iteration (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct FusedKernels<'a> {
+    m: FusedMatrix,
+    inv_diag: &'a [f64],
+    x: Vec<f64>,
+    r: Vec<f64>,
+    /// column space: owned rows, then ghosts
+    p: Vec<f64>,
+    q: Vec<f64>,
+    pq: f64,
+}
+
+impl<'a> FusedKernels<'a> {
+    /// Kernels for `m` with Jacobi weights `inv_diag` (owned rows).
+    pub fn new(m: &DistMatrix, inv_diag: &'a [f64]) -> Self {
+        let f = FusedMatrix::new(m);
+        let n = f.n;
+        assert_eq!(inv_diag.len(), n);
+        let cols = n + f.ghosts;
+        Self {
+            m: f,
+            inv_diag,
+            x: vec![0.0; n],
+            r: vec![0.0; n],
+            p: vec![0.0; cols],
+            q: vec![0.0; n],
+            pq: 0.0,
+        }
+    }
+
+    /// Pass A over the rows `lo..hi`, last to first: `x += alpha_prev p`,
+    /// `p = r inv_diag + beta p` in place, `q_i` from the diagonal and the
+    /// columns above (whose `p` is already new), `q_j += a_ij p_i` for them
+    /// (their `q` already set); adds the rows' share of `p.q` to `self.pq`.
+    fn pass_a(&mut self, lo: usize, hi: usize, beta: f64, alpha_prev: f64) {
+        let m = &self.m;
+        let (rowptr, col, val) = (&m.rowptr[..], &m.col[..], &m.val[..]);
+        let n = m.n;
+        let (x, r, p, q, d) = (
+            &mut self.x,
+            &self.r,
+            &mut self.p,
+            &mut self.q,
+            self.inv_diag,
+        );
+        assert!(hi <= n && x.len() == n && r.len() == n && q.len() == n && d.len() == n);
+        assert!(p.len() >= n);
+        let mut pap = 0.0;
+        for i in (lo..hi).rev() {
+            let s = rowptr[i] as usize;
+            let e = rowptr[i + 1] as usize;
+            let po = p[i];
+            x[i] += alpha_prev * po;
+            let pi = r[i] * d[i] + beta * po;
+            p[i] = pi;
+            let mut acc = 0.0;
+            for k in s + 1..e {
+                // SAFETY: `FusedMatrix::new` stores, after each row's
+                // diagonal, only columns j with i < j < n, and rowptr is
+                // within col/val (built together); p and q hold n entries
+                // at least (asserted above).
+                unsafe {
+                    let j = *col.get_unchecked(k) as usize;
+                    let v = *val.get_unchecked(k);
+                    acc += v * *p.get_unchecked(j);
+                    *q.get_unchecked_mut(j) += v * pi;
+                }
+            }
+            let diag = val[s] * pi;
+            q[i] = diag + acc;
+            pap += pi * (diag + 2.0 * acc);
+        }
+        self.pq += pap;
+    }
+}
+
+impl LocalKernels for FusedKernels<'_> {
+    fn start(&mut self, b: &[f64]) -> [f64; 2] {
+        self.r.copy_from_slice(b);
+        self.x.fill(0.0);
+        self.p.fill(0.0);
+        let mut s = [0.0; 2];
+        for (ri, di) in self.r.iter().zip(self.inv_diag) {
+            s[0] += ri * ri;
+            s[1] += ri * ri * di;
+        }
+        s
+    }
+
+    fn begin(&mut self, beta: f64, alpha_prev: f64) {
+        self.pq = 0.0;
+        self.pass_a(self.m.n_interior, self.m.n, beta, alpha_prev);
+    }
+
+    fn pack(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
+        pack(&self.p, halo, bufs);
+    }
+
+    fn overlap(&mut self, beta: f64, alpha_prev: f64) {
+        self.pass_a(0, self.m.n_interior, beta, alpha_prev);
+    }
+
+    fn unpack(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
+        unpack(&mut self.p, halo, bufs);
+    }
+
+    fn finish_product(&mut self) -> f64 {
+        let m = &self.m;
+        let (n, ni) = (m.n, m.n_interior);
+        let mut pap = 0.0;
+        for (k, i) in (ni..n).enumerate() {
+            let (s, e) = (m.growptr[k] as usize, m.growptr[k + 1] as usize);
+            let mut g = 0.0;
+            for t in s..e {
+                g += m.gval[t] * self.p[n + m.gcol[t] as usize];
+            }
+            self.q[i] += g;
+            pap += self.p[i] * g;
+        }
+        self.pq + pap
+    }
+
+    fn update(&mut self, alpha: f64) -> [f64; 2] {
+        let mut s = [0.0; 2];
+        for ((ri, &qi), &di) in self.r.iter_mut().zip(&self.q).zip(self.inv_diag) {
+            let v = *ri - alpha * qi;
+            *ri = v;
+            s[0] += v * v;
+            s[1] += v * v * di;
+        }
+        s
+    }
+
+    fn solution(&mut self, alpha_last: f64) -> Vec<f64> {
+        for (x, p) in self.x.iter_mut().zip(&self.p) {
+            *x += alpha_last * p;
+        }
+        self.x.clone()
+    }
+
+    fn bytes_per_iteration(&self) -> usize {
+        let m = &self.m;
+        let (n, nb) = (m.n, m.n - m.n_interior);
+        // the engine's fused count over the owned block, plus the ghost
+        // block (entries, row starts, ghost values read) and the halo
+        // values packed
+        quadflow_systems::solver::fused_bytes_per_iteration(n, m.stored())
+            + 12 * m.ghost_entries()
+            + 4 * (nb + 1)
+            + 8 * m.ghosts
+    }
+}
+
+fn pack(p: &[f64], halo: &Halo, bufs: &mut [Vec<f64>]) {
+    for (nb, b) in halo.neighbours.iter().zip(bufs.iter_mut()) {
+        for (o, &i) in b.iter_mut().zip(&nb.send) {
+            *o = p[i as usize];
+        }
+    }
+}
+
+fn unpack(p: &mut [f64], halo: &Halo, bufs: &[Vec<f64>]) {
+    for (nb, b) in halo.neighbours.iter().zip(bufs) {
+        for (&i, &v) in nb.recv.iter().zip(b) {
+            p[i as usize] = v;
+        }
+    }
+}
+
+/// [`LocalKernels`] on the host over the full rows (both triangles), in
+/// three passes: the host twin of the device kernels ([`crate::gpu`]),
+/// with the same split of the work.
+#[derive(Debug, Clone)]
+pub struct SplitKernels<'a> {
+    a: &'a quadflow_systems::amg::Csr,
+    n_interior: usize,
+    inv_diag: &'a [f64],
+    x: Vec<f64>,
+    r: Vec<f64>,
+    /// column space: owned rows, then ghosts
+    p: Vec<f64>,
+    q: Vec<f64>,
+    pq: f64,
+}
+
+impl<'a> SplitKernels<'a> {
+    /// Kernels for the matrix `m` with Jacobi weights `inv_diag` (owned
+    /// rows).
+    pub fn new(m: &'a DistMatrix, inv_diag: &'a [f64]) -> Self {
+        let n = m.n_owned();
+        assert_eq!(inv_diag.len(), n);
+        Self {
+            a: &m.a,
+            n_interior: m.n_interior,
+            inv_diag,
+            x: vec![0.0; n],
+            r: vec![0.0; n],
+            p: vec![0.0; m.n_cols()],
+            q: vec![0.0; n],
+            pq: 0.0,
+        }
+    }
+
+    fn rows_pq(&mut self, rows: std::ops::Range<usize>) -> f64 {
+        let mut pq = 0.0;
+        for i in rows {
+            let v = row_dot(self.a, i, &self.p);
+            self.q[i] = v;
+            pq += v * self.p[i];
+        }
+        pq
+    }
+}
+
+impl LocalKernels for SplitKernels<'_> {
+    fn start(&mut self, b: &[f64]) -> [f64; 2] {
+        self.r.copy_from_slice(b);
+        self.x.fill(0.0);
+        self.p.fill(0.0);
+        let mut s = [0.0; 2];
+        for (ri, di) in self.r.iter().zip(self.inv_diag) {
+            s[0] += ri * ri;
+            s[1] += ri * ri * di;
+        }
+        s
+    }
+
+    fn begin(&mut self, beta: f64, alpha_prev: f64) {
+        for i in 0..self.r.len() {
+            let po = self.p[i];
+            self.x[i] += alpha_prev * po;
+            self.p[i] = self.r[i] * self.inv_diag[i] + beta * po;
+        }
+    }
+
+    fn pack(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
+        pack(&self.p, halo, bufs);
+    }
+
+    fn overlap(&mut self, _beta: f64, _alpha_prev: f64) {
+        self.pq = self.rows_pq(0..self.n_interior);
+    }
+
+    fn unpack(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
+        unpack(&mut self.p, halo, bufs);
+    }
+
+    fn finish_product(&mut self) -> f64 {
+        self.pq + self.rows_pq(self.n_interior..self.r.len())
+    }
+
+    fn update(&mut self, alpha: f64) -> [f64; 2] {
+        let mut s = [0.0; 2];
+        for i in 0..self.r.len() {
+            let v = self.r[i] - alpha * self.q[i];
+            self.r[i] = v;
+            s[0] += v * v;
+            s[1] += v * v * self.inv_diag[i];
+        }
+        s
+    }
+
+    fn solution(&mut self, alpha_last: f64) -> Vec<f64> {
+        for (x, p) in self.x.iter_mut().zip(&self.p) {
+            *x += alpha_last * p;
+        }
+        self.x.clone()
+    }
+
+    fn bytes_per_iteration(&self) -> usize {
+        let n = self.r.len();
+        // matrix once (8 + 4 bytes an entry, 8 a row start), direction:
+        // r, inv_diag, p, x read, p, x written; product: p read, q
+        // written; update: r, q, inv_diag read, r written
+        12 * self.a.nnz() + 8 * (n + 1) + 8 * (6 + 2 + 4) * n + 8 * (self.p.len() - n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::comm::{Comm, ThreadComm};
+    use crate::dist::{GlobalRow, offsets, owner_in};
+
+    /// A symmetric 2D 5-point Laplacian on an `nx x ny` grid, rows split
+    /// in contiguous blocks; `(rows, n)`.
+    fn grid_rows(rank: usize, p: usize, nx: usize, ny: usize) -> (Vec<GlobalRow>, usize) {
+        let n = nx * ny;
+        let (s, e) = (rank * n / p, (rank + 1) * n / p);
+        let rows = (s..e)
+            .map(|g| {
+                let (i, j) = (g % nx, g / nx);
+                let mut r = vec![(g as u64, 4.0 + 0.01 * (g % 7) as f64)];
+                let mut add = |ii: usize, jj: usize| {
+                    let h = jj * nx + ii;
+                    // symmetric weights: a function of the unordered pair
+                    let w = -1.0 - 0.001 * ((g.min(h) * 31 + g.max(h)) % 13) as f64;
+                    r.push((h as u64, w));
+                };
+                if i > 0 {
+                    add(i - 1, j);
+                }
+                if i + 1 < nx {
+                    add(i + 1, j);
+                }
+                if j > 0 {
+                    add(i, j - 1);
+                }
+                if j + 1 < ny {
+                    add(i, j + 1);
+                }
+                r.sort_by_key(|e| e.0);
+                (g as u64, r)
+            })
+            .collect();
+        (rows, n)
+    }
+
+    /// One iteration step by step with both kernels, compared with the
+    /// global product computed from scratch.
+    #[test]
+    fn fused_and_split_kernels_agree_with_the_global_product() {
+        for p in [1, 2, 3] {
+            let out = ThreadComm::run(p, move |c| {
+                let (rows, n) = grid_rows(c.rank(), c.size(), 9, 7);
+                let off = offsets(c, rows.len());
+                let (m, _) = DistMatrix::from_rows(c, rows, n, |g| owner_in(&off, g));
+                let d: Vec<f64> = (0..m.n_owned())
+                    .map(|i| 1.0 / (1.0 + (m.gid[i] % 5) as f64))
+                    .collect();
+                let b: Vec<f64> = m.gid.iter().map(|&g| ((g * 7) % 11) as f64 - 5.0).collect();
+                let mut results = Vec::new();
+                let run = |k: &mut dyn LocalKernels| {
+                    let mut s = k.start(&b);
+                    c.allreduce_sum(&mut s);
+                    let mut trace = vec![s[0], s[1]];
+                    let (mut alpha, mut rho_prev) = (0.0, 0.0);
+                    let mut rz = s[1];
+                    for it in 0..4 {
+                        let beta = if it == 0 { 0.0 } else { rz / rho_prev };
+                        k.begin(beta, alpha);
+                        let mut sends: Vec<Vec<f64>> = m
+                            .halo
+                            .neighbours
+                            .iter()
+                            .map(|n| vec![0.0; n.send.len()])
+                            .collect();
+                        let mut recvs: Vec<Vec<f64>> = m
+                            .halo
+                            .neighbours
+                            .iter()
+                            .map(|n| vec![0.0; n.recv.len()])
+                            .collect();
+                        k.pack(&m.halo, &mut sends);
+                        {
+                            let s: Vec<(usize, &[f64])> = m
+                                .halo
+                                .neighbours
+                                .iter()
+                                .zip(&sends)
+                                .filter(|(_, b)| !b.is_empty())
+                                .map(|(n, b)| (n.rank, &b[..]))
+                                .collect();
+                            let mut r: Vec<(usize, &mut [f64])> = m
+                                .halo
+                                .neighbours
+                                .iter()
+                                .zip(recvs.iter_mut())
+                                .filter(|(_, b)| !b.is_empty())
+                                .map(|(n, b)| (n.rank, &mut b[..]))
+                                .collect();
+                            c.exchange(&s, &mut r, &mut || k.overlap(beta, alpha));
+                        }
+                        k.unpack(&m.halo, &recvs);
+                        let mut pq = [k.finish_product()];
+                        c.allreduce_sum(&mut pq);
+                        alpha = rz / pq[0];
+                        rho_prev = rz;
+                        let mut s = k.update(alpha);
+                        c.allreduce_sum(&mut s);
+                        rz = s[1];
+                        trace.extend([pq[0], s[0], s[1]]);
+                    }
+                    let x = k.solution(alpha);
+                    (trace, m.gid.iter().copied().zip(x).collect::<Vec<_>>())
+                };
+                results.push(run(&mut FusedKernels::new(&m, &d)));
+                results.push(run(&mut SplitKernels::new(&m, &d)));
+                results
+            });
+            // the same scalars (to rounding) on both kernels and every rank
+            for o in &out {
+                let (tf, ts) = (&o[0].0, &o[1].0);
+                for (a, b) in tf.iter().zip(ts) {
+                    assert!(
+                        (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                        "p {p}: {a} vs {b}"
+                    );
+                }
+                assert_eq!(tf, &out[0][0].0, "p {p}: ranks agree");
+            }
+            // x after four steps: the same on both kernels
+            let mut xf: Vec<(u64, f64)> = out.iter().flat_map(|o| o[0].1.clone()).collect();
+            let mut xs: Vec<(u64, f64)> = out.iter().flat_map(|o| o[1].1.clone()).collect();
+            xf.sort_by_key(|e| e.0);
+            xs.sort_by_key(|e| e.0);
+            for (a, b) in xf.iter().zip(&xs) {
+                assert_eq!(a.0, b.0);
+                assert!((a.1 - b.1).abs() <= 1e-12 * b.1.abs().max(1.0));
+            }
+        }
+    }
+}
