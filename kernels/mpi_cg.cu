@@ -1,12 +1,13 @@
 // The local kernels of the distributed Jacobi-CG (quadflow-mpi,
 // mpi/src/device.rs): one MPI rank's rows of the equilibrated matrix in
 // full CSR (both triangles), columns in the rank's local numbering (owned
-// rows first, then the ghost columns), vectors of the rank's rows (p also
-// holds the ghost values). The host runs the iteration: direction, the
-// halo values gathered and copied to the host, the interior rows' product
-// while the messages travel, the ghosts copied back and scattered, the
-// boundary rows' product, the update. Reductions leave one partial sum
-// per block; the host adds them in block order (the same bits every run).
+// rows first, then the ghost columns); x and q on the owned rows, r, p
+// and inv_diag on the owned rows and the ghosts. The host runs the
+// iteration: direction (owned rows and ghosts) and product, update, then
+// the new r of the rows the neighbours need gathered and copied to the
+// host, the received ghosts of r copied up and scattered. Reductions
+// leave one partial sum per block; the host adds them in block order (the
+// same bits every run).
 //
 // A separate program from the gpu backend's (kernels/*.cu, compiled as
 // one): this one is compiled on its own by the mpi backend.
@@ -29,30 +30,32 @@ __device__ double qf_mpi_block_sum(double v) {
     return t;
 }
 
-// x += alpha_prev p; p = r inv_diag + beta p (the owned rows).
-extern "C" __global__ void qf_mpi_direction(int n, const double* __restrict__ r,
+// x += alpha_prev p (the n owned rows); p = r inv_diag + beta p (the
+// owned rows and the ghosts, cols in all: every rank computes its ghosts'
+// p as their owners do).
+extern "C" __global__ void qf_mpi_direction(int n, int cols, const double* __restrict__ r,
                                             const double* __restrict__ inv_diag, double beta,
                                             double alpha_prev, double* __restrict__ p,
                                             double* __restrict__ x) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) {
         const double po = p[i];
-        x[i] += alpha_prev * po;
+        if (i < n) x[i] += alpha_prev * po;
         p[i] = r[i] * inv_diag[i] + beta * po;
     }
 }
 
-// out[k] = p[idx[k]] (the halo values to send).
+// out[k] = v[idx[k]] (the halo values to send).
 extern "C" __global__ void qf_mpi_gather(int m, const unsigned* __restrict__ idx,
-                                         const double* __restrict__ p, double* __restrict__ out) {
+                                         const double* __restrict__ v, double* __restrict__ out) {
     for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < m; k += gridDim.x * blockDim.x)
-        out[k] = p[idx[k]];
+        out[k] = v[idx[k]];
 }
 
-// p[idx[k]] = vals[k] (the received ghost values).
+// v[idx[k]] = vals[k] (the received ghost values).
 extern "C" __global__ void qf_mpi_scatter(int m, const unsigned* __restrict__ idx,
-                                          const double* __restrict__ vals, double* __restrict__ p) {
+                                          const double* __restrict__ vals, double* __restrict__ v) {
     for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < m; k += gridDim.x * blockDim.x)
-        p[idx[k]] = vals[k];
+        v[idx[k]] = vals[k];
 }
 
 // q_i = (A p)_i for the rows lo..hi, QF_MPI_GROUP threads a row; the

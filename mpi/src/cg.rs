@@ -30,11 +30,10 @@
 
 use crate::assemble::LocalSystem;
 use crate::comm::{self, Comm};
-use crate::dist::{DistMatrix, GlobalRow, row_dot};
+use crate::dist::{DistMatrix, GlobalRow, IdMap, row_dot};
 use crate::kernels::{FusedKernels, LocalKernels};
 use crate::part::{Halo, Part};
 use quadflow_systems::solver::{CgSettings, SolveError, SolveStats};
-use std::collections::HashMap;
 use std::time::Instant;
 
 /// Result of [`pcg`].
@@ -46,15 +45,15 @@ pub struct DistCgOutcome {
     pub stats: SolveStats,
 }
 
-/// One neighbour exchange of `p` with the local work that needs no ghost
-/// value in flight ([`LocalKernels::overlap`]).
-fn exchange_p(
+/// The new `r` of the rows the neighbours need into their ghosts, with the
+/// all-reduce of `sums` in flight (the exchange then adds no round of its
+/// own).
+fn exchange_r(
     comm: &dyn Comm,
     halo: &Halo,
     k: &mut dyn LocalKernels,
     bufs: &mut (Vec<Vec<f64>>, Vec<Vec<f64>>),
-    beta: f64,
-    alpha_prev: f64,
+    sums: &mut [f64],
 ) {
     let (sends, recvs) = bufs;
     k.pack(halo, sends);
@@ -74,7 +73,7 @@ fn exchange_p(
             .filter(|(_, b)| !b.is_empty())
             .map(|(n, b)| (n.rank, &mut b[..]))
             .collect();
-        comm.exchange(&s, &mut r, &mut || k.overlap(beta, alpha_prev));
+        comm.exchange(&s, &mut r, &mut || comm.allreduce_sum(sums));
     }
     k.unpack(halo, recvs);
 }
@@ -84,14 +83,16 @@ fn exchange_p(
 /// over every row of the system, decoupled ones included). Every rank
 /// calls it; all return the same iteration count, or the same error.
 ///
-/// Per iteration: [`LocalKernels::begin`], the halo exchange of `p` with
-/// [`LocalKernels::overlap`] in flight, [`LocalKernels::finish_product`],
-/// one all-reduce of `p.q` (with a flag for a local failure of the
-/// kernels), [`LocalKernels::update`] and one all-reduce of `(r.r, r.z)`
-/// (with a flag for a stop asked by `progress`). `progress(iteration,
-/// relative residual)` is called every 50 iterations on every rank; a
-/// `false` from any rank stops every rank with
-/// [`SolveError::Interrupted`].
+/// Per iteration: [`LocalKernels::product`] (direction and `q = A p` over
+/// the rank's rows and the ghosts it keeps), one all-reduce of `p.q` (with
+/// flags for a local failure of the kernels and for a stop asked by
+/// `progress`), [`LocalKernels::update`],
+/// then the neighbour exchange of the new `r` with the all-reduce of
+/// `(r.r, r.z)` in flight: two rounds of communication per iteration, as few as CG allows without
+/// reformulating it (a pipelined CG would fuse them at the cost of a
+/// different rounding). `progress(iteration, relative residual)` is called
+/// every 50 iterations on every rank; a `false` from any rank stops every
+/// rank, one iteration later, with [`SolveError::Interrupted`].
 pub fn pcg(
     comm: &dyn Comm,
     m: &DistMatrix,
@@ -115,10 +116,6 @@ pub fn pcg(
         });
     }
     let atol = settings.rtol * b_norm;
-    let mut s = kernels.start(b);
-    comm.allreduce_sum(&mut s);
-    let [mut rr, mut rz] = s;
-    let (mut rho_prev, mut alpha, mut it) = (0.0, 0.0, 0usize);
     let mut bufs = (
         m.halo
             .neighbours
@@ -131,6 +128,10 @@ pub fn pcg(
             .map(|n| vec![0.0; n.recv.len()])
             .collect::<Vec<_>>(),
     );
+    let mut s = kernels.start(b);
+    exchange_r(comm, &m.halo, kernels, &mut bufs, &mut s);
+    let [mut rr, mut rz] = s;
+    let (mut rho_prev, mut alpha, mut it, mut stop) = (0.0, 0.0, 0usize, false);
     loop {
         if rr.sqrt() < atol {
             stats.converged = true;
@@ -140,11 +141,13 @@ pub fn pcg(
             break;
         }
         let beta = if it == 0 { 0.0 } else { rz / rho_prev };
-        kernels.begin(beta, alpha);
-        exchange_p(comm, &m.halo, kernels, &mut bufs, beta, alpha);
+        let pq = kernels.product(beta, alpha);
         let failure = kernels.take_failure();
-        let mut pq = [kernels.finish_product(), failure.is_some() as u8 as f64];
+        let mut pq = [pq, failure.is_some() as u8 as f64, stop as u8 as f64];
         comm.allreduce_sum(&mut pq);
+        if pq[2] > 0.0 {
+            return Err(SolveError::Interrupted { iteration: it });
+        }
         if pq[1] > 0.0 {
             let msg = match comm::agree(comm, failure) {
                 Err(m) => m,
@@ -164,16 +167,12 @@ pub fn pcg(
         }
         alpha = rz / pq;
         rho_prev = rz;
-        let [r2, z2] = kernels.update(alpha);
+        let mut s = kernels.update(alpha);
+        exchange_r(comm, &m.halo, kernels, &mut bufs, &mut s);
+        [rr, rz] = s;
         it += 1;
-        let stop = it % 50 == 0 && !progress(it, r2.sqrt() / b_norm);
-        let mut s = [r2, z2, stop as u8 as f64];
-        comm.allreduce_sum(&mut s);
-        rr = s[0];
-        rz = s[1];
-        if s[2] > 0.0 {
-            return Err(SolveError::Interrupted { iteration: it });
-        }
+        // a stop asked here travels with the next all-reduce
+        stop = it % 50 == 0 && !progress(it, rr.sqrt() / b_norm);
     }
     stats.iterations = it;
     stats.recurrence_residual = rr.sqrt() / b_norm;
@@ -191,6 +190,9 @@ pub struct EquilibratedDist {
     pub b: Vec<f64>,
     /// `1 / diag(D K D)` on those rows.
     pub inv_diag: Vec<f64>,
+    /// `inv_diag` on those rows, then on the ghost columns of `a` (from
+    /// their owners).
+    pub inv_diag_cols: Vec<f64>,
     /// For each row of `a`, its local node id.
     pub node_of_row: Vec<u32>,
     /// `d` on the local nodes (owned and ghosts).
@@ -272,7 +274,7 @@ impl EquilibratedDist {
         // locality, and the product's reads of `p` then miss the cache.
         // Rows keep this order inside the interior and boundary groups.
         let perm = {
-            let row_of: HashMap<u64, u32> = rows
+            let row_of: IdMap<u64, u32> = rows
                 .iter()
                 .enumerate()
                 .map(|(r, (g, _))| (*g, r as u32))
@@ -298,16 +300,21 @@ impl EquilibratedDist {
         let bvals: Vec<f64> = perm.iter().map(|&o| bvals[o as usize]).collect();
         let dvals: Vec<f64> = perm.iter().map(|&o| dvals[o as usize]).collect();
         let global_rows = comm::sum_usize(comm, rows.len());
-        let owner: HashMap<u64, usize> = part.node_gid[o..]
+        let owner: IdMap<u64, usize> = part.node_gid[o..]
             .iter()
             .zip(&part.ghost_owner)
             .map(|(&g, &q)| (g as u64, q as usize))
             .collect();
         let (a, order) = DistMatrix::from_rows(comm, rows, global_rows, |g| owner[&g]);
         let pick = |v: &[f64]| order.iter().map(|&r| v[r as usize]).collect::<Vec<f64>>();
+        let inv_diag = pick(&dvals);
+        let mut inv_diag_cols = inv_diag.clone();
+        inv_diag_cols.resize(a.n_cols(), 0.0);
+        a.halo.exchange(comm, &mut inv_diag_cols, &mut |_| {});
         Ok(Self {
             b: pick(&bvals),
-            inv_diag: pick(&dvals),
+            inv_diag,
+            inv_diag_cols,
             node_of_row: order.iter().map(|&r| node_of[r as usize]).collect(),
             a,
             d,
@@ -375,7 +382,7 @@ pub fn solve_cg_jacobi(
     progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<DistSolution, SolveError> {
     solve_cg_jacobi_with(comm, part, sys, settings, progress, &mut |eq| {
-        Ok(Box::new(FusedKernels::new(&eq.a, &eq.inv_diag)))
+        Ok(Box::new(FusedKernels::new(&eq.a, &eq.inv_diag_cols)))
     })
 }
 
@@ -490,15 +497,30 @@ pub(crate) mod tests {
         )
         .unwrap();
         for p in 1..=4 {
-            for method in [Method::Rcb, Method::Metis] {
+            // the fused kernels, and on 3 ranks the device's host twin too
+            let kinds: &[bool] = if p == 3 { &[false, true] } else { &[false] };
+            for (method, &split) in [Method::Rcb, Method::Metis]
+                .into_iter()
+                .flat_map(|m| kinds.iter().map(move |k| (m, k)))
+            {
                 let parts = Arc::new(build_parts(&m, &partition(&m, p, method).unwrap()));
                 let parts2 = parts.clone();
                 let cfg2 = cfg.clone();
                 let out = ThreadComm::run(p, move |c| {
                     let part = &parts[c.rank()];
                     let sys = LocalSystem::assemble_serial(part, cfg2.clone()).unwrap();
-                    let sol =
-                        solve_cg_jacobi(c, part, &sys, &cfg2.solver.cg, &mut |_, _| true).unwrap();
+                    let cg = &cfg2.solver.cg;
+                    let sol = if split {
+                        solve_cg_jacobi_with(c, part, &sys, cg, &mut |_, _| true, &mut |eq| {
+                            Ok(Box::new(crate::kernels::SplitKernels::new(
+                                &eq.a,
+                                &eq.inv_diag_cols,
+                            )))
+                        })
+                    } else {
+                        solve_cg_jacobi(c, part, &sys, cg, &mut |_, _| true)
+                    }
+                    .unwrap();
                     let local = with_ghosts(c, part, &sol.u);
                     (
                         gather_u(c, 0, part, &sol.u),
@@ -526,7 +548,10 @@ pub(crate) mod tests {
                 assert!(stats.converged);
                 assert_eq!(stats.decoupled_rows, ss.decoupled_rows);
                 let e = rel_max(u, &us);
-                assert!(e < 1e-10, "p {p} {method:?}: u differs by {e:e}");
+                assert!(
+                    e < 1e-10,
+                    "p {p} {method:?} split {split}: u differs by {e:e}"
+                );
                 assert!(*tr < 1e-7, "{tr}");
             }
         }

@@ -11,16 +11,16 @@
 //!
 //! **Kernels** ([`DeviceKernels`], `kernels/mpi_cg.cu`, compiled by NVRTC
 //! and cached like the gpu backend's): the rank's rows of the equilibrated
-//! matrix in full CSR and the CG vectors stay on the device; per
-//! iteration, the direction update, the halo values gathered on the device
-//! and copied to a host buffer (the only synchronisation before the
-//! messages leave), the interior rows' product launched before the host
-//! waits for the messages (the device computes while MPI waits), the
-//! ghosts copied up and scattered, the boundary rows' product, the update.
-//! Reductions come back as per-block partial sums that the host adds in
-//! block order. The same split of the work as the host's
-//! [`crate::kernels::SplitKernels`], its twin, which the tests run where
-//! there is no GPU.
+//! matrix in full CSR and the CG vectors (with the ghost entries of `r`
+//! and `p`) stay on the device; per iteration, the direction update and
+//! the product (one partial sum per block comes back), the update (two
+//! per block), then the new `r` of the rows the neighbours need gathered
+//! on the device and copied to a host buffer, and the ghosts received
+//! copied up and scattered: the halo is staged through host buffers, the
+//! messages travel while the all-reduce of `(r.r, r.z)` runs. The host
+//! adds the partial sums in block order. The same split of the work as the
+//! host's [`crate::kernels::SplitKernels`], its twin, which the tests run
+//! where there is no GPU.
 
 use crate::assemble::LocalSystem;
 use crate::cg::{DistSolution, EquilibratedDist};
@@ -159,7 +159,7 @@ pub struct DeviceKernels {
     stream: Arc<CudaStream>,
     f: [CudaFunction; 6],
     n: usize,
-    n_interior: usize,
+    cols: usize,
     blocks: u32,
     spmv_blocks: u32,
     rowptr: CudaSlice<u32>,
@@ -172,7 +172,6 @@ pub struct DeviceKernels {
     p: CudaSlice<f64>,
     q: CudaSlice<f64>,
     partials: CudaSlice<f64>,
-    partials_b: CudaSlice<f64>,
     send_idx: CudaSlice<u32>,
     send: CudaSlice<f64>,
     send_host: Vec<f64>,
@@ -244,27 +243,26 @@ impl DeviceKernels {
             .flat_map(|nb| nb.recv.clone())
             .collect();
         let max_blocks = 8 * st.sms.max(1);
-        let blocks = grid(n, BLOCK, max_blocks);
+        let blocks = grid(eq.a.n_cols(), BLOCK, max_blocks);
         let spmv_blocks = grid(n * GROUP as usize, BLOCK, max_blocks);
         let alloc = |len: usize| s.alloc_zeros::<f64>(len.max(1));
         let e = |x| err("device memory", x);
         let k = Self {
             f,
             n,
-            n_interior: eq.a.n_interior,
+            cols: eq.a.n_cols(),
             blocks,
             spmv_blocks,
             rowptr: up32(&rowptr).map_err(e)?,
             col: up32(a.cols()).map_err(e)?,
             val: up64(a.vals()).map_err(e)?,
-            inv_diag: up64(&eq.inv_diag).map_err(e)?,
+            inv_diag: up64(&eq.inv_diag_cols).map_err(e)?,
             inv_diag_host: eq.inv_diag.clone(),
             x: alloc(n).map_err(e)?,
-            r: alloc(n).map_err(e)?,
+            r: alloc(eq.a.n_cols()).map_err(e)?,
             p: alloc(eq.a.n_cols()).map_err(e)?,
             q: alloc(n).map_err(e)?,
             partials: alloc(2 * max_blocks as usize).map_err(e)?,
-            partials_b: alloc(max_blocks as usize).map_err(e)?,
             send: alloc(send_idx.len()).map_err(e)?,
             send_host: vec![0.0; send_idx.len()],
             send_idx: up32(&send_idx).map_err(e)?,
@@ -272,7 +270,7 @@ impl DeviceKernels {
             recv_host: vec![0.0; recv_idx.len()],
             recv_idx: up32(&recv_idx).map_err(e)?,
             failure: None,
-            bytes_up: (4 * (n + 1) + 12 * a.nnz() + 8 * n) as u64,
+            bytes_up: (4 * (n + 1) + 12 * a.nnz() + 8 * eq.a.n_cols()) as u64,
             bytes_down: 0,
             stream: s,
         };
@@ -292,7 +290,7 @@ impl DeviceKernels {
         }
     }
 
-    fn launch_spmv(&mut self, lo: usize, hi: usize, partials_b: bool) -> Result<(), String> {
+    fn launch_spmv(&mut self, lo: usize, hi: usize) -> Result<(), String> {
         let (lo, hi) = (lo as i32, hi as i32);
         let mut l = self.stream.launch_builder(&self.f[3]);
         l.arg(&lo)
@@ -301,12 +299,8 @@ impl DeviceKernels {
             .arg(&self.col)
             .arg(&self.val)
             .arg(&self.p)
-            .arg(&mut self.q);
-        if partials_b {
-            l.arg(&mut self.partials_b);
-        } else {
-            l.arg(&mut self.partials);
-        }
+            .arg(&mut self.q)
+            .arg(&mut self.partials);
         // SAFETY: the arguments match qf_mpi_spmv's signature; rowptr has
         // n + 1 entries, columns index p (n + ghosts), partials hold a
         // value per block (at most 8 x SMs blocks, allocated).
@@ -315,15 +309,11 @@ impl DeviceKernels {
             .map_err(|e| err("qf_mpi_spmv", e))
     }
 
-    fn sum_partials(&mut self, which_b: bool, len: usize) -> Result<Vec<f64>, String> {
+    /// The first `len` partial sums (synchronises).
+    fn read_partials(&mut self, len: usize) -> Result<Vec<f64>, String> {
         let mut h = vec![0.0; len];
-        let src = if which_b {
-            &self.partials_b
-        } else {
-            &self.partials
-        };
         self.stream
-            .memcpy_dtoh(&src.slice(..len), &mut h[..])
+            .memcpy_dtoh(&self.partials.slice(..len), &mut h[..])
             .map_err(|e| err("copying partial sums", e))?;
         self.bytes_down += 8 * len as u64;
         Ok(h)
@@ -339,8 +329,11 @@ impl LocalKernels for DeviceKernels {
         }
         self.run("start", |k| {
             let e = |x| err("start", x);
+            k.stream.memset_zeros(&mut k.r).map_err(e)?;
             if !b.is_empty() {
-                k.stream.memcpy_htod(b, &mut k.r).map_err(e)?;
+                k.stream
+                    .memcpy_htod(b, &mut k.r.slice_mut(..b.len()))
+                    .map_err(e)?;
             }
             k.stream.memset_zeros(&mut k.x).map_err(e)?;
             k.stream.memset_zeros(&mut k.p).map_err(e)?;
@@ -350,41 +343,22 @@ impl LocalKernels for DeviceKernels {
         s
     }
 
-    fn begin(&mut self, beta: f64, alpha_prev: f64) {
-        self.run("direction", |k| {
-            let n = k.n as i32;
-            let mut l = k.stream.launch_builder(&k.f[0]);
-            l.arg(&n)
-                .arg(&k.r)
-                .arg(&k.inv_diag)
-                .arg(&beta)
-                .arg(&alpha_prev)
-                .arg(&mut k.p)
-                .arg(&mut k.x);
-            // SAFETY: qf_mpi_direction's signature; every vector has n
-            // entries at least.
-            unsafe { l.launch(cfg(k.blocks)) }.map_err(|e| err("qf_mpi_direction", e))?;
-            let m = k.send_host.len() as i32;
-            if m > 0 {
-                let mut l = k.stream.launch_builder(&k.f[1]);
-                l.arg(&m).arg(&k.send_idx).arg(&k.p).arg(&mut k.send);
-                // SAFETY: qf_mpi_gather's signature; send holds m values,
-                // send_idx m owned rows.
-                unsafe { l.launch(cfg(grid(m as usize, BLOCK, 1024))) }
-                    .map_err(|e| err("qf_mpi_gather", e))?;
-            }
-            Ok(())
-        });
-    }
-
     fn pack(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
         self.run("halo to the host", |k| {
-            if !k.send_host.is_empty() {
-                k.stream
-                    .memcpy_dtoh(&k.send, &mut k.send_host[..])
-                    .map_err(|e| err("copying halo values", e))?;
-                k.bytes_down += 8 * k.send_host.len() as u64;
+            let m = k.send_host.len() as i32;
+            if m == 0 {
+                return Ok(());
             }
+            let mut l = k.stream.launch_builder(&k.f[1]);
+            l.arg(&m).arg(&k.send_idx).arg(&k.r).arg(&mut k.send);
+            // SAFETY: qf_mpi_gather's signature; send holds m values,
+            // send_idx m owned rows of r.
+            unsafe { l.launch(cfg(grid(m as usize, BLOCK, 1024))) }
+                .map_err(|e| err("qf_mpi_gather", e))?;
+            k.stream
+                .memcpy_dtoh(&k.send, &mut k.send_host[..])
+                .map_err(|e| err("copying halo values", e))?;
+            k.bytes_down += 8 * m as u64;
             Ok(())
         });
         let mut at = 0;
@@ -393,13 +367,6 @@ impl LocalKernels for DeviceKernels {
             b.copy_from_slice(&self.send_host[at..at + m]);
             at += m;
         }
-    }
-
-    fn overlap(&mut self, _beta: f64, _alpha_prev: f64) {
-        // launched only: the device computes while the host waits for
-        // the messages
-        let ni = self.n_interior;
-        self.run("interior product", |k| k.launch_spmv(0, ni, false));
     }
 
     fn unpack(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
@@ -419,23 +386,34 @@ impl LocalKernels for DeviceKernels {
                 .map_err(|e| err("copying ghost values", e))?;
             k.bytes_up += 8 * m as u64;
             let mut l = k.stream.launch_builder(&k.f[2]);
-            l.arg(&m).arg(&k.recv_idx).arg(&k.recv).arg(&mut k.p);
+            l.arg(&m).arg(&k.recv_idx).arg(&k.recv).arg(&mut k.r);
             // SAFETY: qf_mpi_scatter's signature; recv_idx indexes the
-            // ghost entries of p.
+            // ghost entries of r.
             unsafe { l.launch(cfg(grid(m as usize, BLOCK, 1024))) }
                 .map(|_| ())
                 .map_err(|e| err("qf_mpi_scatter", e))
         });
     }
 
-    fn finish_product(&mut self) -> f64 {
-        let (ni, n, blocks) = (self.n_interior, self.n, self.spmv_blocks as usize);
+    fn product(&mut self, beta: f64, alpha_prev: f64) -> f64 {
+        let (n, blocks) = (self.n, self.spmv_blocks as usize);
         let mut pq = 0.0;
-        self.run("boundary product", |k| {
-            k.launch_spmv(ni, n, true)?;
-            let a = k.sum_partials(false, blocks)?;
-            let b = k.sum_partials(true, blocks)?;
-            pq = a.iter().sum::<f64>() + b.iter().sum::<f64>();
+        self.run("direction and product", |k| {
+            let (ni, nc) = (k.n as i32, k.cols as i32);
+            let mut l = k.stream.launch_builder(&k.f[0]);
+            l.arg(&ni)
+                .arg(&nc)
+                .arg(&k.r)
+                .arg(&k.inv_diag)
+                .arg(&beta)
+                .arg(&alpha_prev)
+                .arg(&mut k.p)
+                .arg(&mut k.x);
+            // SAFETY: qf_mpi_direction's signature; r, inv_diag, p hold
+            // cols entries, x n.
+            unsafe { l.launch(cfg(k.blocks)) }.map_err(|e| err("qf_mpi_direction", e))?;
+            k.launch_spmv(0, n)?;
+            pq = k.read_partials(blocks)?.iter().sum::<f64>();
             Ok(())
         });
         pq
@@ -443,7 +421,7 @@ impl LocalKernels for DeviceKernels {
 
     fn update(&mut self, alpha: f64) -> [f64; 2] {
         let mut s = [0.0; 2];
-        let blocks = self.blocks;
+        let blocks = grid(self.n, BLOCK, self.blocks.max(1));
         self.run("update", |k| {
             let n = k.n as i32;
             let mut l = k.stream.launch_builder(&k.f[4]);
@@ -454,9 +432,9 @@ impl LocalKernels for DeviceKernels {
                 .arg(&mut k.r)
                 .arg(&mut k.partials);
             // SAFETY: qf_mpi_update's signature; partials hold two values
-            // per block.
+            // per block (at most 8 x SMs blocks).
             unsafe { l.launch(cfg(blocks)) }.map_err(|e| err("qf_mpi_update", e))?;
-            let h = k.sum_partials(false, 2 * blocks as usize)?;
+            let h = k.read_partials(2 * blocks as usize)?;
             for c in h.chunks_exact(2) {
                 s[0] += c[0];
                 s[1] += c[1];
@@ -468,12 +446,13 @@ impl LocalKernels for DeviceKernels {
 
     fn solution(&mut self, alpha_last: f64) -> Vec<f64> {
         let mut x = vec![0.0; self.n];
+        let blocks = self.blocks;
         self.run("solution", |k| {
             let n = k.n as i32;
             let mut l = k.stream.launch_builder(&k.f[5]);
             l.arg(&n).arg(&alpha_last).arg(&k.p).arg(&mut k.x);
             // SAFETY: qf_mpi_axpy's signature.
-            unsafe { l.launch(cfg(k.blocks)) }.map_err(|e| err("qf_mpi_axpy", e))?;
+            unsafe { l.launch(cfg(blocks)) }.map_err(|e| err("qf_mpi_axpy", e))?;
             if k.n > 0 {
                 k.stream
                     .memcpy_dtoh(&k.x.slice(..k.n), &mut x[..])
@@ -491,10 +470,11 @@ impl LocalKernels for DeviceKernels {
 
     fn bytes_per_iteration(&self) -> usize {
         // matrix once (12 bytes an entry, 4 a row start); direction reads
-        // r, inv_diag, p, x and writes p, x; the product reads p; q
-        // written; the update reads r, q, inv_diag and writes r
-        let nnz = self.val.len();
-        12 * nnz + 4 * (self.n + 1) + 8 * 12 * self.n
+        // r, inv_diag, p and writes p (owned and ghosts), x read and
+        // written; the product reads p, writes q; the update reads r, q,
+        // inv_diag and writes r
+        let (n, g) = (self.n, self.cols - self.n);
+        12 * self.val.len() + 4 * (n + 1) + 8 * (4 * (n + g) + 2 * n + 2 * n + 4 * n)
     }
 }
 
@@ -554,20 +534,14 @@ impl LocalKernels for Counted {
     fn start(&mut self, b: &[f64]) -> [f64; 2] {
         self.k.start(b)
     }
-    fn begin(&mut self, beta: f64, alpha_prev: f64) {
-        self.k.begin(beta, alpha_prev)
-    }
     fn pack(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
         self.k.pack(halo, bufs)
-    }
-    fn overlap(&mut self, beta: f64, alpha_prev: f64) {
-        self.k.overlap(beta, alpha_prev)
     }
     fn unpack(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
         self.k.unpack(halo, bufs)
     }
-    fn finish_product(&mut self) -> f64 {
-        self.k.finish_product()
+    fn product(&mut self, beta: f64, alpha_prev: f64) -> f64 {
+        self.k.product(beta, alpha_prev)
     }
     fn update(&mut self, alpha: f64) -> [f64; 2] {
         self.k.update(alpha)

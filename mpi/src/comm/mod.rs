@@ -45,7 +45,8 @@ pub trait Comm {
     /// a receive for every `(rank, buffer)` of `recv` and a send of every
     /// `(rank, values)` of `send`, runs `overlap` while they are in
     /// flight, then waits for all of them. The receive buffers must have
-    /// the sizes the neighbours send.
+    /// the sizes the neighbours send. `overlap` may run collectives (an
+    /// all-reduce hides the exchange's latency).
     fn exchange(
         &self,
         send: &[(usize, &[f64])],
@@ -192,10 +193,43 @@ enum Msg {
 pub struct ThreadComm {
     rank: usize,
     size: usize,
-    to: Vec<Sender<Msg>>,
+    /// Channels to every rank: `[collectives, neighbour exchanges]` (two
+    /// sets, so that a collective may run while an exchange is in flight,
+    /// as MPI allows).
+    to: [Vec<Sender<Msg>>; 2],
     /// (behind locks only so that a rank can be shared: every rank's
     /// messages are received by its own thread)
-    from: Vec<Mutex<Receiver<Msg>>>,
+    from: [Vec<Mutex<Receiver<Msg>>>; 2],
+}
+
+/// The channel set of collectives and byte transfers.
+const COLLECTIVE: usize = 0;
+/// The channel set of neighbour exchanges.
+const EXCHANGE: usize = 1;
+
+/// One channel from every rank to every rank: `senders[src][dst]`,
+/// `receivers[dst][src]`.
+#[allow(clippy::type_complexity)]
+fn channels(p: usize) -> (Vec<Vec<Sender<Msg>>>, Vec<Vec<Mutex<Receiver<Msg>>>>) {
+    let mut senders: Vec<Vec<Sender<Msg>>> = (0..p).map(|_| Vec::new()).collect();
+    let mut receivers: Vec<Vec<Option<Receiver<Msg>>>> =
+        (0..p).map(|_| (0..p).map(|_| None).collect()).collect();
+    for (src, s) in senders.iter_mut().enumerate() {
+        for r in receivers.iter_mut() {
+            let (tx, rx) = channel();
+            s.push(tx);
+            r[src] = Some(rx);
+        }
+    }
+    let receivers = receivers
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|x| Mutex::new(x.expect("channel")))
+                .collect()
+        })
+        .collect();
+    (senders, receivers)
 }
 
 impl ThreadComm {
@@ -203,29 +237,17 @@ impl ThreadComm {
     /// with [`ThreadComm::run`]).
     pub fn ranks(p: usize) -> Vec<ThreadComm> {
         assert!(p >= 1);
-        // senders[src][dst], receivers[dst][src]
-        let mut senders: Vec<Vec<Sender<Msg>>> = (0..p).map(|_| Vec::new()).collect();
-        let mut receivers: Vec<Vec<Option<Receiver<Msg>>>> =
-            (0..p).map(|_| (0..p).map(|_| None).collect()).collect();
-        for (src, s) in senders.iter_mut().enumerate() {
-            for r in receivers.iter_mut() {
-                let (tx, rx) = channel();
-                s.push(tx);
-                r[src] = Some(rx);
-            }
-        }
-        senders
-            .into_iter()
-            .zip(receivers)
+        let (cs, cr) = channels(p);
+        let (xs, xr) = channels(p);
+        cs.into_iter()
+            .zip(cr)
+            .zip(xs.into_iter().zip(xr))
             .enumerate()
-            .map(|(rank, (to, from))| ThreadComm {
+            .map(|(rank, ((ct, cf), (xt, xf)))| ThreadComm {
                 rank,
                 size: p,
-                to,
-                from: from
-                    .into_iter()
-                    .map(|r| Mutex::new(r.expect("channel")))
-                    .collect(),
+                to: [ct, xt],
+                from: [cf, xf],
             })
             .collect()
     }
@@ -274,11 +296,19 @@ impl ThreadComm {
     }
 
     fn send(&self, dst: usize, m: Msg) {
-        self.to[dst].send(m).expect("rank thread alive");
+        self.send_on(COLLECTIVE, dst, m)
+    }
+
+    fn send_on(&self, set: usize, dst: usize, m: Msg) {
+        self.to[set][dst].send(m).expect("rank thread alive");
     }
 
     fn recv_f64(&self, src: usize) -> Vec<f64> {
-        match self.from[src]
+        self.recv_f64_on(COLLECTIVE, src)
+    }
+
+    fn recv_f64_on(&self, set: usize, src: usize) -> Vec<f64> {
+        match self.from[set][src]
             .lock()
             .expect("receiver")
             .recv()
@@ -290,7 +320,7 @@ impl ThreadComm {
     }
 
     fn recv_bytes(&self, src: usize) -> Vec<u8> {
-        match self.from[src]
+        match self.from[COLLECTIVE][src]
             .lock()
             .expect("receiver")
             .recv()
@@ -372,11 +402,11 @@ impl Comm for ThreadComm {
         overlap: &mut dyn FnMut(),
     ) {
         for (q, v) in send {
-            self.send(*q, Msg::F64(v.to_vec()));
+            self.send_on(EXCHANGE, *q, Msg::F64(v.to_vec()));
         }
         overlap();
         for (q, buf) in recv.iter_mut() {
-            let v = self.recv_f64(*q);
+            let v = self.recv_f64_on(EXCHANGE, *q);
             assert_eq!(v.len(), buf.len(), "halo message size from rank {q}");
             buf.copy_from_slice(&v);
         }
