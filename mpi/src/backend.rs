@@ -273,9 +273,6 @@ impl Backend for Mpi {
     }
 
     fn prewarm(&self) {
-        if self.local.memory() != Memory::Host {
-            crate::device::choose_device();
-        }
         self.local.prewarm();
     }
 
@@ -326,11 +323,17 @@ impl Backend for Mpi {
         if let Some(g) = slot.as_ref() {
             return Ok(Some(g.clone()));
         }
+        // one device per rank, chosen before MPI and CUDA start
+        let device = if self.local.memory() != Memory::Host {
+            crate::device::choose_device()
+        } else {
+            None
+        };
         let started = (self.starter)().map_err(|m| PipelineError::Backend {
             backend: NAME.into(),
             message: m,
         })?;
-        let g = Arc::new(Group::new(started, self.method, self.local_name));
+        let g = Arc::new(Group::new(started, self.method, self.local_name, device));
         *slot = Some(g.clone());
         Ok(Some(g))
     }

@@ -44,6 +44,8 @@ pub struct Group {
     comm: Timed<SharedComm>,
     method: Method,
     local: &'static str,
+    /// The device this rank chose (`CUDA_VISIBLE_DEVICES`), if any.
+    device: Option<String>,
     failed: Mutex<Option<String>>,
     state: Mutex<State>,
     // last: dropped after the communicator
@@ -52,12 +54,19 @@ pub struct Group {
 
 impl Group {
     /// A group over `started`'s communicator, splitting meshes with
-    /// `method`, running `local` on the parts (for reports).
-    pub fn new(started: Started, method: Method, local: &'static str) -> Self {
+    /// `method`, running `local` on the parts, this rank on `device` (for
+    /// reports).
+    pub fn new(
+        started: Started,
+        method: Method,
+        local: &'static str,
+        device: Option<String>,
+    ) -> Self {
         Self {
             comm: Timed::new(started.comm),
             method,
             local,
+            device,
             failed: Mutex::new(None),
             state: Mutex::new(State::default()),
             _keep: started.keep,
@@ -191,9 +200,15 @@ impl ProcessGroup for Group {
         c.allreduce_max(&mut mx);
         c.allreduce_max(&mut mn);
         let nnz = comm::sum_usize(c, self.state.lock().expect("state").owned_nnz);
+        let devices = comm::gather(c, 0, self.device.clone().unwrap_or_default().into_bytes());
         if !lead {
             return Ok(false);
         }
+        let devices: Vec<String> = devices
+            .expect("the lead gathers")
+            .into_iter()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect();
         let ne = part.global_elements;
         let mut out = ElementOutputs {
             vel: vec![[0.0; 2]; ne],
@@ -237,6 +252,7 @@ impl ProcessGroup for Group {
             allreduces: comm_t.allreduces,
             split_seconds: st.split_seconds,
             quality: st.quality.clone().unwrap_or_default(),
+            devices: devices.iter().any(|d| !d.is_empty()).then_some(devices),
         });
         Ok(true)
     }
@@ -278,6 +294,9 @@ pub struct Summary {
     pub split_seconds: f64,
     /// The partition's quality.
     pub quality: Quality,
+    /// Each rank's device (`CUDA_VISIBLE_DEVICES` as chosen), where the
+    /// ranks chose devices.
+    pub devices: Option<Vec<String>>,
 }
 
 impl Summary {
@@ -374,6 +393,14 @@ impl Summary {
                 self.comm_max[3]
             ),
         ];
+        let mut summary = summary;
+        if let Some(d) = &self.devices {
+            a.push(("mpi_devices".into(), Attr::Str(d.join(","))));
+            summary.push(format!(
+                "devices by rank (CUDA_VISIBLE_DEVICES): {}",
+                d.join(", ")
+            ));
+        }
         quadflow_systems::components::BackendReport {
             attributes: a,
             summary,
