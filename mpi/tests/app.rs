@@ -284,7 +284,7 @@ fn amg_cg_and_the_parallel_local_executor() {
 fn all_fail_with(out: Vec<Result<Option<RunResult>, String>>, want: &str) -> String {
     let msgs: Vec<String> = out
         .into_iter()
-        .map(|r| r.err().expect("every rank fails"))
+        .map(|r| r.expect_err("every rank fails"))
         .collect();
     assert!(msgs.iter().all(|m| *m == msgs[0]), "{msgs:?}");
     assert!(msgs[0].contains(want), "{}", msgs[0]);
