@@ -3,9 +3,11 @@
 // full CSR (both triangles), columns in the rank's local numbering (owned
 // rows first, then the ghost columns); x and q on the owned rows, r, p
 // and inv_diag on the owned rows and the ghosts. The host runs the
-// iteration: direction (owned rows and ghosts) and product, update, then
-// the new r of the rows the neighbours need gathered and copied to the
-// host, the received ghosts of r copied up and scattered. Reductions
+// iteration: the owned rows' direction and the interior rows' product
+// (launched before the host waits for the ghosts of r), the ghosts copied
+// up and scattered, the ghosts' direction and the boundary rows' product,
+// the update, then the new r of the rows the neighbours need gathered and
+// copied to the host. Reductions
 // leave one partial sum per block; the host adds them in block order (the
 // same bits every run).
 //
@@ -30,14 +32,14 @@ __device__ double qf_mpi_block_sum(double v) {
     return t;
 }
 
-// x += alpha_prev p (the n owned rows); p = r inv_diag + beta p (the
-// owned rows and the ghosts, cols in all: every rank computes its ghosts'
-// p as their owners do).
-extern "C" __global__ void qf_mpi_direction(int n, int cols, const double* __restrict__ r,
+// For the entries lo..hi of the column space (owned rows 0..n, then the
+// ghosts): x += alpha_prev p on the owned rows; p = r inv_diag + beta p
+// (every rank computes its ghosts' p as their owners do).
+extern "C" __global__ void qf_mpi_direction(int lo, int hi, int n, const double* __restrict__ r,
                                             const double* __restrict__ inv_diag, double beta,
                                             double alpha_prev, double* __restrict__ p,
                                             double* __restrict__ x) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x) {
+    for (int i = lo + blockIdx.x * blockDim.x + threadIdx.x; i < hi; i += gridDim.x * blockDim.x) {
         const double po = p[i];
         if (i < n) x[i] += alpha_prev * po;
         p[i] = r[i] * inv_diag[i] + beta * po;

@@ -45,15 +45,16 @@ pub struct DistCgOutcome {
     pub stats: SolveStats,
 }
 
-/// The new `r` of the rows the neighbours need into their ghosts, with the
-/// all-reduce of `sums` in flight (the exchange then adds no round of its
-/// own).
+/// The new `r` of the rows the neighbours need into their ghosts, with
+/// `overlap` (the all-reduce of `(r.r, r.z)` and the work that needs no
+/// ghost) in flight: the exchange adds no round of communication of its
+/// own.
 fn exchange_r(
     comm: &dyn Comm,
     halo: &Halo,
     k: &mut dyn LocalKernels,
     bufs: &mut (Vec<Vec<f64>>, Vec<Vec<f64>>),
-    sums: &mut [f64],
+    overlap: &mut dyn FnMut(&mut dyn LocalKernels),
 ) {
     let (sends, recvs) = bufs;
     k.pack(halo, sends);
@@ -73,7 +74,7 @@ fn exchange_r(
             .filter(|(_, b)| !b.is_empty())
             .map(|(n, b)| (n.rank, &mut b[..]))
             .collect();
-        comm.exchange(&s, &mut r, &mut || comm.allreduce_sum(sums));
+        comm.exchange(&s, &mut r, &mut || overlap(&mut *k));
     }
     k.unpack(halo, recvs);
 }
@@ -83,16 +84,20 @@ fn exchange_r(
 /// over every row of the system, decoupled ones included). Every rank
 /// calls it; all return the same iteration count, or the same error.
 ///
-/// Per iteration: [`LocalKernels::product`] (direction and `q = A p` over
-/// the rank's rows and the ghosts it keeps), one all-reduce of `p.q` (with
-/// flags for a local failure of the kernels and for a stop asked by
-/// `progress`), [`LocalKernels::update`],
-/// then the neighbour exchange of the new `r` with the all-reduce of
-/// `(r.r, r.z)` in flight: two rounds of communication per iteration, as few as CG allows without
+/// Per iteration, two rounds of communication, as few as CG allows without
 /// reformulating it (a pipelined CG would fuse them at the cost of a
-/// different rounding). `progress(iteration, relative residual)` is called
-/// every 50 iterations on every rank; a `false` from any rank stops every
-/// rank, one iteration later, with [`SolveError::Interrupted`].
+/// different rounding):
+/// 1. the neighbour exchange of the new `r` (the ghosts each rank keeps)
+///    with, in flight, the all-reduce of `(r.r, r.z)` and, once it has
+///    given the stopping test and `beta`, the part of the product that
+///    needs no ghost ([`LocalKernels::product_interior`]);
+/// 2. [`LocalKernels::product_rest`], then one all-reduce of `p.q` (with
+///    flags for a local failure of the kernels and for a stop asked by
+///    `progress`); [`LocalKernels::update`].
+///
+/// `progress(iteration, relative residual)` is called every 50 iterations
+/// on every rank; a `false` from any rank stops every rank with
+/// [`SolveError::Interrupted`].
 pub fn pcg(
     comm: &dyn Comm,
     m: &DistMatrix,
@@ -129,19 +134,30 @@ pub fn pcg(
             .collect::<Vec<_>>(),
     );
     let mut s = kernels.start(b);
-    exchange_r(comm, &m.halo, kernels, &mut bufs, &mut s);
-    let [mut rr, mut rz] = s;
-    let (mut rho_prev, mut alpha, mut it, mut stop) = (0.0, 0.0, 0usize, false);
+    let (mut rr, mut rz, mut rho_prev, mut alpha, mut beta) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut it, mut stop) = (0usize, false);
     loop {
-        if rr.sqrt() < atol {
-            stats.converged = true;
+        // round 1: r's ghosts, (r.r, r.z), the interior product
+        let mut go = false;
+        exchange_r(comm, &m.halo, kernels, &mut bufs, &mut |k| {
+            comm.allreduce_sum(&mut s);
+            [rr, rz] = s;
+            if it > 0 && it % 50 == 0 {
+                // travels with the next all-reduce
+                stop = !progress(it, rr.sqrt() / b_norm);
+            }
+            go = rr.sqrt() >= atol && it < settings.max_iter;
+            if go {
+                beta = if it == 0 { 0.0 } else { rz / rho_prev };
+                k.product_interior(beta, alpha);
+            }
+        });
+        if !go {
+            stats.converged = rr.sqrt() < atol;
             break;
         }
-        if it >= settings.max_iter {
-            break;
-        }
-        let beta = if it == 0 { 0.0 } else { rz / rho_prev };
-        let pq = kernels.product(beta, alpha);
+        // round 2: the rest of the product, p.q
+        let pq = kernels.product_rest(beta, alpha);
         let failure = kernels.take_failure();
         let mut pq = [pq, failure.is_some() as u8 as f64, stop as u8 as f64];
         comm.allreduce_sum(&mut pq);
@@ -167,12 +183,8 @@ pub fn pcg(
         }
         alpha = rz / pq;
         rho_prev = rz;
-        let mut s = kernels.update(alpha);
-        exchange_r(comm, &m.halo, kernels, &mut bufs, &mut s);
-        [rr, rz] = s;
+        s = kernels.update(alpha);
         it += 1;
-        // a stop asked here travels with the next all-reduce
-        stop = it % 50 == 0 && !progress(it, rr.sqrt() / b_norm);
     }
     stats.iterations = it;
     stats.recurrence_residual = rr.sqrt() / b_norm;

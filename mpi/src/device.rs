@@ -12,13 +12,15 @@
 //! **Kernels** ([`DeviceKernels`], `kernels/mpi_cg.cu`, compiled by NVRTC
 //! and cached like the gpu backend's): the rank's rows of the equilibrated
 //! matrix in full CSR and the CG vectors (with the ghost entries of `r`
-//! and `p`) stay on the device; per iteration, the direction update and
-//! the product (one partial sum per block comes back), the update (two
-//! per block), then the new `r` of the rows the neighbours need gathered
-//! on the device and copied to a host buffer, and the ghosts received
-//! copied up and scattered: the halo is staged through host buffers, the
-//! messages travel while the all-reduce of `(r.r, r.z)` runs. The host
-//! adds the partial sums in block order. The same split of the work as the
+//! and `p`) stay on the device; per iteration, the new `r` of the rows the
+//! neighbours need is gathered on the device and copied to a host buffer,
+//! the messages travel while the all-reduce of `(r.r, r.z)` runs and,
+//! after it, while the device runs the owned rows' direction update and
+//! the interior rows' product (launched, not waited for); the ghosts
+//! received are copied up and scattered, then the ghosts' direction and
+//! the boundary rows' product, the update. The halo is staged through host
+//! buffers. Reductions come back as one or two partial sums per block,
+//! which the host adds in block order. The same split of the work as the
 //! host's [`crate::kernels::SplitKernels`], its twin, which the tests run
 //! where there is no GPU.
 
@@ -159,6 +161,7 @@ pub struct DeviceKernels {
     stream: Arc<CudaStream>,
     f: [CudaFunction; 6],
     n: usize,
+    n_interior: usize,
     cols: usize,
     blocks: u32,
     spmv_blocks: u32,
@@ -172,6 +175,7 @@ pub struct DeviceKernels {
     p: CudaSlice<f64>,
     q: CudaSlice<f64>,
     partials: CudaSlice<f64>,
+    partials_b: CudaSlice<f64>,
     send_idx: CudaSlice<u32>,
     send: CudaSlice<f64>,
     send_host: Vec<f64>,
@@ -250,6 +254,7 @@ impl DeviceKernels {
         let k = Self {
             f,
             n,
+            n_interior: eq.a.n_interior,
             cols: eq.a.n_cols(),
             blocks,
             spmv_blocks,
@@ -263,6 +268,7 @@ impl DeviceKernels {
             p: alloc(eq.a.n_cols()).map_err(e)?,
             q: alloc(n).map_err(e)?,
             partials: alloc(2 * max_blocks as usize).map_err(e)?,
+            partials_b: alloc(max_blocks as usize).map_err(e)?,
             send: alloc(send_idx.len()).map_err(e)?,
             send_host: vec![0.0; send_idx.len()],
             send_idx: up32(&send_idx).map_err(e)?,
@@ -290,7 +296,9 @@ impl DeviceKernels {
         }
     }
 
-    fn launch_spmv(&mut self, lo: usize, hi: usize) -> Result<(), String> {
+    /// `q = A p` on the rows `lo..hi`, the blocks' shares of `p.q` into
+    /// `partials` (`b`: into `partials_b`).
+    fn launch_spmv(&mut self, lo: usize, hi: usize, b: bool) -> Result<(), String> {
         let (lo, hi) = (lo as i32, hi as i32);
         let mut l = self.stream.launch_builder(&self.f[3]);
         l.arg(&lo)
@@ -299,21 +307,56 @@ impl DeviceKernels {
             .arg(&self.col)
             .arg(&self.val)
             .arg(&self.p)
-            .arg(&mut self.q)
-            .arg(&mut self.partials);
+            .arg(&mut self.q);
+        if b {
+            l.arg(&mut self.partials_b);
+        } else {
+            l.arg(&mut self.partials);
+        }
         // SAFETY: the arguments match qf_mpi_spmv's signature; rowptr has
-        // n + 1 entries, columns index p (n + ghosts), partials hold a
-        // value per block (at most 8 x SMs blocks, allocated).
+        // n + 1 entries, columns index p (n + ghosts), the partials buffers
+        // hold a value per block (at most 8 x SMs blocks, allocated).
         unsafe { l.launch(cfg(self.spmv_blocks)) }
             .map(|_| ())
             .map_err(|e| err("qf_mpi_spmv", e))
     }
 
-    /// The first `len` partial sums (synchronises).
-    fn read_partials(&mut self, len: usize) -> Result<Vec<f64>, String> {
+    /// The direction update of the column-space entries `lo..hi`.
+    fn launch_direction(
+        &mut self,
+        lo: usize,
+        hi: usize,
+        beta: f64,
+        alpha_prev: f64,
+    ) -> Result<(), String> {
+        if hi <= lo {
+            return Ok(());
+        }
+        let (lo32, hi32, n) = (lo as i32, hi as i32, self.n as i32);
+        let blocks = grid(hi - lo, BLOCK, self.blocks);
+        let mut l = self.stream.launch_builder(&self.f[0]);
+        l.arg(&lo32)
+            .arg(&hi32)
+            .arg(&n)
+            .arg(&self.r)
+            .arg(&self.inv_diag)
+            .arg(&beta)
+            .arg(&alpha_prev)
+            .arg(&mut self.p)
+            .arg(&mut self.x);
+        // SAFETY: qf_mpi_direction's signature; r, inv_diag, p hold cols
+        // entries (hi <= cols), x n (written below n only).
+        unsafe { l.launch(cfg(blocks)) }
+            .map(|_| ())
+            .map_err(|e| err("qf_mpi_direction", e))
+    }
+
+    /// The first `len` values of a partials buffer (synchronises).
+    fn read_partials(&mut self, b: bool, len: usize) -> Result<Vec<f64>, String> {
         let mut h = vec![0.0; len];
+        let src = if b { &self.partials_b } else { &self.partials };
         self.stream
-            .memcpy_dtoh(&self.partials.slice(..len), &mut h[..])
+            .memcpy_dtoh(&src.slice(..len), &mut h[..])
             .map_err(|e| err("copying partial sums", e))?;
         self.bytes_down += 8 * len as u64;
         Ok(h)
@@ -395,25 +438,30 @@ impl LocalKernels for DeviceKernels {
         });
     }
 
-    fn product(&mut self, beta: f64, alpha_prev: f64) -> f64 {
-        let (n, blocks) = (self.n, self.spmv_blocks as usize);
+    fn product_interior(&mut self, beta: f64, alpha_prev: f64) {
+        // launched only: the device computes while the host waits for the
+        // ghosts
+        let (n, ni) = (self.n, self.n_interior);
+        self.run("interior product", |k| {
+            k.launch_direction(0, n, beta, alpha_prev)?;
+            k.launch_spmv(0, ni, false)
+        });
+    }
+
+    fn product_rest(&mut self, beta: f64, alpha_prev: f64) -> f64 {
+        let (n, ni, cols, blocks) = (
+            self.n,
+            self.n_interior,
+            self.cols,
+            self.spmv_blocks as usize,
+        );
         let mut pq = 0.0;
-        self.run("direction and product", |k| {
-            let (ni, nc) = (k.n as i32, k.cols as i32);
-            let mut l = k.stream.launch_builder(&k.f[0]);
-            l.arg(&ni)
-                .arg(&nc)
-                .arg(&k.r)
-                .arg(&k.inv_diag)
-                .arg(&beta)
-                .arg(&alpha_prev)
-                .arg(&mut k.p)
-                .arg(&mut k.x);
-            // SAFETY: qf_mpi_direction's signature; r, inv_diag, p hold
-            // cols entries, x n.
-            unsafe { l.launch(cfg(k.blocks)) }.map_err(|e| err("qf_mpi_direction", e))?;
-            k.launch_spmv(0, n)?;
-            pq = k.read_partials(blocks)?.iter().sum::<f64>();
+        self.run("boundary product", |k| {
+            k.launch_direction(n, cols, beta, alpha_prev)?;
+            k.launch_spmv(ni, n, true)?;
+            let a = k.read_partials(false, blocks)?;
+            let b = k.read_partials(true, blocks)?;
+            pq = a.iter().sum::<f64>() + b.iter().sum::<f64>();
             Ok(())
         });
         pq
@@ -434,7 +482,7 @@ impl LocalKernels for DeviceKernels {
             // SAFETY: qf_mpi_update's signature; partials hold two values
             // per block (at most 8 x SMs blocks).
             unsafe { l.launch(cfg(blocks)) }.map_err(|e| err("qf_mpi_update", e))?;
-            let h = k.read_partials(2 * blocks as usize)?;
+            let h = k.read_partials(false, 2 * blocks as usize)?;
             for c in h.chunks_exact(2) {
                 s[0] += c[0];
                 s[1] += c[1];
@@ -540,8 +588,11 @@ impl LocalKernels for Counted {
     fn unpack(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
         self.k.unpack(halo, bufs)
     }
-    fn product(&mut self, beta: f64, alpha_prev: f64) -> f64 {
-        self.k.product(beta, alpha_prev)
+    fn product_interior(&mut self, beta: f64, alpha_prev: f64) {
+        self.k.product_interior(beta, alpha_prev)
+    }
+    fn product_rest(&mut self, beta: f64, alpha_prev: f64) -> f64 {
+        self.k.product_rest(beta, alpha_prev)
     }
     fn update(&mut self, alpha: f64) -> [f64; 2] {
         self.k.update(alpha)
