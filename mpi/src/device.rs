@@ -33,8 +33,9 @@ use bevy_ecs::prelude::*;
 use cudarc::driver::{
     CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
 };
-use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
+use cudarc::nvrtc::Ptx;
 use quadflow_systems::gpu::cache::{CacheKey, PtxCache};
+use quadflow_systems::gpu::compile;
 use quadflow_systems::gpu::device::guard;
 use quadflow_systems::gpu::{GpuReport, GpuState};
 use quadflow_systems::solver::{CgSettings, SolveError};
@@ -123,8 +124,10 @@ fn err(what: &str, e: impl std::fmt::Debug) -> String {
     format!("{what}: {e:?}")
 }
 
-/// Compiles (or reads from the PTX cache) and loads the kernels into the
-/// gpu backend's context.
+/// Compiles (NVRTC, straight to machine code, with the gpu backend's
+/// compiler) or reads from the kernel cache, and loads the kernels into
+/// the gpu backend's context; a cached program the driver refuses is
+/// compiled afresh.
 fn load(st: &GpuState) -> Result<Arc<CudaModule>, String> {
     let (major, minor) = st
         .ctx
@@ -134,25 +137,21 @@ fn load(st: &GpuState) -> Result<Arc<CudaModule>, String> {
     let options = vec!["--std=c++17".to_string()];
     let key = CacheKey::new(SOURCE, &options, arch);
     let cache = PtxCache::from_env();
-    let (ptx, _) = cache.get_or_compile(&key, || -> Result<String, String> {
-        let opts = CompileOptions {
-            arch: Some(arch),
-            options: options.clone(),
-            name: Some("quadflow_mpi_cg.cu".into()),
-            ..Default::default()
-        };
-        match cudarc::nvrtc::compile_ptx_with_opts(SOURCE, opts) {
-            Ok(p) => Ok(p.to_src()),
-            Err(CompileError::CompileError { log, .. }) => Err(format!(
-                "NVRTC could not compile kernels/mpi_cg.cu for {arch}:\n{}",
-                log.to_string_lossy()
-            )),
-            Err(e) => Err(err("NVRTC", e)),
+    let compile = || compile::compile(SOURCE, "mpi_cg", arch, &options);
+    let (bin, origin) = cache
+        .get_or_compile(&key, compile)
+        .map_err(|e| format!("kernels/mpi_cg.cu: {e}"))?;
+    match st.ctx.load_module(Ptx::from_binary(bin)) {
+        Ok(m) => Ok(m),
+        Err(_) if origin.is_hit() => {
+            cache.remove(&key);
+            let bin = compile().map_err(|e| format!("kernels/mpi_cg.cu: {e}"))?;
+            st.ctx
+                .load_module(Ptx::from_binary(bin))
+                .map_err(|e| err("loading kernels/mpi_cg.cu", e))
         }
-    })?;
-    st.ctx
-        .load_module(Ptx::from_src(ptx))
-        .map_err(|e| err("loading kernels/mpi_cg.cu", e))
+        Err(e) => Err(err("loading kernels/mpi_cg.cu", e)),
+    }
 }
 
 /// [`LocalKernels`] on the gpu backend's device (see the module
