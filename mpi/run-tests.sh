@@ -12,6 +12,7 @@
 # - bad input (more ranks than elements, a part left empty, a bad mesh, a
 #   missing file): every rank exits non-zero printing rank 0's message, no
 #   results file;
+# - waiting by polling (QUADFLOW_MPI_WAIT=poll) gives the same results;
 # - the communicator itself and the distributed AMG with deep distributed
 #   levels (mpi_driver).
 #
@@ -117,6 +118,18 @@ else
   ko "--backend mpi outside mpirun: the run failed"
 fi
 
+# waiting by polling and sleeping (QUADFLOW_MPI_WAIT=poll): the same
+# results; a bad value is refused on every rank
+for p in 2 3; do
+  r="$work/s_duct_16k.$p.poll.h5"
+  if QUADFLOW_MPI_WAIT=poll mpirun_p "$p" "$q" run --mesh "$root/tests/data/meshes/s_duct_16k.h5" \
+    --backend mpi -q -o "$r"; then
+    check "$p" "$r" "$work/s_duct_16k.serial.h5"
+  else
+    ko "s_duct_16k P=$p QUADFLOW_MPI_WAIT=poll: the run failed"
+  fi
+done
+
 # bad input: every rank exits non-zero printing the message, no results
 bad() {
   local p=$1 want=$2 out rc n r="$work/bad.h5"
@@ -139,6 +152,7 @@ bad 9 "part [0-9] of 9 is empty" --mesh "$fx/grid3x3_centre_last.msh" --partitio
 bad 2 "lists node 3 twice" --mesh "$fx/inside_out.msh"
 bad 3 "no_such_mesh.h5" --mesh "$work/no_such_mesh.h5"
 bad 2 "the solver did not converge" --mesh "$m" --max-iter 5
+QUADFLOW_MPI_WAIT=sometimes bad 2 "QUADFLOW_MPI_WAIT=sometimes: expected mpi or poll" --mesh "$m"
 
 # the communicator, and AMG-CG with deep distributed levels
 for p in 1 2 3; do
