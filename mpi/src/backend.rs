@@ -300,7 +300,13 @@ impl Backend for Mpi {
                 "the distributed solve runs cg-jacobi or amg-cg, not cholesky; use --solver amg-cg (to 1e-10 for a direct solve's accuracy)".into(),
             ));
         }
-        self.local.prepare(world)?;
+        // the local backend prepares for the phases it runs for us (a gpu
+        // backend compiles the kernel modules of the phases its plan names)
+        let plan = world.resource::<PhasePlan>().clone();
+        world.insert_resource(local_plan(&plan, self.local.name()));
+        let prepared = self.local.prepare(world);
+        world.insert_resource(plan);
+        prepared?;
         world.insert_resource(MpiRun {
             group,
             device: self.local.memory() != Memory::Host,
@@ -407,4 +413,56 @@ fn solve(world: &mut World) {
 
 fn record(world: &mut World, e: PipelineError) {
     fail(&mut world.resource_mut::<Failure>(), e);
+}
+
+/// `plan` as the local backend `local` sees it: the phases it runs for
+/// the mpi backend (all but the solve, which is the mpi backend's own)
+/// named as its.
+pub fn local_plan(plan: &PhasePlan, local: &str) -> PhasePlan {
+    let mut p = plan.clone();
+    for ph in [
+        Phase::Quadrature,
+        Phase::Assembly,
+        Phase::Boundary,
+        Phase::Post,
+    ] {
+        if p.get(ph) == NAME {
+            p.set(ph, local);
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quadflow_systems::gpu::GpuCgOptions;
+    use quadflow_systems::gpu::state::modules_for;
+
+    fn modules(plan: PhasePlan) -> Vec<&'static str> {
+        let mut w = World::new();
+        w.insert_resource(plan);
+        modules_for(&w, "gpu", &GpuCgOptions::default())
+            .iter()
+            .map(|m| m.name)
+            .collect()
+    }
+
+    /// A gpu backend under the mpi backend compiles the kernels of the
+    /// phases it runs for it, and no solver kernels (the distributed
+    /// solve has its own).
+    #[test]
+    fn the_local_backend_sees_the_phases_it_runs() {
+        let plan = PhasePlan::uniform(NAME);
+        assert!(modules(plan.clone()).is_empty());
+        let local = local_plan(&plan, "gpu");
+        assert_eq!(local.get(Phase::Solve), NAME);
+        assert_eq!(modules(local), ["elements", "mesh", "scan"]);
+        // a phase given to another backend stays its
+        let mut mixed = PhasePlan::uniform(NAME);
+        mixed.set(Phase::Post, "serial");
+        let local = local_plan(&mixed, "gpu");
+        assert_eq!(local.get(Phase::Post), "serial");
+        assert_eq!(local.get(Phase::Quadrature), "gpu");
+    }
 }
