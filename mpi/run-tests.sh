@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# The MPI tests of quadflow-mpi: builds the test driver with the "mpi"
-# feature and runs it under mpirun with 1, 2 and 3 ranks (each run under a
-# timeout, so a hang fails instead of blocking): every mesh of
-# ../shared/meshes with both partitioners (Jacobi-CG and AMG-CG against
-# serial), a generated 100k-node venturi on 3 ranks, and the bad inputs,
-# which must fail on every rank with rank 0's message.
+# The MPI tests: `quadflow run --backend mpi` (built with the feature
+# "mpi") under mpirun with 1, 2 and 3 ranks, each run under a timeout (a
+# hang fails instead of blocking), its results file checked against the
+# serial backend's by check_results (mpi/examples/check_results.rs):
+#
+# - every reference mesh (tests/data/meshes, and ../shared's y_tube_195k
+#   when it is there), both partitioners: Jacobi-CG (iterations within 1%,
+#   u within 1e-10 of serial) and AMG-CG to 1e-10;
+# - a generated 100k-node venturi on 3 ranks with local = "parallel";
+# - --backend mpi outside mpirun (one rank);
+# - bad input (more ranks than elements, a part left empty, a bad mesh, a
+#   missing file): every rank exits non-zero printing rank 0's message, no
+#   results file;
+# - waiting by polling (QUADFLOW_MPI_WAIT=poll) gives the same results;
+# - the communicator itself and the distributed AMG with deep distributed
+#   levels (mpi_driver).
 #
 #   mpi/run-tests.sh            everything
 #   QUICK=1 mpi/run-tests.sh    the small meshes only (no y_tube_195k, no venturi)
@@ -15,60 +25,148 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 cd "$root"
 bash "$here/install-deps.sh"
-cargo build --release -p quadflow-mpi --features mpi --example mpi_driver
-bin="$root/target/release/examples/mpi_driver"
+cargo build --release --features mpi --bin quadflow
+cargo build --release -p quadflow-mpi --features mpi --example mpi_driver --example check_results
+q="$root/target/release/quadflow"
+check="$root/target/release/examples/check_results"
+driver="$root/target/release/examples/mpi_driver"
 shared="${QUADFLOW_SHARED:-$root/../shared}"
+work="$(mktemp -d "${TMPDIR:-/tmp}/quadflow-mpi-tests.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+# ranks yield the processor while they wait (the test machine is shared;
+# a rank spinning in a wait takes the core its partner needs)
+export OMPI_MCA_mpi_yield_when_idle=1
 mpirun_p() {
   local p=$1; shift
   timeout --kill-after=10 "${TIMEOUT:-900}" \
-    mpirun --oversubscribe --allow-run-as-root -n "$p" "$bin" "$@"
+    mpirun --oversubscribe --allow-run-as-root -n "$p" "$@"
 }
 passed=0
 failed=0
 ok() { passed=$((passed + 1)); echo "ok: $*"; }
 ko() { failed=$((failed + 1)); echo "FAILED: $*"; }
 
-if [ -d "$shared/meshes" ]; then
+# check P RESULTS [SERIAL]: the results file against serial's
+check() {
+  local p=$1 r=$2 s=${3:-} out
+  if out="$("$check" "$r" "$p" $s 2>&1)"; then ok "P=$p $out"; else ko "P=$p $out"; fi
+}
+
+# one mesh: serial references, then 1-3 ranks x both partitioners x both solvers
+mesh_tests() {
+  local m=$1 n s_cg s_amg p part r
+  n="$(basename "$m" .h5)"
+  s_cg="$work/$n.serial.h5"
+  s_amg="$work/$n.serial-amg.h5"
+  "$q" run --mesh "$m" --backend serial -q -o "$s_cg"
+  "$q" run --mesh "$m" --backend serial --solver amg-cg --rtol 1e-10 -q -o "$s_amg"
   for p in 1 2 3; do
-    if [ -n "${QUICK:-}" ]; then
-      for m in "$shared"/meshes/*.h5; do
-        n="$(basename "$m" .h5)"
-        case "$n" in y_tube_195k) continue ;; esac
-        if mpirun_p "$p" meshes "$shared" --only "$n"; then ok "meshes $n P=$p"; else ko "meshes $n P=$p"; fi
-      done
-    else
-      if mpirun_p "$p" meshes "$shared"; then ok "meshes P=$p"; else ko "meshes P=$p"; fi
-    fi
+    for part in metis rcb; do
+      r="$work/$n.$p.$part.h5"
+      if mpirun_p "$p" "$q" run --mesh "$m" --backend mpi --partitioner "$part" -q -o "$r"; then
+        check "$p" "$r" "$s_cg"
+      else
+        ko "$n P=$p $part: the run failed"
+      fi
+      r="$work/$n.$p.$part.amg.h5"
+      if mpirun_p "$p" "$q" run --mesh "$m" --backend mpi --partitioner "$part" \
+        --solver amg-cg --rtol 1e-10 -q -o "$r"; then
+        check "$p" "$r" "$s_amg"
+      else
+        ko "$n P=$p $part amg-cg: the run failed"
+      fi
+    done
   done
-else
-  echo "SKIPPED: $shared/meshes is absent; the reference-mesh MPI tests did not run"
-  if [ -n "${QUADFLOW_SKIP_LOG:-}" ]; then
-    echo "mpi/run-tests.sh: the reference-mesh MPI tests ($shared/meshes is absent)" >> "$QUADFLOW_SKIP_LOG"
+}
+
+for m in "$root"/tests/data/meshes/*.h5; do
+  mesh_tests "$m"
+done
+if [ -z "${QUICK:-}" ]; then
+  if [ -f "$shared/meshes/y_tube_195k.h5" ]; then
+    mesh_tests "$shared/meshes/y_tube_195k.h5"
+  else
+    echo "SKIPPED: $shared/meshes/y_tube_195k.h5 is absent; the MPI tests ran on the repository's meshes only"
+    if [ -n "${QUADFLOW_SKIP_LOG:-}" ]; then
+      echo "mpi/run-tests.sh: y_tube_195k under MPI ($shared/meshes is absent)" >> "$QUADFLOW_SKIP_LOG"
+    fi
+  fi
+  # a generated 100k-node venturi, 3 ranks, each on the parallel executor
+  cat > "$work/venturi.toml" <<EOF
+[mesh]
+generate = "venturi"
+nodes = 100000
+[backend]
+default = "mpi"
+[mpi]
+local = "parallel"
+EOF
+  r="$work/venturi100k.3.h5"
+  if mpirun_p 3 "$q" run "$work/venturi.toml" -q -o "$r"; then
+    check 3 "$r"
+  else
+    ko "venturi 100k P=3 local parallel: the run failed"
   fi
 fi
-if [ -z "${QUICK:-}" ]; then
-  if mpirun_p 3 venturi 100000; then ok "venturi 100k P=3"; else ko "venturi 100k P=3"; fi
+
+# outside mpirun: one rank
+r="$work/outside.h5"
+m="$root/tests/data/meshes/venturi_341.h5"
+if "$q" run --mesh "$m" --backend mpi -q -o "$r"; then
+  check 1 "$r" "$work/venturi_341.serial.h5"
+else
+  ko "--backend mpi outside mpirun: the run failed"
 fi
 
-# Bad input: every rank must exit non-zero, each printing rank 0's message.
+# waiting by polling and sleeping (QUADFLOW_MPI_WAIT=poll): the same
+# results; a bad value is refused on every rank
+for p in 2 3; do
+  r="$work/s_duct_16k.$p.poll.h5"
+  if QUADFLOW_MPI_WAIT=poll mpirun_p "$p" "$q" run --mesh "$root/tests/data/meshes/s_duct_16k.h5" \
+    --backend mpi -q -o "$r"; then
+    check "$p" "$r" "$work/s_duct_16k.serial.h5"
+  else
+    ko "s_duct_16k P=$p QUADFLOW_MPI_WAIT=poll: the run failed"
+  fi
+done
+
+# bad input: every rank exits non-zero printing the message, no results
 bad() {
-  local p=$1 case=$2 want=$3 out rc
+  local p=$1 want=$2 out rc n r="$work/bad.h5"
+  shift 2
   set +e
-  out="$(TIMEOUT=120 mpirun_p "$p" bad "$case" 2>&1)"
+  out="$(TIMEOUT=120 mpirun_p "$p" "$q" run --backend mpi -q -o "$r" "$@" 2>&1)"
   rc=$?
   set -e
-  local n
-  n="$(grep -c "error: .*$want" <<<"$out" || true)"
-  if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && [ "$n" -eq "$p" ]; then
-    ok "bad input $case P=$p (exit $rc, the message on all $p ranks)"
+  n="$(grep -c "^error: .*$want" <<<"$out" || true)"
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && [ "$n" -eq "$p" ] && [ ! -e "$r" ]; then
+    ok "bad input, $p ranks: \"$want\" on all $p ranks (exit $rc), no results file"
   else
-    ko "bad input $case P=$p: exit $rc, $n of $p ranks printed \"$want\""
+    ko "bad input, $p ranks: exit $rc, $n of $p ranks printed \"$want\"$([ -e "$r" ] && echo ', results written')"
     echo "$out"
   fi
 }
-bad 3 more-ranks "2 elements into 3 parts"
-bad 2 empty-part "part 1 of 2 is empty"
-bad 3 empty-part "part 1 of 3 is empty"
+fx="$root/tests/fixtures/mpi"
+bad 3 "cannot split a mesh of 2 elements into 3 parts" --mesh "$fx/strip2.msh"
+bad 9 "part [0-9] of 9 is empty" --mesh "$fx/grid3x3_centre_last.msh" --partitioner rcb
+bad 2 "lists node 3 twice" --mesh "$fx/inside_out.msh"
+bad 3 "no_such_mesh.h5" --mesh "$work/no_such_mesh.h5"
+bad 2 "the solver did not converge" --mesh "$m" --max-iter 5
+QUADFLOW_MPI_WAIT=sometimes bad 2 "QUADFLOW_MPI_WAIT=sometimes: expected mpi or poll" --mesh "$m"
+
+# the communicator, and AMG-CG with deep distributed levels
+for p in 1 2 3; do
+  if mpirun_p "$p" "$driver" selftest >"$work/selftest.log" 2>&1; then
+    ok "communicator self-test P=$p"
+  else
+    ko "communicator self-test P=$p"; cat "$work/selftest.log"
+  fi
+done
+if mpirun_p 3 "$driver" meshes "$root/tests/data" --only s_duct_16k >"$work/driver.log" 2>&1; then
+  ok "distributed solvers on s_duct_16k, P=3 ($(tail -1 "$work/driver.log"))"
+else
+  ko "distributed solvers on s_duct_16k, P=3"; cat "$work/driver.log"
+fi
 
 echo "mpi: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

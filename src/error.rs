@@ -45,4 +45,8 @@ pub enum AppError {
     /// Anything else, already phrased.
     #[error("{0}")]
     Other(String),
+    /// A failure already reported to the user (by a process of a group,
+    /// before the group ended); only the exit status is left to set.
+    #[error("the failure reported above")]
+    Reported,
 }

@@ -11,7 +11,7 @@ use quadflow_systems::components::{
     BackendReport, BoundaryReport, LinearSystem, Notes, ProgressHook, Solution,
 };
 use quadflow_systems::mesh::Mesh;
-use quadflow_systems::pipeline::{Phase, PhaseTimes, Pipeline, Resolved};
+use quadflow_systems::pipeline::{Phase, PhaseTimes, Pipeline, ProcessGroup, Resolved};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -199,7 +199,7 @@ pub struct RunResult {
     pub reports: Vec<(String, BackendReport)>,
 }
 
-/// Runs a plan on an already loaded mesh.
+/// Runs a plan on an already loaded mesh (in this process).
 pub fn run_on(
     plan: &Plan,
     loaded: &LoadedMesh,
@@ -216,6 +216,11 @@ pub fn run_on(
         p.world.insert_resource(h);
     }
     p.run()?;
+    Ok(result_of(&mut p, plan, loaded, t0))
+}
+
+/// The results a pipeline left in its world (moved out).
+fn result_of(p: &mut Pipeline, plan: &Plan, loaded: &LoadedMesh, t0: Instant) -> RunResult {
     let (vel, abs_vel, pressure) = p.take_element_fields();
     let reports = p
         .reports()
@@ -225,7 +230,7 @@ pub fn run_on(
     let w = &mut p.world;
     let solution = std::mem::take(&mut *w.resource_mut::<Solution>());
     let nnz = w.resource::<LinearSystem>().nnz;
-    Ok(RunResult {
+    RunResult {
         mesh: loaded.mesh.clone(),
         origin: loaded.origin.clone(),
         load_seconds: loaded.seconds,
@@ -244,17 +249,93 @@ pub fn run_on(
         rtol: plan.rtol(),
         scene_toml: plan.scene_toml.clone(),
         reports,
-    })
+    }
 }
 
-/// Loads the mesh and runs the plan.
+/// Loads the mesh and runs the plan (in this process; a plan whose
+/// backend spans processes runs as its group, which must then be of one
+/// process: see [`run_group`]).
 pub fn run(plan: &Plan, progress: Option<ProgressHook>) -> Result<RunResult, AppError> {
+    if let Some(g) = process_group(plan)? {
+        if g.size() > 1 {
+            return Err(AppError::Other(format!(
+                "this run spans {} processes; only its lead has the results (run::run_group)",
+                g.size()
+            )));
+        }
+        return run_group(plan, g.as_ref(), progress)
+            .map(|r| r.expect("a group of one process is its lead"));
+    }
     // slow start-ups (a device context) overlap reading the mesh
     for b in plan.planned_backends() {
         b.prewarm();
     }
     let loaded = load_mesh(plan)?;
     run_on(plan, &loaded, progress)
+}
+
+/// The process group of the plan's backend that spans processes (the
+/// `mpi` backend), started (MPI initialised); `None` for a run in one
+/// process.
+pub fn process_group(plan: &Plan) -> Result<Option<Arc<dyn ProcessGroup>>, AppError> {
+    let mut found: Option<Arc<dyn ProcessGroup>> = None;
+    for b in plan.planned_backends() {
+        if let Some(g) = b.process_group()? {
+            if found.is_some() {
+                return Err(AppError::Other(format!(
+                    "two backends of the plan span processes ({} and another); one run has one group",
+                    b.name()
+                )));
+            }
+            found = Some(g);
+        }
+    }
+    Ok(found)
+}
+
+/// Every process's `r` agreed: `r` where every process succeeded, else,
+/// on every process, the message of the lowest failing rank.
+pub fn agreed<T>(group: &dyn ProcessGroup, r: Result<T, AppError>) -> Result<T, AppError> {
+    let mine = r.as_ref().err().map(|e| e.to_string());
+    match group.agree(mine) {
+        Ok(()) => r,
+        Err(m) => Err(AppError::Other(m)),
+    }
+}
+
+/// Runs the plan as one process of `group` (every process calls it): the
+/// lead loads the mesh, the group splits it, each process runs the
+/// pipeline on its part, the group joins the results into the lead's
+/// world. Every failure is agreed, so every process returns the same error
+/// and none waits for another. `Some` result on the lead only: the whole
+/// mesh, `u` and the element fields gathered, phase times the slowest
+/// process's.
+pub fn run_group(
+    plan: &Plan,
+    group: &dyn ProcessGroup,
+    progress: Option<ProgressHook>,
+) -> Result<Option<RunResult>, AppError> {
+    let lead = group.is_lead();
+    for b in plan.planned_backends() {
+        b.prewarm();
+    }
+    let loaded = agreed(group, lead.then(|| load_mesh(plan)).transpose())?;
+    let t0 = Instant::now();
+    let local = group
+        .split(loaded.as_ref().map(|l| &l.mesh), &plan.config)
+        .map_err(AppError::Other)?;
+    let p = Pipeline::new(local, plan.config.clone(), &plan.registry, &plan.phases);
+    let mut p = agreed(group, p.map_err(AppError::from))?;
+    if let (true, Some(h)) = (lead, progress) {
+        p.world.insert_resource(h);
+    }
+    let ran = p.run().map_err(AppError::from);
+    agreed(group, ran)?;
+    if !group.join(&mut p.world).map_err(AppError::Other)? {
+        return Ok(None);
+    }
+    let loaded = loaded.expect("the lead loaded the mesh");
+    Ok(Some(result_of(&mut p, plan, &loaded, t0)))
 }
 
 impl RunResult {

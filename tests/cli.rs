@@ -343,3 +343,38 @@ fn gpu_backend_without_a_gpu_is_a_clear_error() {
     );
     fails_with(&["--backend", "warp"], "--backend warp: unknown backend");
 }
+
+#[test]
+fn mpi_backend_of_a_build_without_mpi_says_how_to_build_it() {
+    if cfg!(feature = "mpi") {
+        // this build has it: outside mpirun it runs as one rank (also
+        // checked, with results against serial, by mpi/run-tests.sh)
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.h5");
+        let o = quadflow(&[
+            "run",
+            "--backend",
+            "mpi",
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(out.exists());
+        return;
+    }
+    // the flag, the scene's [backend], and an [mpi] section
+    fails_with(
+        &["--backend", "mpi"],
+        "cargo build --release --features mpi",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (name, scene) in [
+        ("backend.toml", "[backend]\ndefault = \"mpi\"\n"),
+        ("section.toml", "[mpi]\nlocal = \"serial\"\n"),
+    ] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, scene).unwrap();
+        fails_with(&[p.to_str().unwrap()], "--features mpi");
+    }
+}

@@ -49,14 +49,13 @@
 use crate::assemble::LocalSystem;
 use crate::cg::{DistSolution, EquilibratedDist, true_relative_residual};
 use crate::comm::{self, Comm};
-use crate::dist::{DistMatrix, GlobalRow, build_halo, offsets, owner_in, row_dot};
+use crate::dist::{DistMatrix, GlobalRow, IdMap, build_halo, offsets, owner_in, row_dot};
 use crate::part::{Halo, Part};
 use crate::wire::{Reader, Writer};
 use quadflow_systems::amg::{
     self as host, AmgSettings, CheckOutcome, Csr, Hierarchy, ResidualCheck,
 };
 use quadflow_systems::solver::{CgSettings, Exec, SolveError, SolveStats};
-use std::collections::HashMap;
 use std::time::Instant;
 
 const NONE: u32 = u32::MAX;
@@ -363,7 +362,7 @@ fn coarsen(comm: &dyn Comm, a: &DistMatrix, b: &[f64], s: &AmgSettings) -> Coars
         }
     }
     let got = comm.alltoallv(send.iter().map(|r| encode_rows(r)).collect());
-    let mut ghost_p: HashMap<u64, Vec<(u64, f64)>> = HashMap::new();
+    let mut ghost_p: IdMap<u64, Vec<(u64, f64)>> = IdMap::default();
     for b in &got {
         for (g, r) in decode_rows(b) {
             ghost_p.insert(g, r);
@@ -377,7 +376,7 @@ fn coarsen(comm: &dyn Comm, a: &DistMatrix, b: &[f64], s: &AmgSettings) -> Coars
         }
     };
     // contributions of P^T (A P), grouped by coarse row
-    let mut contrib: HashMap<u64, Vec<(u64, f64)>> = HashMap::new();
+    let mut contrib: IdMap<u64, Vec<(u64, f64)>> = IdMap::default();
     for i in 0..n {
         let (c, v) = a.a.row(i);
         let mut ap: Vec<(u64, f64)> = Vec::new();
@@ -469,7 +468,7 @@ impl DistHierarchy {
                 .collect();
             ghosts.sort_unstable();
             ghosts.dedup();
-            let gidx: HashMap<u64, u32> = ghosts
+            let gidx: IdMap<u64, u32> = ghosts
                 .iter()
                 .enumerate()
                 .map(|(k, &(_, g))| (g, (nco + k) as u32))
@@ -554,7 +553,7 @@ impl DistHierarchy {
             let mut sorted: Vec<u64> = all.iter().flat_map(|a| a.0.iter().map(|r| r.0)).collect();
             sorted.sort_unstable();
             assert_eq!(sorted.len(), nrows);
-            let index: HashMap<u64, u64> = sorted
+            let index: IdMap<u64, u64> = sorted
                 .iter()
                 .enumerate()
                 .map(|(k, &g)| (g, k as u64))

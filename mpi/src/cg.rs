@@ -11,187 +11,30 @@
 //!
 //! **Iteration** ([`pcg`]): SciPy's PCG with the Jacobi preconditioner,
 //! stop when `||r|| < rtol ||b||` at the top of an iteration, `x0 = 0`.
-//! Per iteration: `p = z + beta p` on the owned rows; the halo exchange
-//! of `p` with non-blocking messages, during which the interior rows of
-//! `q = A p` are computed; the boundary rows; one all-reduce of `p.q`;
-//! `x += alpha p`, `r -= alpha q` and one all-reduce of `(r.r, r.z)` fused.
-//! That is two all-reduces and one neighbour exchange per iteration, as
-//! few as CG allows without reformulating it (a pipelined CG would fuse
-//! the two at the cost of a different rounding). The sums differ from the
-//! engine's only in their order, so iterations agree to a few and `u` to
-//! the solve's tolerance.
+//! Per iteration: the direction update and `q = A p`, with the halo
+//! exchange of `p` (non-blocking messages) in flight while the rows that
+//! need no ghost value are computed; one all-reduce of `p.q`; `r -= alpha
+//! q` and one all-reduce of `(r.r, r.z)` fused (`x += alpha p` is folded
+//! into the next iteration's first pass, as in the engine). That is two
+//! all-reduces and one neighbour exchange per iteration, as few as CG
+//! allows without reformulating it (a pipelined CG would fuse the two at
+//! the cost of a different rounding). The sums differ from the engine's
+//! only in their order, so iterations agree to a few and `u` to the
+//! solve's tolerance.
 //!
-//! The local work is behind [`LocalKernels`], so that a GPU-resident
-//! version (matrix and vectors on the device, the halo values staged
-//! through host buffers in [`LocalKernels::pack`] and
-//! [`LocalKernels::unpack`]) can replace [`HostKernels`].
+//! The local work is behind [`LocalKernels`]: the host's
+//! [`FusedKernels`] (two passes over the upper triangle, the engine's
+//! bytes per row) or the device's ([`crate::gpu`]), with the halo values
+//! staged through host buffers in [`LocalKernels::pack`] and
+//! [`LocalKernels::unpack`].
 
 use crate::assemble::LocalSystem;
 use crate::comm::{self, Comm};
-use crate::dist::{DistMatrix, GlobalRow, row_dot};
+use crate::dist::{DistMatrix, GlobalRow, IdMap, row_dot};
+use crate::kernels::{FusedKernels, LocalKernels};
 use crate::part::{Halo, Part};
-use quadflow_systems::amg::Csr;
 use quadflow_systems::solver::{CgSettings, SolveError, SolveStats};
-use std::collections::HashMap;
 use std::time::Instant;
-
-/// The local work of one CG iteration, on this rank's rows.
-pub trait LocalKernels {
-    /// Sets `r = b`, `x = p = 0`; returns the partial `(r.r, r.z)`.
-    fn start(&mut self, b: &[f64]) -> [f64; 2];
-    /// `p = r inv_diag + beta p` on the owned rows.
-    fn direction(&mut self, beta: f64);
-    /// Copies the values of `p` that each neighbour needs into `bufs`
-    /// (one per neighbour of `halo`, sized).
-    fn pack(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]);
-    /// `q = A p` on the interior rows (no ghost column); returns their
-    /// partial `p.q`.
-    fn spmv_interior(&mut self) -> f64;
-    /// Writes the received ghost values of `p`.
-    fn unpack(&mut self, halo: &Halo, bufs: &[Vec<f64>]);
-    /// `q = A p` on the boundary rows; returns their partial `p.q`.
-    fn spmv_boundary(&mut self) -> f64;
-    /// `x += alpha p`, `r -= alpha q`; returns the partial `(r.r, r.z)`.
-    fn update(&mut self, alpha: f64) -> [f64; 2];
-    /// `x` on the owned rows.
-    fn solution(&self) -> Vec<f64>;
-}
-
-/// [`LocalKernels`] on the host, single-threaded.
-#[derive(Debug, Clone)]
-pub struct HostKernels<'a> {
-    a: &'a Csr,
-    n_interior: usize,
-    inv_diag: &'a [f64],
-    x: Vec<f64>,
-    r: Vec<f64>,
-    /// column space: owned rows, then ghosts
-    p: Vec<f64>,
-    q: Vec<f64>,
-}
-
-impl<'a> HostKernels<'a> {
-    /// Kernels for the matrix `m` with Jacobi weights `inv_diag` (owned rows).
-    pub fn new(m: &'a DistMatrix, inv_diag: &'a [f64]) -> Self {
-        let n = m.n_owned();
-        assert_eq!(inv_diag.len(), n);
-        Self {
-            a: &m.a,
-            n_interior: m.n_interior,
-            inv_diag,
-            x: vec![0.0; n],
-            r: vec![0.0; n],
-            p: vec![0.0; m.n_cols()],
-            q: vec![0.0; n],
-        }
-    }
-
-    fn rows_pq(&mut self, rows: std::ops::Range<usize>) -> f64 {
-        let mut pq = 0.0;
-        for i in rows {
-            let v = row_dot(self.a, i, &self.p);
-            self.q[i] = v;
-            pq += v * self.p[i];
-        }
-        pq
-    }
-}
-
-impl LocalKernels for HostKernels<'_> {
-    fn start(&mut self, b: &[f64]) -> [f64; 2] {
-        self.r.copy_from_slice(b);
-        self.x.iter_mut().for_each(|v| *v = 0.0);
-        self.p.iter_mut().for_each(|v| *v = 0.0);
-        let mut s = [0.0; 2];
-        for (ri, di) in self.r.iter().zip(self.inv_diag) {
-            s[0] += ri * ri;
-            s[1] += ri * ri * di;
-        }
-        s
-    }
-
-    fn direction(&mut self, beta: f64) {
-        for i in 0..self.r.len() {
-            self.p[i] = self.r[i] * self.inv_diag[i] + beta * self.p[i];
-        }
-    }
-
-    fn pack(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
-        for (nb, b) in halo.neighbours.iter().zip(bufs.iter_mut()) {
-            for (o, &i) in b.iter_mut().zip(&nb.send) {
-                *o = self.p[i as usize];
-            }
-        }
-    }
-
-    fn spmv_interior(&mut self) -> f64 {
-        self.rows_pq(0..self.n_interior)
-    }
-
-    fn unpack(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
-        for (nb, b) in halo.neighbours.iter().zip(bufs) {
-            for (&i, &v) in nb.recv.iter().zip(b) {
-                self.p[i as usize] = v;
-            }
-        }
-    }
-
-    fn spmv_boundary(&mut self) -> f64 {
-        self.rows_pq(self.n_interior..self.r.len())
-    }
-
-    fn update(&mut self, alpha: f64) -> [f64; 2] {
-        let mut s = [0.0; 2];
-        for i in 0..self.r.len() {
-            self.x[i] += alpha * self.p[i];
-            let v = self.r[i] - alpha * self.q[i];
-            self.r[i] = v;
-            s[0] += v * v;
-            s[1] += v * v * self.inv_diag[i];
-        }
-        s
-    }
-
-    fn solution(&self) -> Vec<f64> {
-        self.x.clone()
-    }
-}
-
-/// One neighbour exchange of `p` with the interior rows in flight.
-/// Returns the partial `p.q` of all owned rows.
-fn product(comm: &dyn Comm, halo: &Halo, k: &mut dyn LocalKernels) -> f64 {
-    let mut sends: Vec<Vec<f64>> = halo
-        .neighbours
-        .iter()
-        .map(|n| vec![0.0; n.send.len()])
-        .collect();
-    let mut recvs: Vec<Vec<f64>> = halo
-        .neighbours
-        .iter()
-        .map(|n| vec![0.0; n.recv.len()])
-        .collect();
-    k.pack(halo, &mut sends);
-    let mut pq = 0.0;
-    {
-        let s: Vec<(usize, &[f64])> = halo
-            .neighbours
-            .iter()
-            .zip(&sends)
-            .filter(|(_, b)| !b.is_empty())
-            .map(|(n, b)| (n.rank, &b[..]))
-            .collect();
-        let mut r: Vec<(usize, &mut [f64])> = halo
-            .neighbours
-            .iter()
-            .zip(recvs.iter_mut())
-            .filter(|(_, b)| !b.is_empty())
-            .map(|(n, b)| (n.rank, &mut b[..]))
-            .collect();
-        comm.exchange(&s, &mut r, &mut || pq = k.spmv_interior());
-    }
-    k.unpack(halo, &recvs);
-    pq + k.spmv_boundary()
-}
 
 /// Result of [`pcg`].
 #[derive(Debug, Clone)]
@@ -202,10 +45,59 @@ pub struct DistCgOutcome {
     pub stats: SolveStats,
 }
 
+/// The new `r` of the rows the neighbours need into their ghosts, with
+/// `overlap` (the all-reduce of `(r.r, r.z)` and the work that needs no
+/// ghost) in flight: the exchange adds no round of communication of its
+/// own.
+fn exchange_r(
+    comm: &dyn Comm,
+    halo: &Halo,
+    k: &mut dyn LocalKernels,
+    bufs: &mut (Vec<Vec<f64>>, Vec<Vec<f64>>),
+    overlap: &mut dyn FnMut(&mut dyn LocalKernels),
+) {
+    let (sends, recvs) = bufs;
+    k.pack(halo, sends);
+    {
+        // (no empty messages: the other end posts none either)
+        let s: Vec<(usize, &[f64])> = halo
+            .neighbours
+            .iter()
+            .zip(sends.iter())
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(n, b)| (n.rank, &b[..]))
+            .collect();
+        let mut r: Vec<(usize, &mut [f64])> = halo
+            .neighbours
+            .iter()
+            .zip(recvs.iter_mut())
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(n, b)| (n.rank, &mut b[..]))
+            .collect();
+        comm.exchange(&s, &mut r, &mut || overlap(&mut *k));
+    }
+    k.unpack(halo, recvs);
+}
+
 /// Distributed Jacobi-PCG on `A x = b` (`A` the rank's rows of an
 /// equilibrated matrix), SciPy's stopping rule against `b_norm` (the norm
 /// over every row of the system, decoupled ones included). Every rank
-/// calls it; all return the same iteration count.
+/// calls it; all return the same iteration count, or the same error.
+///
+/// Per iteration, two rounds of communication, as few as CG allows without
+/// reformulating it (a pipelined CG would fuse them at the cost of a
+/// different rounding):
+/// 1. the neighbour exchange of the new `r` (the ghosts each rank keeps)
+///    with, in flight, the all-reduce of `(r.r, r.z)` and, once it has
+///    given the stopping test and `beta`, the part of the product that
+///    needs no ghost ([`LocalKernels::product_interior`]);
+/// 2. [`LocalKernels::product_rest`], then one all-reduce of `p.q` (with
+///    flags for a local failure of the kernels and for a stop asked by
+///    `progress`); [`LocalKernels::update`].
+///
+/// `progress(iteration, relative residual)` is called every 50 iterations
+/// on every rank; a `false` from any rank stops every rank with
+/// [`SolveError::Interrupted`].
 pub fn pcg(
     comm: &dyn Comm,
     m: &DistMatrix,
@@ -213,13 +105,14 @@ pub fn pcg(
     b_norm: f64,
     kernels: &mut dyn LocalKernels,
     settings: &CgSettings,
-    progress: &mut dyn FnMut(usize, f64),
+    progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<DistCgOutcome, SolveError> {
     let t0 = Instant::now();
     let mut stats = SolveStats {
         cg_rows: m.global_rows,
         ..Default::default()
     };
+    stats.bytes_per_iteration = comm::sum_usize(comm, kernels.bytes_per_iteration());
     if b_norm == 0.0 {
         stats.converged = true;
         return Ok(DistCgOutcome {
@@ -228,22 +121,59 @@ pub fn pcg(
         });
     }
     let atol = settings.rtol * b_norm;
+    let mut bufs = (
+        m.halo
+            .neighbours
+            .iter()
+            .map(|n| vec![0.0; n.send.len()])
+            .collect::<Vec<_>>(),
+        m.halo
+            .neighbours
+            .iter()
+            .map(|n| vec![0.0; n.recv.len()])
+            .collect::<Vec<_>>(),
+    );
     let mut s = kernels.start(b);
-    comm.allreduce_sum(&mut s);
-    let [mut rr, mut rz] = s;
-    let (mut rho_prev, mut it) = (0.0, 0usize);
+    let (mut rr, mut rz, mut rho_prev, mut alpha, mut beta) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut it, mut stop) = (0usize, false);
     loop {
-        if rr.sqrt() < atol {
-            stats.converged = true;
+        // round 1: r's ghosts, (r.r, r.z), the interior product
+        let mut go = false;
+        exchange_r(comm, &m.halo, kernels, &mut bufs, &mut |k| {
+            comm.allreduce_sum(&mut s);
+            [rr, rz] = s;
+            if it > 0 && it % 50 == 0 {
+                // travels with the next all-reduce
+                stop = !progress(it, rr.sqrt() / b_norm);
+            }
+            go = rr.sqrt() >= atol && it < settings.max_iter;
+            if go {
+                beta = if it == 0 { 0.0 } else { rz / rho_prev };
+                k.product_interior(beta, alpha);
+            }
+        });
+        if !go {
+            stats.converged = rr.sqrt() < atol;
             break;
         }
-        if it >= settings.max_iter {
-            break;
-        }
-        let beta = if it == 0 { 0.0 } else { rz / rho_prev };
-        kernels.direction(beta);
-        let mut pq = [product(comm, &m.halo, kernels)];
+        // round 2: the rest of the product, p.q
+        let pq = kernels.product_rest(beta, alpha);
+        let failure = kernels.take_failure();
+        let mut pq = [pq, failure.is_some() as u8 as f64, stop as u8 as f64];
         comm.allreduce_sum(&mut pq);
+        if pq[2] > 0.0 {
+            return Err(SolveError::Interrupted { iteration: it });
+        }
+        if pq[1] > 0.0 {
+            let msg = match comm::agree(comm, failure) {
+                Err(m) => m,
+                Ok(()) => "a rank's kernels failed".into(),
+            };
+            return Err(SolveError::Factorization {
+                method: "distributed CG",
+                message: msg,
+            });
+        }
         let pq = pq[0];
         if pq.is_nan() || pq <= 0.0 {
             return Err(SolveError::Breakdown {
@@ -251,23 +181,16 @@ pub fn pcg(
                 pap: pq,
             });
         }
-        let alpha = rz / pq;
+        alpha = rz / pq;
         rho_prev = rz;
-        let mut s = kernels.update(alpha);
-        comm.allreduce_sum(&mut s);
-        [rr, rz] = s;
+        s = kernels.update(alpha);
         it += 1;
-        if it % 50 == 0 {
-            progress(it, rr.sqrt() / b_norm);
-        }
     }
     stats.iterations = it;
     stats.recurrence_residual = rr.sqrt() / b_norm;
+    let x = kernels.solution(alpha);
     stats.solve_seconds = t0.elapsed().as_secs_f64();
-    Ok(DistCgOutcome {
-        x: kernels.solution(),
-        stats,
-    })
+    Ok(DistCgOutcome { x, stats })
 }
 
 /// The equilibrated, decoupled system of a rank.
@@ -279,6 +202,9 @@ pub struct EquilibratedDist {
     pub b: Vec<f64>,
     /// `1 / diag(D K D)` on those rows.
     pub inv_diag: Vec<f64>,
+    /// `inv_diag` on those rows, then on the ghost columns of `a` (from
+    /// their owners).
+    pub inv_diag_cols: Vec<f64>,
     /// For each row of `a`, its local node id.
     pub node_of_row: Vec<u32>,
     /// `d` on the local nodes (owned and ghosts).
@@ -360,7 +286,7 @@ impl EquilibratedDist {
         // locality, and the product's reads of `p` then miss the cache.
         // Rows keep this order inside the interior and boundary groups.
         let perm = {
-            let row_of: HashMap<u64, u32> = rows
+            let row_of: IdMap<u64, u32> = rows
                 .iter()
                 .enumerate()
                 .map(|(r, (g, _))| (*g, r as u32))
@@ -386,16 +312,21 @@ impl EquilibratedDist {
         let bvals: Vec<f64> = perm.iter().map(|&o| bvals[o as usize]).collect();
         let dvals: Vec<f64> = perm.iter().map(|&o| dvals[o as usize]).collect();
         let global_rows = comm::sum_usize(comm, rows.len());
-        let owner: HashMap<u64, usize> = part.node_gid[o..]
+        let owner: IdMap<u64, usize> = part.node_gid[o..]
             .iter()
             .zip(&part.ghost_owner)
             .map(|(&g, &q)| (g as u64, q as usize))
             .collect();
         let (a, order) = DistMatrix::from_rows(comm, rows, global_rows, |g| owner[&g]);
         let pick = |v: &[f64]| order.iter().map(|&r| v[r as usize]).collect::<Vec<f64>>();
+        let inv_diag = pick(&dvals);
+        let mut inv_diag_cols = inv_diag.clone();
+        inv_diag_cols.resize(a.n_cols(), 0.0);
+        a.halo.exchange(comm, &mut inv_diag_cols, &mut |_| {});
         Ok(Self {
             b: pick(&bvals),
-            inv_diag: pick(&dvals),
+            inv_diag,
+            inv_diag_cols,
             node_of_row: order.iter().map(|&r| node_of[r as usize]).collect(),
             a,
             d,
@@ -454,24 +385,62 @@ pub struct DistSolution {
 }
 
 /// The reference solve over the ranks: equilibrate, distributed
-/// Jacobi-PCG with [`HostKernels`], unscale, true residual.
+/// Jacobi-PCG with [`FusedKernels`], unscale, true residual.
 pub fn solve_cg_jacobi(
     comm: &dyn Comm,
     part: &Part,
     sys: &LocalSystem,
     settings: &CgSettings,
-    progress: &mut dyn FnMut(usize, f64),
+    progress: &mut dyn FnMut(usize, f64) -> bool,
+) -> Result<DistSolution, SolveError> {
+    solve_cg_jacobi_with(comm, part, sys, settings, progress, &mut |eq| {
+        Ok(Box::new(FusedKernels::new(&eq.a, &eq.inv_diag_cols)))
+    })
+}
+
+/// Makes the local kernels of a rank's equilibrated system (or says why
+/// it cannot: the message is agreed with the other ranks).
+pub type KernelFactory<'f> =
+    dyn for<'e> FnMut(&'e EquilibratedDist) -> Result<Box<dyn LocalKernels + 'e>, String> + 'f;
+
+/// [`solve_cg_jacobi`] with the local kernels `make` builds (the host's
+/// [`FusedKernels`], the device's, [`SplitKernels`]).
+pub fn solve_cg_jacobi_with(
+    comm: &dyn Comm,
+    part: &Part,
+    sys: &LocalSystem,
+    settings: &CgSettings,
+    progress: &mut dyn FnMut(usize, f64) -> bool,
+    make: &mut KernelFactory<'_>,
 ) -> Result<DistSolution, SolveError> {
     let t0 = Instant::now();
     let eq = EquilibratedDist::new(comm, part, sys)?;
+    let made = make(&eq);
+    let mine = made.as_ref().err().cloned();
+    if let Err(message) = comm::agree(comm, mine) {
+        return Err(SolveError::Factorization {
+            method: "distributed CG",
+            message,
+        });
+    }
+    let mut k = made.expect("agreed");
     let setup = t0.elapsed().as_secs_f64();
-    let mut k = HostKernels::new(&eq.a, &eq.inv_diag);
-    let out = pcg(comm, &eq.a, &eq.b, eq.b_norm, &mut k, settings, progress)?;
+    let out = pcg(
+        comm,
+        &eq.a,
+        &eq.b,
+        eq.b_norm,
+        k.as_mut(),
+        settings,
+        progress,
+    )?;
+    drop(k);
     let u = eq.unscale(&out.x);
     let mut stats = out.stats;
     stats.setup_seconds = setup;
     stats.decoupled_rows = eq.decoupled;
-    stats.cg_stored = comm::sum_usize(comm, eq.a.a.nnz());
+    // the upper triangle's entries, as the engine counts them
+    stats.cg_stored = (comm::sum_usize(comm, eq.a.a.nnz()) + eq.a.global_rows) / 2;
     let true_residual = true_relative_residual(comm, part, sys, &u);
     Ok(DistSolution {
         u,
@@ -540,15 +509,30 @@ pub(crate) mod tests {
         )
         .unwrap();
         for p in 1..=4 {
-            for method in [Method::Rcb, Method::Metis] {
+            // the fused kernels, and on 3 ranks the device's host twin too
+            let kinds: &[bool] = if p == 3 { &[false, true] } else { &[false] };
+            for (method, &split) in [Method::Rcb, Method::Metis]
+                .into_iter()
+                .flat_map(|m| kinds.iter().map(move |k| (m, k)))
+            {
                 let parts = Arc::new(build_parts(&m, &partition(&m, p, method).unwrap()));
                 let parts2 = parts.clone();
                 let cfg2 = cfg.clone();
                 let out = ThreadComm::run(p, move |c| {
                     let part = &parts[c.rank()];
                     let sys = LocalSystem::assemble_serial(part, cfg2.clone()).unwrap();
-                    let sol =
-                        solve_cg_jacobi(c, part, &sys, &cfg2.solver.cg, &mut |_, _| {}).unwrap();
+                    let cg = &cfg2.solver.cg;
+                    let sol = if split {
+                        solve_cg_jacobi_with(c, part, &sys, cg, &mut |_, _| true, &mut |eq| {
+                            Ok(Box::new(crate::kernels::SplitKernels::new(
+                                &eq.a,
+                                &eq.inv_diag_cols,
+                            )))
+                        })
+                    } else {
+                        solve_cg_jacobi(c, part, &sys, cg, &mut |_, _| true)
+                    }
+                    .unwrap();
                     let local = with_ghosts(c, part, &sol.u);
                     (
                         gather_u(c, 0, part, &sol.u),
@@ -576,7 +560,10 @@ pub(crate) mod tests {
                 assert!(stats.converged);
                 assert_eq!(stats.decoupled_rows, ss.decoupled_rows);
                 let e = rel_max(u, &us);
-                assert!(e < 1e-10, "p {p} {method:?}: u differs by {e:e}");
+                assert!(
+                    e < 1e-10,
+                    "p {p} {method:?} split {split}: u differs by {e:e}"
+                );
                 assert!(*tr < 1e-7, "{tr}");
             }
         }

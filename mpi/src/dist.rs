@@ -11,6 +11,38 @@ use crate::part::{Halo, Neighbour};
 use crate::wire::{Reader, Writer};
 use quadflow_systems::amg::Csr;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A hasher for integer ids (one multiply per word, as FxHash): the
+/// set-ups look ids up millions of times, where the default SipHash costs
+/// most of their time; ids are not chosen by an adversary.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(SEED);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(v as u64);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
+/// A map keyed by ids, with [`IdHasher`].
+pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// One row given by global ids: `(row, [(column, value)])`.
 pub type GlobalRow = (u64, Vec<(u64, f64)>);
@@ -62,7 +94,7 @@ pub fn build_halo(
         })
         .collect();
     let got = comm.alltoallv(send);
-    let local: HashMap<u64, u32> = owned_gid
+    let local: IdMap<u64, u32> = owned_gid
         .iter()
         .enumerate()
         .map(|(i, &g)| (g, i as u32))
@@ -114,16 +146,20 @@ impl DistMatrix {
         global_rows: usize,
         owner_of: impl Fn(u64) -> usize,
     ) -> (Self, Vec<u32>) {
-        let mut own: HashMap<u64, u32> = HashMap::with_capacity(rows.len());
+        let mut own: IdMap<u64, u32> =
+            IdMap::with_capacity_and_hasher(rows.len(), Default::default());
         for (i, (g, _)) in rows.iter().enumerate() {
             own.insert(*g, i as u32);
         }
-        let interior = |r: &GlobalRow| r.1.iter().all(|(j, _)| own.contains_key(j));
+        let interior: Vec<bool> = rows
+            .iter()
+            .map(|r| r.1.iter().all(|(j, _)| own.contains_key(j)))
+            .collect();
         let mut order: Vec<u32> = (0..rows.len() as u32)
-            .filter(|&i| interior(&rows[i as usize]))
+            .filter(|&i| interior[i as usize])
             .collect();
         let n_interior = order.len();
-        order.extend((0..rows.len() as u32).filter(|&i| !interior(&rows[i as usize])));
+        order.extend((0..rows.len() as u32).filter(|&i| !interior[i as usize]));
         let n = rows.len();
         let mut local_row = vec![0u32; n];
         for (new, &old) in order.iter().enumerate() {
@@ -138,7 +174,7 @@ impl DistMatrix {
             .collect();
         ghosts.sort_unstable();
         ghosts.dedup();
-        let ghost_index: HashMap<u64, u32> = ghosts
+        let ghost_index: IdMap<u64, u32> = ghosts
             .iter()
             .enumerate()
             .map(|(g, &(_, j))| (j, (n + g) as u32))

@@ -144,7 +144,9 @@ pub fn run(
     let t2 = Instant::now();
     let cg = &settings.run.solver.cg;
     let sol = match settings.run.solver.method {
-        SolverMethod::CgJacobi => crate::cg::solve_cg_jacobi(comm, &part, &sys, cg, &mut |_, _| {}),
+        SolverMethod::CgJacobi => {
+            crate::cg::solve_cg_jacobi(comm, &part, &sys, cg, &mut |_, _| true)
+        }
         SolverMethod::AmgCg => crate::amg::solve_amg_cg(
             comm,
             &part,

@@ -68,10 +68,14 @@
 
 pub mod amg;
 pub mod assemble;
+pub mod backend;
 pub mod cg;
 pub mod comm;
+pub mod device;
 pub mod dist;
 pub mod driver;
+pub mod group;
+pub mod kernels;
 pub mod part;
 pub mod partition;
 pub mod study;

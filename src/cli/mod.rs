@@ -75,11 +75,20 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(AppError::Reported) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {e}");
+            report_error(&e);
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints `error: ...` to stderr in one write (the lines of processes
+/// sharing a terminal, under `mpirun`, stay whole).
+pub fn report_error(e: &AppError) {
+    use std::io::Write;
+    let line = format!("error: {e}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 fn cmd_bench(b: BenchArgs) -> Result<(), AppError> {

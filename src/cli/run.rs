@@ -157,6 +157,14 @@ pub fn scene_for(a: &RunArgs, flags: &[BackendFlag]) -> Result<Scene, AppError> 
 /// Runs `quadflow run`.
 pub fn cmd_run(a: RunArgs, flags: &[BackendFlag]) -> Result<(), AppError> {
     let plan = scene_for(&a, flags)?.plan()?;
+    if let Some(g) = run::process_group(&plan)? {
+        // Reported here, while the group (MPI) still runs: a process that
+        // leaves first must not take the others down before they print.
+        return cmd_run_group(&a, &plan, g.as_ref()).map_err(|e| {
+            super::report_error(&e);
+            AppError::Reported
+        });
+    }
     let outputs = &plan.outputs;
     let trace = match (&outputs.trace, &outputs.flamegraph) {
         (None, None) => None,
@@ -179,6 +187,52 @@ pub fn cmd_run(a: RunArgs, flags: &[BackendFlag]) -> Result<(), AppError> {
         t.finish()?;
     }
     if !a.quiet {
+        print!("{}{written}", result.report(outputs.results.as_ref()));
+    }
+    Ok(())
+}
+
+/// `quadflow run` as one process of a group (under `mpirun`): the lead
+/// alone traces, shows progress, writes and prints; every failure, the
+/// lead's writing included, is agreed, so every process exits with the
+/// same message.
+fn cmd_run_group(
+    a: &RunArgs,
+    plan: &crate::scene::Plan,
+    group: &dyn quadflow_systems::pipeline::ProcessGroup,
+) -> Result<(), AppError> {
+    let lead = group.is_lead();
+    let outputs = &plan.outputs;
+    let trace = match (lead, &outputs.trace, &outputs.flamegraph) {
+        (false, ..) | (true, None, None) => Ok(None),
+        (true, c, f) => crate::trace::install(c.as_deref(), f.as_deref()).map(Some),
+    };
+    let trace = run::agreed(group, trace)?;
+    let hook = if a.quiet || !lead {
+        ProgressHook(None)
+    } else {
+        progress_hook(plan.rtol())
+    };
+    if let (false, true, Some(t)) = (a.quiet, lead, &plan.title) {
+        eprintln!("quadflow  {t}");
+    }
+    let result = run::run_group(plan, group, Some(hook))?;
+    let written = (|| -> Result<Option<(String, _)>, AppError> {
+        let Some(result) = result else {
+            return Ok(None);
+        };
+        if let Some(p) = &outputs.results {
+            result.write(p)?;
+        }
+        let written = result.write_outputs(outputs)?;
+        if let Some(t) = trace {
+            t.finish()?;
+        }
+        Ok(Some((written, result)))
+    })();
+    if let Some((written, result)) = run::agreed(group, written)?
+        && !a.quiet
+    {
         print!("{}{written}", result.report(outputs.results.as_ref()));
     }
     Ok(())

@@ -361,11 +361,20 @@ impl Scene {
                 }
             }
         }
+        let top: Vec<String> = table.keys().cloned().collect();
         let mut s = Scene::deserialize(toml::Value::Table(table)).map_err(|e| {
             let msg = e.to_string().trim_end().replace('\n', " ");
             // a top-level unknown key may be a misspelt backend section
             if msg.contains("unknown field") && !msg.contains(" in `") {
-                perr(format!("{msg} (or a backend section: {})", catalog.names()))
+                let hint = top
+                    .iter()
+                    .find_map(|k| crate::backends::not_built(k))
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
+                perr(format!(
+                    "{msg} (or a backend section: {}){hint}",
+                    catalog.names()
+                ))
             } else {
                 perr(msg)
             }

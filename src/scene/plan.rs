@@ -97,11 +97,9 @@ impl Scene {
                     format!(
                         "unknown backend \"{name}\" (available: {}){}",
                         catalog.names(),
-                        if name == "mpi" {
-                            "; the mpi backend needs a build with MPI: cargo build --release --features mpi (see the README)"
-                        } else {
-                            ""
-                        }
+                        crate::backends::not_built(name)
+                            .map(|h| format!("; {h}"))
+                            .unwrap_or_default()
                     ),
                 ));
             }

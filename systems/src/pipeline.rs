@@ -149,6 +149,58 @@ pub trait Backend: Send + Sync + 'static {
     fn report(&self, _world: &World) -> BackendReport {
         BackendReport::default()
     }
+    /// The group of processes a run on this backend spans, for backends
+    /// whose run is one pipeline per process, each on its part of the
+    /// mesh (MPI); `None` (the default) for a run in one process. Called
+    /// once per run, before the mesh is loaded, on the backends of the
+    /// plan; the first call may start the group (initialise MPI).
+    fn process_group(&self) -> Result<Option<Arc<dyn ProcessGroup>>, PipelineError> {
+        Ok(None)
+    }
+}
+
+/// Processes that run one pipeline together, each on its part of the mesh
+/// (an MPI job), as an application drives them:
+///
+/// 1. the lead process (rank 0) alone loads the mesh; every process
+///    [`agree`](ProcessGroup::agree)s on whether that worked;
+/// 2. [`split`](ProcessGroup::split) gives every process its part, a
+///    [`Mesh`] of its own, which its pipeline is built on and runs
+///    (each failure of a step agreed before the next);
+/// 3. [`join`](ProcessGroup::join) gathers the results into the lead's
+///    world, which then reads as a run on the whole mesh; the lead alone
+///    writes and prints.
+///
+/// Every method but `rank` and `size` is collective: every process calls
+/// it at the same point. A failure is never left to one process: once an
+/// agreement (in [`agree`](ProcessGroup::agree), `split`, `join` or a
+/// backend's own systems) has delivered a failure, every later agreement
+/// returns it without communicating, so that no process waits for
+/// another that has stopped.
+pub trait ProcessGroup: Send + Sync {
+    /// This process's rank, `0..size`.
+    fn rank(&self) -> usize;
+    /// Number of processes.
+    fn size(&self) -> usize;
+    /// Whether this is the lead process (rank 0), which loads the mesh,
+    /// writes the results and prints.
+    fn is_lead(&self) -> bool {
+        self.rank() == 0
+    }
+    /// Agrees on a step: every process passes its own failure (or
+    /// `None`); if any has one, every process returns the same message
+    /// (the lowest failing rank's).
+    fn agree(&self, mine: Option<String>) -> Result<(), String>;
+    /// Splits the whole mesh (given on the lead only) into parts and
+    /// returns this process's part, with everything the group's backend
+    /// needs to run on it; failures are agreed.
+    fn split(&self, mesh: Option<&Arc<Mesh>>, config: &RunConfig) -> Result<Arc<Mesh>, String>;
+    /// After this process's pipeline ran on its part: gathers `u`, the
+    /// per-element outputs, the matrix size, the boundary report and the
+    /// phase times (the slowest process's) into the lead's `world`, so
+    /// that it reads as the world of a run on the whole mesh. Returns
+    /// whether this process is the lead; failures are agreed.
+    fn join(&self, world: &mut World) -> Result<bool, String>;
 }
 
 /// The configured backends of a run, by name, and the fallback of phases

@@ -5,7 +5,9 @@
 //! - [`ThreadComm`]: `P` ranks as threads of one process, messages over
 //!   channels (always built; the unit tests run the distributed algorithms
 //!   on 2, 3, ... "ranks" with it, no MPI needed);
-//! - `MpiComm` (feature `mpi`): rsmpi over the system's MPI.
+//! - `MpiComm` (feature `mpi`): rsmpi over the system's MPI;
+//! - [`Timed`]: any of them, with the time spent in each kind of
+//!   operation measured.
 //!
 //! Every operation is collective over the communicator except
 //! [`Comm::exchange`], which involves the neighbours named in it (and
@@ -15,6 +17,9 @@
 
 #[cfg(feature = "mpi")]
 pub mod mpi;
+mod timed;
+
+pub use timed::{CommTimes, Timed};
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -40,13 +45,43 @@ pub trait Comm {
     /// a receive for every `(rank, buffer)` of `recv` and a send of every
     /// `(rank, values)` of `send`, runs `overlap` while they are in
     /// flight, then waits for all of them. The receive buffers must have
-    /// the sizes the neighbours send.
+    /// the sizes the neighbours send. `overlap` may run collectives (an
+    /// all-reduce hides the exchange's latency).
     fn exchange(
         &self,
         send: &[(usize, &[f64])],
         recv: &mut [(usize, &mut [f64])],
         overlap: &mut dyn FnMut(),
     );
+}
+
+impl<C: Comm + ?Sized> Comm for Box<C> {
+    fn rank(&self) -> usize {
+        (**self).rank()
+    }
+    fn size(&self) -> usize {
+        (**self).size()
+    }
+    fn allreduce_sum(&self, v: &mut [f64]) {
+        (**self).allreduce_sum(v)
+    }
+    fn allreduce_max(&self, v: &mut [f64]) {
+        (**self).allreduce_max(v)
+    }
+    fn alltoallv(&self, send: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        (**self).alltoallv(send)
+    }
+    fn broadcast(&self, root: usize, buf: &mut Vec<u8>) {
+        (**self).broadcast(root, buf)
+    }
+    fn exchange(
+        &self,
+        send: &[(usize, &[f64])],
+        recv: &mut [(usize, &mut [f64])],
+        overlap: &mut dyn FnMut(),
+    ) {
+        (**self).exchange(send, recv, overlap)
+    }
 }
 
 /// Gathers one byte buffer per rank onto `root` (rank order); `None` on
@@ -158,41 +193,73 @@ enum Msg {
 pub struct ThreadComm {
     rank: usize,
     size: usize,
-    to: Vec<Sender<Msg>>,
-    from: Vec<Receiver<Msg>>,
+    /// Channels to every rank: `[collectives, neighbour exchanges]` (two
+    /// sets, so that a collective may run while an exchange is in flight,
+    /// as MPI allows).
+    to: [Vec<Sender<Msg>>; 2],
+    /// (behind locks only so that a rank can be shared: every rank's
+    /// messages are received by its own thread)
+    from: [Vec<Mutex<Receiver<Msg>>>; 2],
+}
+
+/// The channel set of collectives and byte transfers.
+const COLLECTIVE: usize = 0;
+/// The channel set of neighbour exchanges.
+const EXCHANGE: usize = 1;
+
+/// One channel from every rank to every rank: `senders[src][dst]`,
+/// `receivers[dst][src]`.
+#[allow(clippy::type_complexity)]
+fn channels(p: usize) -> (Vec<Vec<Sender<Msg>>>, Vec<Vec<Mutex<Receiver<Msg>>>>) {
+    let mut senders: Vec<Vec<Sender<Msg>>> = (0..p).map(|_| Vec::new()).collect();
+    let mut receivers: Vec<Vec<Option<Receiver<Msg>>>> =
+        (0..p).map(|_| (0..p).map(|_| None).collect()).collect();
+    for (src, s) in senders.iter_mut().enumerate() {
+        for r in receivers.iter_mut() {
+            let (tx, rx) = channel();
+            s.push(tx);
+            r[src] = Some(rx);
+        }
+    }
+    let receivers = receivers
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|x| Mutex::new(x.expect("channel")))
+                .collect()
+        })
+        .collect();
+    (senders, receivers)
 }
 
 impl ThreadComm {
+    /// `p` connected ranks, to be moved into threads of their own (or run
+    /// with [`ThreadComm::run`]).
+    pub fn ranks(p: usize) -> Vec<ThreadComm> {
+        assert!(p >= 1);
+        let (cs, cr) = channels(p);
+        let (xs, xr) = channels(p);
+        cs.into_iter()
+            .zip(cr)
+            .zip(xs.into_iter().zip(xr))
+            .enumerate()
+            .map(|(rank, ((ct, cf), (xt, xf)))| ThreadComm {
+                rank,
+                size: p,
+                to: [ct, xt],
+                from: [cf, xf],
+            })
+            .collect()
+    }
+
     /// Runs `f` on `p` ranks, one thread each; returns their results in
     /// rank order. A panic on any rank is re-raised.
     pub fn run<R: Send + 'static>(
         p: usize,
         f: impl Fn(&ThreadComm) -> R + Send + Sync + 'static,
     ) -> Vec<R> {
-        assert!(p >= 1);
-        // senders[src][dst], receivers[dst][src]
-        let mut senders: Vec<Vec<Sender<Msg>>> = (0..p).map(|_| Vec::new()).collect();
-        let mut receivers: Vec<Vec<Option<Receiver<Msg>>>> =
-            (0..p).map(|_| (0..p).map(|_| None).collect()).collect();
-        for (src, s) in senders.iter_mut().enumerate() {
-            for r in receivers.iter_mut() {
-                let (tx, rx) = channel();
-                s.push(tx);
-                r[src] = Some(rx);
-            }
-        }
+        let comms = Self::ranks(p);
         let f = Arc::new(f);
-        let comms: Vec<ThreadComm> = senders
-            .into_iter()
-            .zip(receivers)
-            .enumerate()
-            .map(|(rank, (to, from))| ThreadComm {
-                rank,
-                size: p,
-                to,
-                from: from.into_iter().map(|r| r.expect("channel")).collect(),
-            })
-            .collect();
         let results = Arc::new(Mutex::new((0..p).map(|_| None).collect::<Vec<Option<R>>>()));
         let handles: Vec<_> = comms
             .into_iter()
@@ -229,18 +296,36 @@ impl ThreadComm {
     }
 
     fn send(&self, dst: usize, m: Msg) {
-        self.to[dst].send(m).expect("rank thread alive");
+        self.send_on(COLLECTIVE, dst, m)
+    }
+
+    fn send_on(&self, set: usize, dst: usize, m: Msg) {
+        self.to[set][dst].send(m).expect("rank thread alive");
     }
 
     fn recv_f64(&self, src: usize) -> Vec<f64> {
-        match self.from[src].recv().expect("rank thread alive") {
+        self.recv_f64_on(COLLECTIVE, src)
+    }
+
+    fn recv_f64_on(&self, set: usize, src: usize) -> Vec<f64> {
+        match self.from[set][src]
+            .lock()
+            .expect("receiver")
+            .recv()
+            .expect("rank thread alive")
+        {
             Msg::F64(v) => v,
             Msg::Bytes(_) => panic!("rank {}: expected numbers from {src}", self.rank),
         }
     }
 
     fn recv_bytes(&self, src: usize) -> Vec<u8> {
-        match self.from[src].recv().expect("rank thread alive") {
+        match self.from[COLLECTIVE][src]
+            .lock()
+            .expect("receiver")
+            .recv()
+            .expect("rank thread alive")
+        {
             Msg::Bytes(v) => v,
             Msg::F64(_) => panic!("rank {}: expected bytes from {src}", self.rank),
         }
@@ -317,11 +402,11 @@ impl Comm for ThreadComm {
         overlap: &mut dyn FnMut(),
     ) {
         for (q, v) in send {
-            self.send(*q, Msg::F64(v.to_vec()));
+            self.send_on(EXCHANGE, *q, Msg::F64(v.to_vec()));
         }
         overlap();
         for (q, buf) in recv.iter_mut() {
-            let v = self.recv_f64(*q);
+            let v = self.recv_f64_on(EXCHANGE, *q);
             assert_eq!(v.len(), buf.len(), "halo message size from rank {q}");
             buf.copy_from_slice(&v);
         }
