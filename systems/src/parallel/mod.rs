@@ -20,10 +20,12 @@
 
 mod assembly;
 mod cg;
+mod owner;
 mod pattern;
 
 pub use assembly::{assemble_coo, assemble_direct, coo_to_csr};
 pub use cg::ParallelKernels;
+pub use owner::{ALL_OWNED, MAX_PARTS, OwnedElement, OwnerSplit, pattern_owner};
 pub use pattern::{BlockOffsets, build_pattern, node_elements_parallel, pattern_parallel};
 
 use crate::boundary;

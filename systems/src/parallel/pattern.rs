@@ -2,6 +2,7 @@
 //! first step of the direct-CSR assembly).
 
 use super::ParallelRuntime;
+use super::owner::{OwnerSplit, pattern_owner};
 use crate::components::*;
 use crate::element::{NODES, SYM_PAIRS};
 use crate::exec::Disjoint;
@@ -235,17 +236,48 @@ pub fn pattern_parallel(
     ))
 }
 
-/// Direct CSR, step 1: pattern and slot maps (parallel).
+/// Direct CSR, step 1: pattern and slot maps (parallel), over the
+/// owner-computes split ([`pattern_owner`]), which it leaves as a resource
+/// for the scatter; with one thread, the serial build.
 pub fn build_pattern(
     rt: Res<ParallelRuntime>,
     mesh: Res<MeshRes>,
     mut sys: ResMut<LinearSystem>,
     mut q: Query<(&ElementIndex, &Nodes, &mut Slots)>,
     mut failure: ResMut<Failure>,
+    mut commands: Commands,
 ) {
     let _s = tracing::info_span!("parallel::pattern").entered();
     let elements = &mesh.0.elements;
     let mut items: Vec<_> = q.iter_mut().collect();
+    let threads = rt.pool.current_num_threads();
+    if threads > 1 {
+        let m = &mesh.0;
+        let split = {
+            let _s = tracing::info_span!("parallel::owner_split").entered();
+            rt.pool
+                .install(|| OwnerSplit::new(&m.x, &m.y, &m.elements, threads))
+        };
+        let built = {
+            let slots = sparse::SlotWriter::scattered(
+                elements.len(),
+                items
+                    .iter_mut()
+                    .map(|(idx, _, s)| (idx.0 as usize, &mut s.0)),
+            );
+            rt.pool.install(|| pattern_owner(elements, &split, &slots))
+        };
+        match built {
+            Ok(k) => {
+                sys.nnz = k.full_nnz();
+                sys.f = vec![0.0; k.n];
+                sys.k = k;
+                commands.insert_resource(split);
+            }
+            Err(e) => fail(&mut failure, e),
+        }
+        return;
+    }
     let built = {
         let slots = sparse::SlotWriter::scattered(
             elements.len(),
