@@ -7,23 +7,29 @@
 //!   upper-triangle triplets into their own buffers; the buffers are merged
 //!   into CSR by a counting sort on rows and a per-row sort that sums
 //!   duplicates. No precomputed pattern.
-//! - [`AssemblyStrategy::DirectCsr`] (model 4): the pattern and the
-//!   element slot maps are built once, together and in parallel
-//!   ([`pattern_parallel`]: a parallel node-to-element adjacency, then
-//!   blocks of rows, each row gathered, sorted and deduplicated from the
-//!   elements around its node, its pairs' slots written into the elements'
-//!   maps as the row is built). Element matrices are then computed in
-//!   parallel into a small ring of chunks and added straight into the CSR
-//!   values by one stream in element order that runs alongside
-//!   ([`assemble_direct`]), so the matrix equals the serial one bit for
-//!   bit. No triplets, no global sort, no atomics on values.
+//! - [`AssemblyStrategy::DirectCsr`] (model 4), owner-computes: the
+//!   nodes (rows) are split among the threads once per pattern
+//!   ([`OwnerSplit`]: recursive coordinate bisection, so a part is a
+//!   compact patch of the mesh whatever its numbering); the pattern and the
+//!   element slot maps are built over that split, each thread building the
+//!   rows it owns ([`pattern_owner`]); each thread then computes the
+//!   element matrices of every element touching its rows, in element
+//!   order, and adds only the entries of its rows ([`assemble_direct`]).
+//!   Elements on the border between parts are computed by both. No
+//!   triplets, no global sort, no atomics, and every entry sums its
+//!   contributions in element order: the matrix is the serial one bit for
+//!   bit, for any thread count.
+//! - [`AssemblyStrategy::DirectCsrStream`] (model 4, the earlier one):
+//!   the pattern built by blocks of rows ([`pattern_parallel`]), element
+//!   matrices computed in parallel into a ring and added by one stream in
+//!   element order ([`assemble_stream`]); also bit for bit.
 
 mod assembly;
 mod cg;
 mod owner;
 mod pattern;
 
-pub use assembly::{assemble_coo, assemble_direct, coo_to_csr};
+pub use assembly::{assemble_coo, assemble_direct, assemble_stream, coo_to_csr};
 pub use cg::ParallelKernels;
 pub use owner::{ALL_OWNED, MAX_PARTS, OwnedElement, OwnerSplit, pattern_owner};
 pub use pattern::{BlockOffsets, build_pattern, node_elements_parallel, pattern_parallel};
@@ -49,18 +55,23 @@ pub enum AssemblyStrategy {
         /// Elements per batch.
         batch: usize,
     },
-    /// Direct scatter into a precomputed CSR through slot maps (model 4).
+    /// Direct scatter into a precomputed CSR through slot maps (model 4),
+    /// owner-computes: each thread adds the rows it owns.
     DirectCsr,
+    /// Direct scatter into a precomputed CSR, the element matrices added
+    /// by one stream in element order (the earlier direct-CSR assembly).
+    DirectCsrStream,
 }
 
 impl AssemblyStrategy {
     /// Scene / CLI names.
-    pub const NAMES: &'static [&'static str] = &["direct-csr", "batched-coo"];
+    pub const NAMES: &'static [&'static str] = &["direct-csr", "batched-coo", "direct-csr-stream"];
 
     /// Parses a name; `batch` is used by `batched-coo`.
     pub fn parse(s: &str, batch: usize) -> Option<Self> {
         match s {
             "direct-csr" => Some(Self::DirectCsr),
+            "direct-csr-stream" => Some(Self::DirectCsrStream),
             "batched-coo" => Some(Self::BatchedCoo { batch }),
             _ => None,
         }
@@ -70,6 +81,7 @@ impl AssemblyStrategy {
     pub fn name(self) -> &'static str {
         match self {
             Self::DirectCsr => "direct-csr",
+            Self::DirectCsrStream => "direct-csr-stream",
             Self::BatchedCoo { .. } => "batched-coo",
         }
     }
@@ -233,6 +245,9 @@ impl Backend for Parallel {
             Phase::Assembly => match self.strategy {
                 AssemblyStrategy::DirectCsr => {
                     (build_pattern, assemble_direct).chain().into_configs()
+                }
+                AssemblyStrategy::DirectCsrStream => {
+                    (build_pattern, assemble_stream).chain().into_configs()
                 }
                 AssemblyStrategy::BatchedCoo { .. } => assemble_coo.into_configs(),
             },
