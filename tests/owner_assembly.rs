@@ -17,7 +17,7 @@ use quadflow::systems::{PhasePlan, Pipeline, Registry, RunConfig};
 use std::sync::Arc;
 
 /// The system assembled with `source` by the serial executor (`threads`
-/// `None`) or by the parallel one with `threads` threads, direct-csr.
+/// `None`) or by the parallel one with `threads` threads, direct-csr-owner.
 fn assemble(mesh: &Arc<Mesh>, source: &Source, threads: Option<usize>) -> LinearSystem {
     let mut reg = Registry::with_serial();
     let plan = match threads {
@@ -25,7 +25,7 @@ fn assemble(mesh: &Arc<Mesh>, source: &Source, threads: Option<usize>) -> Linear
         Some(threads) => {
             reg.register(Parallel {
                 threads,
-                strategy: AssemblyStrategy::DirectCsr,
+                strategy: AssemblyStrategy::DirectCsrOwner,
             });
             PhasePlan::uniform("parallel")
         }

@@ -1,5 +1,6 @@
-//! Element matrices into the CSR values: the pipelined direct scatter
-//! (execution model 4) and the batched COO merge (model 2; see
+//! Element matrices into the CSR values: the pipelined direct scatter and
+//! the owner-computes one (execution model 4), and the batched COO merge
+//! (model 2; see
 //! `docs/execution-models.md`).
 
 use super::owner::{ALL_OWNED, MAX_PARTS, OwnedElement, OwnerSplit, prefetch};
@@ -44,13 +45,13 @@ enum Claim {
 /// and measured slower on 2 cores: row owners each streaming all elements,
 /// 30 ms, and a per-row gather through the node-to-element adjacency,
 /// 45 ms, against 8 ms for the sequential stream on `y_tube_195k`.)
-pub fn assemble_stream(
+pub fn assemble_direct(
     rt: Res<ParallelRuntime>,
     mut sys: ResMut<LinearSystem>,
     physics: Res<Physics>,
     q: Query<(&Nodes, &ElementCoords, &Quadrature, &Slots)>,
 ) {
-    let _s = tracing::info_span!("parallel::element_stream").entered();
+    let _s = tracing::info_span!("parallel::element_scatter").entered();
     // element order = query order (entities were spawned in element order)
     let items: Vec<_> = q.iter().collect();
     let source = &physics.source;
@@ -147,7 +148,7 @@ pub fn assemble_stream(
     });
 }
 
-/// Direct CSR, step 2, owner-computes: the rows are split among the
+/// Owner-computes direct CSR, step 2: the rows are split among the
 /// threads by [`OwnerSplit`] (one part per thread of the pool); each thread
 /// computes the element matrices (and loads) of its part's elements, in
 /// element order, and adds the entries of the rows it owns through the
@@ -156,7 +157,7 @@ pub fn assemble_stream(
 /// order, so `K` and `f` are the serial executor's bit for bit, for any
 /// thread count. The elements on the borders between parts (0.3% of
 /// `y_tube_195k`'s on two threads) are computed by each part they touch.
-pub fn assemble_direct(
+pub fn assemble_owner(
     rt: Res<ParallelRuntime>,
     mesh: Res<MeshRes>,
     mut sys: ResMut<LinearSystem>,
@@ -164,7 +165,7 @@ pub fn assemble_direct(
     split: Option<Res<OwnerSplit>>,
     q: Query<(&ElementIndex, &Nodes, &ElementCoords, &Quadrature, &Slots)>,
 ) {
-    let _s = tracing::info_span!("parallel::element_scatter").entered();
+    let _s = tracing::info_span!("parallel::owner_scatter").entered();
     // the split numbers elements as the mesh does; serial adds them in
     // query order: the two agree (entities are spawned in element order)
     let items: Vec<_> = q
