@@ -7,8 +7,8 @@
 //!   upper-triangle triplets into their own buffers; the buffers are merged
 //!   into CSR by a counting sort on rows and a per-row sort that sums
 //!   duplicates. No precomputed pattern.
-//! - [`AssemblyStrategy::DirectCsr`] (model 4): the pattern and the
-//!   element slot maps are built once, together and in parallel
+//! - [`AssemblyStrategy::DirectCsr`] (model 4, the default): the pattern
+//!   and the element slot maps are built once, together and in parallel
 //!   ([`pattern_parallel`]: a parallel node-to-element adjacency, then
 //!   blocks of rows, each row gathered, sorted and deduplicated from the
 //!   elements around its node, its pairs' slots written into the elements'
@@ -17,14 +17,29 @@
 //!   values by one stream in element order that runs alongside
 //!   ([`assemble_direct`]), so the matrix equals the serial one bit for
 //!   bit. No triplets, no global sort, no atomics on values.
+//! - [`AssemblyStrategy::DirectCsrOwner`] (model 4, owner-computes): the
+//!   nodes (rows) are split among the threads once per pattern
+//!   ([`OwnerSplit`]: recursive coordinate bisection, so a part is a
+//!   compact patch of the mesh whatever its numbering); the pattern and the
+//!   slot maps are built over that split, each thread building the rows it
+//!   owns ([`pattern_owner`]); each thread then computes the element
+//!   matrices of every element touching its rows, in element order, and
+//!   adds only the entries of its rows ([`assemble_owner`]). Elements on
+//!   the border between parts are computed by both. No ordering between
+//!   threads, no atomics, and every entry sums its contributions in element
+//!   order: bit for bit the serial matrix, for any thread count.
 
 mod assembly;
 mod cg;
+mod owner;
 mod pattern;
 
-pub use assembly::{assemble_coo, assemble_direct, coo_to_csr};
+pub use assembly::{assemble_coo, assemble_direct, assemble_owner, coo_to_csr};
 pub use cg::ParallelKernels;
-pub use pattern::{BlockOffsets, build_pattern, node_elements_parallel, pattern_parallel};
+pub use owner::{ALL_OWNED, MAX_PARTS, OwnedElement, OwnerSplit, pattern_owner};
+pub use pattern::{
+    BlockOffsets, build_pattern, build_pattern_owner, node_elements_parallel, pattern_parallel,
+};
 
 use crate::boundary;
 use crate::common;
@@ -47,18 +62,23 @@ pub enum AssemblyStrategy {
         /// Elements per batch.
         batch: usize,
     },
-    /// Direct scatter into a precomputed CSR through slot maps (model 4).
+    /// Direct scatter into a precomputed CSR through slot maps (model 4),
+    /// the element matrices added by one stream in element order.
     DirectCsr,
+    /// Direct scatter into a precomputed CSR through slot maps (model 4),
+    /// owner-computes: each thread adds the rows it owns.
+    DirectCsrOwner,
 }
 
 impl AssemblyStrategy {
     /// Scene / CLI names.
-    pub const NAMES: &'static [&'static str] = &["direct-csr", "batched-coo"];
+    pub const NAMES: &'static [&'static str] = &["direct-csr", "direct-csr-owner", "batched-coo"];
 
     /// Parses a name; `batch` is used by `batched-coo`.
     pub fn parse(s: &str, batch: usize) -> Option<Self> {
         match s {
             "direct-csr" => Some(Self::DirectCsr),
+            "direct-csr-owner" => Some(Self::DirectCsrOwner),
             "batched-coo" => Some(Self::BatchedCoo { batch }),
             _ => None,
         }
@@ -68,6 +88,7 @@ impl AssemblyStrategy {
     pub fn name(self) -> &'static str {
         match self {
             Self::DirectCsr => "direct-csr",
+            Self::DirectCsrOwner => "direct-csr-owner",
             Self::BatchedCoo { .. } => "batched-coo",
         }
     }
@@ -97,8 +118,9 @@ impl Default for Parallel {
 pub struct ParallelSection {
     /// Threads (0 = one per core).
     pub threads: usize,
-    /// `direct-csr` (scatter into a precomputed CSR, model 4) or
-    /// `batched-coo` (per-batch triplets merged, model 2).
+    /// `direct-csr` (scatter into a precomputed CSR, model 4),
+    /// `direct-csr-owner` (the same, owner-computes) or `batched-coo`
+    /// (per-batch triplets merged, model 2).
     pub assembly: String,
     /// Elements per batch of `batched-coo`.
     pub batch_size: usize,
@@ -160,7 +182,7 @@ const FLAGS: &[Flag] = &[
         long: "assembly",
         key: "assembly",
         value_name: "STRATEGY",
-        help: "Assembly strategy of the parallel backend (direct-csr, batched-coo)",
+        help: "Assembly strategy of the parallel backend (direct-csr, direct-csr-owner, batched-coo)",
         value: FlagValue::Text,
     },
 ];
@@ -231,6 +253,9 @@ impl Backend for Parallel {
             Phase::Assembly => match self.strategy {
                 AssemblyStrategy::DirectCsr => {
                     (build_pattern, assemble_direct).chain().into_configs()
+                }
+                AssemblyStrategy::DirectCsrOwner => {
+                    (build_pattern_owner, assemble_owner).chain().into_configs()
                 }
                 AssemblyStrategy::BatchedCoo { .. } => assemble_coo.into_configs(),
             },

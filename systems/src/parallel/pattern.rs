@@ -2,6 +2,7 @@
 //! first step of the direct-CSR assembly).
 
 use super::ParallelRuntime;
+use super::owner::{OwnerSplit, pattern_owner};
 use crate::components::*;
 use crate::element::{NODES, SYM_PAIRS};
 use crate::exec::Disjoint;
@@ -235,7 +236,8 @@ pub fn pattern_parallel(
     ))
 }
 
-/// Direct CSR, step 1: pattern and slot maps (parallel).
+/// Direct CSR, step 1: pattern and slot maps (parallel, by blocks of
+/// rows: [`pattern_parallel`]).
 pub fn build_pattern(
     rt: Res<ParallelRuntime>,
     mesh: Res<MeshRes>,
@@ -244,8 +246,64 @@ pub fn build_pattern(
     mut failure: ResMut<Failure>,
 ) {
     let _s = tracing::info_span!("parallel::pattern").entered();
+    by_blocks(&rt, &mesh, &mut sys, q.iter_mut().collect(), &mut failure);
+}
+
+/// Owner-computes direct CSR, step 1: the owner-computes split of the
+/// nodes among the pool's threads ([`OwnerSplit`]), and the pattern and
+/// slot maps built over it ([`pattern_owner`]); the split is left as a
+/// resource for the scatter. With one thread, [`build_pattern`]'s build.
+pub fn build_pattern_owner(
+    rt: Res<ParallelRuntime>,
+    mesh: Res<MeshRes>,
+    mut sys: ResMut<LinearSystem>,
+    mut q: Query<(&ElementIndex, &Nodes, &mut Slots)>,
+    mut failure: ResMut<Failure>,
+    mut commands: Commands,
+) {
+    let _s = tracing::info_span!("parallel::pattern").entered();
     let elements = &mesh.0.elements;
     let mut items: Vec<_> = q.iter_mut().collect();
+    let threads = rt.pool.current_num_threads();
+    if threads == 1 {
+        return by_blocks(&rt, &mesh, &mut sys, items, &mut failure);
+    }
+    let m = &mesh.0;
+    let split = {
+        let _s = tracing::info_span!("parallel::owner_split").entered();
+        rt.pool
+            .install(|| OwnerSplit::new(&m.x, &m.y, &m.elements, threads))
+    };
+    let built = {
+        let slots = sparse::SlotWriter::scattered(
+            elements.len(),
+            items
+                .iter_mut()
+                .map(|(idx, _, s)| (idx.0 as usize, &mut s.0)),
+        );
+        rt.pool.install(|| pattern_owner(elements, &split, &slots))
+    };
+    match built {
+        Ok(k) => {
+            sys.nnz = k.full_nnz();
+            sys.f = vec![0.0; k.n];
+            sys.k = k;
+            commands.insert_resource(split);
+        }
+        Err(e) => fail(&mut failure, e),
+    }
+}
+
+/// The pattern and slot maps of `items` (the element entities' indices,
+/// nodes and slot maps) by blocks of rows, into `sys`.
+fn by_blocks(
+    rt: &ParallelRuntime,
+    mesh: &MeshRes,
+    sys: &mut LinearSystem,
+    mut items: Vec<(&ElementIndex, &Nodes, Mut<Slots>)>,
+    failure: &mut Failure,
+) {
+    let elements = &mesh.0.elements;
     let built = {
         let slots = sparse::SlotWriter::scattered(
             elements.len(),
@@ -258,7 +316,7 @@ pub fn build_pattern(
     };
     let (k, offsets) = match built {
         Ok(k) => k,
-        Err(e) => return fail(&mut failure, e),
+        Err(e) => return fail(failure, e),
     };
     if !offsets.is_single() {
         let _s = tracing::info_span!("parallel::slot_offsets").entered();
