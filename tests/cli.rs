@@ -149,13 +149,7 @@ fn results_file_has_the_spec_layout_and_h5py_reads_it() {
         "folded stacks left behind"
     );
     // h5py, when available (CI installs it)
-    if Command::new("python3")
-        .args(["-c", "import h5py"])
-        .status()
-        .map(|s| !s.success())
-        .unwrap_or(true)
-    {
-        eprintln!("SKIPPED h5py check: h5py not installed (pip install h5py)");
+    if !need_python("results_file_has_the_spec_layout_and_h5py_reads_it", "h5py") {
         return;
     }
     let script = format!(
@@ -327,7 +321,10 @@ fn every_scene_in_scenes_parses_and_names_an_existing_mesh() {
 #[test]
 fn gpu_backend_without_a_gpu_is_a_clear_error() {
     if quadflow::systems::gpu::device_available() {
-        eprintln!("SKIPPED: a CUDA device is present here; this test checks the no-GPU message");
+        skip(
+            "gpu_backend_without_a_gpu_is_a_clear_error",
+            "a CUDA device is present here; this test checks the no-GPU message",
+        );
         return;
     }
     fails_with(&["--backend", "gpu"], "no CUDA driver found");

@@ -2,7 +2,8 @@
 //! potential to 1e-8 relative, the same fields, iteration counts within
 //! 1%, for both solve strategies, for mixed phase plans, and the failures.
 //! On a machine without a CUDA device every test prints
-//! "SKIPPED: no CUDA device" and passes.
+//! "SKIPPED ...: no CUDA device", records the skip in `$QUADFLOW_SKIP_LOG`
+//! (which `tests/run` lists at the end) and passes.
 
 use quadflow_systems::boundary::{DirichletPart, Selector, Side, Value};
 use quadflow_systems::components::*;
@@ -24,7 +25,7 @@ fn gpu_present() -> bool {
     if device_available() {
         true
     } else {
-        eprintln!("SKIPPED: no CUDA device");
+        common::skip("no CUDA device");
         false
     }
 }
