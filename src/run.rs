@@ -7,8 +7,9 @@ use crate::io::h5::{self, Attr, ResultsData};
 use crate::io::{self, vtu};
 use crate::scene::{MeshSource, OutputSection, Plan};
 use crate::viz::plot::{self, Field, PlotOptions};
+use bevy_ecs::world::World;
 use quadflow_systems::components::{
-    BackendReport, BoundaryReport, LinearSystem, Notes, ProgressHook, Solution,
+    BackendReport, BoundaryReport, LinearSystem, Notes, ProgressHook, Solution, Warnings,
 };
 use quadflow_systems::mesh::Mesh;
 use quadflow_systems::pipeline::{Phase, PhaseTimes, Pipeline, Resolved};
@@ -157,6 +158,83 @@ pub fn assemble_on(
     })
 }
 
+/// What a front end hears while a run goes on; every method does nothing
+/// unless overridden.
+pub trait RunEvents {
+    /// A warning, as soon as it is known: elements renumbered (before the
+    /// first phase), mesh components nothing anchors (after the boundary
+    /// phase), always before the solve starts.
+    fn warning(&mut self, _text: &str) {}
+    /// The system is assembled and bounded; the solve starts next.
+    fn bounded(&mut self, _header: &RunHeader) {}
+}
+
+/// Hears nothing.
+pub struct Silent;
+
+impl RunEvents for Silent {}
+
+/// What is known of a run once its system is assembled and bounded: the
+/// first lines of its summary.
+#[derive(Debug, Clone)]
+pub struct RunHeader {
+    /// Where the mesh came from.
+    pub origin: String,
+    /// Nodes.
+    pub nodes: usize,
+    /// Elements.
+    pub elements: usize,
+    /// Non-zeros of the assembled matrix.
+    pub nnz: usize,
+    /// Boundary statistics.
+    pub boundary: BoundaryReport,
+    /// Notes (fallbacks).
+    pub notes: Vec<String>,
+}
+
+impl RunHeader {
+    fn of(world: &World, loaded: &LoadedMesh) -> Self {
+        Self {
+            origin: loaded.origin.clone(),
+            nodes: loaded.mesh.nodes(),
+            elements: loaded.mesh.elements.len(),
+            nnz: world.resource::<LinearSystem>().nnz,
+            boundary: world.resource::<BoundaryReport>().clone(),
+            notes: world.resource::<Notes>().0.clone(),
+        }
+    }
+
+    /// The `mesh`, `boundary` and `note` lines of the run summary.
+    pub fn text(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "mesh      {}", self.origin);
+        let _ = writeln!(
+            s,
+            "          {} nodes, {} elements, {} unused nodes, matrix nnz {}",
+            self.nodes, self.elements, self.boundary.unused_nodes, self.nnz
+        );
+        let b = &self.boundary;
+        let _ = write!(
+            s,
+            "boundary  {} Robin edges, {} Dirichlet nodes",
+            b.robin_edges, b.dirichlet_nodes
+        );
+        match b.floating.len() {
+            0 => {}
+            1 => s.push_str(", 1 floating mesh component (see the warning)"),
+            n => {
+                let _ = write!(s, ", {n} floating mesh components (see the warnings)");
+            }
+        }
+        s.push('\n');
+        for n in &self.notes {
+            let _ = writeln!(s, "note      {n}");
+        }
+        s
+    }
+}
+
 /// Everything a run produced.
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -187,8 +265,10 @@ pub struct RunResult {
     pub nnz: usize,
     /// Boundary statistics.
     pub boundary: BoundaryReport,
-    /// Warnings and notes (renumbered elements, fallbacks).
+    /// Notes (fallbacks).
     pub notes: Vec<String>,
+    /// Warnings (renumbered elements, floating mesh components).
+    pub warnings: Vec<String>,
     /// Solver name.
     pub solver: String,
     /// The solver's relative tolerance.
@@ -205,6 +285,17 @@ pub fn run_on(
     loaded: &LoadedMesh,
     progress: Option<ProgressHook>,
 ) -> Result<RunResult, AppError> {
+    run_on_with(plan, loaded, progress, &mut Silent)
+}
+
+/// [`run_on`], telling `events` of the warnings as they arise and of the
+/// bounded system before the solve starts.
+pub fn run_on_with(
+    plan: &Plan,
+    loaded: &LoadedMesh,
+    progress: Option<ProgressHook>,
+    events: &mut dyn RunEvents,
+) -> Result<RunResult, AppError> {
     let t0 = Instant::now();
     let mut p = Pipeline::new(
         loaded.mesh.clone(),
@@ -215,7 +306,20 @@ pub fn run_on(
     if let Some(h) = progress {
         p.world.insert_resource(h);
     }
-    p.run()?;
+    let mut told = 0;
+    let mut tell = |world: &World, events: &mut dyn RunEvents| {
+        let w = &world.resource::<Warnings>().0;
+        for text in &w[told..] {
+            events.warning(text);
+        }
+        told = w.len();
+    };
+    tell(&p.world, events);
+    let bounded = p.run_through(Phase::Boundary);
+    tell(&p.world, events);
+    bounded?;
+    events.bounded(&RunHeader::of(&p.world, loaded));
+    p.run_phases(Phase::Solve, Phase::Post)?;
     let (vel, abs_vel, pressure) = p.take_element_fields();
     let reports = p
         .reports()
@@ -240,6 +344,7 @@ pub fn run_on(
         nnz,
         boundary: w.resource::<BoundaryReport>().clone(),
         notes: w.resource::<Notes>().0.clone(),
+        warnings: w.resource::<Warnings>().0.clone(),
         solver: plan.config.solver.method.name().to_string(),
         rtol: plan.rtol(),
         scene_toml: plan.scene_toml.clone(),
@@ -249,12 +354,21 @@ pub fn run_on(
 
 /// Loads the mesh and runs the plan.
 pub fn run(plan: &Plan, progress: Option<ProgressHook>) -> Result<RunResult, AppError> {
+    run_with(plan, progress, &mut Silent)
+}
+
+/// [`run`], telling `events` what happens ([`run_on_with`]).
+pub fn run_with(
+    plan: &Plan,
+    progress: Option<ProgressHook>,
+    events: &mut dyn RunEvents,
+) -> Result<RunResult, AppError> {
     // slow start-ups (a device context) overlap reading the mesh
     for b in plan.planned_backends() {
         b.prewarm();
     }
     let loaded = load_mesh(plan)?;
-    run_on(plan, &loaded, progress)
+    run_on_with(plan, &loaded, progress, events)
 }
 
 impl RunResult {
@@ -412,28 +526,29 @@ impl RunResult {
         Ok(s)
     }
 
-    /// A human-readable report of the run.
-    pub fn report(&self, out: Option<&PathBuf>) -> String {
-        use std::fmt::Write;
-        let m = &self.mesh;
-        let mut s = String::new();
-        let _ = writeln!(s, "mesh      {}", self.origin);
-        let _ = writeln!(
-            s,
-            "          {} nodes, {} elements, {} unused nodes, matrix nnz {}",
-            m.nodes(),
-            m.elements.len(),
-            self.boundary.unused_nodes,
-            self.nnz
-        );
-        let _ = writeln!(
-            s,
-            "boundary  {} Robin edges, {} Dirichlet nodes",
-            self.boundary.robin_edges, self.boundary.dirichlet_nodes
-        );
-        for n in &self.notes {
-            let _ = writeln!(s, "note      {n}");
+    /// The first lines of the summary ([`RunHeader`]).
+    pub fn header(&self) -> RunHeader {
+        RunHeader {
+            origin: self.origin.clone(),
+            nodes: self.mesh.nodes(),
+            elements: self.mesh.elements.len(),
+            nnz: self.nnz,
+            boundary: self.boundary.clone(),
+            notes: self.notes.clone(),
         }
+    }
+
+    /// A human-readable report of the run: [`RunResult::header`]'s lines,
+    /// then [`RunResult::outcome`]'s.
+    pub fn report(&self, out: Option<&PathBuf>) -> String {
+        self.header().text() + &self.outcome(out)
+    }
+
+    /// The lines of the summary after the header: phase times, solver,
+    /// range of `u`, the backends' lines, the results file.
+    pub fn outcome(&self, out: Option<&PathBuf>) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
         let _ = writeln!(s, "phase          backend      seconds");
         let _ = writeln!(s, "  load         -            {:9.4}", self.load_seconds);
         for p in Phase::ALL {

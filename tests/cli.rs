@@ -340,3 +340,225 @@ fn gpu_backend_without_a_gpu_is_a_clear_error() {
     );
     fails_with(&["--backend", "warp"], "--backend warp: unknown backend");
 }
+
+/// `quadflow` run in `dir`.
+fn quadflow_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quadflow"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the quadflow binary runs")
+}
+
+/// A 6 x 3 channel of unit elements and, apart from it, a 2 x 1 block at
+/// `[1, 3] x [5, 6]` that touches neither the inlet nor the outlet.
+fn channel_and_island() -> RawMesh {
+    blocks_mesh(&[(6, 3, 0.0, 0.0), (2, 1, 1.0, 5.0)])
+}
+
+#[test]
+fn a_floating_component_is_named_before_the_solve_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = write_mesh(dir.path(), "two.h5", &channel_and_island());
+    let out = dir.path().join("r.h5");
+    let o = quadflow(&["run", "--mesh", &mesh, "--out", out.to_str().unwrap()]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{stdout}{stderr}");
+    // the warning names the component: number, size, place, meaning
+    for needle in [
+        "warning: mesh component 2 of 2 (2 elements from element 18",
+        "x in [1, 3], y in [5, 6]",
+        "no Dirichlet boundary",
+        "only up to a constant",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
+    }
+    assert!(
+        stdout.contains("1 floating mesh component"),
+        "boundary line:\n{stdout}"
+    );
+    // the island's potential is the arbitrary 0, the channel's is exact
+    let r = h5io::read_results(&out).unwrap();
+    let m = channel_and_island();
+    let centre = |v: usize| m.x[v].fract() == 0.5 && m.y[v].fract() == 0.5;
+    for (v, &u) in r.u.iter().enumerate() {
+        if centre(v) {
+            assert_eq!(u, 0.0, "unused node {v}");
+        } else if m.y[v] >= 5.0 {
+            assert_eq!(u, 0.0, "node {v}");
+        } else {
+            assert!((u - 2.5 * (6.0 - m.x[v])).abs() < 1e-5, "node {v}: {u}");
+        }
+    }
+    // --quiet: the warning still shows, nothing else
+    let o = quadflow(&["run", "--mesh", &mesh, "--out", out.to_str().unwrap(), "-q"]);
+    assert!(o.status.success());
+    assert!(o.stdout.is_empty(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("warning: mesh component 2 of 2"),
+        "{}",
+        text(&o)
+    );
+    // refused
+    let scene = dir.path().join("refuse.toml");
+    std::fs::write(
+        &scene,
+        format!("[mesh]\nfile = {mesh:?}\ncomponents = \"refuse\"\n"),
+    )
+    .unwrap();
+    fails_with(
+        &[scene.to_str().unwrap()],
+        "mesh component 2 of 2 (2 elements from element 18",
+    );
+    fails_with(&[scene.to_str().unwrap()], "components = \"refuse\"");
+    // anchored by its own Dirichlet part: no warning
+    let scene = dir.path().join("anchored.toml");
+    std::fs::write(
+        &scene,
+        format!(
+            "[mesh]\nfile = {mesh:?}\n[[boundary.dirichlet]]\nselect = \"xmax\"\n\
+             [[boundary.dirichlet]]\nname = \"island\"\nselect = \"box:1,3,6,6\"\nvalue = 1.0\n"
+        ),
+    )
+    .unwrap();
+    let o = quadflow(&[
+        "run",
+        scene.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("warning"), "{}", text(&o));
+}
+
+#[test]
+fn warnings_show_with_quiet_and_the_header_comes_before_the_solve() {
+    let dir = tempfile::tempdir().unwrap();
+    // every element numbered clockwise
+    let mut m = blocks_mesh(&[(6, 3, 0.0, 0.0)]);
+    for e in m.quad8.iter_mut() {
+        let r = quadflow::systems::mesh::reverse(e.map(|v| v as u32));
+        *e = r.map(i64::from);
+    }
+    let mesh = write_mesh(dir.path(), "cw.h5", &m);
+    let out = dir.path().join("r.h5");
+    let o = quadflow(&[
+        "run",
+        "--mesh",
+        &mesh,
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.stdout.is_empty(), "{}", text(&o));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("warning: 18 of 18 elements were numbered clockwise"),
+        "{e}"
+    );
+    // a solve that fails: the mesh and boundary lines were out before it
+    let o = quadflow(&[
+        "run",
+        "--mesh",
+        &mesh,
+        "--out",
+        out.to_str().unwrap(),
+        "--max-iter",
+        "2",
+    ]);
+    assert!(!o.status.success());
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        s.contains("mesh      ")
+            && s.contains("18 elements")
+            && s.contains("boundary  3 Robin edges"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("did not converge"), "{}", text(&o));
+    assert!(text(&o).contains("clockwise"), "{}", text(&o));
+}
+
+#[test]
+fn the_summary_lists_every_file_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = quadflow_in(
+        d,
+        &[
+            "run",
+            "--out",
+            "r.h5",
+            "--trace",
+            "t.json",
+            "--flamegraph",
+            "f.svg",
+            "--vtu",
+            "v.vtu",
+            "--png",
+            "u.png",
+        ],
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for (label, file) in [
+        ("results", "r.h5"),
+        ("trace", "t.json"),
+        ("flamegraph", "f.svg"),
+        ("vtu", "v.vtu"),
+        ("png", "u.png"),
+    ] {
+        assert!(d.join(file).is_file(), "{file} not written");
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with(label) && l.trim_end().ends_with(file)),
+            "no {label} line for {file}:\n{t}"
+        );
+    }
+}
+
+#[test]
+fn mesh_flag_satisfies_a_scene_without_a_mesh_and_sets_the_title() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_mesh(d, "ch.h5", &blocks_mesh(&[(6, 3, 0.0, 0.0)]));
+    std::fs::write(d.join("s.toml"), "[solver]\nmethod = \"cholesky\"\n").unwrap();
+    let o = quadflow_in(d, &["run", "s.toml", "--mesh", "ch.h5", "--out", "r.h5"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("quadflow  ch.h5 with the settings of s.toml"),
+        "{t}"
+    );
+    assert!(t.contains("solver    cholesky"), "{t}");
+    // without --mesh the scene's missing mesh is named, with the fix
+    let o = quadflow_in(d, &["run", "s.toml", "--out", "r2.h5"]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("s.toml") && t.contains("--mesh"), "{t}");
+    assert!(!d.join("r2.h5").exists());
+    // --mesh with the default scene: the title names the mesh, not the venturi
+    let o = quadflow_in(d, &["run", "--mesh", "ch.h5", "--out", "r3.h5"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("quadflow  ch.h5 with the settings of the built-in default"),
+        "{t}"
+    );
+}
+
+#[test]
+fn bad_flag_values_name_the_flag() {
+    fails_with(&["--solver", "amg"], "--solver amg: unknown method");
+    fails_with(&["--rtol", "3"], "--rtol 3: must lie in (0, 1)");
+    fails_with(&["--max-iter", "0"], "--max-iter 0: must be at least 1");
+    fails_with(
+        &["--threads", "many"],
+        "--threads many: expected a whole number",
+    );
+}
+

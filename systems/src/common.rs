@@ -64,11 +64,7 @@ pub fn apply_boundary(
         let s = k.diag_slot(i as usize);
         k.val[s] += cfg.penalty;
     }
-    BoundaryReport {
-        robin_edges: res.robin_edges.len(),
-        dirichlet_nodes: res.dirichlet.len(),
-        unused_nodes: res.unused.len(),
-    }
+    BoundaryReport::of(res)
 }
 
 /// The solve step shared by host backends: runs the configured method
