@@ -396,6 +396,10 @@ impl RunResult {
                 "true_relative_residual".into(),
                 Attr::Float(s.true_residual),
             ),
+            (
+                "equilibrated_relative_residual".into(),
+                Attr::Float(s.equilibrated_residual),
+            ),
             ("matrix_nnz".into(), Attr::Int(self.nnz as i64)),
             ("nodes".into(), Attr::Int(self.mesh.nodes() as i64)),
             (
@@ -562,9 +566,13 @@ impl RunResult {
         }
         let _ = writeln!(s, "  total                     {:9.4}", self.total_seconds);
         let st = &self.solution.stats;
+        let (eq, raw) = (
+            self.solution.equilibrated_residual,
+            self.solution.true_residual,
+        );
         let _ = writeln!(
             s,
-            "solver    {}: {} iterations, {}, true relative residual {:.3e}",
+            "solver    {}: {} iterations, {} (rtol {:e}), relative residual {eq:.3e}",
             self.solver,
             st.iterations,
             if st.converged {
@@ -572,7 +580,16 @@ impl RunResult {
             } else {
                 "NOT converged"
             },
-            self.solution.true_residual
+            self.rtol,
+        );
+        let _ = writeln!(
+            s,
+            "          (of the equilibrated system; raw ||f - K u|| / ||f|| {raw:.3e}{})",
+            if raw > 10.0 * eq {
+                ", penalty rows dominate"
+            } else {
+                ""
+            }
         );
         if st.iterations > 0 && st.solve_seconds > 0.0 {
             let per = st.solve_seconds / st.iterations as f64;

@@ -484,6 +484,37 @@ fn warnings_show_with_quiet_and_the_header_comes_before_the_solve() {
 }
 
 #[test]
+fn the_residual_shown_is_the_one_rtol_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = write_mesh(dir.path(), "ch.h5", &blocks_mesh(&[(6, 3, 0.0, 0.0)]));
+    let out = dir.path().join("r.h5");
+    let o = quadflow(&["run", "--mesh", &mesh, "--out", out.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("solver "))
+        .unwrap_or_else(|| panic!("no solver line:\n{t}"));
+    assert!(
+        line.contains("converged (rtol 1e-8), relative residual"),
+        "{line}"
+    );
+    assert!(t.contains("penalty rows dominate"), "{t}");
+    let r = h5io::read_results(&out).unwrap();
+    let get = |k: &str| match r.attrs.iter().find(|a| a.0 == k).map(|a| a.1.clone()) {
+        Some(Attr::Float(v)) => v,
+        other => panic!("{k}: {other:?}"),
+    };
+    let (eq, raw) = (
+        get("equilibrated_relative_residual"),
+        get("true_relative_residual"),
+    );
+    assert!(eq > 0.0 && eq <= 1e-8, "equilibrated {eq:e}");
+    // the raw residual is SPEC's, dominated by the 1e12 penalty rows
+    assert!(raw > 1e3 * eq, "raw {raw:e} vs equilibrated {eq:e}");
+}
+
+#[test]
 fn the_summary_lists_every_file_written() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -561,4 +592,3 @@ fn bad_flag_values_name_the_flag() {
         "--threads many: expected a whole number",
     );
 }
-

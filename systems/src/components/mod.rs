@@ -218,8 +218,13 @@ pub struct Solution {
     pub u: Vec<f64>,
     /// Solver statistics.
     pub stats: SolveStats,
-    /// `||f - K u|| / ||f||`.
+    /// `||f - K u|| / ||f||` (penalty rows dominate it; see
+    /// [`crate::solver::Residuals`]).
     pub true_residual: f64,
+    /// `||D (f - K u)|| / ||D f||`, `D = diag(|K_ii|)^-1/2`: the residual
+    /// of the equilibrated system, which the solver's `rtol` bounds
+    /// ([`crate::solver::Residuals`]).
+    pub equilibrated_residual: f64,
 }
 
 /// Something a phase reports that is neither an error nor a warning (a
