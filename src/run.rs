@@ -25,6 +25,10 @@ pub struct LoadedMesh {
     pub mesh: Arc<Mesh>,
     /// "file X" or "generated venturi, N nodes".
     pub origin: String,
+    /// The file read, as an absolute path (`None` for a generated mesh):
+    /// what results files record, so that `quadflow plot` finds the mesh
+    /// from any directory.
+    pub path: Option<PathBuf>,
     /// Seconds to read (or generate) and validate.
     pub seconds: f64,
     /// When loading began (the start of every end-to-end figure).
@@ -35,18 +39,24 @@ pub struct LoadedMesh {
 pub fn load_mesh(plan: &Plan) -> Result<LoadedMesh, AppError> {
     let t0 = Instant::now();
     let _s = tracing::info_span!("load").entered();
-    let (raw, sets, origin) = match plan.mesh.clone() {
+    let (raw, sets, origin, path) = match plan.mesh.clone() {
         MeshSource::File(p) => {
             let (raw, sets) = io::read_any_mesh(&p)?;
-            (raw, sets, p.display().to_string())
+            let abs = std::fs::canonicalize(&p)
+                .or_else(|_| std::path::absolute(&p))
+                .unwrap_or_else(|_| p.clone());
+            (raw, sets, p.display().to_string(), Some(abs))
         }
         MeshSource::Generate(g, n) => (
             generate::generate(g, n)?,
             Default::default(),
             format!("generated {} (~{n} nodes)", g.name()),
+            None,
         ),
     };
-    LoadedMesh::from_arrays(plan, raw.x, raw.y, &raw.quad8, sets, origin, t0)
+    let mut loaded = LoadedMesh::from_arrays(plan, raw.x, raw.y, &raw.quad8, sets, origin, t0)?;
+    loaded.path = path;
+    Ok(loaded)
 }
 
 impl LoadedMesh {
@@ -57,7 +67,8 @@ impl LoadedMesh {
     /// cores unless every backend of the plan is single-threaded. `origin`
     /// names the mesh in messages and results; `started` is when loading
     /// began (the load time runs from it). The Python package builds its
-    /// meshes from NumPy arrays with this.
+    /// meshes from NumPy arrays with this. Its `path` is `None` (no file;
+    /// [`load_mesh`] sets it for a mesh file).
     ///
     /// # Errors
     ///
@@ -88,6 +99,7 @@ impl LoadedMesh {
         Ok(LoadedMesh {
             mesh: Arc::new(mesh),
             origin,
+            path: None,
             seconds: started.elapsed().as_secs_f64(),
             started,
         })
@@ -242,6 +254,8 @@ pub struct RunResult {
     pub mesh: Arc<Mesh>,
     /// Where it came from.
     pub origin: String,
+    /// The mesh file, absolute (`None` for a generated mesh).
+    pub mesh_path: Option<PathBuf>,
     /// Seconds to load the mesh.
     pub load_seconds: f64,
     /// Seconds per phase, in [`Phase::ALL`] order.
@@ -332,6 +346,7 @@ pub fn run_on_with(
     Ok(RunResult {
         mesh: loaded.mesh.clone(),
         origin: loaded.origin.clone(),
+        mesh_path: loaded.path.clone(),
         load_seconds: loaded.seconds,
         phase_seconds: w.resource::<PhaseTimes>().seconds,
         total_seconds: loaded.seconds + t0.elapsed().as_secs_f64(),
@@ -447,7 +462,13 @@ impl RunResult {
             "renumbered_elements".into(),
             Attr::Int(self.mesh.flipped as i64),
         ));
-        a.push(("mesh_source".into(), Attr::Str(self.origin.clone())));
+        // the absolute path of a mesh file, so that `quadflow plot` finds
+        // it from any directory; a generated mesh's description
+        let source = match &self.mesh_path {
+            Some(p) => p.display().to_string(),
+            None => self.origin.clone(),
+        };
+        a.push(("mesh_source".into(), Attr::Str(source)));
         a.push(("scene".into(), Attr::Str(self.scene_toml.clone())));
         a.push((
             "quadflow_version".into(),

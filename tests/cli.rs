@@ -592,3 +592,58 @@ fn bad_flag_values_name_the_flag() {
         "--threads many: expected a whole number",
     );
 }
+
+#[test]
+fn plot_finds_the_mesh_from_any_directory_or_says_to_give_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run_dir, elsewhere) = (dir.path().join("run"), dir.path().join("elsewhere"));
+    std::fs::create_dir_all(run_dir.join("meshes")).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    write_mesh(
+        &run_dir.join("meshes"),
+        "ch.h5",
+        &blocks_mesh(&[(6, 3, 0.0, 0.0)]),
+    );
+    std::fs::write(
+        run_dir.join("s.toml"),
+        "[mesh]\nfile = \"meshes/ch.h5\"\n[output]\nresults = \"r.h5\"\n",
+    )
+    .unwrap();
+    let o = quadflow_in(&run_dir, &["run", "s.toml", "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let results = run_dir.join("r.h5");
+    let o = quadflow_in(
+        &elsewhere,
+        &["plot", results.to_str().unwrap(), "-o", "u.png"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(elsewhere.join("u.png").is_file());
+    // the mesh moved: the message names it and says what to do
+    std::fs::rename(run_dir.join("meshes"), dir.path().join("moved")).unwrap();
+    let o = quadflow_in(
+        &elsewhere,
+        &["plot", results.to_str().unwrap(), "-o", "v.png"],
+    );
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("ch.h5") && t.contains("is not there") && t.contains("--mesh FILE"),
+        "{t}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
+    assert!(!elsewhere.join("v.png").exists());
+    // and --mesh does it
+    let moved = dir.path().join("moved/ch.h5");
+    let o = quadflow_in(
+        &elsewhere,
+        &[
+            "plot",
+            results.to_str().unwrap(),
+            "--mesh",
+            moved.to_str().unwrap(),
+            "-o",
+            "w.png",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}
