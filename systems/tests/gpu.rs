@@ -133,6 +133,15 @@ fn assert_agree(label: &str, gpu: &mut Pipeline, serial: &mut Pipeline) {
         gs.true_residual,
         ss.true_residual
     );
+    // The equilibrated residual (what rtol bounds) agrees with serial's:
+    // the same u, reduced in another order.
+    let de = (gs.equilibrated_residual - ss.equilibrated_residual).abs();
+    assert!(
+        de <= 0.05 * ss.equilibrated_residual + 1e-15,
+        "{label}: equilibrated residual {:e}, serial {:e}",
+        gs.equilibrated_residual,
+        ss.equilibrated_residual
+    );
     assert_eq!(gs.stats.decoupled_rows, ss.stats.decoupled_rows, "{label}");
     assert_eq!(gs.stats.cg_rows, ss.stats.cg_rows, "{label}");
     assert_eq!(gs.stats.cg_stored, ss.stats.cg_stored, "{label}");
@@ -748,6 +757,12 @@ fn amg_cg_on_the_gpu_matches_the_host() {
             gs.true_residual <= 1e-10 || gs.true_residual <= 2.0 * hs.true_residual,
             "{label}: true residual {:e}",
             gs.true_residual
+        );
+        assert!(
+            gs.equilibrated_residual > 0.0 && gs.equilibrated_residual <= 1e-9,
+            "{label}: equilibrated residual {:e} (rtol 1e-10, host {:e})",
+            gs.equilibrated_residual,
+            hs.equilibrated_residual
         );
         // another aggregation (distance-2 independent set): another
         // count, of the same order
