@@ -108,8 +108,10 @@ pub fn scene_for(a: &RunArgs, flags: &[BackendFlag]) -> Result<Scene, AppError> 
         None => Scene::default_scene(),
     };
     if let Some(m) = &a.mesh {
-        let abs =
-            std::path::absolute(m).map_err(|e| AppError::Other(format!("{}: {e}", m.display())))?;
+        // absolute (the results record it), without `..` where the file exists
+        let abs = std::fs::canonicalize(m)
+            .or_else(|_| std::path::absolute(m))
+            .map_err(|e| AppError::Other(format!("{}: {e}", m.display())))?;
         scene.mesh.file = Some(abs);
         scene.mesh.generate = None;
         scene.mesh.nodes = None;
