@@ -487,6 +487,7 @@ fn resolve_with(
     // may well be anchored elsewhere; whoever holds the whole mesh
     // checks.)
     if mesh.part_of.is_none() {
+        let _s = tracing::info_span!("floating_components").entered();
         let anchors = out.dirichlet.iter().map(|d| d.0).chain(
             out.robin_edges
                 .iter()
