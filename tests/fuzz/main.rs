@@ -23,8 +23,9 @@
 //!
 //! `cargo test --release --test fuzz` runs 2,000 cases (`FUZZ_CASES`,
 //! `FUZZ_SEED` to change); `cargo test --release --test fuzz -- --ignored`
-//! runs 100,000. A failure prints the case index and the seed: rerun one
-//! case with `FUZZ_SEED=S FUZZ_ONLY=I cargo test --release --test fuzz
+//! runs 100,000. Findings are printed as they occur; `FUZZ_PROGRESS=N`
+//! prints a progress line every N cases. A failure prints the case index
+//! and the seed: rerun one case with `FUZZ_SEED=S FUZZ_ONLY=I cargo test --release --test fuzz
 //! fuzz_short -- --nocapture` (the input is kept under `target/fuzz-failures/`).
 
 mod mutate;
@@ -452,6 +453,8 @@ fn fuzz(cases: u64, base: u64, only: Option<u64>) -> (Vec<Finding>, Tally) {
         }));
     }
     let verbose = std::env::var_os("FUZZ_VERBOSE").is_some();
+    // a progress line every this many cases (0: none)
+    let progress = env_u64("FUZZ_PROGRESS", 0);
     let mut findings = Vec::new();
     let mut kinds = BTreeMap::new();
     let range: Box<dyn Iterator<Item = u64>> = match only {
@@ -486,6 +489,18 @@ fn fuzz(cases: u64, base: u64, only: Option<u64>) -> (Vec<Finding>, Tally) {
             )),
         };
         *kinds.entry((kind, stage)).or_insert(0) += 1;
+        if let Some(what) = &what {
+            // at once, so that a long run that is stopped still tells
+            eprintln!("FUZZ FINDING: case {i} (seed {seed:#x}, {kind}): {what}");
+        }
+        if progress > 0 && (i + 1) % progress == 0 {
+            eprintln!(
+                "fuzz: {} cases done in {:.0} s, {} findings",
+                i + 1,
+                t0.elapsed().as_secs_f64(),
+                findings.len() + usize::from(what.is_some())
+            );
+        }
         if let Some(what) = what {
             // keep the inputs of the case
             let to = keep.join(format!("{base}-{i}"));
