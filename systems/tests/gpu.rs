@@ -982,3 +982,55 @@ fn twin_hierarchy_of_a_quad8_matrix_coarsens_within_the_device_limits() {
         assert!(w[1] * 4 <= w[0], "coarsening too slow: {sizes:?}");
     }
 }
+
+/// A skip is never a silent pass: this test executable, run again with
+/// `$QUADFLOW_SKIP_LOG` set (as `tests/run` sets it), records in that file
+/// every GPU test that skipped, by name and reason, when there is no
+/// device, and nothing when there is one.
+#[test]
+fn skips_are_recorded_in_the_skip_log() {
+    if std::env::var_os("QUADFLOW_SKIP_PROBE").is_some() {
+        return; // the run below
+    }
+    let log = std::env::temp_dir().join(format!("quadflow-skip-probe-{}.txt", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let gpu = device_available();
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.env("QUADFLOW_SKIP_LOG", &log)
+        .env("QUADFLOW_SKIP_PROBE", "1")
+        .arg("--nocapture");
+    // with a device, one quick test (the whole file takes minutes)
+    let probed = [
+        "tiny_grid_matches_serial",
+        "device_pattern_equals_host_pattern",
+    ];
+    if gpu {
+        cmd.args(["--exact", probed[0]]);
+    } else {
+        cmd.args(["--skip", "skips_are_recorded_in_the_skip_log"]);
+    }
+    let o = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{text}");
+    let lines = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    if gpu {
+        assert!(lines.is_empty(), "skips recorded with a device:\n{lines}");
+    } else {
+        for t in probed {
+            let want = format!("gpu::{t}: no CUDA device");
+            assert!(
+                lines.lines().any(|l| l == want),
+                "{want:?} not in:\n{lines}"
+            );
+        }
+        assert!(
+            text.contains("SKIPPED gpu::tiny_grid_matches_serial"),
+            "{text}"
+        );
+    }
+}
