@@ -24,8 +24,9 @@ pub struct PlotArgs {
     /// Output PNG file.
     #[arg(long, short)]
     pub out: PathBuf,
-    /// Mesh file the results belong to (default: re-create it from the
-    /// scene stored in the results file).
+    /// Mesh file the results belong to (default: the mesh file the run
+    /// read, whose absolute path the results file records, or the mesh its
+    /// stored scene generated, made again).
     #[arg(long)]
     pub mesh: Option<PathBuf>,
     /// Width in pixels.
