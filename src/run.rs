@@ -9,7 +9,7 @@ use crate::scene::{MeshSource, OutputSection, Plan};
 use crate::viz::plot::{self, Field, PlotOptions};
 use bevy_ecs::world::World;
 use quadflow_systems::components::{
-    BackendReport, BoundaryReport, LinearSystem, Notes, ProgressHook, Solution, Warnings,
+    BackendReport, BoundaryReport, LinearSystem, Notes, Physics, ProgressHook, Solution, Warnings,
 };
 use quadflow_systems::mesh::Mesh;
 use quadflow_systems::pipeline::{Phase, PhaseTimes, Pipeline, Resolved};
@@ -342,6 +342,14 @@ pub fn run_on_with(
         .collect();
     let w = &mut p.world;
     let solution = std::mem::take(&mut *w.resource_mut::<Solution>());
+    if let Some(what) =
+        non_finite_field(&solution.u, &vel, &abs_vel, &pressure, &plan.config.physics)
+    {
+        return Err(AppError::Other(format!(
+            "{}: {what}; nothing was written",
+            loaded.origin
+        )));
+    }
     let nnz = w.resource::<LinearSystem>().nnz;
     Ok(RunResult {
         mesh: loaded.mesh.clone(),
@@ -365,6 +373,57 @@ pub fn run_on_with(
         scene_toml: plan.scene_toml.clone(),
         reports,
     })
+}
+
+/// The first field value that is not a finite number, said with what
+/// made it so and which scene keys to change; `None` when all are finite.
+/// (The scene's values are finite, but a product of large ones, such as
+/// `rho / 2 |v|^2`, can leave the range of `f64`.)
+pub fn non_finite_field(
+    u: &[f64],
+    vel: &[[f64; 2]],
+    abs_vel: &[f64],
+    pressure: &[f64],
+    physics: &Physics,
+) -> Option<String> {
+    const SCALE: &str = "the solution leaves the range of f64 numbers: scale down \
+                         [physics] source, the Robin gamma or the Dirichlet values";
+    if let Some((i, v)) = u.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Some(format!("the potential u is {v} at node {i}: {SCALE}"));
+    }
+    if let Some((e, v)) = vel
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(v[0].is_finite() && v[1].is_finite()))
+    {
+        return Some(format!(
+            "the velocity is ({}, {}) at element {e}: {SCALE}",
+            v[0], v[1]
+        ));
+    }
+    if let Some((e, v)) = abs_vel.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Some(format!("the speed is {v} at element {e}: {SCALE}"));
+    }
+    if let Some((e, v)) = pressure.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Some(format!(
+            "the pressure is {v} at element {e}: p0 - rho/2 |v|^2 with p0 = {}, rho = {} \
+             and |v| = {} leaves the range of f64 numbers; scale down [physics] rho or p0",
+            num(physics.p0),
+            num(physics.rho),
+            num(abs_vel.get(e).copied().unwrap_or(f64::NAN))
+        ));
+    }
+    None
+}
+
+/// `x` as written in a scene: plain, or with an exponent when large or
+/// small.
+fn num(x: f64) -> String {
+    if x != 0.0 && x.is_finite() && !(1e-3..1e6).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
 }
 
 /// Loads the mesh and runs the plan.
@@ -747,5 +806,29 @@ mod tests {
         .to_string();
         assert!(e.starts_with("my arrays: "), "{e}");
         assert!(e.contains("element 3"), "{e}");
+    }
+
+    #[test]
+    fn non_finite_fields_are_named_with_their_cause() {
+        let ph = Physics {
+            rho: 1e308,
+            ..Physics::default()
+        };
+        let ok = non_finite_field(&[1.0, 2.0], &[[3.0, 4.0]], &[5.0], &[6.0], &ph);
+        assert_eq!(ok, None);
+        let p = non_finite_field(&[1.0], &[[3.0, 4.0]], &[5.0], &[f64::NEG_INFINITY], &ph).unwrap();
+        assert!(
+            p.contains("pressure is -inf at element 0")
+                && p.contains("p0 = 101328.8281, rho = 1e308")
+                && p.contains("|v| = 5")
+                && p.contains("[physics] rho"),
+            "{p}"
+        );
+        let u = non_finite_field(&[1.0, f64::NAN], &[[3.0, 4.0]], &[5.0], &[6.0], &ph).unwrap();
+        assert!(u.contains("potential u is NaN at node 1"), "{u}");
+        let v = non_finite_field(&[1.0], &[[f64::INFINITY, 0.0]], &[5.0], &[6.0], &ph).unwrap();
+        assert!(v.contains("velocity is (inf, 0) at element 0"), "{v}");
+        let a = non_finite_field(&[1.0], &[[1.0, 0.0]], &[f64::INFINITY], &[6.0], &ph).unwrap();
+        assert!(a.contains("speed is inf at element 0"), "{a}");
     }
 }

@@ -582,6 +582,29 @@ fn mesh_flag_satisfies_a_scene_without_a_mesh_and_sets_the_title() {
     );
 }
 
+/// Found by the fuzzing run (profiles/fuzz/): finite scene values whose
+/// product overflows gave a results file with an infinite pressure.
+#[test]
+fn a_field_that_overflows_is_an_error_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("s.toml");
+    std::fs::write(
+        &scene,
+        "[mesh]\ngenerate = \"backward_step\"\nnodes = 200\n[physics]\np0 = 100.0\nrho = 1e308\n",
+    )
+    .unwrap();
+    for backend in ["serial", "parallel"] {
+        fails_with(
+            &[scene.to_str().unwrap(), "--backend", backend],
+            "the pressure is -inf at element",
+        );
+        fails_with(
+            &[scene.to_str().unwrap(), "--backend", backend],
+            "p0 = 100, rho = 1e308",
+        );
+    }
+}
+
 #[test]
 fn bad_flag_values_name_the_flag() {
     fails_with(&["--solver", "amg"], "--solver amg: unknown method");
