@@ -4,8 +4,9 @@
 //! Each case takes a valid seed input, mutates it, and feeds it in:
 //!
 //! - HDF5 meshes: their bytes (contiguous and gzip-chunked, int32 and
-//!   int64), or their arrays (coordinates, connectivity) then written
-//!   validly, read by `io::read_any_mesh`;
+//!   int64, with and without node sets), or their arrays (coordinates,
+//!   connectivity) then written validly (node sets too, maybe out of
+//!   range), read by `io::read_any_mesh`;
 //! - gmsh `.msh` files, 2.2 and 4.1, ASCII (numeric tokens, lines, bytes)
 //!   and binary (bytes);
 //! - scenes: text (numeric tokens, lines, bytes) and TOML structure (keys
@@ -69,12 +70,17 @@ fn seeds(dir: &Path) -> Seeds {
     let mut msh = Vec::new();
     for (k, (g, n)) in small.iter().enumerate() {
         let m = generate::generate(*g, *n).unwrap();
+        let sets = quadflow::cli::mesh::inlet_outlet_sets(&m);
         for (int64, gzip) in [(false, false), (true, true), (k % 2 == 0, k % 2 == 1)] {
             let p = dir.join("seed.h5");
             h5::write_mesh(&p, &m, int64, gzip).unwrap();
             h5s.push(std::fs::read(&p).unwrap());
         }
-        let sets = quadflow::cli::mesh::inlet_outlet_sets(&m);
+        // with node sets (node_sets/inlet, node_sets/outlet)
+        let p = dir.join("seed.h5");
+        let layout = [h5::MeshLayout::Gzip, h5::MeshLayout::Contiguous][k % 2];
+        h5::write_mesh_with_sets(&p, &m, &sets, k == 2, layout).unwrap();
+        h5s.push(std::fs::read(&p).unwrap());
         for v in [
             qio::gmsh::MshVersion::V22Ascii,
             qio::gmsh::MshVersion::V41Ascii,
@@ -91,9 +97,13 @@ fn seeds(dir: &Path) -> Seeds {
         }
         raw.push(m);
     }
-    let mesh_files = vec![("m.h5", h5s[3].clone()), ("m.msh", msh[4].0.clone())];
+    // m.h5: the venturi, contiguous, with node sets
+    let mesh_files = vec![("m.h5", h5s[7].clone()), ("m.msh", msh[4].0.clone())];
     let scenes = vec![
         "[mesh]\nfile = \"m.h5\"\n".to_string(),
+        "[mesh]\nfile = \"m.h5\"\n[[boundary.robin]]\nselect = \"set:inlet\"\n\
+         [[boundary.dirichlet]]\nselect = \"set:outlet\"\n"
+            .to_string(),
         "title = \"t\"\n[mesh]\nfile = \"m.msh\"\n[[boundary.robin]]\nselect = \"set:inlet\"\n\
          gamma = 2.5\n[[boundary.dirichlet]]\nselect = \"set:outlet\"\nvalue = 0.0\n"
             .to_string(),
@@ -227,7 +237,19 @@ fn case(
                 let mut m = rng.pick(&seeds.raw).clone();
                 mutate_arrays(&mut rng, &mut m);
                 let (int64, gzip) = (rng.chance(0.5), rng.chance(0.5));
-                match h5::write_mesh(&p, &m, int64, gzip) {
+                let layout = if gzip {
+                    h5::MeshLayout::Gzip
+                } else {
+                    h5::MeshLayout::Contiguous
+                };
+                // node sets of the unmutated mesh (indices may now be out
+                // of range: the reader must say so)
+                let sets = if rng.chance(0.5) {
+                    quadflow::cli::mesh::inlet_outlet_sets(rng.pick(&seeds.raw))
+                } else {
+                    h5::NodeSets::new()
+                };
+                match h5::write_mesh_with_sets(&p, &m, &sets, int64, layout) {
                     Ok(()) => {
                         let mut b = std::fs::read(&p).unwrap();
                         if rng.chance(0.2) {
