@@ -1,5 +1,5 @@
 // residual.cu: back to the unknowns of K u = f, and the true residual.
-// Mirrors `EquilibratedSystem::unscale` and `solver::true_relative_residual`.
+// Mirrors `EquilibratedSystem::unscale` and `solver::residuals`.
 
 // u = D x~ on coupled rows; u = f / K_ii on decoupled rows (solved
 // directly, as the serial solver does). One thread per row.
@@ -15,8 +15,10 @@ extern "C" __global__ void qf_unscale(int n, const u32* __restrict__ rowptr,
   }
 }
 
-// out[0] = ||f - K u||^2, out[1] = ||f||^2 with the unequilibrated K,
-// G threads per row.
+// out[0] = ||f - K u||^2, out[1] = ||f||^2 with the unequilibrated K, and
+// out[2] = ||D (f - K u)||^2, out[3] = ||D f||^2 with D = |diag K|^-1/2
+// (rows with a zero diagonal unweighted), G threads per row. The diagonal
+// is found in the row (full CSR) by the lane that holds it.
 template <int G>
 __device__ __forceinline__ void qf_residual(int n, const u32* __restrict__ rowptr,
                                             const u32* __restrict__ col,
@@ -30,25 +32,38 @@ __device__ __forceinline__ void qf_residual(int n, const u32* __restrict__ rowpt
   const int gw = (threadIdx.x & 31) / G;
   const int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
   const int nwarps = (gridDim.x * blockDim.x) >> 5;
-  double acc[2] = {0.0, 0.0};
+  double acc[4] = {0.0, 0.0, 0.0, 0.0};
   for (int base = warp * PER_WARP; base < n; base += nwarps * PER_WARP) {
     const int row = base + gw;
-    double sum = 0.0;
+    double sum = 0.0, dg = 0.0;
     if (row < n) {
       const u32 s = rowptr[row], e = rowptr[row + 1];
-      for (u32 k = s + lane; k < e; k += G) sum += val[k] * u[col[k]];
+      for (u32 k = s + lane; k < e; k += G) {
+        const u32 c = col[k];
+        const double v = val[k];
+        sum += v * u[c];
+        dg += c == (u32)row ? v : 0.0;
+      }
     }
 #pragma unroll
-    for (int off = G / 2; off > 0; off >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, off, G);
+    for (int off = G / 2; off > 0; off >>= 1) {
+      sum += __shfl_down_sync(0xffffffffu, sum, off, G);
+      dg += __shfl_down_sync(0xffffffffu, dg, off, G);
+    }
     if (lane == 0 && row < n) {
       const double res = f[row] - sum;
+      const double w = dg != 0.0 ? 1.0 / fabs(dg) : 1.0;
       acc[0] += res * res;
       acc[1] += f[row] * f[row];
+      acc[2] += res * res * w;
+      acc[3] += f[row] * f[row] * w;
     }
   }
-  if (qf_grid_sum<2>(acc, partials, counter) && threadIdx.x == 0) {
+  if (qf_grid_sum<4>(acc, partials, counter) && threadIdx.x == 0) {
     out[0] = acc[0];
     out[1] = acc[1];
+    out[2] = acc[2];
+    out[3] = acc[3];
   }
 }
 

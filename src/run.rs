@@ -7,8 +7,9 @@ use crate::io::h5::{self, Attr, ResultsData};
 use crate::io::{self, vtu};
 use crate::scene::{MeshSource, OutputSection, Plan};
 use crate::viz::plot::{self, Field, PlotOptions};
+use bevy_ecs::world::World;
 use quadflow_systems::components::{
-    BackendReport, BoundaryReport, LinearSystem, Notes, ProgressHook, Solution,
+    BackendReport, BoundaryReport, LinearSystem, Notes, Physics, ProgressHook, Solution, Warnings,
 };
 use quadflow_systems::mesh::Mesh;
 use quadflow_systems::pipeline::{Phase, PhaseTimes, Pipeline, ProcessGroup, Resolved};
@@ -24,6 +25,10 @@ pub struct LoadedMesh {
     pub mesh: Arc<Mesh>,
     /// "file X" or "generated venturi, N nodes".
     pub origin: String,
+    /// The file read, as an absolute path (`None` for a generated mesh):
+    /// what results files record, so that `quadflow plot` finds the mesh
+    /// from any directory.
+    pub path: Option<PathBuf>,
     /// Seconds to read (or generate) and validate.
     pub seconds: f64,
     /// When loading began (the start of every end-to-end figure).
@@ -34,18 +39,24 @@ pub struct LoadedMesh {
 pub fn load_mesh(plan: &Plan) -> Result<LoadedMesh, AppError> {
     let t0 = Instant::now();
     let _s = tracing::info_span!("load").entered();
-    let (raw, sets, origin) = match plan.mesh.clone() {
+    let (raw, sets, origin, path) = match plan.mesh.clone() {
         MeshSource::File(p) => {
             let (raw, sets) = io::read_any_mesh(&p)?;
-            (raw, sets, p.display().to_string())
+            let abs = std::fs::canonicalize(&p)
+                .or_else(|_| std::path::absolute(&p))
+                .unwrap_or_else(|_| p.clone());
+            (raw, sets, p.display().to_string(), Some(abs))
         }
         MeshSource::Generate(g, n) => (
             generate::generate(g, n)?,
             Default::default(),
             format!("generated {} (~{n} nodes)", g.name()),
+            None,
         ),
     };
-    LoadedMesh::from_arrays(plan, raw.x, raw.y, &raw.quad8, sets, origin, t0)
+    let mut loaded = LoadedMesh::from_arrays(plan, raw.x, raw.y, &raw.quad8, sets, origin, t0)?;
+    loaded.path = path;
+    Ok(loaded)
 }
 
 impl LoadedMesh {
@@ -56,7 +67,8 @@ impl LoadedMesh {
     /// cores unless every backend of the plan is single-threaded. `origin`
     /// names the mesh in messages and results; `started` is when loading
     /// began (the load time runs from it). The Python package builds its
-    /// meshes from NumPy arrays with this.
+    /// meshes from NumPy arrays with this. Its `path` is `None` (no file;
+    /// [`load_mesh`] sets it for a mesh file).
     ///
     /// # Errors
     ///
@@ -87,6 +99,7 @@ impl LoadedMesh {
         Ok(LoadedMesh {
             mesh: Arc::new(mesh),
             origin,
+            path: None,
             seconds: started.elapsed().as_secs_f64(),
             started,
         })
@@ -157,6 +170,83 @@ pub fn assemble_on(
     })
 }
 
+/// What a front end hears while a run goes on; every method does nothing
+/// unless overridden.
+pub trait RunEvents {
+    /// A warning, as soon as it is known: elements renumbered (before the
+    /// first phase), mesh components nothing anchors (after the boundary
+    /// phase), always before the solve starts.
+    fn warning(&mut self, _text: &str) {}
+    /// The system is assembled and bounded; the solve starts next.
+    fn bounded(&mut self, _header: &RunHeader) {}
+}
+
+/// Hears nothing.
+pub struct Silent;
+
+impl RunEvents for Silent {}
+
+/// What is known of a run once its system is assembled and bounded: the
+/// first lines of its summary.
+#[derive(Debug, Clone)]
+pub struct RunHeader {
+    /// Where the mesh came from.
+    pub origin: String,
+    /// Nodes.
+    pub nodes: usize,
+    /// Elements.
+    pub elements: usize,
+    /// Non-zeros of the assembled matrix.
+    pub nnz: usize,
+    /// Boundary statistics.
+    pub boundary: BoundaryReport,
+    /// Notes (fallbacks).
+    pub notes: Vec<String>,
+}
+
+impl RunHeader {
+    fn of(world: &World, loaded: &LoadedMesh) -> Self {
+        Self {
+            origin: loaded.origin.clone(),
+            nodes: loaded.mesh.nodes(),
+            elements: loaded.mesh.elements.len(),
+            nnz: world.resource::<LinearSystem>().nnz,
+            boundary: world.resource::<BoundaryReport>().clone(),
+            notes: world.resource::<Notes>().0.clone(),
+        }
+    }
+
+    /// The `mesh`, `boundary` and `note` lines of the run summary.
+    pub fn text(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "mesh      {}", self.origin);
+        let _ = writeln!(
+            s,
+            "          {} nodes, {} elements, {} unused nodes, matrix nnz {}",
+            self.nodes, self.elements, self.boundary.unused_nodes, self.nnz
+        );
+        let b = &self.boundary;
+        let _ = write!(
+            s,
+            "boundary  {} Robin edges, {} Dirichlet nodes",
+            b.robin_edges, b.dirichlet_nodes
+        );
+        match b.floating.len() {
+            0 => {}
+            1 => s.push_str(", 1 floating mesh component (see the warning)"),
+            n => {
+                let _ = write!(s, ", {n} floating mesh components (see the warnings)");
+            }
+        }
+        s.push('\n');
+        for n in &self.notes {
+            let _ = writeln!(s, "note      {n}");
+        }
+        s
+    }
+}
+
 /// Everything a run produced.
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -164,6 +254,8 @@ pub struct RunResult {
     pub mesh: Arc<Mesh>,
     /// Where it came from.
     pub origin: String,
+    /// The mesh file, absolute (`None` for a generated mesh).
+    pub mesh_path: Option<PathBuf>,
     /// Seconds to load the mesh.
     pub load_seconds: f64,
     /// Seconds per phase, in [`Phase::ALL`] order.
@@ -187,8 +279,10 @@ pub struct RunResult {
     pub nnz: usize,
     /// Boundary statistics.
     pub boundary: BoundaryReport,
-    /// Warnings and notes (renumbered elements, fallbacks).
+    /// Notes (fallbacks).
     pub notes: Vec<String>,
+    /// Warnings (renumbered elements, floating mesh components).
+    pub warnings: Vec<String>,
     /// Solver name.
     pub solver: String,
     /// The solver's relative tolerance.
@@ -205,6 +299,17 @@ pub fn run_on(
     loaded: &LoadedMesh,
     progress: Option<ProgressHook>,
 ) -> Result<RunResult, AppError> {
+    run_on_with(plan, loaded, progress, &mut Silent)
+}
+
+/// [`run_on`], telling `events` of the warnings as they arise and of the
+/// bounded system before the solve starts.
+pub fn run_on_with(
+    plan: &Plan,
+    loaded: &LoadedMesh,
+    progress: Option<ProgressHook>,
+    events: &mut dyn RunEvents,
+) -> Result<RunResult, AppError> {
     let t0 = Instant::now();
     let mut p = Pipeline::new(
         loaded.mesh.clone(),
@@ -215,12 +320,31 @@ pub fn run_on(
     if let Some(h) = progress {
         p.world.insert_resource(h);
     }
-    p.run()?;
-    Ok(result_of(&mut p, plan, loaded, t0))
+    let mut told = 0;
+    let mut tell = |world: &World, events: &mut dyn RunEvents| {
+        let w = &world.resource::<Warnings>().0;
+        for text in &w[told..] {
+            events.warning(text);
+        }
+        told = w.len();
+    };
+    tell(&p.world, events);
+    let bounded = p.run_through(Phase::Boundary);
+    tell(&p.world, events);
+    bounded?;
+    events.bounded(&RunHeader::of(&p.world, loaded));
+    p.run_phases(Phase::Solve, Phase::Post)?;
+    result_of(&mut p, plan, loaded, t0)
 }
 
-/// The results a pipeline left in its world (moved out).
-fn result_of(p: &mut Pipeline, plan: &Plan, loaded: &LoadedMesh, t0: Instant) -> RunResult {
+/// The results a pipeline left in its world (moved out); an error, and
+/// nothing to write, when a field is not finite.
+fn result_of(
+    p: &mut Pipeline,
+    plan: &Plan,
+    loaded: &LoadedMesh,
+    t0: Instant,
+) -> Result<RunResult, AppError> {
     let (vel, abs_vel, pressure) = p.take_element_fields();
     let reports = p
         .reports()
@@ -229,10 +353,19 @@ fn result_of(p: &mut Pipeline, plan: &Plan, loaded: &LoadedMesh, t0: Instant) ->
         .collect();
     let w = &mut p.world;
     let solution = std::mem::take(&mut *w.resource_mut::<Solution>());
+    if let Some(what) =
+        non_finite_field(&solution.u, &vel, &abs_vel, &pressure, &plan.config.physics)
+    {
+        return Err(AppError::Other(format!(
+            "{}: {what}; nothing was written",
+            loaded.origin
+        )));
+    }
     let nnz = w.resource::<LinearSystem>().nnz;
-    RunResult {
+    Ok(RunResult {
         mesh: loaded.mesh.clone(),
         origin: loaded.origin.clone(),
+        mesh_path: loaded.path.clone(),
         load_seconds: loaded.seconds,
         phase_seconds: w.resource::<PhaseTimes>().seconds,
         total_seconds: loaded.seconds + t0.elapsed().as_secs_f64(),
@@ -245,10 +378,62 @@ fn result_of(p: &mut Pipeline, plan: &Plan, loaded: &LoadedMesh, t0: Instant) ->
         nnz,
         boundary: w.resource::<BoundaryReport>().clone(),
         notes: w.resource::<Notes>().0.clone(),
+        warnings: w.resource::<Warnings>().0.clone(),
         solver: plan.config.solver.method.name().to_string(),
         rtol: plan.rtol(),
         scene_toml: plan.scene_toml.clone(),
         reports,
+    })
+}
+
+/// The first field value that is not a finite number, said with what
+/// made it so and which scene keys to change; `None` when all are finite.
+/// (The scene's values are finite, but a product of large ones, such as
+/// `rho / 2 |v|^2`, can leave the range of `f64`.)
+pub fn non_finite_field(
+    u: &[f64],
+    vel: &[[f64; 2]],
+    abs_vel: &[f64],
+    pressure: &[f64],
+    physics: &Physics,
+) -> Option<String> {
+    const SCALE: &str = "the solution leaves the range of f64 numbers: scale down \
+                         [physics] source, the Robin gamma or the Dirichlet values";
+    if let Some((i, v)) = u.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Some(format!("the potential u is {v} at node {i}: {SCALE}"));
+    }
+    if let Some((e, v)) = vel
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(v[0].is_finite() && v[1].is_finite()))
+    {
+        return Some(format!(
+            "the velocity is ({}, {}) at element {e}: {SCALE}",
+            v[0], v[1]
+        ));
+    }
+    if let Some((e, v)) = abs_vel.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Some(format!("the speed is {v} at element {e}: {SCALE}"));
+    }
+    if let Some((e, v)) = pressure.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Some(format!(
+            "the pressure is {v} at element {e}: p0 - rho/2 |v|^2 with p0 = {}, rho = {} \
+             and |v| = {} leaves the range of f64 numbers; scale down [physics] rho or p0",
+            num(physics.p0),
+            num(physics.rho),
+            num(abs_vel.get(e).copied().unwrap_or(f64::NAN))
+        ));
+    }
+    None
+}
+
+/// `x` as written in a scene: plain, or with an exponent when large or
+/// small.
+fn num(x: f64) -> String {
+    if x != 0.0 && x.is_finite() && !(1e-3..1e6).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
     }
 }
 
@@ -256,6 +441,16 @@ fn result_of(p: &mut Pipeline, plan: &Plan, loaded: &LoadedMesh, t0: Instant) ->
 /// backend spans processes runs as its group, which must then be of one
 /// process: see [`run_group`]).
 pub fn run(plan: &Plan, progress: Option<ProgressHook>) -> Result<RunResult, AppError> {
+    run_with(plan, progress, &mut Silent)
+}
+
+/// [`run`], telling `events` what happens ([`run_on_with`]; a group of one
+/// process tells nothing before its results).
+pub fn run_with(
+    plan: &Plan,
+    progress: Option<ProgressHook>,
+    events: &mut dyn RunEvents,
+) -> Result<RunResult, AppError> {
     if let Some(g) = process_group(plan)? {
         if g.size() > 1 {
             return Err(AppError::Other(format!(
@@ -271,7 +466,7 @@ pub fn run(plan: &Plan, progress: Option<ProgressHook>) -> Result<RunResult, App
         b.prewarm();
     }
     let loaded = load_mesh(plan)?;
-    run_on(plan, &loaded, progress)
+    run_on_with(plan, &loaded, progress, events)
 }
 
 /// The process group of the plan's backend that spans processes (the
@@ -309,7 +504,8 @@ pub fn agreed<T>(group: &dyn ProcessGroup, r: Result<T, AppError>) -> Result<T, 
 /// world. Every failure is agreed, so every process returns the same error
 /// and none waits for another. `Some` result on the lead only: the whole
 /// mesh, `u` and the element fields gathered, phase times the slowest
-/// process's.
+/// process's. (The floating-component check needs the whole mesh; parts
+/// skip it.)
 pub fn run_group(
     plan: &Plan,
     group: &dyn ProcessGroup,
@@ -335,7 +531,7 @@ pub fn run_group(
         return Ok(None);
     }
     let loaded = loaded.expect("the lead loaded the mesh");
-    Ok(Some(result_of(&mut p, plan, &loaded, t0)))
+    result_of(&mut p, plan, &loaded, t0).map(Some)
 }
 
 impl RunResult {
@@ -362,6 +558,10 @@ impl RunResult {
             (
                 "true_relative_residual".into(),
                 Attr::Float(s.true_residual),
+            ),
+            (
+                "equilibrated_relative_residual".into(),
+                Attr::Float(s.equilibrated_residual),
             ),
             ("matrix_nnz".into(), Attr::Int(self.nnz as i64)),
             ("nodes".into(), Attr::Int(self.mesh.nodes() as i64)),
@@ -410,7 +610,13 @@ impl RunResult {
             "renumbered_elements".into(),
             Attr::Int(self.mesh.flipped as i64),
         ));
-        a.push(("mesh_source".into(), Attr::Str(self.origin.clone())));
+        // the absolute path of a mesh file, so that `quadflow plot` finds
+        // it from any directory; a generated mesh's description
+        let source = match &self.mesh_path {
+            Some(p) => p.display().to_string(),
+            None => self.origin.clone(),
+        };
+        a.push(("mesh_source".into(), Attr::Str(source)));
         a.push(("scene".into(), Attr::Str(self.scene_toml.clone())));
         a.push((
             "quadflow_version".into(),
@@ -493,28 +699,29 @@ impl RunResult {
         Ok(s)
     }
 
-    /// A human-readable report of the run.
-    pub fn report(&self, out: Option<&PathBuf>) -> String {
-        use std::fmt::Write;
-        let m = &self.mesh;
-        let mut s = String::new();
-        let _ = writeln!(s, "mesh      {}", self.origin);
-        let _ = writeln!(
-            s,
-            "          {} nodes, {} elements, {} unused nodes, matrix nnz {}",
-            m.nodes(),
-            m.elements.len(),
-            self.boundary.unused_nodes,
-            self.nnz
-        );
-        let _ = writeln!(
-            s,
-            "boundary  {} Robin edges, {} Dirichlet nodes",
-            self.boundary.robin_edges, self.boundary.dirichlet_nodes
-        );
-        for n in &self.notes {
-            let _ = writeln!(s, "note      {n}");
+    /// The first lines of the summary ([`RunHeader`]).
+    pub fn header(&self) -> RunHeader {
+        RunHeader {
+            origin: self.origin.clone(),
+            nodes: self.mesh.nodes(),
+            elements: self.mesh.elements.len(),
+            nnz: self.nnz,
+            boundary: self.boundary.clone(),
+            notes: self.notes.clone(),
         }
+    }
+
+    /// A human-readable report of the run: [`RunResult::header`]'s lines,
+    /// then [`RunResult::outcome`]'s.
+    pub fn report(&self, out: Option<&PathBuf>) -> String {
+        self.header().text() + &self.outcome(out)
+    }
+
+    /// The lines of the summary after the header: phase times, solver,
+    /// range of `u`, the backends' lines, the results file.
+    pub fn outcome(&self, out: Option<&PathBuf>) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
         let _ = writeln!(s, "phase          backend      seconds");
         let _ = writeln!(s, "  load         -            {:9.4}", self.load_seconds);
         for p in Phase::ALL {
@@ -528,9 +735,13 @@ impl RunResult {
         }
         let _ = writeln!(s, "  total                     {:9.4}", self.total_seconds);
         let st = &self.solution.stats;
+        let (eq, raw) = (
+            self.solution.equilibrated_residual,
+            self.solution.true_residual,
+        );
         let _ = writeln!(
             s,
-            "solver    {}: {} iterations, {}, true relative residual {:.3e}",
+            "solver    {}: {} iterations, {} (rtol {:e}), relative residual {eq:.3e}",
             self.solver,
             st.iterations,
             if st.converged {
@@ -538,7 +749,16 @@ impl RunResult {
             } else {
                 "NOT converged"
             },
-            self.solution.true_residual
+            self.rtol,
+        );
+        let _ = writeln!(
+            s,
+            "          (of the equilibrated system; raw ||f - K u|| / ||f|| {raw:.3e}{})",
+            if raw > 10.0 * eq {
+                ", penalty rows dominate"
+            } else {
+                ""
+            }
         );
         if st.iterations > 0 && st.solve_seconds > 0.0 {
             let per = st.solve_seconds / st.iterations as f64;
@@ -675,5 +895,29 @@ mod tests {
         .to_string();
         assert!(e.starts_with("my arrays: "), "{e}");
         assert!(e.contains("element 3"), "{e}");
+    }
+
+    #[test]
+    fn non_finite_fields_are_named_with_their_cause() {
+        let ph = Physics {
+            rho: 1e308,
+            ..Physics::default()
+        };
+        let ok = non_finite_field(&[1.0, 2.0], &[[3.0, 4.0]], &[5.0], &[6.0], &ph);
+        assert_eq!(ok, None);
+        let p = non_finite_field(&[1.0], &[[3.0, 4.0]], &[5.0], &[f64::NEG_INFINITY], &ph).unwrap();
+        assert!(
+            p.contains("pressure is -inf at element 0")
+                && p.contains("p0 = 101328.8281, rho = 1e308")
+                && p.contains("|v| = 5")
+                && p.contains("[physics] rho"),
+            "{p}"
+        );
+        let u = non_finite_field(&[1.0, f64::NAN], &[[3.0, 4.0]], &[5.0], &[6.0], &ph).unwrap();
+        assert!(u.contains("potential u is NaN at node 1"), "{u}");
+        let v = non_finite_field(&[1.0], &[[f64::INFINITY, 0.0]], &[5.0], &[6.0], &ph).unwrap();
+        assert!(v.contains("velocity is (inf, 0) at element 0"), "{v}");
+        let a = non_finite_field(&[1.0], &[[1.0, 0.0]], &[f64::INFINITY], &[6.0], &ph).unwrap();
+        assert!(a.contains("speed is inf at element 0"), "{a}");
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 const ENGINE: &[&[&str]] = &[
     &["exec", "element"],
     &["mesh"],
-    &["sparse"],
+    &["topology", "sparse"],
     &["ordering"],
     &["boundary"],
     &["solver"],

@@ -149,13 +149,7 @@ fn results_file_has_the_spec_layout_and_h5py_reads_it() {
         "folded stacks left behind"
     );
     // h5py, when available (CI installs it)
-    if Command::new("python3")
-        .args(["-c", "import h5py"])
-        .status()
-        .map(|s| !s.success())
-        .unwrap_or(true)
-    {
-        eprintln!("SKIPPED h5py check: h5py not installed (pip install h5py)");
+    if !need_python("results_file_has_the_spec_layout_and_h5py_reads_it", "h5py") {
         return;
     }
     let script = format!(
@@ -327,7 +321,10 @@ fn every_scene_in_scenes_parses_and_names_an_existing_mesh() {
 #[test]
 fn gpu_backend_without_a_gpu_is_a_clear_error() {
     if quadflow::systems::gpu::device_available() {
-        eprintln!("SKIPPED: a CUDA device is present here; this test checks the no-GPU message");
+        skip(
+            "gpu_backend_without_a_gpu_is_a_clear_error",
+            "a CUDA device is present here; this test checks the no-GPU message",
+        );
         return;
     }
     fails_with(&["--backend", "gpu"], "no CUDA driver found");
@@ -377,4 +374,334 @@ fn mpi_backend_of_a_build_without_mpi_says_how_to_build_it() {
         std::fs::write(&p, scene).unwrap();
         fails_with(&[p.to_str().unwrap()], "--features mpi");
     }
+}
+
+/// `quadflow` run in `dir`.
+fn quadflow_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quadflow"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the quadflow binary runs")
+}
+
+/// A 6 x 3 channel of unit elements and, apart from it, a 2 x 1 block at
+/// `[1, 3] x [5, 6]` that touches neither the inlet nor the outlet.
+fn channel_and_island() -> RawMesh {
+    blocks_mesh(&[(6, 3, 0.0, 0.0), (2, 1, 1.0, 5.0)])
+}
+
+#[test]
+fn a_floating_component_is_named_before_the_solve_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = write_mesh(dir.path(), "two.h5", &channel_and_island());
+    let out = dir.path().join("r.h5");
+    let o = quadflow(&["run", "--mesh", &mesh, "--out", out.to_str().unwrap()]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{stdout}{stderr}");
+    // the warning names the component: number, size, place, meaning
+    for needle in [
+        "warning: mesh component 2 of 2 (2 elements from element 18",
+        "x in [1, 3], y in [5, 6]",
+        "no Dirichlet boundary",
+        "only up to a constant",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
+    }
+    assert!(
+        stdout.contains("1 floating mesh component"),
+        "boundary line:\n{stdout}"
+    );
+    // the island's potential is the arbitrary 0, the channel's is exact
+    let r = h5io::read_results(&out).unwrap();
+    let m = channel_and_island();
+    let centre = |v: usize| m.x[v].fract() == 0.5 && m.y[v].fract() == 0.5;
+    for (v, &u) in r.u.iter().enumerate() {
+        if centre(v) {
+            assert_eq!(u, 0.0, "unused node {v}");
+        } else if m.y[v] >= 5.0 {
+            assert_eq!(u, 0.0, "node {v}");
+        } else {
+            assert!((u - 2.5 * (6.0 - m.x[v])).abs() < 1e-5, "node {v}: {u}");
+        }
+    }
+    // --quiet: the warning still shows, nothing else
+    let o = quadflow(&["run", "--mesh", &mesh, "--out", out.to_str().unwrap(), "-q"]);
+    assert!(o.status.success());
+    assert!(o.stdout.is_empty(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("warning: mesh component 2 of 2"),
+        "{}",
+        text(&o)
+    );
+    // refused
+    let scene = dir.path().join("refuse.toml");
+    std::fs::write(
+        &scene,
+        format!("[mesh]\nfile = {mesh:?}\ncomponents = \"refuse\"\n"),
+    )
+    .unwrap();
+    fails_with(
+        &[scene.to_str().unwrap()],
+        "mesh component 2 of 2 (2 elements from element 18",
+    );
+    fails_with(&[scene.to_str().unwrap()], "components = \"refuse\"");
+    // anchored by its own Dirichlet part: no warning
+    let scene = dir.path().join("anchored.toml");
+    std::fs::write(
+        &scene,
+        format!(
+            "[mesh]\nfile = {mesh:?}\n[[boundary.dirichlet]]\nselect = \"xmax\"\n\
+             [[boundary.dirichlet]]\nname = \"island\"\nselect = \"box:1,3,6,6\"\nvalue = 1.0\n"
+        ),
+    )
+    .unwrap();
+    let o = quadflow(&[
+        "run",
+        scene.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("warning"), "{}", text(&o));
+}
+
+#[test]
+fn warnings_show_with_quiet_and_the_header_comes_before_the_solve() {
+    let dir = tempfile::tempdir().unwrap();
+    // every element numbered clockwise
+    let mut m = blocks_mesh(&[(6, 3, 0.0, 0.0)]);
+    for e in m.quad8.iter_mut() {
+        let r = quadflow::systems::mesh::reverse(e.map(|v| v as u32));
+        *e = r.map(i64::from);
+    }
+    let mesh = write_mesh(dir.path(), "cw.h5", &m);
+    let out = dir.path().join("r.h5");
+    let o = quadflow(&[
+        "run",
+        "--mesh",
+        &mesh,
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.stdout.is_empty(), "{}", text(&o));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("warning: 18 of 18 elements were numbered clockwise"),
+        "{e}"
+    );
+    // a solve that fails: the mesh and boundary lines were out before it
+    let o = quadflow(&[
+        "run",
+        "--mesh",
+        &mesh,
+        "--out",
+        out.to_str().unwrap(),
+        "--max-iter",
+        "2",
+    ]);
+    assert!(!o.status.success());
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        s.contains("mesh      ")
+            && s.contains("18 elements")
+            && s.contains("boundary  3 Robin edges"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("did not converge"), "{}", text(&o));
+    assert!(text(&o).contains("clockwise"), "{}", text(&o));
+}
+
+#[test]
+fn the_residual_shown_is_the_one_rtol_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mesh = write_mesh(dir.path(), "ch.h5", &blocks_mesh(&[(6, 3, 0.0, 0.0)]));
+    let out = dir.path().join("r.h5");
+    let o = quadflow(&["run", "--mesh", &mesh, "--out", out.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("solver "))
+        .unwrap_or_else(|| panic!("no solver line:\n{t}"));
+    assert!(
+        line.contains("converged (rtol 1e-8), relative residual"),
+        "{line}"
+    );
+    assert!(t.contains("penalty rows dominate"), "{t}");
+    let r = h5io::read_results(&out).unwrap();
+    let get = |k: &str| match r.attrs.iter().find(|a| a.0 == k).map(|a| a.1.clone()) {
+        Some(Attr::Float(v)) => v,
+        other => panic!("{k}: {other:?}"),
+    };
+    let (eq, raw) = (
+        get("equilibrated_relative_residual"),
+        get("true_relative_residual"),
+    );
+    assert!(eq > 0.0 && eq <= 1e-8, "equilibrated {eq:e}");
+    // the raw residual is SPEC's, dominated by the 1e12 penalty rows
+    assert!(raw > 1e3 * eq, "raw {raw:e} vs equilibrated {eq:e}");
+}
+
+#[test]
+fn the_summary_lists_every_file_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = quadflow_in(
+        d,
+        &[
+            "run",
+            "--out",
+            "r.h5",
+            "--trace",
+            "t.json",
+            "--flamegraph",
+            "f.svg",
+            "--vtu",
+            "v.vtu",
+            "--png",
+            "u.png",
+        ],
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for (label, file) in [
+        ("results", "r.h5"),
+        ("trace", "t.json"),
+        ("flamegraph", "f.svg"),
+        ("vtu", "v.vtu"),
+        ("png", "u.png"),
+    ] {
+        assert!(d.join(file).is_file(), "{file} not written");
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with(label) && l.trim_end().ends_with(file)),
+            "no {label} line for {file}:\n{t}"
+        );
+    }
+}
+
+#[test]
+fn mesh_flag_satisfies_a_scene_without_a_mesh_and_sets_the_title() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_mesh(d, "ch.h5", &blocks_mesh(&[(6, 3, 0.0, 0.0)]));
+    std::fs::write(d.join("s.toml"), "[solver]\nmethod = \"cholesky\"\n").unwrap();
+    let o = quadflow_in(d, &["run", "s.toml", "--mesh", "ch.h5", "--out", "r.h5"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("quadflow  ch.h5 with the settings of s.toml"),
+        "{t}"
+    );
+    assert!(t.contains("solver    cholesky"), "{t}");
+    // without --mesh the scene's missing mesh is named, with the fix
+    let o = quadflow_in(d, &["run", "s.toml", "--out", "r2.h5"]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("s.toml") && t.contains("--mesh"), "{t}");
+    assert!(!d.join("r2.h5").exists());
+    // --mesh with the default scene: the title names the mesh, not the venturi
+    let o = quadflow_in(d, &["run", "--mesh", "ch.h5", "--out", "r3.h5"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("quadflow  ch.h5 with the settings of the built-in default"),
+        "{t}"
+    );
+}
+
+/// Found by the fuzzing run (profiles/fuzz/): finite scene values whose
+/// product overflows gave a results file with an infinite pressure.
+#[test]
+fn a_field_that_overflows_is_an_error_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("s.toml");
+    std::fs::write(
+        &scene,
+        "[mesh]\ngenerate = \"backward_step\"\nnodes = 200\n[physics]\np0 = 100.0\nrho = 1e308\n",
+    )
+    .unwrap();
+    for backend in ["serial", "parallel"] {
+        fails_with(
+            &[scene.to_str().unwrap(), "--backend", backend],
+            "the pressure is -inf at element",
+        );
+        fails_with(
+            &[scene.to_str().unwrap(), "--backend", backend],
+            "p0 = 100, rho = 1e308",
+        );
+    }
+}
+
+#[test]
+fn bad_flag_values_name_the_flag() {
+    fails_with(&["--solver", "amg"], "--solver amg: unknown method");
+    fails_with(&["--rtol", "3"], "--rtol 3: must lie in (0, 1)");
+    fails_with(&["--max-iter", "0"], "--max-iter 0: must be at least 1");
+    fails_with(
+        &["--threads", "many"],
+        "--threads many: expected a whole number",
+    );
+}
+
+#[test]
+fn plot_finds_the_mesh_from_any_directory_or_says_to_give_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run_dir, elsewhere) = (dir.path().join("run"), dir.path().join("elsewhere"));
+    std::fs::create_dir_all(run_dir.join("meshes")).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    write_mesh(
+        &run_dir.join("meshes"),
+        "ch.h5",
+        &blocks_mesh(&[(6, 3, 0.0, 0.0)]),
+    );
+    std::fs::write(
+        run_dir.join("s.toml"),
+        "[mesh]\nfile = \"meshes/ch.h5\"\n[output]\nresults = \"r.h5\"\n",
+    )
+    .unwrap();
+    let o = quadflow_in(&run_dir, &["run", "s.toml", "--quiet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let results = run_dir.join("r.h5");
+    let o = quadflow_in(
+        &elsewhere,
+        &["plot", results.to_str().unwrap(), "-o", "u.png"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(elsewhere.join("u.png").is_file());
+    // the mesh moved: the message names it and says what to do
+    std::fs::rename(run_dir.join("meshes"), dir.path().join("moved")).unwrap();
+    let o = quadflow_in(
+        &elsewhere,
+        &["plot", results.to_str().unwrap(), "-o", "v.png"],
+    );
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("ch.h5") && t.contains("is not there") && t.contains("--mesh FILE"),
+        "{t}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
+    assert!(!elsewhere.join("v.png").exists());
+    // and --mesh does it
+    let moved = dir.path().join("moved/ch.h5");
+    let o = quadflow_in(
+        &elsewhere,
+        &[
+            "plot",
+            results.to_str().unwrap(),
+            "--mesh",
+            moved.to_str().unwrap(),
+            "-o",
+            "w.png",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
 }

@@ -4,6 +4,8 @@
 //! size and are not uniform, and the command line generates, converts,
 //! runs, writes VTU and PNG, and plots end to end.
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::Command;
@@ -213,12 +215,7 @@ fn vtu_parses_back() {
     assert!(types.len() == e && types.iter().all(|&t| t == 23));
 
     // meshio, when installed, reads it as quad8 cells with the same data
-    let have_meshio = Command::new("python3")
-        .args(["-c", "import meshio"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_meshio {
-        println!("SKIPPED: meshio not installed");
+    if !common::need_python("vtu_parses_back", "meshio") {
         return;
     }
     let expect = dir.path().join("expect.txt");

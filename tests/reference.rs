@@ -39,6 +39,12 @@ fn check_against_reference(name: &str, r: &quadflow::run::RunResult) {
         "{tag}: true residual {}",
         r.solution.true_residual
     );
+    // the residual the summary shows is within 10x of rtol (1e-8)
+    assert!(
+        r.solution.equilibrated_residual <= 1e-7,
+        "{tag}: equilibrated residual {}",
+        r.solution.equilibrated_residual
+    );
 }
 
 #[test]

@@ -36,6 +36,7 @@ fn venturi(n: usize) -> LoadedMesh {
     LoadedMesh {
         mesh: Arc::new(mesh),
         origin: format!("generated venturi ~{n}"),
+        path: None,
         seconds: t0.elapsed().as_secs_f64(),
         started: t0,
     }

@@ -47,7 +47,7 @@
 //! `f32`, this one in `f64`).
 
 use crate::assemble::LocalSystem;
-use crate::cg::{DistSolution, EquilibratedDist, true_relative_residual};
+use crate::cg::{DistSolution, EquilibratedDist, residuals, true_relative_residual};
 use crate::comm::{self, Comm};
 use crate::dist::{DistMatrix, GlobalRow, IdMap, build_halo, offsets, owner_in, row_dot};
 use crate::part::{Halo, Part};
@@ -910,7 +910,7 @@ pub fn solve_amg_cg(
         comm, &h, &eq.a, &eq.b, eq.b_norm, &weights, eq.f_norm, &check, cg,
     )?;
     let u = eq.unscale(&x);
-    let true_residual = true_relative_residual(comm, part, sys, &u);
+    let r = residuals(comm, part, sys, &u);
     let stats = SolveStats {
         iterations,
         converged,
@@ -927,7 +927,8 @@ pub fn solve_amg_cg(
     Ok(DistSolution {
         u,
         stats,
-        true_residual,
+        true_residual: r.raw,
+        equilibrated_residual: r.equilibrated,
     })
 }
 

@@ -401,6 +401,7 @@ fn solve(world: &mut World) {
                 u,
                 stats: sol.stats,
                 true_residual: sol.true_residual,
+                equilibrated_residual: sol.equilibrated_residual,
             };
             if let Some(e) = err {
                 record(world, e);

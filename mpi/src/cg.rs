@@ -355,20 +355,47 @@ pub fn true_relative_residual(
     sys: &LocalSystem,
     u_owned: &[f64],
 ) -> f64 {
+    residuals(comm, part, sys, u_owned).raw
+}
+
+/// The raw and the equilibrated relative residual of the whole system
+/// (the engine's [`quadflow_systems::solver::Residuals`], summed over the
+/// ranks; collective).
+pub fn residuals(
+    comm: &dyn Comm,
+    part: &Part,
+    sys: &LocalSystem,
+    u_owned: &[f64],
+) -> quadflow_systems::solver::Residuals {
     let mut u = vec![0.0; part.node_gid.len()];
     u[..part.owned].copy_from_slice(u_owned);
     part.halo.exchange(comm, &mut u, &mut |_| {});
-    let mut s = [0.0, 0.0];
+    let mut s = [0.0; 4];
     for i in 0..part.owned {
         let r = sys.f[i] - row_dot(&sys.k, i, &u);
+        let (c, v) = sys.k.row(i);
+        let d = c
+            .iter()
+            .zip(v)
+            .find(|(j, _)| **j as usize == i)
+            .map_or(0.0, |(_, v)| v.abs());
+        let w = if d > 0.0 { 1.0 / d } else { 1.0 };
         s[0] += r * r;
         s[1] += sys.f[i] * sys.f[i];
+        s[2] += r * r * w;
+        s[3] += sys.f[i] * sys.f[i] * w;
     }
     comm.allreduce_sum(&mut s);
-    if s[1] == 0.0 {
-        s[0].sqrt()
-    } else {
-        (s[0] / s[1]).sqrt()
+    let ratio = |num: f64, den: f64| {
+        if den == 0.0 {
+            num.sqrt()
+        } else {
+            (num / den).sqrt()
+        }
+    };
+    quadflow_systems::solver::Residuals {
+        raw: ratio(s[0], s[1]),
+        equilibrated: ratio(s[2], s[3]),
     }
 }
 
@@ -382,6 +409,9 @@ pub struct DistSolution {
     pub stats: SolveStats,
     /// `||f - K u|| / ||f||` of the whole system.
     pub true_residual: f64,
+    /// The residual of the equilibrated system, which `rtol` bounds
+    /// ([`residuals`]).
+    pub equilibrated_residual: f64,
 }
 
 /// The reference solve over the ranks: equilibrate, distributed
@@ -441,11 +471,12 @@ pub fn solve_cg_jacobi_with(
     stats.decoupled_rows = eq.decoupled;
     // the upper triangle's entries, as the engine counts them
     stats.cg_stored = (comm::sum_usize(comm, eq.a.a.nnz()) + eq.a.global_rows) / 2;
-    let true_residual = true_relative_residual(comm, part, sys, &u);
+    let r = residuals(comm, part, sys, &u);
     Ok(DistSolution {
         u,
         stats,
-        true_residual,
+        true_residual: r.raw,
+        equilibrated_residual: r.equilibrated,
     })
 }
 

@@ -264,6 +264,7 @@ fn boundary_report(sel: &quadflow_systems::boundary::Resolved) -> BoundaryReport
         robin_edges: sel.robin_edges.len(),
         dirichlet_nodes: sel.dirichlet.len(),
         unused_nodes: sel.unused.len(),
+        floating: sel.floating.clone(),
     }
 }
 

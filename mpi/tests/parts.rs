@@ -35,10 +35,30 @@ fn global(mesh: &Mesh, cfg: &RunConfig) -> LinearSystem {
     std::mem::take(&mut *pipe.world.resource_mut::<LinearSystem>())
 }
 
+/// Says on stderr that a test skips and why, and appends
+/// `quadflow-mpi::test: reason` to `$QUADFLOW_SKIP_LOG` when set (`tests/run`
+/// lists them at the end).
+fn skip(test: &str, reason: &str) {
+    eprintln!("SKIPPED {test}: {reason}");
+    if let Some(log) = std::env::var_os("QUADFLOW_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(log)
+        {
+            let _ = writeln!(f, "quadflow-mpi::{test}: {reason}");
+        }
+    }
+}
+
 #[test]
 fn owned_rows_equal_serial_rows_on_every_reference_mesh() {
     let Some(paths) = meshes() else {
-        eprintln!("SKIPPED: ../shared/meshes is absent");
+        skip(
+            "owned_rows_equal_serial_rows_on_every_reference_mesh",
+            "../shared/meshes is absent",
+        );
         return;
     };
     let cfg = RunConfig::default();

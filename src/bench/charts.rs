@@ -51,31 +51,93 @@ pub fn loglog_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     Some((slope, my - slope * mx))
 }
 
-/// Horizontal stacked bars: one per case, segments per phase (seconds).
+/// Longest case label drawn in full; longer ones keep their start and end.
+const MAX_LABEL: usize = 64;
+
+/// `label`, shortened in the middle to at most [`MAX_LABEL`] characters.
+fn fit_label(label: &str) -> String {
+    let n = label.chars().count();
+    if n <= MAX_LABEL {
+        return label.to_string();
+    }
+    let keep = (MAX_LABEL - 3) / 2;
+    let head: String = label.chars().take(keep).collect();
+    let tail: String = label.chars().skip(n - (MAX_LABEL - 3 - keep)).collect();
+    format!("{head}...{tail}")
+}
+
+/// Where a chart of one bar per case puts things: the labels end at
+/// `left - 10`, bars span `left..left + bars`, the longest bar's value ends
+/// before `w - PAD`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarLayout {
+    /// Image width.
+    pub w: i64,
+    /// Start of the bars.
+    pub left: i64,
+    /// Width of the longest bar.
+    pub bars: i64,
+    /// The labels, shortened to fit.
+    pub labels: Vec<String>,
+}
+
+/// Margin around everything.
+const PAD: i64 = 20;
+
+/// The layout of bars labelled `labels` with value texts `values` (the
+/// longest bar's value is drawn right of it), under `title` and above a
+/// legend `legend` pixels wide, the bars at least 700 pixels long.
+pub fn bar_layout(labels: &[String], values: &[String], title: &str, legend: i64) -> BarLayout {
+    let labels: Vec<String> = labels.iter().map(|l| fit_label(l)).collect();
+    let label_w = labels.iter().map(|l| text_width(l, 2)).max().unwrap_or(0);
+    let value_w = values.iter().map(|v| text_width(v, 2)).max().unwrap_or(0);
+    let left = PAD + label_w + 10;
+    let bars = (1400 - left - 6 - value_w - PAD).max(700);
+    let w = (left + bars + 6 + value_w + PAD)
+        .max(2 * PAD + text_width(title, 2))
+        .max(left + legend + PAD);
+    BarLayout {
+        w,
+        left,
+        bars,
+        labels,
+    }
+}
+
+/// Horizontal stacked bars: one per case, segments per phase (seconds),
+/// the total at the end of each bar; labels and values always fit.
 pub fn phases_chart(r: &Report) -> Image {
     let rows = r.cases.len().max(1) as i64;
-    let (w, bar_h, top, left, right) = (1400i64, 26i64, 70i64, 360i64, 40i64);
+    let (bar_h, top) = (26i64, 70i64);
+    let title = format!("{}: time per phase (median s), {}", r.suite, r.machine.cpu);
+    let labels: Vec<String> = r
+        .cases
+        .iter()
+        .map(|c| format!("{} / {}", c.mesh, c.label))
+        .collect();
+    let totals: Vec<f64> = r
+        .cases
+        .iter()
+        .map(|c| c.phases.get(6).map_or(0.0, |p| p.median))
+        .collect();
+    let values: Vec<String> = totals.iter().map(|t| format!("{t:.3} s")).collect();
+    let legend: i64 = COLUMNS.iter().map(|n| 40 + text_width(n, 2)).sum();
+    let l = bar_layout(&labels, &values, &title, legend);
     let h = top + rows * (bar_h + 10) + 90;
-    let mut img = Image::new(w as u32, h as u32);
-    img.text(
-        20,
-        20,
-        &format!("{}: time per phase (median s), {}", r.suite, r.machine.cpu),
-        2,
-        TEXT,
-    );
+    let mut img = Image::new(l.w as u32, h as u32);
+    img.text(PAD, 20, &title, 2, TEXT);
     let max_total = r
         .cases
         .iter()
         .map(|c| c.phases.iter().take(6).map(|p| p.median).sum::<f64>())
         .fold(0.0f64, f64::max)
         .max(1e-9);
-    let scale = (w - left - right) as f64 / max_total;
+    let scale = l.bars as f64 / max_total;
     for (i, c) in r.cases.iter().enumerate() {
         let y = top + i as i64 * (bar_h + 10);
-        let label = format!("{} / {}", c.mesh, c.label);
-        img.text(left - 10 - text_width(&label, 2), y + 6, &label, 2, TEXT);
-        let mut x = left as f64;
+        let label = &l.labels[i];
+        img.text(l.left - 10 - text_width(label, 2), y + 6, label, 2, TEXT);
+        let mut x = l.left as f64;
         for (k, colour) in PHASE_COLOURS.iter().enumerate() {
             let dx = c.phases.get(k).map_or(0.0, |p| p.median) * scale;
             img.fill(
@@ -87,17 +149,10 @@ pub fn phases_chart(r: &Report) -> Image {
             );
             x += dx;
         }
-        let total = c.phases.get(6).map_or(0.0, |p| p.median);
-        img.text(
-            x.round() as i64 + 6,
-            y + 6,
-            &format!("{total:.3} s"),
-            2,
-            TEXT,
-        );
+        img.text(x.round() as i64 + 6, y + 6, &values[i], 2, TEXT);
     }
     let ly = top + rows * (bar_h + 10) + 20;
-    let mut lx = left;
+    let mut lx = l.left;
     for (name, colour) in COLUMNS.iter().zip(PHASE_COLOURS) {
         img.fill(lx, ly, 18, 18, colour);
         img.text(lx + 24, ly + 2, name, 2, TEXT);
@@ -106,9 +161,61 @@ pub fn phases_chart(r: &Report) -> Image {
     img
 }
 
+/// Total time per case as bars, with the speed-up over the first case of
+/// the same mesh: what `scaling.png` shows for a suite of one mesh size,
+/// where a plot against mesh size would be one column of dots.
+pub fn totals_chart(r: &Report) -> Image {
+    let rows = r.cases.len().max(1) as i64;
+    let (bar_h, top) = (26i64, 100i64);
+    let nodes = r.cases.first().map_or(0, |c| c.nodes);
+    let title = format!("{}: total time per case (median s)", r.suite);
+    let subtitle = format!(
+        "one mesh size ({nodes} nodes): no scaling with size to plot; speed-up over the first case of the mesh"
+    );
+    let labels: Vec<String> = r
+        .cases
+        .iter()
+        .map(|c| format!("{} / {}", c.mesh, c.label))
+        .collect();
+    let total = |c: &CaseResult| c.phases.get(6).map_or(0.0, |p| p.median);
+    let values: Vec<String> = r
+        .cases
+        .iter()
+        .map(|c| {
+            let first = r.cases.iter().find(|f| f.mesh == c.mesh).map_or(0.0, total);
+            if total(c) > 0.0 && first > 0.0 {
+                format!("{:.3} s ({:.2}x)", total(c), first / total(c))
+            } else {
+                format!("{:.3} s", total(c))
+            }
+        })
+        .collect();
+    let l = bar_layout(&labels, &values, &subtitle, 0);
+    let h = top + rows * (bar_h + 10) + 40;
+    let mut img = Image::new(l.w as u32, h as u32);
+    img.text(PAD, 20, &title, 2, TEXT);
+    img.text(PAD, 50, &subtitle, 2, TEXT);
+    let max = r.cases.iter().map(total).fold(0.0f64, f64::max).max(1e-9);
+    for (i, c) in r.cases.iter().enumerate() {
+        let y = top + i as i64 * (bar_h + 10);
+        let label = &l.labels[i];
+        img.text(l.left - 10 - text_width(label, 2), y + 6, label, 2, TEXT);
+        let dx = (total(c) / max * l.bars as f64).round().max(0.0) as i64;
+        img.fill(l.left, y, dx, bar_h, SERIES[i % SERIES.len()]);
+        img.text(l.left + dx + 6, y + 6, &values[i], 2, TEXT);
+    }
+    img
+}
+
 /// Log-log total time against nodes, one series per case label, each with
-/// its fitted slope.
+/// its fitted slope; [`totals_chart`] where the suite has one mesh size.
 pub fn scaling_chart(r: &Report) -> Image {
+    let mut sizes: Vec<usize> = r.cases.iter().map(|c| c.nodes).filter(|&n| n > 0).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    if sizes.len() < 2 && !r.cases.is_empty() {
+        return totals_chart(r);
+    }
     let (w, h, left, right, top, bottom) = (1200i64, 800i64, 110i64, 330i64, 70i64, 90i64);
     let mut img = Image::new(w as u32, h as u32);
     img.text(
@@ -207,6 +314,32 @@ pub fn write_charts(r: &Report, dir: &Path) -> Result<(), AppError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn labels_and_values_always_fit() {
+        let long = "a-very-long-mesh-name-from-a-generated-geometry / parallel-16t-batched-coo-with-a-long-variant-name".to_string();
+        for labels in [
+            vec!["m / a".to_string()],
+            vec![long.clone(), "short".into()],
+        ] {
+            let values = vec!["12345.678 s".to_string(); labels.len()];
+            let l = bar_layout(&labels, &values, "title", 500);
+            for lab in &l.labels {
+                // the label ends at left - 10 and starts inside the image
+                assert!(l.left - 10 - text_width(lab, 2) >= PAD, "{lab}");
+                assert!(lab.chars().count() <= MAX_LABEL);
+            }
+            // the longest bar's value ends inside the image
+            assert!(l.left + l.bars + 6 + text_width(&values[0], 2) <= l.w - PAD);
+            assert!(l.bars >= 700);
+        }
+        let short = fit_label(&long);
+        assert!(
+            short.starts_with("a-very-long")
+                && short.ends_with("variant-name")
+                && short.contains("...")
+        );
+    }
+
     use super::*;
     use crate::bench::report::{Machine, Stat};
 
@@ -277,6 +410,13 @@ mod tests {
             }
             assert!(distinct.contains(&TEXT));
         }
+        // one mesh size: bars per case, not a column of dots
+        let mut one = r.clone();
+        one.cases.retain(|c| c.nodes == 1000);
+        let img = scaling_chart(&one);
+        let count = |img: &Image, c: [u8; 3]| img.rgb.chunks(3).filter(|p| *p == c).count();
+        assert!(count(&img, SERIES[0]) > 26 * 100, "no bars");
+        assert!(count(&img, SERIES[1]) > 26 * 100, "no bars");
         let dir = tempfile::tempdir().unwrap();
         write_charts(&r, dir.path()).unwrap();
         assert!(dir.path().join("phases.png").exists() && dir.path().join("scaling.png").exists());

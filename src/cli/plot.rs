@@ -1,7 +1,7 @@
 //! `quadflow plot RESULTS.h5 [--field u|abs_vel|pressure] -o FILE.png [--mesh MESH]`:
 //! a PNG of one field of a results file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use quadflow_systems::mesh::{Mesh, OrientationPolicy};
@@ -24,8 +24,9 @@ pub struct PlotArgs {
     /// Output PNG file.
     #[arg(long, short)]
     pub out: PathBuf,
-    /// Mesh file the results belong to (default: re-create it from the
-    /// scene stored in the results file).
+    /// Mesh file the results belong to (default: the mesh file the run
+    /// read, whose absolute path the results file records, or the mesh its
+    /// stored scene generated, made again).
     #[arg(long)]
     pub mesh: Option<PathBuf>,
     /// Width in pixels.
@@ -84,13 +85,42 @@ pub fn plot_command(a: &PlotArgs) -> Result<String, AppError> {
                     a.results.display()
                 ))
             })?;
-            let mut scene = Scene::parse(text, "<results>")?;
-            if let (MeshSource::File(_), Some(src)) = (scene.mesh_source()?, source)
-                && Path::new(src).is_file()
-            {
-                scene.mesh.file = Some(PathBuf::from(src));
+            let hint = |what: String| {
+                AppError::Other(format!(
+                    "{}: {what}; give the mesh with --mesh FILE",
+                    a.results.display()
+                ))
+            };
+            let mut scene = Scene::parse(text, "<results>")
+                .map_err(|e| hint(format!("its stored scene does not parse ({e})")))?;
+            let from_scene = scene
+                .mesh_source()
+                .map_err(|e| hint(format!("its stored scene names no mesh ({e})")))?;
+            if let MeshSource::File(f) = from_scene {
+                // the path the run read (absolute since results record
+                // it so; older files may hold one relative to the run's
+                // directory)
+                let file = source.map(PathBuf::from).unwrap_or(f);
+                if !file.is_file() {
+                    return Err(hint(format!(
+                        "the mesh the results were computed on, {}, is not there{}",
+                        file.display(),
+                        if file.is_relative() {
+                            " (a path relative to the directory of the run)"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+                scene.mesh.file = Some(file);
             }
-            let loaded = run::load_mesh(&scene.plan()?)?;
+            // the mesh alone is needed: validated on all cores, whatever
+            // backend the run used
+            scene.set_backend("parallel");
+            let plan = scene
+                .plan()
+                .map_err(|e| hint(format!("its stored scene does not resolve ({e})")))?;
+            let loaded = run::load_mesh(&plan)?;
             let mesh = std::sync::Arc::unwrap_or_clone(loaded.mesh);
             (mesh, loaded.origin)
         }

@@ -7,10 +7,11 @@
 
 use super::progress::progress_hook;
 use crate::error::AppError;
-use crate::run;
+use crate::run::{self, RunEvents, RunHeader};
 use crate::scene::Scene;
 use quadflow_systems::components::ProgressHook;
 use quadflow_systems::config::{Catalog, Flag};
+use std::io::Write;
 use std::path::PathBuf;
 
 /// The run's own flags.
@@ -107,8 +108,10 @@ pub fn scene_for(a: &RunArgs, flags: &[BackendFlag]) -> Result<Scene, AppError> 
         None => Scene::default_scene(),
     };
     if let Some(m) = &a.mesh {
-        let abs =
-            std::path::absolute(m).map_err(|e| AppError::Other(format!("{}: {e}", m.display())))?;
+        // absolute (the results record it), without `..` where the file exists
+        let abs = std::fs::canonicalize(m)
+            .or_else(|_| std::path::absolute(m))
+            .map_err(|e| AppError::Other(format!("{}: {e}", m.display())))?;
         scene.mesh.file = Some(abs);
         scene.mesh.generate = None;
         scene.mesh.nodes = None;
@@ -154,6 +157,27 @@ pub fn scene_for(a: &RunArgs, flags: &[BackendFlag]) -> Result<Scene, AppError> 
     Ok(scene)
 }
 
+/// What the console shows while a run goes on: warnings on stderr always
+/// (`--quiet` too), the mesh and boundary lines on stdout before the solve
+/// starts (not with `--quiet`).
+struct Console {
+    quiet: bool,
+}
+
+impl RunEvents for Console {
+    fn warning(&mut self, text: &str) {
+        eprintln!("warning: {text}");
+    }
+
+    fn bounded(&mut self, header: &RunHeader) {
+        if !self.quiet {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(header.text().as_bytes());
+            let _ = out.flush();
+        }
+    }
+}
+
 /// Runs `quadflow run`.
 pub fn cmd_run(a: RunArgs, flags: &[BackendFlag]) -> Result<(), AppError> {
     let plan = scene_for(&a, flags)?.plan()?;
@@ -178,16 +202,24 @@ pub fn cmd_run(a: RunArgs, flags: &[BackendFlag]) -> Result<(), AppError> {
     if let (false, Some(t)) = (a.quiet, &plan.title) {
         eprintln!("quadflow  {t}");
     }
-    let result = run::run(&plan, Some(hook))?;
+    let result = run::run_with(&plan, Some(hook), &mut Console { quiet: a.quiet })?;
     if let Some(p) = &outputs.results {
         result.write(p)?;
     }
-    let written = result.write_outputs(outputs)?;
+    let mut written = result.write_outputs(outputs)?;
     if let Some(t) = trace {
         t.finish()?;
+        for (name, path) in [
+            ("trace", &outputs.trace),
+            ("flamegraph", &outputs.flamegraph),
+        ] {
+            if let Some(p) = path {
+                written.push_str(&format!("{name:<10}{}\n", p.display()));
+            }
+        }
     }
     if !a.quiet {
-        print!("{}{written}", result.report(outputs.results.as_ref()));
+        print!("{}{written}", result.outcome(outputs.results.as_ref()));
     }
     Ok(())
 }

@@ -73,6 +73,9 @@ pub struct MeshSection {
     pub nodes: Option<usize>,
     /// `fix` (renumber clockwise elements, warn) or `refuse`.
     pub orientation: Option<String>,
+    /// `warn` (solve a mesh with a component no Dirichlet boundary
+    /// touches, with a warning naming it) or `refuse`.
+    pub components: Option<String>,
 }
 
 /// `[physics]`.
@@ -449,6 +452,7 @@ impl Scene {
             self.mesh_source()?;
         }
         self.orientation()?;
+        self.component_policy()?;
         let p = &self.physics;
         if !(p.p0.is_finite()) {
             return Err(self.err("physics.p0", "must be a finite number"));

@@ -4,7 +4,9 @@
 use super::{OutputSection, Scene, SceneError};
 use crate::generate::{self, Geometry};
 use quadflow_systems::amg::{AmgSettings, Smoother, Strength};
-use quadflow_systems::boundary::{BoundaryConfig, DirichletPart, RobinPart, Selector, Side, Value};
+use quadflow_systems::boundary::{
+    BoundaryConfig, ComponentPolicy, DirichletPart, RobinPart, Selector, Side, Value,
+};
 use quadflow_systems::components::{Physics, SolverMethod, SolverSettings, Source};
 use quadflow_systems::config::Catalog;
 use quadflow_systems::mesh::OrientationPolicy;
@@ -187,6 +189,19 @@ impl Scene {
         }
     }
 
+    /// What to do with mesh components no Dirichlet boundary touches.
+    pub fn component_policy(&self) -> Result<ComponentPolicy, SceneError> {
+        match self.mesh.components.as_deref() {
+            None => Ok(ComponentPolicy::default()),
+            Some(c) => ComponentPolicy::parse(c).ok_or_else(|| {
+                self.err(
+                    "mesh.components",
+                    format!("must be \"warn\" or \"refuse\", got \"{c}\""),
+                )
+            }),
+        }
+    }
+
     fn selector(&self, key: &str, s: &str) -> Result<Selector, SceneError> {
         if let Some(side) = Side::parse(s) {
             return Ok(Selector::Side(side));
@@ -219,6 +234,7 @@ impl Scene {
         let mut cfg = BoundaryConfig {
             tol: b.tolerance,
             penalty: b.penalty,
+            components: self.component_policy()?,
             ..BoundaryConfig::default()
         };
         if let Some(r) = &b.robin {

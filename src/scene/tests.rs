@@ -120,6 +120,24 @@ fn bad_values_are_named() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("mesh.orientation"), "{e}");
+    let e = Scene::parse(
+        "[mesh]\ngenerate = 'venturi'\ncomponents = 'ignore'\n",
+        "t.toml",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("mesh.components") && e.to_string().contains("\"refuse\""),
+        "{e}"
+    );
+    let s = Scene::parse(
+        "[mesh]\ngenerate = 'venturi'\ncomponents = 'refuse'\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        s.boundaries().unwrap().components,
+        quadflow_systems::boundary::ComponentPolicy::Refuse
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 use crate::element::{self, EDGES};
 use crate::mesh::Mesh;
+use crate::topology::{self, FloatingComponent};
 use std::sync::Arc;
 
 /// A side of the mesh's bounding box.
@@ -115,6 +116,45 @@ pub struct DirichletPart {
     pub value: Value,
 }
 
+/// What to do with a mesh component that nothing anchors (no Dirichlet
+/// node, no Robin part with `p > 0`): its potential is defined only up to
+/// a constant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ComponentPolicy {
+    /// Solve, with a warning naming each such component (the default).
+    #[default]
+    Warn,
+    /// Refuse the problem ([`BoundaryError::Floating`]).
+    Refuse,
+}
+
+impl ComponentPolicy {
+    /// Scene name (`[mesh] components`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ComponentPolicy::Warn => "warn",
+            ComponentPolicy::Refuse => "refuse",
+        }
+    }
+
+    /// Parses a scene name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "warn" => Some(ComponentPolicy::Warn),
+            "refuse" => Some(ComponentPolicy::Refuse),
+            _ => None,
+        }
+    }
+}
+
+/// The warning about a floating component (what [`BoundaryError::Floating`]
+/// says too): what it is, what it means, how to fix it.
+pub fn floating_message(c: &FloatingComponent) -> String {
+    format!(
+        "{c} touches no Dirichlet boundary (nor a Robin part with p > 0): its potential is defined only up to a constant, and the value returned there is one arbitrary choice (0 where nothing drives it); connect it to the rest of the mesh or select it with a [[boundary.dirichlet]] part"
+    )
+}
+
 /// All boundary settings.
 #[derive(Debug, Clone)]
 pub struct BoundaryConfig {
@@ -126,6 +166,8 @@ pub struct BoundaryConfig {
     pub tol: f64,
     /// Penalty factor.
     pub penalty: f64,
+    /// What to do with mesh components nothing anchors.
+    pub components: ComponentPolicy,
 }
 
 impl Default for BoundaryConfig {
@@ -146,6 +188,7 @@ impl Default for BoundaryConfig {
             }],
             tol: 1e-9,
             penalty: 1e12,
+            components: ComponentPolicy::Warn,
         }
     }
 }
@@ -192,6 +235,19 @@ pub enum BoundaryError {
         "no Dirichlet boundary and no Robin part with p > 0: the potential is defined only up to a constant and the matrix is singular; add an outlet ([[boundary.dirichlet]])"
     )]
     Singular,
+    /// A mesh component nothing anchors, refused by
+    /// [`ComponentPolicy::Refuse`].
+    #[error(
+        "{}{}; [mesh] components = \"refuse\" makes this an error (\"warn\" solves anyway)",
+        floating_message(.first),
+        if *.count > 1 { format!(" ({} such components in all)", .count) } else { String::new() }
+    )]
+    Floating {
+        /// the first such component
+        first: FloatingComponent,
+        /// how many there are
+        count: usize,
+    },
 }
 
 /// A resolved Robin edge: global nodes (start, mid, end) and its part.
@@ -213,6 +269,8 @@ pub struct Resolved {
     pub dirichlet: Vec<(u32, f64)>,
     /// Nodes no element references.
     pub unused: Vec<u32>,
+    /// Mesh components nothing anchors (see [`crate::topology`]).
+    pub floating: Vec<FloatingComponent>,
 }
 
 /// Node mask of a selector.
@@ -424,6 +482,28 @@ fn resolve_with(
             .map(|(i, _)| i as u32)
             .collect()
     };
+    // Components nothing anchors: no Dirichlet node, no Robin edge whose
+    // part has p > 0. (Not for a part of a larger mesh: its components
+    // may well be anchored elsewhere; whoever holds the whole mesh
+    // checks.)
+    if mesh.part_of.is_none() {
+        let _s = tracing::info_span!("floating_components").entered();
+        let anchors = out.dirichlet.iter().map(|d| d.0).chain(
+            out.robin_edges
+                .iter()
+                .filter(|e| cfg.robin[e.part as usize].p > 0.0)
+                .map(|e| e.nodes[0]),
+        );
+        out.floating = topology::floating(mesh, anchors, parallel);
+    }
+    if cfg.components == ComponentPolicy::Refuse
+        && let Some(first) = out.floating.first()
+    {
+        return Err(BoundaryError::Floating {
+            first: first.clone(),
+            count: out.floating.len(),
+        });
+    }
     Ok(out)
 }
 
@@ -464,6 +544,9 @@ mod tests {
         assert_eq!(r.robin_edges.len(), 2);
         assert!(r.dirichlet.is_empty());
         assert_eq!(r, resolve_parallel(&left, &cfg).unwrap());
+        // (nor a warning that the part floats: the rest of the mesh
+        // anchors it)
+        assert!(r.floating.is_empty());
         // the right half: the outlet, no inlet edge, and no error for it
         let mut right = lattice(3, 2);
         right.x.iter_mut().for_each(|x| *x += 3.0);

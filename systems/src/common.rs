@@ -64,11 +64,7 @@ pub fn apply_boundary(
         let s = k.diag_slot(i as usize);
         k.val[s] += cfg.penalty;
     }
-    BoundaryReport {
-        robin_edges: res.robin_edges.len(),
-        dirichlet_nodes: res.dirichlet.len(),
-        unused_nodes: res.unused.len(),
-    }
+    BoundaryReport::of(res)
 }
 
 /// The solve step shared by host backends: runs the configured method
@@ -104,7 +100,7 @@ pub fn solve_into(
         Ok((u, stats)) => {
             let r = {
                 let _s = tracing::info_span!("true_residual").entered();
-                solver::true_relative_residual(&sys.k, &sys.f, &u)
+                solver::residuals(&sys.k, &sys.f, &u)
             };
             if let Some(e) = check_converged(&stats, settings) {
                 fail(failure, e);
@@ -112,7 +108,8 @@ pub fn solve_into(
             *solution = Solution {
                 u,
                 stats,
-                true_residual: r,
+                true_residual: r.raw,
+                equilibrated_residual: r.equilibrated,
             };
         }
         Err(e) => fail(failure, e),

@@ -11,6 +11,8 @@
 //! - [`mesh`]: the validated mesh.
 //! - [`sparse`]: symmetric CSR, sparsity pattern and slot maps, general CSR.
 //! - [`ordering`]: reverse Cuthill-McKee renumbering.
+//! - [`topology`]: connected components of the mesh, and those nothing
+//!   anchors.
 //! - [`boundary`]: boundary selection and contributions.
 //! - [`solver`]: the equilibration every iterative method shares and
 //!   Jacobi-preconditioned CG.
@@ -49,5 +51,6 @@ pub mod pipeline;
 pub mod serial;
 pub mod solver;
 pub mod sparse;
+pub mod topology;
 
 pub use pipeline::{Backend, Phase, PhasePlan, Pipeline, PipelineError, Registry, RunConfig};

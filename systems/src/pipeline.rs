@@ -301,8 +301,24 @@ pub struct Resolved(pub [&'static str; 5]);
 #[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LastPhase(pub Phase);
 
-fn up_to(phase: Phase) -> impl FnMut(Res<LastPhase>) -> bool + Clone {
-    move |last| phase <= last.0
+/// The first phase a run goes through ([`Pipeline::run_phases`]); the
+/// phases before it (already run) do not run again.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstPhase(pub Phase);
+
+fn in_range(phase: Phase) -> impl FnMut(Res<FirstPhase>, Res<LastPhase>) -> bool + Clone {
+    move |first, last| first.0 <= phase && phase <= last.0
+}
+
+/// Turns what the boundary phase found into warnings: one per mesh
+/// component nothing anchors.
+fn boundary_warnings(report: Res<BoundaryReport>, mut warnings: ResMut<Warnings>) {
+    for c in &report.floating {
+        warnings.0.push(format!(
+            "{} ([mesh] components = \"refuse\" makes this an error)",
+            crate::boundary::floating_message(c)
+        ));
+    }
 }
 
 /// Wall time of each phase, in seconds.
@@ -347,6 +363,7 @@ fn phase_end(phase: Phase) -> impl FnMut(ResMut<PhaseTimes>, NonSendMut<PhaseSpa
 enum Stage {
     Begin(Phase),
     Upload(Phase),
+    Report(Phase),
     Download(Phase),
     End(Phase),
     Outer(Phase),
@@ -385,9 +402,10 @@ impl Pipeline {
     ) -> Result<Self, PipelineError> {
         let mut world = World::new();
         let mut notes = Vec::new();
+        let mut warnings = Vec::new();
         if mesh.flipped > 0 {
-            notes.push(format!(
-                "warning: {} of {} elements were numbered clockwise and have been renumbered counter-clockwise",
+            warnings.push(format!(
+                "{} of {} elements were numbered clockwise and have been renumbered counter-clockwise (set [mesh] orientation = \"refuse\" to refuse such meshes)",
                 mesh.flipped,
                 mesh.elements.len()
             ));
@@ -404,6 +422,7 @@ impl Pipeline {
         world.insert_resource(Failure::default());
         world.insert_resource(ProgressHook::default());
         world.insert_resource(plan.clone());
+        world.insert_resource(FirstPhase(Phase::Quadrature));
         world.insert_resource(LastPhase(Phase::Post));
         world.insert_non_send(PhaseSpan::default());
 
@@ -445,13 +464,14 @@ impl Pipeline {
                     Stage::Begin(phase),
                     Stage::Upload(phase),
                     phase,
+                    Stage::Report(phase),
                     Stage::Download(phase),
                     Stage::End(phase),
                 )
                     .chain()
                     .in_set(Stage::Outer(phase)),
             );
-            schedule.configure_sets(Stage::Outer(phase).run_if(up_to(phase)));
+            schedule.configure_sets(Stage::Outer(phase).run_if(in_range(phase)));
             schedule.add_systems(
                 phase_begin(phase)
                     .in_set(Stage::Begin(phase))
@@ -462,6 +482,13 @@ impl Pipeline {
                 .systems(phase)
                 .expect("resolved backends implement the phase");
             schedule.add_systems(systems.in_set(phase).distributive_run_if(no_failure));
+            if phase == Phase::Boundary {
+                schedule.add_systems(
+                    boundary_warnings
+                        .in_set(Stage::Report(phase))
+                        .run_if(no_failure),
+                );
+            }
             // hand-over to the next phase where the memories differ
             if let Some(next) = runs.get(i + 1)
                 && next.memory() != b.memory()
@@ -493,6 +520,7 @@ impl Pipeline {
         }
         world.insert_resource(Resolved(std::array::from_fn(|i| runs[i].name())));
         world.insert_resource(Notes(notes));
+        world.insert_resource(Warnings(warnings));
         Ok(Self {
             world,
             schedule,
@@ -530,6 +558,16 @@ impl Pipeline {
     /// without a solve: `run_through(Phase::Boundary)`; its hand-over to
     /// the next phase included). Returns the first failure raised.
     pub fn run_through(&mut self, last: Phase) -> Result<(), PipelineError> {
+        self.run_phases(Phase::Quadrature, last)
+    }
+
+    /// Runs the phases `first..=last` (with their hand-overs): a run in
+    /// steps, e.g. `run_through(Phase::Boundary)`, a look at the bounded
+    /// system (its size, the warnings), then `run_phases(Phase::Solve,
+    /// Phase::Post)`. The phases before `first` must have run. Returns the
+    /// first failure raised.
+    pub fn run_phases(&mut self, first: Phase, last: Phase) -> Result<(), PipelineError> {
+        self.world.insert_resource(FirstPhase(first));
         self.world.insert_resource(LastPhase(last));
         self.schedule.run(&mut self.world);
         match self.world.resource_mut::<Failure>().0.take() {

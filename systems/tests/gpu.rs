@@ -2,7 +2,8 @@
 //! potential to 1e-8 relative, the same fields, iteration counts within
 //! 1%, for both solve strategies, for mixed phase plans, and the failures.
 //! On a machine without a CUDA device every test prints
-//! "SKIPPED: no CUDA device" and passes.
+//! "SKIPPED ...: no CUDA device", records the skip in `$QUADFLOW_SKIP_LOG`
+//! (which `tests/run` lists at the end) and passes.
 
 use quadflow_systems::boundary::{DirichletPart, Selector, Side, Value};
 use quadflow_systems::components::*;
@@ -24,7 +25,7 @@ fn gpu_present() -> bool {
     if device_available() {
         true
     } else {
-        eprintln!("SKIPPED: no CUDA device");
+        common::skip("no CUDA device");
         false
     }
 }
@@ -131,6 +132,15 @@ fn assert_agree(label: &str, gpu: &mut Pipeline, serial: &mut Pipeline) {
         "{label}: true residual {:e}, serial {:e}",
         gs.true_residual,
         ss.true_residual
+    );
+    // The equilibrated residual (what rtol bounds) agrees with serial's:
+    // the same u, reduced in another order.
+    let de = (gs.equilibrated_residual - ss.equilibrated_residual).abs();
+    assert!(
+        de <= 0.05 * ss.equilibrated_residual + 1e-15,
+        "{label}: equilibrated residual {:e}, serial {:e}",
+        gs.equilibrated_residual,
+        ss.equilibrated_residual
     );
     assert_eq!(gs.stats.decoupled_rows, ss.stats.decoupled_rows, "{label}");
     assert_eq!(gs.stats.cg_rows, ss.stats.cg_rows, "{label}");
@@ -748,6 +758,12 @@ fn amg_cg_on_the_gpu_matches_the_host() {
             "{label}: true residual {:e}",
             gs.true_residual
         );
+        assert!(
+            gs.equilibrated_residual > 0.0 && gs.equilibrated_residual <= 1e-9,
+            "{label}: equilibrated residual {:e} (rtol 1e-10, host {:e})",
+            gs.equilibrated_residual,
+            hs.equilibrated_residual
+        );
         // another aggregation (distance-2 independent set): another
         // count, of the same order
         assert!(
@@ -964,5 +980,57 @@ fn twin_hierarchy_of_a_quad8_matrix_coarsens_within_the_device_limits() {
     assert!(levels.len() >= 2 && coarse.nrows() <= settings.max_coarse);
     for w in sizes.windows(2) {
         assert!(w[1] * 4 <= w[0], "coarsening too slow: {sizes:?}");
+    }
+}
+
+/// A skip is never a silent pass: this test executable, run again with
+/// `$QUADFLOW_SKIP_LOG` set (as `tests/run` sets it), records in that file
+/// every GPU test that skipped, by name and reason, when there is no
+/// device, and nothing when there is one.
+#[test]
+fn skips_are_recorded_in_the_skip_log() {
+    if std::env::var_os("QUADFLOW_SKIP_PROBE").is_some() {
+        return; // the run below
+    }
+    let log = std::env::temp_dir().join(format!("quadflow-skip-probe-{}.txt", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let gpu = device_available();
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.env("QUADFLOW_SKIP_LOG", &log)
+        .env("QUADFLOW_SKIP_PROBE", "1")
+        .arg("--nocapture");
+    // with a device, one quick test (the whole file takes minutes)
+    let probed = [
+        "tiny_grid_matches_serial",
+        "device_pattern_equals_host_pattern",
+    ];
+    if gpu {
+        cmd.args(["--exact", probed[0]]);
+    } else {
+        cmd.args(["--skip", "skips_are_recorded_in_the_skip_log"]);
+    }
+    let o = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{text}");
+    let lines = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    if gpu {
+        assert!(lines.is_empty(), "skips recorded with a device:\n{lines}");
+    } else {
+        for t in probed {
+            let want = format!("gpu::{t}: no CUDA device");
+            assert!(
+                lines.lines().any(|l| l == want),
+                "{want:?} not in:\n{lines}"
+            );
+        }
+        assert!(
+            text.contains("SKIPPED gpu::tiny_grid_matches_serial"),
+            "{text}"
+        );
     }
 }

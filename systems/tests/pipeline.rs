@@ -266,6 +266,98 @@ fn run_through_stops_after_the_named_phase() {
     assert!(p.world.resource::<ElementOutputs>().abs_vel.is_empty());
 }
 
+/// A 6 x 2 channel on `[0, 3] x [0, 1]` and, apart from it, one element on
+/// `[1, 2] x [3, 4]` that touches neither the inlet nor the outlet.
+fn channel_and_island() -> Mesh {
+    let (a, b) = (grid(6, 2, 3.0, 1.0), grid(1, 1, 1.0, 1.0));
+    let off = a.nodes() as i64;
+    let x: Vec<f64> =
+        a.x.iter()
+            .copied()
+            .chain(b.x.iter().map(|v| v + 1.0))
+            .collect();
+    let y: Vec<f64> =
+        a.y.iter()
+            .copied()
+            .chain(b.y.iter().map(|v| v + 3.0))
+            .collect();
+    let els: Vec<[i64; 8]> = a
+        .elements
+        .iter()
+        .map(|e| e.map(i64::from))
+        .chain(b.elements.iter().map(|e| e.map(|v| i64::from(v) + off)))
+        .collect();
+    Mesh::new(x, y, &els, OrientationPolicy::Refuse).unwrap()
+}
+
+#[test]
+fn a_run_in_steps_warns_of_a_floating_component_before_the_solve() {
+    let mut reg = Registry::with_serial();
+    reg.register(Device);
+    let mut plan = PhasePlan::uniform("serial");
+    plan.set(Phase::Boundary, "device");
+    let mut p = Pipeline::new(
+        Arc::new(channel_and_island()),
+        RunConfig::default(),
+        &reg,
+        &plan,
+    )
+    .unwrap();
+    p.run_through(Phase::Boundary).unwrap();
+    let w = p.world.resource::<Warnings>().0.clone();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("mesh component 2 of 2 (1 element from element 12")
+            && w[0].contains("x in [1, 2], y in [3, 4]")
+            && w[0].contains("components = \"refuse\""),
+        "{}",
+        w[0]
+    );
+    assert_eq!(p.world.resource::<BoundaryReport>().floating.len(), 1);
+    assert!(p.world.resource::<Solution>().u.is_empty());
+    p.run_phases(Phase::Solve, Phase::Post).unwrap();
+    // each phase ran once, the hand-over too
+    assert_eq!(
+        p.world.resource::<Log>().0,
+        ["upload assembly", "device boundary", "download boundary"]
+    );
+    assert_eq!(p.world.resource::<Warnings>().0.len(), 1);
+    let sol = p.world.resource::<Solution>();
+    assert!(sol.stats.converged);
+    assert!(p.world.resource::<ElementOutputs>().is_set());
+    assert!(
+        p.world
+            .resource::<PhaseTimes>()
+            .seconds
+            .iter()
+            .all(|t| *t > 0.0)
+    );
+    // the island's potential is the arbitrary 0
+    assert!(sol.u[sol.u.len() - 9..].iter().all(|v| *v == 0.0));
+
+    // refused
+    let mut cfg = RunConfig::default();
+    cfg.boundaries.components = quadflow_systems::boundary::ComponentPolicy::Refuse;
+    let e = run(
+        channel_and_island(),
+        cfg,
+        &Registry::with_serial(),
+        &PhasePlan::uniform("serial"),
+    )
+    .err()
+    .expect("refused");
+    assert!(e.to_string().contains("mesh component 2 of 2"), "{e}");
+    // a connected mesh warns of nothing
+    let p = run(
+        grid(6, 2, 3.0, 1.0),
+        RunConfig::default(),
+        &Registry::with_serial(),
+        &PhasePlan::uniform("serial"),
+    )
+    .unwrap();
+    assert!(p.world.resource::<Warnings>().0.is_empty());
+}
+
 #[test]
 fn a_progress_hook_that_says_stop_interrupts_the_solve() {
     let mut p = Pipeline::new(

@@ -74,6 +74,56 @@ pub fn skip(test: &str, reason: &str) {
     }
 }
 
+/// Whether `python3` can import `module`; if not, says the test skips
+/// ([`skip`]).
+pub fn need_python(test: &str, module: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        skip(
+            test,
+            &format!("{module} not installed (pip install {module})"),
+        );
+    }
+    ok
+}
+
+/// A mesh of unit-square Quad-8 blocks, each `(nx, ny, x0, y0)` its own
+/// connected component (lower-left corner at `(x0, y0)`), the cell-centre
+/// nodes unused.
+pub fn blocks_mesh(parts: &[(usize, usize, f64, f64)]) -> quadflow::io::RawMesh {
+    let (mut x, mut y, mut quad8) = (vec![], vec![], vec![]);
+    for &(nx, ny, x0, y0) in parts {
+        let base = x.len() as i64;
+        let w = 2 * nx + 1;
+        let id = |i: usize, j: usize| base + (j * w + i) as i64;
+        for j in 0..=2 * ny {
+            for i in 0..w {
+                x.push(x0 + i as f64 / 2.0);
+                y.push(y0 + j as f64 / 2.0);
+            }
+        }
+        for ey in 0..ny {
+            for ex in 0..nx {
+                let (i, j) = (2 * ex, 2 * ey);
+                quad8.push([
+                    id(i, j),
+                    id(i + 2, j),
+                    id(i + 2, j + 2),
+                    id(i, j + 2),
+                    id(i + 1, j),
+                    id(i + 2, j + 1),
+                    id(i + 1, j + 2),
+                    id(i, j + 1),
+                ]);
+            }
+        }
+    }
+    quadflow::io::RawMesh { x, y, quad8 }
+}
+
 /// Whether the shared mesh `name` is there; if not, says the test skips.
 pub fn require_shared_mesh(test: &str, name: &str) -> bool {
     let ok = has_mesh(name);

@@ -194,6 +194,21 @@ pub struct BoundaryReport {
     pub dirichlet_nodes: usize,
     /// Unused nodes penalised.
     pub unused_nodes: usize,
+    /// Mesh components nothing anchors (no Dirichlet node, no Robin part
+    /// with `p > 0`): their potential is defined only up to a constant.
+    pub floating: Vec<crate::topology::FloatingComponent>,
+}
+
+impl BoundaryReport {
+    /// The report of a resolved boundary.
+    pub fn of(res: &crate::boundary::Resolved) -> Self {
+        Self {
+            robin_edges: res.robin_edges.len(),
+            dirichlet_nodes: res.dirichlet.len(),
+            unused_nodes: res.unused.len(),
+            floating: res.floating.clone(),
+        }
+    }
 }
 
 /// The solution and how it was obtained.
@@ -203,11 +218,24 @@ pub struct Solution {
     pub u: Vec<f64>,
     /// Solver statistics.
     pub stats: SolveStats,
-    /// `||f - K u|| / ||f||`.
+    /// `||f - K u|| / ||f||` (penalty rows dominate it; see
+    /// [`crate::solver::Residuals`]).
     pub true_residual: f64,
+    /// `||D (f - K u)|| / ||D f||`, `D = diag(|K_ii|)^-1/2`: the residual
+    /// of the equilibrated system, which the solver's `rtol` bounds
+    /// ([`crate::solver::Residuals`]).
+    pub equilibrated_residual: f64,
 }
 
-/// Something a phase reports that is not an error (e.g. renumbered
-/// elements, a fallback to the serial backend).
+/// Something a phase reports that is neither an error nor a warning (a
+/// fallback to the serial backend).
 #[derive(Resource, Debug, Clone, Default)]
 pub struct Notes(pub Vec<String>);
+
+/// What may make the result differ from what the user meant, though the
+/// run goes on: elements renumbered counter-clockwise (known when the
+/// pipeline is built), mesh components nothing anchors (known after the
+/// boundary phase). Front ends show them even when told to be quiet, and
+/// before the solve starts (the CLI on stderr).
+#[derive(Resource, Debug, Clone, Default)]
+pub struct Warnings(pub Vec<String>);

@@ -22,7 +22,7 @@ use super::options::AmgSetupSite;
 use super::pattern::DeviceSystem;
 use super::report::GpuReport;
 use crate::amg::{AmgSettings, AmgSystem, CheckOutcome, Hierarchy, ResidualCheck};
-use crate::solver::{CgSettings, Exec, SolveError, SolveStats};
+use crate::solver::{CgSettings, Exec, Residuals, SolveError, SolveStats};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 use std::time::Instant;
 /// The CG vectors and the finest operator in double precision.
@@ -155,7 +155,7 @@ struct Original {
 }
 
 impl Original {
-    /// Fills `u` from `x` and returns the true relative residual.
+    /// Fills `u` from `x` and returns the true relative residuals.
     fn residual(
         &mut self,
         st: &Device,
@@ -163,7 +163,7 @@ impl Original {
         report: &mut GpuReport,
         x: &CudaSlice<f64>,
         m: usize,
-    ) -> GResult<f64> {
+    ) -> GResult<Residuals> {
         st.stream
             .memcpy_dtod(&self.direct, &mut self.u)
             .ctx("copying the decoupled rows")?;
@@ -253,7 +253,7 @@ fn prepare_host(
         dk: st.upload(report, "AMG row numbering", &dk)?,
         direct: st.upload(report, "AMG row numbering", &sys.direct)?,
         u: st.zeros(n)?,
-        res: st.zeros(2)?,
+        res: st.zeros(4)?,
         group: launch::spmv_group(mean_full),
     };
     let rr: f64 = sys.b.iter().map(|v| v * v).sum();
@@ -313,7 +313,7 @@ fn prepare_device(
         dk: sys.dk,
         direct: sys.direct,
         u: st.zeros(n)?,
-        res: st.zeros(2)?,
+        res: st.zeros(4)?,
         group: launch::spmv_group(mean_full),
     };
     Ok(Prepared {
@@ -390,7 +390,7 @@ pub fn solve(
                 let (tr, tw) = bufs.residual(st, report)?;
                 let mut t = rel(tr, tw);
                 if t < cg.rtol {
-                    t = t.max(orig.residual(st, sys_dev, report, &bufs.x, m)?);
+                    t = t.max(orig.residual(st, sys_dev, report, &bufs.x, m)?.raw);
                 }
                 match checker.judge(t) {
                     CheckOutcome::Accept => break true,
@@ -433,7 +433,7 @@ pub fn solve(
         (it, converged, checker.last().unwrap_or(rel(rr, rw)))
     };
     // u = D x~ with the decoupled rows, and the true residual
-    let true_residual = orig.residual(st, sys_dev, report, &bufs.x, m)?;
+    let residuals = orig.residual(st, sys_dev, report, &bufs.x, m)?;
     let u_host = st.download(report, "solution", &orig.u, orig.n)?;
     st.sync()?;
     let solve_seconds = t1.elapsed().as_secs_f64();
@@ -454,7 +454,8 @@ pub fn solve(
         GpuSolveOutcome {
             u: u_host,
             stats,
-            true_residual,
+            true_residual: residuals.raw,
+            equilibrated_residual: residuals.equilibrated,
         },
         orig.u,
     ))

@@ -22,7 +22,7 @@ use super::persistent::{self, CgLoop, PERSISTENT_CHUNKS};
 use super::report::GpuReport;
 use super::vendor::{self, VendorBuffers, VendorLibs};
 use super::{GpuCgOptions, GpuSolveStrategy};
-use crate::solver::{CgSettings, SolveError, SolveStats};
+use crate::solver::{CgSettings, Residuals, SolveError, SolveStats};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 use std::time::Instant;
 
@@ -35,6 +35,8 @@ pub struct GpuSolveOutcome {
     pub stats: SolveStats,
     /// `||f - K u|| / ||f||`.
     pub true_residual: f64,
+    /// `||D (f - K u)|| / ||D f||` ([`Residuals`]).
+    pub equilibrated_residual: f64,
 }
 
 /// Device buffers of one solve.
@@ -186,9 +188,10 @@ pub fn custom_bytes_per_iteration(n: usize, nnz: usize, short_columns: bool) -> 
     per_entry * nnz + (4 + 32 + 16 + 56) * n
 }
 
-/// `||f - K u|| / ||f||` (`||f - K u||` where `f = 0`) of the device
-/// system for the device vector `u` of `n` rows, `group` threads per row;
-/// `res` (2 doubles) receives the two sums.
+/// The raw `||f - K u|| / ||f||` and the equilibrated `||D (f - K u)|| /
+/// ||D f||` relative residuals ([`Residuals`], norms alone where `f = 0`)
+/// of the device system for the device vector `u` of `n` rows, `group`
+/// threads per row; `res` (4 doubles) receives the four sums.
 pub fn device_true_residual(
     st: &Device,
     s: &DeviceSystem,
@@ -197,7 +200,7 @@ pub fn device_true_residual(
     n: usize,
     group: u32,
     res: &mut CudaSlice<f64>,
-) -> GResult<f64> {
+) -> GResult<Residuals> {
     let n32 = i32::try_from(n).map_err(|_| backend_error("too many rows"))?;
     let f = st.kernels.get(&format!("qf_residual_g{group}"))?;
     let mut l = st.stream.launch_builder(f);
@@ -213,11 +216,17 @@ pub fn device_true_residual(
     let shape = launch::per_row_group_reduce(n, group, st.sms);
     // SAFETY: argument types and buffer sizes match the kernel.
     unsafe { l.launch(shape.config()) }.ctx("qf_residual")?;
-    let r = st.download(report, "true residual", res, 2)?;
-    Ok(if r[1] == 0.0 {
-        r[0].sqrt()
-    } else {
-        (r[0] / r[1]).sqrt()
+    let r = st.download(report, "true residual", res, 4)?;
+    let ratio = |num: f64, den: f64| {
+        if den == 0.0 {
+            num.sqrt()
+        } else {
+            (num / den).sqrt()
+        }
+    };
+    Ok(Residuals {
+        raw: ratio(r[0], r[1]),
+        equilibrated: ratio(r[2], r[3]),
     })
 }
 
@@ -426,7 +435,7 @@ pub fn solve(
 
     // u = D x~ (decoupled rows: f / K_ii), then ||f - K u|| / ||f||.
     let mut u = st.zeros::<f64>(n)?;
-    let mut res = st.zeros::<f64>(2)?;
+    let mut res = st.zeros::<f64>(4)?;
     {
         let s = sys;
         let f = st.kernels.get("qf_unscale")?;
@@ -442,13 +451,14 @@ pub fn solve(
         // SAFETY: argument types and buffer sizes match the kernel.
         unsafe { l.launch(launch::per_item(n).config()) }.ctx("qf_unscale")?;
     }
-    let true_residual = device_true_residual(st, sys, report, &u, n, group, &mut res)?;
+    let residuals = device_true_residual(st, sys, report, &u, n, group, &mut res)?;
     let u_host = st.download(report, "solution", &u, n)?;
     Ok((
         GpuSolveOutcome {
             u: u_host,
             stats,
-            true_residual,
+            true_residual: residuals.raw,
+            equilibrated_residual: residuals.equilibrated,
         },
         u,
     ))

@@ -220,7 +220,8 @@ impl Device {
 
         let max_blocks = launch::max_reduction_blocks(sms) as usize;
         let flags = stream.alloc_zeros::<i32>(kernels::flag::LEN).ctx("alloc")?;
-        let partials = stream.alloc_zeros::<f64>(3 * max_blocks).ctx("alloc")?;
+        // the widest grid sum is the residual's (4 values per block)
+        let partials = stream.alloc_zeros::<f64>(4 * max_blocks).ctx("alloc")?;
         let counter = stream.alloc_zeros::<u32>(1).ctx("alloc")?;
         stream.synchronize().ctx("synchronize")?;
         Ok(Self {

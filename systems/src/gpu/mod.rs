@@ -493,6 +493,7 @@ fn finish_solve(
         u: out.u,
         stats: out.stats,
         true_residual: out.true_residual,
+        equilibrated_residual: out.equilibrated_residual,
     };
     st.sync()?;
     err.map_or(Ok(()), Err)

@@ -357,11 +357,7 @@ pub fn apply_boundary(
         ));
     }
     st.u = None;
-    Ok(BoundaryReport {
-        robin_edges: res.robin_edges.len(),
-        dirichlet_nodes: res.dirichlet.len(),
-        unused_nodes: res.unused.len(),
-    })
+    Ok(BoundaryReport::of(res))
 }
 
 /// Uploads a solution computed by a host solve.
