@@ -34,7 +34,11 @@ class SolveResult:
     @property
     def converged(self) -> bool: ...
     @property
-    def true_relative_residual(self) -> float: ...
+    def true_relative_residual(self) -> float:
+        """||f - K u|| / ||f|| (penalty rows dominate it)."""
+    @property
+    def equilibrated_relative_residual(self) -> float:
+        """The residual of the equilibrated system: what rtol bounds."""
     @property
     def times(self) -> Dict[str, float]:
         """Seconds: load, quadrature, assembly, boundary, solve, post, total."""

@@ -108,10 +108,20 @@ impl SolveResult {
         self.run.solution.stats.converged
     }
 
-    /// `||f - K u|| / ||f||`, computed after the solve.
+    /// `||f - K u|| / ||f||`, computed after the solve (the penalty rows
+    /// of the Dirichlet nodes dominate it; see
+    /// `equilibrated_relative_residual`).
     #[getter]
     fn true_relative_residual(&self) -> f64 {
         self.run.solution.true_residual
+    }
+
+    /// `||D (f - K u)|| / ||D f||` with `D = diag(|K_ii|)^-1/2`: the
+    /// residual of the equilibrated system, the one `rtol` bounds (the
+    /// results file's `equilibrated_relative_residual`).
+    #[getter]
+    fn equilibrated_relative_residual(&self) -> f64 {
+        self.run.solution.equilibrated_residual
     }
 
     /// Wall seconds per phase: `load`, `quadrature`, `assembly`,
@@ -252,7 +262,7 @@ impl SolveResult {
     fn __repr__(&self) -> String {
         let s = &self.run.solution.stats;
         format!(
-            "<quadflow.SolveResult: {} nodes, {} elements, backend {}, {} {} iterations ({}), true relative residual {:.3e}, {:.3} s>",
+            "<quadflow.SolveResult: {} nodes, {} elements, backend {}, {} {} iterations ({}), relative residual {:.3e}, {:.3} s>",
             self.run.mesh.nodes(),
             self.run.mesh.elements.len(),
             self.run.backend_label(),
@@ -263,7 +273,7 @@ impl SolveResult {
             } else {
                 "NOT converged"
             },
-            self.run.solution.true_residual,
+            self.run.solution.equilibrated_residual,
             self.run.total_seconds
         )
     }

@@ -33,6 +33,7 @@ def assert_same(r, fields, attrs):
     assert r.iterations == attrs["iterations"]
     assert r.converged == bool(attrs["converged"])
     assert r.true_relative_residual == attrs["true_relative_residual"]
+    assert r.equilibrated_relative_residual == attrs["equilibrated_relative_residual"]
     assert r.matrix_nnz == attrs["matrix_nnz"]
 
 

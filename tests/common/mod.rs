@@ -35,6 +35,12 @@ pub fn mesh_path(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("mesh {name}: in neither tests/data/meshes nor ../shared/meshes"))
 }
 
+/// Whether the mesh file `name` is available (in `tests/data` or
+/// `../shared`), with or without a reference result.
+pub fn mesh_exists(name: &str) -> bool {
+    find("meshes", name).is_some()
+}
+
 /// Whether the mesh `name` and its reference result are available (the
 /// large ones live in `../shared` only).
 pub fn has_mesh(name: &str) -> bool {
