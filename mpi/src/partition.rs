@@ -521,31 +521,21 @@ pub(crate) mod tests {
                 perm.swap(i, (s >> 33) as usize % (i + 1));
             }
         }
-        let id = |i: usize, j: usize| perm[j * w + i] as i64;
+        // the engine's lattice grid, y stretched along x, renumbered
+        let (gx, gy, els) = quadflow_systems::mesh::lattice_grid(nx, ny, |u, v| {
+            let (i, j) = (u * (w - 1) as f64, v * (h - 1) as f64);
+            (i / 2.0, j / 2.0 * (1.0 + 0.01 * i))
+        });
         let mut x = vec![0.0; n];
         let mut y = vec![0.0; n];
-        for j in 0..h {
-            for i in 0..w {
-                x[perm[j * w + i]] = i as f64 / 2.0;
-                y[perm[j * w + i]] = j as f64 / 2.0 * (1.0 + 0.01 * i as f64);
-            }
+        for k in 0..n {
+            x[perm[k]] = gx[k];
+            y[perm[k]] = gy[k];
         }
-        let mut q = vec![];
-        for ey in 0..ny {
-            for ex in 0..nx {
-                let (i, j) = (2 * ex, 2 * ey);
-                q.push([
-                    id(i, j),
-                    id(i + 2, j),
-                    id(i + 2, j + 2),
-                    id(i, j + 2),
-                    id(i + 1, j),
-                    id(i + 2, j + 1),
-                    id(i + 1, j + 2),
-                    id(i, j + 1),
-                ]);
-            }
-        }
+        let q: Vec<[i64; NODES]> = els
+            .iter()
+            .map(|e| e.map(|v| perm[v as usize] as i64))
+            .collect();
         Mesh::new(x, y, &q, OrientationPolicy::Fix).unwrap()
     }
 

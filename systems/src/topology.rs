@@ -198,7 +198,7 @@ mod tests {
     use crate::mesh::OrientationPolicy;
 
     /// `nx x ny` unit Quad-8 elements with their lower-left corner at
-    /// `(x0, y0)`, nodes numbered from `base`.
+    /// `(x0, y0)`, nodes numbered from `base` (the engine's lattice grid).
     fn block(
         nx: usize,
         ny: usize,
@@ -206,31 +206,9 @@ mod tests {
         y0: f64,
         base: i64,
     ) -> (Vec<f64>, Vec<f64>, Vec<[i64; 8]>) {
-        let w = 2 * nx + 1;
-        let id = |i: usize, j: usize| base + (j * w + i) as i64;
-        let (mut x, mut y) = (vec![], vec![]);
-        for j in 0..=2 * ny {
-            for i in 0..w {
-                x.push(x0 + i as f64 / 2.0);
-                y.push(y0 + j as f64 / 2.0);
-            }
-        }
-        let mut q = vec![];
-        for ey in 0..ny {
-            for ex in 0..nx {
-                let (i, j) = (2 * ex, 2 * ey);
-                q.push([
-                    id(i, j),
-                    id(i + 2, j),
-                    id(i + 2, j + 2),
-                    id(i, j + 2),
-                    id(i + 1, j),
-                    id(i + 2, j + 1),
-                    id(i + 1, j + 2),
-                    id(i, j + 1),
-                ]);
-            }
-        }
+        let (x, y, els) =
+            crate::mesh::lattice_grid(nx, ny, |u, v| (x0 + nx as f64 * u, y0 + ny as f64 * v));
+        let q = els.iter().map(|e| e.map(|v| base + i64::from(v))).collect();
         (x, y, q)
     }
 

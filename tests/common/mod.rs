@@ -103,29 +103,12 @@ pub fn blocks_mesh(parts: &[(usize, usize, f64, f64)]) -> quadflow::io::RawMesh 
     let (mut x, mut y, mut quad8) = (vec![], vec![], vec![]);
     for &(nx, ny, x0, y0) in parts {
         let base = x.len() as i64;
-        let w = 2 * nx + 1;
-        let id = |i: usize, j: usize| base + (j * w + i) as i64;
-        for j in 0..=2 * ny {
-            for i in 0..w {
-                x.push(x0 + i as f64 / 2.0);
-                y.push(y0 + j as f64 / 2.0);
-            }
-        }
-        for ey in 0..ny {
-            for ex in 0..nx {
-                let (i, j) = (2 * ex, 2 * ey);
-                quad8.push([
-                    id(i, j),
-                    id(i + 2, j),
-                    id(i + 2, j + 2),
-                    id(i, j + 2),
-                    id(i + 1, j),
-                    id(i + 2, j + 1),
-                    id(i + 1, j + 2),
-                    id(i, j + 1),
-                ]);
-            }
-        }
+        let (bx, by, els) = quadflow_systems::mesh::lattice_grid(nx, ny, |u, v| {
+            (x0 + nx as f64 * u, y0 + ny as f64 * v)
+        });
+        x.extend(bx);
+        y.extend(by);
+        quad8.extend(els.iter().map(|e| e.map(|v| base + i64::from(v))));
     }
     quadflow::io::RawMesh { x, y, quad8 }
 }
