@@ -302,12 +302,22 @@ fn every_scene_in_scenes_parses_and_names_an_existing_mesh() {
         if p.extension().is_some_and(|x| x == "toml") {
             let s = quadflow::scene::Scene::load(&p).unwrap_or_else(|e| panic!("{e}"));
             if let quadflow::scene::MeshSource::File(f) = s.mesh_source().unwrap() {
-                assert!(
-                    f.exists(),
-                    "{}: mesh {} does not exist",
-                    p.display(),
-                    f.display()
-                );
+                // the large reference meshes live in ../shared, absent from
+                // a plain clone
+                let shared = f.starts_with(dir.join("../../shared"));
+                if shared && !f.exists() {
+                    common::skip(
+                        "every_scene_in_scenes_parses_and_names_an_existing_mesh",
+                        &format!("{}: its mesh is in ../shared (absent)", p.display()),
+                    );
+                } else {
+                    assert!(
+                        f.exists(),
+                        "{}: mesh {} does not exist",
+                        p.display(),
+                        f.display()
+                    );
+                }
             }
             n += 1;
         }
