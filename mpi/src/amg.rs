@@ -121,32 +121,6 @@ pub struct DistHierarchy {
     pub operator_complexity: f64,
 }
 
-/// Chebyshev (or Jacobi) coefficients: the engine's smoother.
-fn smoother_coefficients(s: &AmgSettings, rho: f64) -> (f64, Vec<(f64, f64)>) {
-    let deg = s.degree.max(1);
-    match s.smoother {
-        host::Smoother::Jacobi => {
-            let w = 4.0 / 3.0 / rho;
-            (w, vec![(0.0, w); deg - 1])
-        }
-        host::Smoother::Chebyshev => {
-            let hi = 1.1 * rho;
-            let lo = hi / s.cheb_ratio;
-            let theta = 0.5 * (hi + lo);
-            let delta = 0.5 * (hi - lo);
-            let sigma = theta / delta;
-            let mut rho_old = 1.0 / sigma;
-            let mut steps = Vec::with_capacity(deg - 1);
-            for _ in 1..deg {
-                let rho_new = 1.0 / (2.0 * sigma - rho_old);
-                steps.push((rho_new * rho_old, 2.0 * rho_new / delta));
-                rho_old = rho_new;
-            }
-            (1.0 / theta, steps)
-        }
-    }
-}
-
 fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -490,7 +464,7 @@ impl DistHierarchy {
             let gg: Vec<u64> = ghosts.iter().map(|g| g.1).collect();
             let go: Vec<u32> = ghosts.iter().map(|g| g.0).collect();
             let p_halo = build_halo(comm, &ac.gid, nco, &gg, &go);
-            let (s0, steps) = smoother_coefficients(settings, c.rho);
+            let (s0, steps) = host::smoother_coefficients(settings, c.rho);
             let next_b: Vec<f64> = order.iter().map(|&o| c.coarse_b[o as usize]).collect();
             levels.push(Level {
                 a,
