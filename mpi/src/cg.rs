@@ -58,24 +58,7 @@ fn exchange_r(
 ) {
     let (sends, recvs) = bufs;
     k.pack(halo, sends);
-    {
-        // (no empty messages: the other end posts none either)
-        let s: Vec<(usize, &[f64])> = halo
-            .neighbours
-            .iter()
-            .zip(sends.iter())
-            .filter(|(_, b)| !b.is_empty())
-            .map(|(n, b)| (n.rank, &b[..]))
-            .collect();
-        let mut r: Vec<(usize, &mut [f64])> = halo
-            .neighbours
-            .iter()
-            .zip(recvs.iter_mut())
-            .filter(|(_, b)| !b.is_empty())
-            .map(|(n, b)| (n.rank, &mut b[..]))
-            .collect();
-        comm.exchange(&s, &mut r, &mut || overlap(&mut *k));
-    }
+    halo.post(comm, sends, recvs, &mut || overlap(&mut *k));
     k.unpack(halo, recvs);
 }
 

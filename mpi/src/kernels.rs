@@ -589,32 +589,14 @@ mod tests {
                             .map(|n| vec![0.0; n.recv.len()])
                             .collect();
                         k.pack(&m.halo, &mut sends);
-                        {
-                            let sv: Vec<(usize, &[f64])> = m
-                                .halo
-                                .neighbours
-                                .iter()
-                                .zip(&sends)
-                                .filter(|(_, b)| !b.is_empty())
-                                .map(|(n, b)| (n.rank, &b[..]))
-                                .collect();
-                            let mut rv: Vec<(usize, &mut [f64])> = m
-                                .halo
-                                .neighbours
-                                .iter()
-                                .zip(recvs.iter_mut())
-                                .filter(|(_, b)| !b.is_empty())
-                                .map(|(n, b)| (n.rank, &mut b[..]))
-                                .collect();
-                            c.exchange(&sv, &mut rv, &mut || {
-                                c.allreduce_sum(&mut s);
-                                rz = s[1];
-                                if it < 4 {
-                                    beta = if it == 0 { 0.0 } else { rz / rho_prev };
-                                    k.product_interior(beta, alpha);
-                                }
-                            });
-                        }
+                        m.halo.post(c, &sends, &mut recvs, &mut || {
+                            c.allreduce_sum(&mut s);
+                            rz = s[1];
+                            if it < 4 {
+                                beta = if it == 0 { 0.0 } else { rz / rho_prev };
+                                k.product_interior(beta, alpha);
+                            }
+                        });
                         k.unpack(&m.halo, &recvs);
                         trace.extend(s);
                         if it == 4 {

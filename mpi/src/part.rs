@@ -79,25 +79,8 @@ impl Halo {
             .iter()
             .map(|n| vec![0.0; n.recv.len()])
             .collect();
-        {
-            // (no empty messages: the other end posts none either)
-            let s: Vec<(usize, &[f64])> = self
-                .neighbours
-                .iter()
-                .zip(&sends)
-                .filter(|(_, b)| !b.is_empty())
-                .map(|(n, b)| (n.rank, &b[..]))
-                .collect();
-            let mut r: Vec<(usize, &mut [f64])> = self
-                .neighbours
-                .iter()
-                .zip(recvs.iter_mut())
-                .filter(|(_, b)| !b.is_empty())
-                .map(|(n, b)| (n.rank, &mut b[..]))
-                .collect();
-            let vr: &[f64] = v;
-            comm.exchange(&s, &mut r, &mut || overlap(vr));
-        }
+        let vr: &[f64] = v;
+        self.post(comm, &sends, &mut recvs, &mut || overlap(vr));
         for (n, b) in self.neighbours.iter().zip(&recvs) {
             for (&i, &x) in n.recv.iter().zip(b) {
                 v[i as usize] = x;
@@ -120,29 +103,40 @@ impl Halo {
             .iter()
             .map(|n| vec![0.0; n.send.len()])
             .collect();
-        {
-            // (no empty messages: the other end posts none either)
-            let s: Vec<(usize, &[f64])> = self
-                .neighbours
-                .iter()
-                .zip(&sends)
-                .filter(|(_, b)| !b.is_empty())
-                .map(|(n, b)| (n.rank, &b[..]))
-                .collect();
-            let mut r: Vec<(usize, &mut [f64])> = self
-                .neighbours
-                .iter()
-                .zip(recvs.iter_mut())
-                .filter(|(_, b)| !b.is_empty())
-                .map(|(n, b)| (n.rank, &mut b[..]))
-                .collect();
-            comm.exchange(&s, &mut r, &mut || {});
-        }
+        self.post(comm, &sends, &mut recvs, &mut || {});
         for (n, b) in self.neighbours.iter().zip(&recvs) {
             for (&i, &x) in n.send.iter().zip(b) {
                 v[i as usize] += x;
             }
         }
+    }
+
+    /// One message to and from each neighbour (`sends[k]` to neighbour
+    /// `k`, `recvs[k]` from it), non-blocking, with `overlap` running while
+    /// they travel. Empty buffers are not posted (the other end posts none
+    /// either).
+    pub fn post(
+        &self,
+        comm: &dyn Comm,
+        sends: &[Vec<f64>],
+        recvs: &mut [Vec<f64>],
+        overlap: &mut dyn FnMut(),
+    ) {
+        let s: Vec<(usize, &[f64])> = self
+            .neighbours
+            .iter()
+            .zip(sends)
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(n, b)| (n.rank, &b[..]))
+            .collect();
+        let mut r: Vec<(usize, &mut [f64])> = self
+            .neighbours
+            .iter()
+            .zip(recvs.iter_mut())
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(n, b)| (n.rank, &mut b[..]))
+            .collect();
+        comm.exchange(&s, &mut r, overlap);
     }
 
     fn encode(&self, w: &mut Writer) {
