@@ -23,7 +23,13 @@ typedef unsigned int u32;
 #define QF_FLAG_NONFINITE 3   // equilibration: a NaN or infinite value was met
 #define QF_FLAG_BAD_ELEMENT 4 // quadrature: smallest degenerate element (INT_MAX: none)
 #define QF_FLAG_MISSING 5     // assembly/boundary: a pair missing from the pattern (bug)
+#define QF_FLAG_ITER 6        // CG: the iteration whose top the next kernel is at
+#define QF_FLAG_RESTART 7     // CG: iteration of the last (re)start (beta = 0 there)
 #define QF_FLAGS 8
+
+// Slots of the CG control buffer `ctl` (doubles).
+#define QF_CTL_ATOL 0         // CG: the stopping threshold target * ||b||
+#define QF_CTL 2
 
 // Doubles per iteration in the CG history ring: rr, rz, pq, (pad).
 #define QF_HIST 4
@@ -110,11 +116,10 @@ __device__ __forceinline__ bool qf_grid_sum(double (&v)[NV], double* partials,
   return true;
 }
 
-// The CG step of the Jacobi-CG and AMG-CG loops: x += alpha p,
-// r -= alpha q over the grid-stride rows, then the grid sums of r.r and
-// r.(w r) (w = 1/diag for Jacobi, the unscaled-residual weights for AMG).
-// Returns true in the block that finished the sums; its thread 0 holds
-// them in acc. Every thread of every block must call it.
+// The Jacobi-CG step: x += alpha p, r -= alpha q over the grid-stride
+// rows, then the grid sums of r.r and r.(inv_diag r). Returns true in the
+// block that finished the sums; its thread 0 holds them in acc. Every
+// thread of every block must call it.
 __device__ __forceinline__ bool qf_cg_step(int n, double alpha,
                                            const double* __restrict__ p,
                                            const double* __restrict__ q,
@@ -132,6 +137,16 @@ __device__ __forceinline__ bool qf_cg_step(int n, double alpha,
     acc[1] += v * v * w[i];
   }
   return qf_grid_sum<2>(acc, partials, counter);
+}
+
+// The Jacobi-CG search direction of one row: z + beta p with z = r *
+// inv_diag, rounded the same way wherever it is computed (the separate
+// direction kernel, the SpMV that forms it on the fly, the persistent
+// kernel): one product, one fused multiply-add, no contraction left to
+// the compiler. With beta = 0 (a (re)start) it is z exactly.
+__device__ __forceinline__ double qf_cg_dir(double r, double inv_diag, double beta,
+                                            double p) {
+  return __fma_rn(beta, p, __dmul_rn(r, inv_diag));
 }
 
 // Column of entry k of row `row`: absolute (u32) or a 16-bit offset from

@@ -80,3 +80,81 @@ QF_RESIDUAL(4)
 QF_RESIDUAL(8)
 QF_RESIDUAL(16)
 QF_RESIDUAL(32)
+
+// The residual replacement of the convergence rule (`solver::Convergence`)
+// in the equilibrated system of the Jacobi-CG loops: r = b - A x on the
+// coupled rows (b = d f, A = vs, the values qf_eq_scale_init wrote), r = 0
+// on decoupled rows (as qf_eq_scale_init started them), G threads per row;
+// slot `it` of the history ring and out[0..2] get r.r and r.(inv_diag r),
+// the norms the next iteration starts from.
+template <int G>
+__device__ __forceinline__ void qf_eq_residual(
+    int n, int it, int ring, const u32* __restrict__ rowptr,
+    const u32* __restrict__ col, const double* __restrict__ vs,
+    const double* __restrict__ d, const double* __restrict__ f,
+    const double* __restrict__ inv_diag, const double* __restrict__ x,
+    double* __restrict__ r, double* partials, u32* counter, double* hist,
+    double* out) {
+  constexpr int PER_WARP = 32 / G;
+  const int lane = threadIdx.x % G;
+  const int gw = (threadIdx.x & 31) / G;
+  const int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  const int nwarps = (gridDim.x * blockDim.x) >> 5;
+  double acc[2] = {0.0, 0.0};
+  for (int base = warp * PER_WARP; base < n; base += nwarps * PER_WARP) {
+    const int row = base + gw;
+    double sum = 0.0;
+    u32 s = 0, e = 0;
+    if (row < n) {
+      s = rowptr[row];
+      e = rowptr[row + 1];
+      for (u32 k = s + lane; k < e; k += G) sum += vs[k] * x[col[k]];
+    }
+#pragma unroll
+    for (int off = G / 2; off > 0; off >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, off, G);
+    if (lane == 0 && row < n) {
+      const double v = e > s + 1 ? d[row] * f[row] - sum : 0.0;
+      r[row] = v;
+      acc[0] += v * v;
+      acc[1] += v * v * inv_diag[row];
+    }
+  }
+  if (qf_grid_sum<2>(acc, partials, counter) && threadIdx.x == 0) {
+    double* h = hist + QF_HIST * (it % ring);
+    h[0] = acc[0];
+    h[1] = acc[1];
+    out[0] = acc[0];
+    out[1] = acc[1];
+  }
+}
+
+#define QF_EQ_RESIDUAL(G)                                                      \
+  extern "C" __global__ void qf_eq_residual_g##G(                              \
+      int n, int it, int ring, const u32* __restrict__ rowptr,                 \
+      const u32* __restrict__ col, const double* __restrict__ vs,              \
+      const double* __restrict__ d, const double* __restrict__ f,              \
+      const double* __restrict__ inv_diag, const double* __restrict__ x,       \
+      double* __restrict__ r, double* partials, u32* counter, double* hist,    \
+      double* out) {                                                           \
+    qf_eq_residual<G>(n, it, ring, rowptr, col, vs, d, f, inv_diag, x, r,      \
+                      partials, counter, hist, out);                           \
+  }
+QF_EQ_RESIDUAL(2)
+QF_EQ_RESIDUAL(4)
+QF_EQ_RESIDUAL(8)
+QF_EQ_RESIDUAL(16)
+QF_EQ_RESIDUAL(32)
+
+// The CG loop's device state for a (re)start at iteration it with the
+// threshold atol: the loop goes on (stop and breakdown cleared), the
+// iteration is it, the direction restarts there, ctl holds atol. One
+// thread.
+extern "C" __global__ void qf_cg_restart(int it, double atol, int* flags, double* ctl) {
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    flags[QF_FLAG_STOP] = 0;
+    flags[QF_FLAG_BREAKDOWN] = 0;
+    flags[QF_FLAG_ITER] = it;
+    flags[QF_FLAG_RESTART] = it;
+    ctl[QF_CTL_ATOL] = atol;
+  }
+}

@@ -6,11 +6,13 @@
 //!
 //! The V-cycle is a program of kernel launches ([`super::amg_cycle`]).
 //!
-//! The CG loop mirrors [`crate::amg::amg_pcg`] (same stopping rule on the
-//! recurrence residual and on the residual of the original system, same
-//! checks and restarts) with its scalars read back to the host: three
-//! small reads per iteration (`p.q`, the residual norms, `r.z`), which at
-//! 40 to 60 iterations cost far less than the cycles.
+//! The CG loop mirrors [`crate::amg::amg_pcg`] (the convergence rule every
+//! solver shares, [`Convergence`]: the recurrence says when to look, the
+//! true residual recomputed from the iterate decides, a replacement
+//! restarts the direction) with its scalars read back to the host: three
+//! small reads per iteration (`p.q`, `r.r`, `r.z`), which at 40 to 60
+//! iterations cost far less than the cycles. Every reduction sums per-block
+//! partials in block order: identical runs give identical iterates.
 
 pub use super::amg_cycle::{CycleOp, cycle_program};
 use super::amg_cycle::{DevHierarchy, DevMat, i32n, rows_cfg, upload_mat};
@@ -29,7 +31,6 @@ use std::time::Instant;
 struct CgBuffers {
     a: DevMat<f64>,
     b: CudaSlice<f64>,
-    w: CudaSlice<f64>,
     x: CudaSlice<f64>,
     r: CudaSlice<f64>,
     z: CudaSlice<f64>,
@@ -70,8 +71,8 @@ impl CgBuffers {
         Ok(read_out(st, report, &self.out, 1)?[0])
     }
 
-    /// `rt = b - A x`, returns `(rt.rt, rt.W.rt)`.
-    fn residual(&mut self, st: &Device, report: &mut GpuReport) -> GResult<(f64, f64)> {
+    /// `rt = b - A x`, returns `rt.rt`.
+    fn residual(&mut self, st: &Device, report: &mut GpuReport) -> GResult<f64> {
         let a = &self.a;
         let n = i32n(a.pat.n)?;
         let name = format!("qf_amg_resid_g{}", a.pat.group);
@@ -82,19 +83,17 @@ impl CgBuffers {
             .arg(&a.val)
             .arg(&self.b)
             .arg(&self.x)
-            .arg(&self.w)
             .arg(&mut self.rt)
             .arg(&st.partials)
             .arg(&st.counter)
             .arg(&mut self.out);
         // SAFETY: as above.
         unsafe { lb.launch(rows_cfg(st, a.pat.n, a.pat.group)) }.ctx(&name)?;
-        let v = read_out(st, report, &self.out, 2)?;
-        Ok((v[0], v[1]))
+        Ok(read_out(st, report, &self.out, 1)?[0])
     }
 
-    /// `x += alpha p`, `r -= alpha q`; returns `(r.r, r.W.r)`.
-    fn update(&mut self, st: &Device, report: &mut GpuReport, alpha: f64) -> GResult<(f64, f64)> {
+    /// `x += alpha p`, `r -= alpha q`; returns `r.r`.
+    fn update(&mut self, st: &Device, report: &mut GpuReport, alpha: f64) -> GResult<f64> {
         let n = self.a.pat.n;
         let n32 = i32n(n)?;
         let mut lb = st.stream.launch_builder(st.func("qf_amg_update")?);
@@ -102,7 +101,6 @@ impl CgBuffers {
             .arg(&alpha)
             .arg(&self.p)
             .arg(&self.q)
-            .arg(&self.w)
             .arg(&mut self.x)
             .arg(&mut self.r)
             .arg(&st.partials)
@@ -110,8 +108,7 @@ impl CgBuffers {
             .arg(&mut self.out);
         // SAFETY: as above.
         unsafe { lb.launch(launch::per_row_reduce(n, st.sms).config()) }.ctx("qf_amg_update")?;
-        let v = read_out(st, report, &self.out, 2)?;
-        Ok((v[0], v[1]))
+        Ok(read_out(st, report, &self.out, 1)?[0])
     }
 
     /// `r.z`.
@@ -227,7 +224,6 @@ fn prepare_host(
     };
     let m = h.fine().nrows();
     let mean_full = if n == 0 { 0.0 } else { nnz as f64 / n as f64 };
-    let weights = sys.weights();
     let _s = tracing::info_span!("gpu_amg_upload").entered();
     let a = h.fine();
     let fine = upload_mat(st, report, a, a.vals(), None)?;
@@ -235,7 +231,6 @@ fn prepare_host(
     let bufs = CgBuffers {
         a: fine,
         b: st.upload(report, "AMG right-hand side", &sys.b)?,
-        w: st.upload(report, "AMG right-hand side", &weights)?,
         x: st.zeros(m)?,
         r: st.upload(report, "AMG right-hand side", &sys.b)?,
         z: st.zeros(m)?,
@@ -288,7 +283,6 @@ fn prepare_device(
         a: fine,
         r: st.stream.clone_dtod(&sys.b).ctx("copy")?,
         b: sys.b,
-        w: sys.w,
         x: st.zeros(m)?,
         z: st.zeros(m)?,
         p: st.zeros(m)?,
@@ -298,7 +292,7 @@ fn prepare_device(
     };
     // r.r of r = b (x = 0)
     let rr = if m > 0 {
-        bufs.residual(st, report)?.0
+        bufs.residual(st, report)?
     } else {
         0.0
     };
@@ -374,7 +368,7 @@ pub fn solve(
         let mut it = 0;
         let verdict = loop {
             if rel(rr) < rule.target() {
-                let (tr, _) = bufs.residual(st, report)?;
+                let tr = bufs.residual(st, report)?;
                 match rule.judge(it, rel(tr)) {
                     Verdict::Replace => {}
                     v => break Some(v),
@@ -398,7 +392,7 @@ pub fn solve(
                 .into());
             }
             let alpha = rz / pq;
-            (rr, _) = bufs.update(st, report, alpha)?;
+            rr = bufs.update(st, report, alpha)?;
             it += 1;
             if !progress(it, rel(rr)) {
                 return Err(SolveError::Interrupted { iteration: it }.into());
@@ -430,7 +424,11 @@ pub fn solve(
         operator_complexity: complexity,
         ..Default::default()
     };
-    rule.finish(&mut stats, verdict, rr_last.sqrt() / b_norm.max(f64::MIN_POSITIVE));
+    rule.finish(
+        &mut stats,
+        verdict,
+        rr_last.sqrt() / b_norm.max(f64::MIN_POSITIVE),
+    );
     Ok((
         GpuSolveOutcome {
             u: u_host,
@@ -442,7 +440,6 @@ pub fn solve(
     ))
 }
 
-#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use super::*;
