@@ -61,6 +61,18 @@ pub fn device_available() -> bool {
             .unwrap_or(false)
 }
 
+/// Total memory of device `ordinal` in bytes, `None` where there is no
+/// usable device (sizes a test's largest mesh to the card).
+pub fn total_memory(ordinal: usize) -> Option<u64> {
+    probe_driver().ok()?;
+    guard(|| {
+        let ctx = CudaContext::new(ordinal).ctx("creating the CUDA context")?;
+        let (_, total) = ctx.mem_get_info().ctx("cuMemGetInfo")?;
+        Ok(total as u64)
+    })
+    .ok()
+}
+
 /// The loaded kernels by name.
 pub struct KernelSet(HashMap<String, CudaFunction>);
 

@@ -61,7 +61,7 @@ pub mod report;
 pub mod state;
 pub mod vendor;
 
-pub use device::{device_available, prewarm};
+pub use device::{device_available, prewarm, total_memory};
 pub use options::{AmgSetupSite, CgLoop, GpuCgOptions, GpuSolveStrategy};
 pub use report::{GpuReport, Transfer};
 pub use state::GpuState;
