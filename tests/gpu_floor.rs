@@ -196,9 +196,9 @@ fn identical_runs_give_identical_answers() {
         // the Jacobi-CG iteration by loop and kernel count
         for gpu in [
             "cg_loop = 'launches'\nfuse_direction = false",
-            "cg_loop = 'launches'",
+            "cg_loop = 'launches'\nfuse_direction = true",
             "cg_loop = 'graph'\nfuse_direction = false",
-            "cg_loop = 'graph'",
+            "cg_loop = 'graph'\nfuse_direction = true",
         ] {
             let mut per_it = vec![];
             let mut its = 0;

@@ -512,7 +512,7 @@ fn check_interval_and_spmv_group_do_not_change_the_iteration() {
                 spmv_group: group,
                 short_columns,
                 cg_loop,
-                fuse_direction: fuse,
+                fuse_direction: Some(fuse),
                 ..GpuCgOptions::default()
             },
             ..Gpu::default()

@@ -20,8 +20,8 @@
 //! state they differ by lives on the device) and the graph is replayed on
 //! the backend's stream, one launch per chunk instead of two or three per
 //! iteration. An iteration is two kernels (the SpMV forms the direction
-//! on the fly) or three (`fuse_direction = false`); the arithmetic is the
-//! same bit for bit.
+//! on the fly; below `FUSED_MAX_ROWS` rows by default) or three (a
+//! direction kernel first); the arithmetic is the same bit for bit.
 
 use super::device::{Ctx, Device, GResult, backend_error};
 use super::kernels::{HIST, ctl, flag};
@@ -432,7 +432,9 @@ pub fn solve(
     // the two-kernel iteration on the launched or graph loop only (the
     // persistent kernel forms the direction in its own pass)
     let fused = strategy == GpuSolveStrategy::Custom
-        && options.fuse_direction
+        && options
+            .fuse_direction
+            .unwrap_or(n < super::options::FUSED_MAX_ROWS)
         && cg_loop != CgLoop::Persistent;
     let mut b = SolveBuffers {
         diag: st.zeros(n)?,

@@ -160,8 +160,9 @@ pub struct GpuSection {
     /// (one cooperative kernel per chunk).
     pub cg_loop: String,
     /// Two kernels per custom CG iteration, the SpMV forming the
-    /// direction (`true`), or three.
-    pub fuse_direction: bool,
+    /// direction (`true`), or three (`false`); absent: by size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuse_direction: Option<bool>,
     /// Every matrix entry summed in a fixed order, identical runs giving
     /// identical answers (`true`), or atomic additions (`false`).
     pub deterministic: bool,
@@ -618,17 +619,17 @@ mod tests {
         assert_eq!(b.cg.amg_setup, AmgSetupSite::Host);
         let d = GpuSection::default().backend().unwrap();
         assert_eq!(d.cg.cg_loop, CgLoop::Auto);
-        assert!(d.cg.fuse_direction && d.cg.deterministic);
+        assert!(d.cg.fuse_direction.is_none() && d.cg.deterministic);
         let g = GpuSection {
             cg_loop: "graph".into(),
-            fuse_direction: false,
+            fuse_direction: Some(false),
             deterministic: false,
             ..GpuSection::default()
         }
         .backend()
         .unwrap();
         assert_eq!(g.cg.cg_loop, CgLoop::Graph);
-        assert!(!g.cg.fuse_direction && !g.cg.deterministic);
+        assert!(g.cg.fuse_direction == Some(false) && !g.cg.deterministic);
         assert_eq!(d.cg.amg_setup, AmgSetupSite::Device);
         for (section, key) in [
             (

@@ -5,6 +5,13 @@
 /// none (it never won on the H200; see [`super::persistent`]).
 pub const PERSISTENT_MAX_ROWS: usize = 0;
 
+/// Systems below this many rows run the custom Jacobi-CG iteration in two
+/// kernels (the SpMV forms the direction: one grid-wide step less, which
+/// is what short iterations pay for), larger ones in three (one gathered
+/// vector per entry instead of three, which is what long iterations pay
+/// for), unless [`GpuCgOptions::fuse_direction`] says.
+pub const FUSED_MAX_ROWS: usize = 500_000;
+
 /// How the custom strategy's iterations are launched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CgLoop {
@@ -114,9 +121,10 @@ pub struct GpuCgOptions {
     /// ([`CgLoop::Auto`]: by size).
     pub cg_loop: CgLoop,
     /// The custom iteration in two kernels, the SpMV forming the search
-    /// direction on the fly (`true`), or three (a direction kernel first).
-    /// The same arithmetic bit for bit.
-    pub fuse_direction: bool,
+    /// direction on the fly (`Some(true)`), or three (a direction kernel
+    /// first); `None`: two below [`FUSED_MAX_ROWS`] rows. The same
+    /// arithmetic bit for bit.
+    pub fuse_direction: Option<bool>,
     /// Every matrix entry and right-hand side value summed in a fixed
     /// order (row-wise assembly, `true`: identical runs give identical
     /// answers) or scattered with atomic additions (`false`).
@@ -162,7 +170,7 @@ impl Default for GpuCgOptions {
             spmv_group: None,
             short_columns: true,
             cg_loop: CgLoop::Auto,
-            fuse_direction: true,
+            fuse_direction: None,
             deterministic: true,
             amg_setup: AmgSetupSite::Device,
         }
