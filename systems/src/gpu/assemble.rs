@@ -161,6 +161,19 @@ impl RobinRows {
     }
 }
 
+/// [`RobinRows`] on the device: nodes, list starts, edges, and the node
+/// count.
+pub struct DeviceRobinRows {
+    /// The nodes.
+    pub nodes: CudaSlice<u32>,
+    /// List starts.
+    pub ptr: CudaSlice<u32>,
+    /// The edges of every node.
+    pub edges: CudaSlice<u32>,
+    /// Nodes.
+    pub count: usize,
+}
+
 /// The device buffers of the Robin edges.
 pub struct RobinInputs<'a> {
     /// Edges.
@@ -173,14 +186,9 @@ pub struct RobinInputs<'a> {
     pub x: &'a CudaSlice<f64>,
     /// Node y.
     pub y: &'a CudaSlice<f64>,
-    /// The lists by node ([`RobinRows`]) on the device, with their node
-    /// count: `(rnode, rptr, redge, count)`; `None`: atomic additions.
-    pub rows: Option<(
-        &'a CudaSlice<u32>,
-        &'a CudaSlice<u32>,
-        &'a CudaSlice<u32>,
-        usize,
-    )>,
+    /// The lists by node ([`RobinRows`]) on the device; `None`: atomic
+    /// additions.
+    pub rows: Option<&'a DeviceRobinRows>,
 }
 
 /// Adds the Robin edges to `val` and `f`: node by node in edge order
@@ -197,14 +205,15 @@ pub fn robin(
         return Ok(());
     }
     match a.rows {
-        Some((rnode, rptr, redge, m)) => {
+        Some(rows) => {
+            let m = rows.count;
             let m32 = i32_len(m, "Robin nodes")?;
             let func = st.func("qf_robin_rows")?;
             let mut b = st.stream.launch_builder(func);
             b.arg(&m32)
-                .arg(rnode)
-                .arg(rptr)
-                .arg(redge)
+                .arg(&rows.nodes)
+                .arg(&rows.ptr)
+                .arg(&rows.edges)
                 .arg(a.nodes)
                 .arg(a.pg)
                 .arg(a.x)

@@ -269,12 +269,28 @@ impl CustomDevice<'_> {
         // SAFETY: an instantiated graph of this context, launched on a
         // stream of the same context; the buffers it names outlive the
         // solve (the caller synchronizes before they go).
-        unsafe {
+        let launched = unsafe {
             cudarc::driver::result::graph::launch(g.cu_graph_exec(), self.st.stream.cu_stream())
+        };
+        match launched {
+            Ok(()) => {
+                self.report.cg_graph_launches += 1;
+                Ok(true)
+            }
+            // refused at the first launch (nothing was enqueued): the
+            // iterations one by one from here on
+            Err(e) if self.report.cg_graph_launches == 0 => {
+                tracing::warn!(
+                    "launching the CG graph failed ({e:?}); launching the iterations one by one"
+                );
+                self.report.cg_graph_error = Some(format!("cuGraphLaunch: {e:?}"));
+                self.report.cg_loop = Some(CgLoop::Launches.name());
+                self.graph = None;
+                self.graph_len = 0;
+                Ok(false)
+            }
+            Err(e) => Err(e).ctx("cuGraphLaunch"),
         }
-        .ctx("cuGraphLaunch")?;
-        self.report.cg_graph_launches += 1;
-        Ok(true)
     }
 }
 

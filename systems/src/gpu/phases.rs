@@ -300,12 +300,12 @@ pub fn apply_boundary(
     let d_pg = st.upload(report, "robin parameters", &pg)?;
     let rows = if deterministic && !edge_nodes.is_empty() {
         let r = assemble::RobinRows::new(&edge_nodes);
-        Some((
-            st.upload(report, "robin edges", &r.nodes)?,
-            st.upload(report, "robin edges", &r.ptr)?,
-            st.upload(report, "robin edges", &r.edges)?,
-            r.nodes.len(),
-        ))
+        Some(assemble::DeviceRobinRows {
+            nodes: st.upload(report, "robin edges", &r.nodes)?,
+            ptr: st.upload(report, "robin edges", &r.ptr)?,
+            edges: st.upload(report, "robin edges", &r.edges)?,
+            count: r.nodes.len(),
+        })
     } else {
         None
     };
@@ -330,7 +330,7 @@ pub fn apply_boundary(
             pg: &d_pg,
             x: &g.x,
             y: &g.y,
-            rows: rows.as_ref().map(|(a, b, c, m)| (a, b, c, *m)),
+            rows: rows.as_ref(),
         };
         assemble::robin(&st.dev, &s.rowptr, &s.col, &inputs, &mut s.val, &mut s.f)?;
         for (list, vals, with_values, len) in [
