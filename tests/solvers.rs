@@ -96,6 +96,7 @@ fn timed_amg(
             rtol: 1e-10,
             max_iter: 500,
         },
+        &|x: &[f64]| solver::residuals(k, f, &sys.unscale(x)).equilibrated,
         &mut |_, _| true,
     )
     .unwrap();

@@ -18,17 +18,18 @@ pub struct AmgCgOutcome {
 /// CG preconditioned by one V-cycle of `h` on the equilibrated system
 /// `A x = b` (`A = h.fine()`), `x0 = 0`, `b_norm = ||b||` over every row
 /// of the system (decoupled ones included). Looks when the recurrence
-/// residual satisfies `||r|| < target ||b||` and stops when the true
-/// residual `||b - A x|| / ||b||` is at most `rtol`; above it, CG goes on
-/// from the recomputed residual ([`Convergence`], the rule of every
-/// solver). `progress(iteration, relative_residual)` is called every
-/// iteration.
+/// residual satisfies `||r|| < target ||b||` and stops when `check(x)`,
+/// the true equilibrated residual of the solution `u` that `x` unscales to
+/// (what the run reports), is at most `rtol`; above it, CG goes on from
+/// the recomputed `b - A x` ([`Convergence`], the rule of every solver).
+/// `progress(iteration, relative_residual)` is called every iteration.
 pub fn amg_pcg(
     exec: Exec,
     h: &Hierarchy,
     b: &[f64],
     b_norm: f64,
     settings: &CgSettings,
+    check: &dyn Fn(&[f64]) -> f64,
     progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<AmgCgOutcome, SolveError> {
     let a = h.fine();
@@ -73,7 +74,7 @@ pub fn amg_pcg(
                 *xi = 0.0;
             }
             rr = true_residual(&base, &mut r);
-            match rule.judge(it, rel(rr)) {
+            match rule.judge(it, check(&base)) {
                 Verdict::Replace => {}
                 v => break Some(v),
             }

@@ -217,14 +217,16 @@ pub struct CgOutcome {
 
 /// Jacobi-preconditioned CG on an equilibrated system, SciPy's iteration:
 /// look when `||r|| < rtol ||b||` is found at the top of an iteration, then
-/// stop only if the true residual `||b - A x|| / ||b||` is at most `rtol`
-/// too ([`Convergence`]: otherwise the residual is replaced by the
-/// recomputed one and the iteration goes on, restarted).
+/// stop only if `check(x)`, the true equilibrated residual of the solution
+/// `u` that `x` unscales to (what the run reports), is at most `rtol` too
+/// ([`Convergence`]: otherwise the residual is replaced by the recomputed
+/// `b - A x` and the iteration goes on, restarted).
 /// `progress(iteration, relative_residual)` is called every 50 iterations.
 pub fn pcg(
     sys: &EquilibratedSystem,
     settings: &CgSettings,
     kernels: &mut dyn CgKernels,
+    check: &dyn Fn(&[f64]) -> f64,
     progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<CgOutcome, SolveError> {
     let m = sys.a.n();
@@ -278,7 +280,7 @@ pub fn pcg(
                 sys.a.get().residual_exact(&sys.b, &base)
             };
             (rr, rz) = dots(&r);
-            match rule.judge(it, rr.sqrt() / sys.b_norm) {
+            match rule.judge(it, check(&base)) {
                 Verdict::Replace => continue,
                 v => break Some(v),
             }

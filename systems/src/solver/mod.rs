@@ -210,7 +210,8 @@ pub fn solve_cg_jacobi(
         EquilibratedSystem::new(k, f)?
     };
     let setup = t0.elapsed().as_secs_f64();
-    let out = pcg(&sys, settings, kernels, progress)?;
+    let check = |x: &[f64]| residuals(k, f, &sys.unscale(x)).equilibrated;
+    let out = pcg(&sys, settings, kernels, &check, progress)?;
     let mut stats = out.stats;
     stats.setup_seconds = setup;
     Ok((sys.unscale(&out.x), stats))
