@@ -190,24 +190,23 @@ __device__ __forceinline__ void qf_amg_pq(int n, const u32* __restrict__ rowptr,
   if (qf_grid_sum<1>(acc, partials, counter) && threadIdx.x == 0) out[0] = acc[0];
 }
 
-// r = b - A x (double precision), out[0] = r.r.
-template <int G>
-__device__ __forceinline__ void qf_amg_resid(int n, const u32* __restrict__ rowptr,
-                                             const u32* __restrict__ col,
-                                             const double* __restrict__ val,
-                                             const double* __restrict__ b,
-                                             const double* __restrict__ x,
-                                             double* __restrict__ r, double* partials,
-                                             u32* counter, double* out) {
+// r = b - A x (double precision, in double-double: qf_dd, the host's
+// `residual_exact_rows`), out[0] = r.r; one thread per row.
+extern "C" __global__ void qf_amg_resid(int n, const u32* __restrict__ rowptr,
+                                        const u32* __restrict__ col,
+                                        const double* __restrict__ val,
+                                        const double* __restrict__ b,
+                                        const double* __restrict__ x,
+                                        double* __restrict__ r, double* partials,
+                                        u32* counter, double* out) {
   double acc[1] = {0.0};
-  QF_GROUP_ROWS(G, row, lane, {
-    const double ax = qf_group_row<G>(rowptr, col, val, x, row, n, lane);
-    if (lane == 0 && row < n) {
-      const double v = b[row] - ax;
-      r[row] = v;
-      acc[0] += v * v;
-    }
-  })
+  QF_FOR(row, n) {
+    qf_dd res = {b[row], 0.0};
+    for (u32 k = rowptr[row]; k < rowptr[row + 1]; ++k) qf_dd_sub_prod(res, val[k], x[col[k]]);
+    const double v = qf_dd_value(res);
+    r[row] = v;
+    acc[0] += v * v;
+  }
   if (qf_grid_sum<1>(acc, partials, counter) && threadIdx.x == 0) out[0] = acc[0];
 }
 
@@ -279,12 +278,6 @@ extern "C" __global__ void qf_amg_unscale(int m, const u32* __restrict__ rows,
       int n, const u32* rowptr, const u32* col, const double* val,               \
       const double* p, double* q, double* partials, u32* counter, double* out) { \
     qf_amg_pq<G>(n, rowptr, col, val, p, q, partials, counter, out);             \
-  }                                                                              \
-  extern "C" __global__ void qf_amg_resid_g##G(                                  \
-      int n, const u32* rowptr, const u32* col, const double* val,               \
-      const double* b, const double* x, double* r, double* partials,             \
-      u32* counter, double* out) {                                               \
-    qf_amg_resid<G>(n, rowptr, col, val, b, x, r, partials, counter, out);       \
   }
 QF_AMG_GROUP(2)
 QF_AMG_GROUP(4)

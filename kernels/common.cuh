@@ -149,6 +149,31 @@ __device__ __forceinline__ double qf_cg_dir(double r, double inv_diag, double be
   return __fma_rn(beta, p, __dmul_rn(r, inv_diag));
 }
 
+// Double-double accumulation (`sparse::Dd` on the host): a sum held as an
+// unevaluated pair hi + lo, each product a * x added without error (its
+// rounding error from one fma, equal to Dekker's TwoProduct) and each sum
+// by Knuth's TwoSum, in the host's order of operations; the residuals of
+// the convergence rule and the reported residuals are computed this way,
+// so that what is left is the error of the solution, not of computing the
+// residual.
+struct qf_dd {
+  double hi, lo;
+};
+
+// d -= a * x.
+__device__ __forceinline__ void qf_dd_sub_prod(qf_dd& d, double a, double x) {
+  const double p = __dmul_rn(a, x);
+  const double pe = __fma_rn(a, x, -p);
+  const double s = __dadd_rn(d.hi, -p);
+  const double bb = __dsub_rn(s, d.hi);
+  const double se = __dadd_rn(__dsub_rn(d.hi, __dsub_rn(s, bb)), __dsub_rn(-p, bb));
+  d.hi = s;
+  d.lo = __dadd_rn(d.lo, __dsub_rn(se, pe));
+}
+
+// The pair's value, rounded once.
+__device__ __forceinline__ double qf_dd_value(qf_dd d) { return __dadd_rn(d.hi, d.lo); }
+
 // Column of entry k of row `row`: absolute (u32) or a 16-bit offset from
 // the row (meshes numbered with a bandwidth below 2^15: 2 bytes a column
 // instead of 4, a sixth less matrix traffic).

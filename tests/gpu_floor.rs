@@ -272,10 +272,13 @@ fn largest_venturi_at_rtol_1e_10() {
     match st.not_converged {
         None => {
             assert!(st.converged);
-            // the residual the rule judged (recomputed from the iterate);
-            // the one recomputed from u (after the unscaling, in the
-            // unscaled matrix) is reported above
+            // the residual the rule judged is the one the run reports
             assert!(st.recurrence_residual <= 1e-10);
+            assert!(
+                s.equilibrated_residual <= 1e-10,
+                "{:e}",
+                s.equilibrated_residual
+            );
         }
         Some(NotConverged::Stalled(x)) => {
             assert!(!st.converged && x > 1e-10);

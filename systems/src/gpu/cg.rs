@@ -31,11 +31,12 @@ pub use super::loop_ctl::{
 };
 use super::pattern::DeviceSystem;
 use super::persistent::{self, CgLoop, PERSISTENT_CHUNKS};
+pub use super::replace::device_true_residual;
 use super::replace::{self, Replacement};
 use super::report::GpuReport;
 use super::vendor::{self, VendorBuffers, VendorLibs};
 use super::{GpuCgOptions, GpuSolveStrategy};
-use crate::solver::{CgSettings, Convergence, Residuals, SolveError, SolveStats};
+use crate::solver::{CgSettings, Convergence, SolveError, SolveStats};
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{CudaGraph, CudaSlice, CudaStream, PushKernelArg};
 use std::sync::Arc;
@@ -60,7 +61,9 @@ struct SolveBuffers {
     d: CudaSlice<f64>,
     vs: CudaSlice<f64>,
     inv_diag: CudaSlice<f64>,
+    /// The CG correction: the iterate is `base + x` (folded at checks).
     x: CudaSlice<f64>,
+    base: CudaSlice<f64>,
     r: CudaSlice<f64>,
     /// The direction (the three-kernel iteration and the persistent
     /// kernel), or the first of the pair the two-kernel iteration
@@ -77,30 +80,27 @@ struct SolveBuffers {
     ctl: CudaSlice<f64>,
     /// The residual replacement's two sums.
     out: CudaSlice<f64>,
+    /// `u` of the iterate, and the four sums of its residuals.
+    u: CudaSlice<f64>,
+    res: CudaSlice<f64>,
 }
 
 impl SolveBuffers {
-    fn replacement<'a>(
-        &'a mut self,
-        sys: &'a DeviceSystem,
-        n: usize,
-        group: u32,
-        ring: usize,
-    ) -> Replacement<'a> {
+    fn replacement<'a>(&'a mut self, sys: &'a DeviceSystem, ring: usize) -> Replacement<'a> {
         Replacement {
-            n,
-            group,
-            rowptr: &sys.rowptr,
-            col: &sys.col,
+            sys,
             vs: &self.vs,
+            diag: &self.diag,
             d: &self.d,
-            f: &sys.f,
             inv_diag: &self.inv_diag,
-            x: &self.x,
+            x: &mut self.x,
+            base: &mut self.base,
             r: &mut self.r,
             hist: &mut self.hist,
             ring,
             out: &mut self.out,
+            u: &mut self.u,
+            res: &mut self.res,
         }
     }
 }
@@ -342,9 +342,12 @@ impl ChunkDevice for CustomDevice<'_> {
         Ok((hist, (b > 0).then(|| b as usize - 1)))
     }
 
-    fn true_residual(&mut self, it: usize) -> GResult<f64> {
-        let a = self.b.replacement(self.sys, self.n, self.group, self.ring);
-        Ok(replace::true_residual(self.st, self.report, a, it)?.0)
+    fn true_residual(&mut self, it: usize) -> GResult<(f64, f64)> {
+        let a = self.b.replacement(self.sys, self.ring);
+        let c = replace::check(self.st, self.report, a, it)?;
+        // two read-backs; run_chunked counts one
+        self.report.host_syncs += 1;
+        Ok((c.rr, c.residuals.equilibrated))
     }
 
     fn restart(&mut self, it: usize, atol: f64) -> GResult<()> {
@@ -362,48 +365,6 @@ pub fn custom_bytes_per_iteration(n: usize, nnz: usize, short_columns: bool, fus
     let per_entry = if short_columns { 10 } else { 12 };
     let per_row = if fused { 4 + 40 + 56 } else { 4 + 32 + 16 + 56 };
     per_entry * nnz + per_row * n
-}
-
-/// The raw `||f - K u|| / ||f||` and the equilibrated `||D (f - K u)|| /
-/// ||D f||` relative residuals ([`Residuals`], norms alone where `f = 0`)
-/// of the device system for the device vector `u` of `n` rows, `group`
-/// threads per row; `res` (4 doubles) receives the four sums.
-pub fn device_true_residual(
-    st: &Device,
-    s: &DeviceSystem,
-    report: &mut GpuReport,
-    u: &CudaSlice<f64>,
-    n: usize,
-    group: u32,
-    res: &mut CudaSlice<f64>,
-) -> GResult<Residuals> {
-    let n32 = i32::try_from(n).map_err(|_| backend_error("too many rows"))?;
-    let f = st.kernels.get(&format!("qf_residual_g{group}"))?;
-    let mut l = st.stream.launch_builder(f);
-    l.arg(&n32)
-        .arg(&s.rowptr)
-        .arg(&s.col)
-        .arg(&s.val)
-        .arg(u)
-        .arg(&s.f)
-        .arg(&st.partials)
-        .arg(&st.counter)
-        .arg(&mut *res);
-    let shape = launch::per_row_group_reduce(n, group, st.sms);
-    // SAFETY: argument types and buffer sizes match the kernel.
-    unsafe { l.launch(shape.config()) }.ctx("qf_residual")?;
-    let r = st.download(report, "true residual", res, 4)?;
-    let ratio = |num: f64, den: f64| {
-        if den == 0.0 {
-            num.sqrt()
-        } else {
-            (num / den).sqrt()
-        }
-    };
-    Ok(Residuals {
-        raw: ratio(r[0], r[1]),
-        equilibrated: ratio(r[2], r[3]),
-    })
 }
 
 /// Equilibrated Jacobi-PCG on the device system `sys`; returns the
@@ -458,6 +419,7 @@ pub fn solve(
         vs: st.zeros(nnz)?,
         inv_diag: st.zeros(n)?,
         x: st.zeros(n)?,
+        base: st.zeros(n)?,
         r: st.zeros(n)?,
         p: st.zeros(n)?,
         p2: st.zeros(if fused { n } else { 1 })?,
@@ -467,6 +429,8 @@ pub fn solve(
         scal: st.zeros(4)?,
         ctl: st.zeros(ctl::LEN)?,
         out: st.zeros(2)?,
+        u: st.zeros(n)?,
+        res: st.zeros(4)?,
     };
     st.reset_flags(report)?;
     report.sample_memory(&st.ctx);
@@ -618,23 +582,24 @@ pub fn solve(
                     q: &mut b.q,
                     z: &mut z,
                 };
-                let mut check = |it: usize, x: &CudaSlice<f64>, r: &mut CudaSlice<f64>| {
+                let mut check = |it: usize, x: &mut CudaSlice<f64>, r: &mut CudaSlice<f64>| {
                     let a = Replacement {
-                        n,
-                        group,
-                        rowptr: &s.rowptr,
-                        col: &s.col,
+                        sys: s,
                         vs: &b.vs,
+                        diag: &b.diag,
                         d: &b.d,
-                        f: &s.f,
                         inv_diag: &b.inv_diag,
                         x,
+                        base: &mut b.base,
                         r,
                         hist: &mut b.hist,
                         ring,
                         out: &mut b.out,
+                        u: &mut b.u,
+                        res: &mut b.res,
                     };
-                    Ok(replace::true_residual(st, report, a, it)?.0)
+                    let c = replace::check(st, report, a, it)?;
+                    Ok((c.rr, c.residuals.equilibrated))
                 };
                 let (end, syncs) =
                     vendor::run(libs, st, bufs, &input, &mut rule, &mut check, progress)?;
@@ -658,25 +623,13 @@ pub fn solve(
     };
     rule.finish(&mut stats, end.verdict, recurrence);
 
-    // u = D x~ (decoupled rows: f / K_ii), then ||f - K u|| / ||f||.
-    let mut u = st.zeros::<f64>(n)?;
-    let mut res = st.zeros::<f64>(4)?;
-    {
-        let s = sys;
-        let f = st.kernels.get("qf_unscale")?;
-        let mut l = st.stream.launch_builder(f);
-        l.arg(&n32)
-            .arg(&s.rowptr)
-            .arg(&b.diag)
-            .arg(&s.val)
-            .arg(&b.d)
-            .arg(&b.x)
-            .arg(&s.f)
-            .arg(&mut u);
-        // SAFETY: argument types and buffer sizes match the kernel.
-        unsafe { l.launch(launch::per_item(n).config()) }.ctx("qf_unscale")?;
-    }
-    let residuals = device_true_residual(st, sys, report, &u, n, group, &mut res)?;
+    // the iterate base + x, u = D x~ (decoupled rows: f / K_ii), then
+    // ||f - K u|| / ||f|| (after a converged check x is zero and u the
+    // very u the rule judged)
+    replace::fold(st, n, &mut b.x, &mut b.base)?;
+    let mut u = b.u;
+    replace::unscale(st, sys, &b.diag, &b.d, &b.base, &mut u)?;
+    let residuals = device_true_residual(st, sys, report, &u, n, &mut b.res)?;
     let u_host = st.download(report, "solution", &u, n)?;
     Ok((
         GpuSolveOutcome {

@@ -35,9 +35,9 @@ pub const SOURCES: [(&str, &str); 13] = [
     ),
 ];
 
-/// Thread-group sizes for which the SpMV and residual kernels are
-/// instantiated (`qf_cg_spmv_g{G}`, `qf_cg_spmv16_g{G}`, `qf_cg_spmvd_g{G}`,
-/// `qf_cg_spmvd16_g{G}`, `qf_residual_g{G}`, `qf_eq_residual_g{G}`).
+/// Thread-group sizes for which the SpMV kernels are instantiated
+/// (`qf_cg_spmv_g{G}`, `qf_cg_spmv16_g{G}`, `qf_cg_spmvd_g{G}`,
+/// `qf_cg_spmvd16_g{G}`, and the AMG row kernels).
 pub const SPMV_GROUPS: [u32; 5] = [2, 4, 8, 16, 32];
 
 /// Thread-group sizes of the persistent CG kernel
@@ -46,13 +46,12 @@ pub const PERSISTENT_GROUPS: [u32; 3] = [4, 8, 16];
 
 /// The AMG kernels instantiated for every group size of [`SPMV_GROUPS`]
 /// (`amg.cu`; the name gets `_g{G}`).
-pub const AMG_GROUP_KERNELS: [&str; 6] = [
+pub const AMG_GROUP_KERNELS: [&str; 5] = [
     "qf_amg_compute_start",
     "qf_amg_step",
     "qf_amg_last",
     "qf_amg_spmv",
     "qf_amg_pq",
-    "qf_amg_resid",
 ];
 
 /// One NVRTC program: `common.cuh` and some kernel files, compiled,
@@ -134,14 +133,15 @@ pub mod module {
         name: "solve",
         files: &["equilibrate.cu", "residual.cu"],
         kernels: || {
-            let mut v = names(&[
+            names(&[
                 "qf_eq_diag",
                 "qf_eq_scale_init",
                 "qf_unscale",
+                "qf_residual",
+                "qf_eq_residual",
+                "qf_cg_fold",
                 "qf_cg_restart",
-            ]);
-            v.extend(grouped(&["qf_residual", "qf_eq_residual"], &SPMV_GROUPS));
-            v
+            ])
         },
     };
     /// The Jacobi-CG iteration's kernels (launched one by one or captured
@@ -176,6 +176,7 @@ pub mod module {
         kernels: || {
             let mut v = names(&[
                 "qf_amg_zero_start",
+                "qf_amg_resid",
                 "qf_amg_residual_start",
                 "qf_amg_zero_copy",
                 "qf_amg_add",
@@ -404,7 +405,6 @@ mod tests {
         }
         for g in SPMV_GROUPS {
             assert!(p.contains(&format!("QF_SPMV({g})")));
-            assert!(p.contains(&format!("QF_RESIDUAL({g})")));
             assert!(p.contains(&format!("QF_AMG_GROUP({g})")));
         }
         for k in AMG_GROUP_KERNELS {

@@ -2,11 +2,13 @@
 //! loop's inputs and end ([`LoopInput`], [`LoopEnd`]), the exact stopping
 //! iteration from a chunk of residual history ([`scan_chunk`]) and the
 //! chunked loop itself ([`run_chunked`]) with the convergence rule every
-//! solver shares ([`Convergence`]: where the recurrence meets the target,
-//! the true residual is recomputed on the device and judged; above `rtol`
-//! the residual is replaced and the loop goes on from the same iteration,
-//! restarted, to a lowered target), written against [`ChunkDevice`] so that
-//! it is tested on the CPU with an emulated device. No device code here.
+//! solver shares ([`Convergence`], as `solver::pcg` applies it: where the
+//! recurrence meets the target, the device folds the CG correction into
+//! the iterate, replaces the residual by `b - A x` and computes the
+//! residual of the `u` the iterate gives, which the rule judges; above
+//! `rtol` the loop goes on from the same iteration, restarted, to a lowered
+//! target), written against [`ChunkDevice`] so that it is tested on the CPU
+//! with an emulated device. No device code here.
 //!
 //! Where a distributed run would hook in (one rank's share of the rows
 //! per device): the halo exchange of the direction `p` goes between the
@@ -155,10 +157,12 @@ pub trait ChunkDevice {
     /// ([`HIST`] doubles per slot: `r.r`, `r.z`, `p.q`) and the iteration
     /// of a breakdown, if any.
     fn read(&mut self) -> GResult<(Vec<f64>, Option<usize>)>;
-    /// Replaces the residual by `b - A x` (the iterate as it stands at
-    /// the top of iteration `it`), stores its `r.r` and `r.z` in slot
-    /// `it` of the history, and returns `r.r` (waits).
-    fn true_residual(&mut self, it: usize) -> GResult<f64>;
+    /// At the top of iteration `it`: folds the correction into the
+    /// iterate, replaces the residual by `b - A x`, stores its `r.r` and
+    /// `r.z` in slot `it` of the history, and returns `r.r` and the
+    /// relative residual the rule judges (that of the solution `u` the
+    /// iterate gives; waits).
+    fn true_residual(&mut self, it: usize) -> GResult<(f64, f64)>;
     /// Sets the loop's state for a (re)start at iteration `it` (the
     /// direction starts from `z` alone there) with threshold `atol`; the
     /// loop runs again.
@@ -204,9 +208,9 @@ pub fn run_chunked(
         }
         match outcome {
             ChunkOutcome::Converged(c) => {
-                let true_rr = dev.true_residual(c)?;
+                let (true_rr, judged) = dev.true_residual(c)?;
                 reads += 1;
-                match rule.judge(c, true_rr.sqrt() / input.b_norm) {
+                match rule.judge(c, judged) {
                     Verdict::Replace => {
                         dev.restart(c, rule.target() * input.b_norm)?;
                         it0 = c;
@@ -243,7 +247,9 @@ mod tests {
         a: Vec<Vec<f64>>,
         b: Vec<f64>,
         inv_diag: Vec<f64>,
+        /// The correction (the iterate is `base + x`).
         x: Vec<f64>,
+        base: Vec<f64>,
         r: Vec<f64>,
         p: Vec<f64>,
         /// The second direction buffer of the two-kernel iteration
@@ -277,6 +283,7 @@ mod tests {
                 b: b.to_vec(),
                 inv_diag,
                 x: vec![0.0; n],
+                base: vec![0.0; n],
                 r: b.to_vec(),
                 p: vec![0.0; n],
                 p2: None,
@@ -301,7 +308,9 @@ mod tests {
             let n = self.b.len();
             let rr: f64 = (0..n)
                 .map(|i| {
-                    let ax: f64 = (0..n).map(|j| self.a[i][j] * self.x[j]).sum();
+                    let ax: f64 = (0..n)
+                        .map(|j| self.a[i][j] * (self.base[j] + self.x[j]))
+                        .sum();
                     (self.b[i] - ax).powi(2)
                 })
                 .sum();
@@ -395,9 +404,13 @@ mod tests {
         fn read(&mut self) -> GResult<(Vec<f64>, Option<usize>)> {
             Ok((self.hist.clone(), self.breakdown))
         }
-        fn true_residual(&mut self, it: usize) -> GResult<f64> {
+        fn true_residual(&mut self, it: usize) -> GResult<(f64, f64)> {
             assert_eq!(it, self.iter);
             let n = self.b.len();
+            for i in 0..n {
+                self.base[i] += self.x[i];
+                self.x[i] = 0.0;
+            }
             self.checks += 1;
             let sign = if self.checks.is_multiple_of(2) {
                 1.0
@@ -406,7 +419,7 @@ mod tests {
             };
             let (mut rr, mut rz) = (0.0, 0.0);
             for i in 0..n {
-                let ax: f64 = (0..n).map(|j| self.a[i][j] * self.x[j]).sum();
+                let ax: f64 = (0..n).map(|j| self.a[i][j] * self.base[j]).sum();
                 let v = self.b[i] - ax + sign * self.floor;
                 self.r[i] = v;
                 rr += v * v;
@@ -415,7 +428,8 @@ mod tests {
             let s = (it % self.ring) * HIST;
             self.hist[s] = rr;
             self.hist[s + 1] = rz;
-            Ok(rr)
+            let bn = self.b.iter().map(|v| v * v).sum::<f64>().sqrt();
+            Ok((rr, rr.sqrt() / bn))
         }
         fn restart(&mut self, it: usize, atol: f64) -> GResult<()> {
             assert_eq!(it, self.iter);
@@ -453,8 +467,8 @@ mod tests {
         let mut it = 0;
         loop {
             if dev.h(it, 0).sqrt() < rule.target() * bn {
-                let rr = dev.true_residual(it).unwrap();
-                match rule.judge(it, rr.sqrt() / bn) {
+                let (rr, judged) = dev.true_residual(it).unwrap();
+                match rule.judge(it, judged) {
                     Verdict::Replace => {
                         dev.restart(it, rule.target() * bn).unwrap();
                         continue;
@@ -592,7 +606,7 @@ mod tests {
                 .unwrap();
                 assert!(end.is_converged());
                 seen_odd_restart |= dev.restart_at % 2 == 1;
-                ends.push((end, dev.x.clone(), rule.replacements()));
+                ends.push((end, dev.base.clone(), rule.replacements()));
             }
             assert_eq!(ends[0].0, ends[1].0, "drift {drift}");
             assert_eq!(ends[0].2, ends[1].2);

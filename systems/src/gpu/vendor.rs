@@ -129,13 +129,16 @@ pub struct VendorBuffers<'a> {
     pub z: &'a mut CudaSlice<f64>,
 }
 
-/// The true residual check: `check(it, x, r)` replaces `r` by `b - A x`
-/// and returns `r.r`.
-pub type Check<'a> = dyn FnMut(usize, &CudaSlice<f64>, &mut CudaSlice<f64>) -> GResult<f64> + 'a;
+/// The convergence rule's check: `check(it, x, r)` folds the correction
+/// `x` into the iterate (zeroing it), replaces `r` by `b - A x` and returns
+/// `r.r` and the relative residual the rule judges (that of `u`).
+pub type Check<'a> =
+    dyn FnMut(usize, &mut CudaSlice<f64>, &mut CudaSlice<f64>) -> GResult<(f64, f64)> + 'a;
 
 /// The CG loop with cuSPARSE and cuBLAS; same iteration as
-/// `solver::pcg`, scalars on the host, stopped by `rule` (the true
-/// residual from `check`). Returns the end and the host round trips.
+/// `solver::pcg`, scalars on the host, `x` the correction of an iterate
+/// `base + x` that `check` folds, stopped by `rule` (judging what `check`
+/// returns). Returns the end and the host round trips.
 pub fn run(
     libs: &VendorLibs,
     st: &Device,
@@ -256,9 +259,10 @@ pub fn run(
     let mut restart = 0usize;
     let end = loop {
         if rr.sqrt() < rule.target() * input.b_norm {
-            rr = check(it, &*b.x, &mut *b.r)?;
-            syncs += 1;
-            match rule.judge(it, rr.sqrt() / input.b_norm) {
+            let judged;
+            (rr, judged) = check(it, &mut *b.x, &mut *b.r)?;
+            syncs += 2;
+            match rule.judge(it, judged) {
                 Verdict::Replace => {
                     restart = it;
                     continue;
