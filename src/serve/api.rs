@@ -53,6 +53,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/assets/{file}", get(asset))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/api/info", get(info))
         .route("/api/meshes", get(list_meshes).post(upload))
         .route("/api/meshes/info", get(mesh_info))

@@ -203,6 +203,7 @@ impl Meshes {
     /// 400 for an absolute path, `..`, a file type that is no mesh, or a
     /// link out of the root; 404 for an unknown root or file.
     pub fn resolve(&self, id: &str) -> Result<PathBuf, Refused> {
+        plain_relative(id)?;
         let (root, rel) = id.split_once('/').ok_or_else(|| {
             Refused::bad(format!(
                 "mesh \"{id}\": ids are ROOT/PATH (see GET /api/meshes)"
@@ -442,6 +443,7 @@ mod tests {
             ("/etc/passwd", 400),
             ("in/c.txt", 400),
             ("other/a.h5", 404),
+            ("../in/a.h5", 400),
             ("in/none.h5", 404),
             ("noslash", 400),
         ] {
