@@ -13,7 +13,7 @@ if ! command -v chromium >/dev/null; then
   $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 fi
 command -v chromium >/dev/null || { echo "install-deps.sh: chromium still missing" >&2; exit 1; }
-python3 -c "import playwright.sync_api" 2>/dev/null \
+python3 -c "import playwright.sync_api, pytest" 2>/dev/null \
   || PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check playwright pytest
 python3 -c "import playwright.sync_api, pytest" 2>/dev/null \
   || { echo "install-deps.sh: playwright or pytest missing" >&2; exit 1; }

@@ -321,6 +321,7 @@ async function pollCompare() {
 }
 function redrawCompare() {
   if (!$("view-compare").classList.contains("on")) return;
+  $("cmp-chart").style.height = Math.max(120, 28 * compare.rows.length + 70) + "px";
   drawCompare($("cmp-chart"), compare.rows);
   const head = "<tr><th>backend</th><th>solver</th><th>status</th><th>iterations</th>" +
     PHASES.map((p) => `<th>${p}</th>`).join("") + "<th>total</th><th>speed-up vs serial</th><th>fields vs serial cg-jacobi</th></tr>";

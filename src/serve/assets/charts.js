@@ -24,6 +24,7 @@ function prepare(canvas) {
 
 export function fmtSeconds(s) {
   if (!isFinite(s)) return "-";
+  if (s === 0) return "0";
   if (s >= 10) return s.toFixed(1) + " s";
   if (s >= 1) return s.toFixed(2) + " s";
   if (s >= 1e-3) return (s * 1e3).toFixed(s >= 0.1 ? 0 : 1) + " ms";
@@ -113,8 +114,15 @@ export function drawTimeline(canvas, bars) {
     g.fillStyle = css("--phase-" + b.phase);
     const x = X(b.start), bw = Math.max(1.5, X(b.start + b.seconds) - x);
     g.fillRect(x, y + 2, bw, rh - 4);
-    g.fillStyle = css("--fg"); g.textAlign = x + bw + 60 < w ? "left" : "right";
-    g.fillText(fmtSeconds(b.seconds), g.textAlign === "left" ? x + bw + 4 : x - 4, y + rh / 2);
+    // the duration after the bar, else inside it, else before it
+    const label = fmtSeconds(b.seconds), tw = g.measureText(label).width + 8;
+    if (x + bw + tw < w) {
+      g.fillStyle = css("--fg"); g.textAlign = "left"; g.fillText(label, x + bw + 4, y + rh / 2);
+    } else if (bw > tw) {
+      g.fillStyle = "#fff"; g.textAlign = "right"; g.fillText(label, x + bw - 4, y + rh / 2);
+    } else {
+      g.fillStyle = css("--fg"); g.textAlign = "right"; g.fillText(label, x - 4, y + rh / 2);
+    }
   });
   g.strokeStyle = css("--grid"); g.fillStyle = css("--muted"); g.textAlign = "center"; g.textBaseline = "top";
   for (const t of ticks(0, span, 4)) g.fillText(fmtSeconds(t), X(t0 + t), h - B + 4);

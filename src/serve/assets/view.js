@@ -8,9 +8,9 @@
 // engine computes them. Edges: 8 segments per element, the same way.
 //
 // Moving: a full draw of a million-node mesh in software GL takes longer
-// than a frame, so while the view moves the viewer draws two textures
-// instead: an overview of the whole mesh rendered once, and the last full
-// draw, each moved to the new view; a full draw follows when the motion
+// than a frame, so while the view moves the last full frame is moved and
+// scaled by the compositor (a CSS transform of the canvas: no GL work at
+// all), and the mesh is drawn again, at the new view, when the motion
 // stops (that is the "coarser mesh while moving").
 
 const W = 2048; // texture width of every data texture
@@ -31,17 +31,18 @@ const VS_FIELD = `#version 300 es
 precision highp float; precision highp int; precision highp usampler2D;
 uniform highp sampler2D uPos; uniform highp sampler2D uNode; uniform highp sampler2D uElem;
 uniform usampler2D uConn;
-uniform int uPerElem; uniform int uEdges;
+uniform int uPerElem; uniform int uEdges; uniform int uCoarse;
 uniform vec2 uScale; uniform vec2 uOffset; uniform float uMin; uniform float uMax;
 const int TRI[18] = int[18](0,4,7, 4,1,5, 5,2,6, 6,3,7, 4,5,6, 4,6,7);
 const int EDG[16] = int[16](0,4, 4,1, 1,5, 5,2, 2,6, 6,3, 3,7, 7,0);
+const int QUAD[6] = int[6](0,1,2, 0,2,3);
 out float vT;
 ivec2 at(int i) { return ivec2(i % ${W}, i / ${W}); }
 void main() {
-  int per = uEdges == 1 ? 16 : 18;
+  int per = uEdges == 1 ? 16 : (uCoarse == 1 ? 6 : 18);
   int e = gl_VertexID / per;
   int j = gl_VertexID - e * per;
-  int k = uEdges == 1 ? EDG[j] : TRI[j];
+  int k = uEdges == 1 ? EDG[j] : (uCoarse == 1 ? QUAD[j] : TRI[j]);
   uvec4 c = texelFetch(uConn, at(2 * e + k / 4), 0);
   int n = int(c[k % 4]);
   vec2 p = texelFetch(uPos, at(n), 0).xy;
@@ -62,14 +63,6 @@ in vec2 aP; uniform vec2 uScale; uniform vec2 uOffset;
 void main() { gl_Position = vec4(aP * uScale + uOffset, 0.0, 1.0); }`;
 const FS_LINES = `#version 300 es
 precision highp float; uniform vec4 uColor; out vec4 o; void main() { o = uColor; }`;
-
-const VS_QUAD = `#version 300 es
-precision highp float;
-in vec2 aP; out vec2 vUv; uniform vec4 uRect; // x0, y0, x1, y1 in clip space
-void main() { vUv = aP; gl_Position = vec4(mix(uRect.xy, uRect.zw, aP), 0.0, 1.0); }`;
-const FS_QUAD = `#version 300 es
-precision highp float; in vec2 vUv; uniform sampler2D uTex; out vec4 o;
-void main() { o = texture(uTex, vUv); }`;
 
 function compile(gl, vs, fs) {
   const p = gl.createProgram();
@@ -122,16 +115,13 @@ export class FieldView {
   constructor(canvas, onHover) {
     this.canvas = canvas;
     this.onHover = onHover || (() => {});
-    const gl = canvas.getContext("webgl2", { antialias: false, preserveDrawingBuffer: true, premultipliedAlpha: false });
+    // opaque, not preserved: the compositor neither blends nor copies it
+    const gl = canvas.getContext("webgl2", { alpha: false, antialias: false, preserveDrawingBuffer: false });
     if (!gl) throw new Error("this browser has no WebGL2");
     this.gl = gl;
     this.field = compile(gl, VS_FIELD, FS_FIELD);
     this.lines = compile(gl, VS_LINES, FS_LINES);
-    this.quad = compile(gl, VS_QUAD, FS_QUAD);
     this.vao = gl.createVertexArray();
-    this.quadBuf = gl.createBuffer();
-    gl.bindBuffer(gl.ARRAY_BUFFER, this.quadBuf);
-    gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([0, 0, 1, 0, 0, 1, 1, 1]), gl.STATIC_DRAW);
     this.arrowBuf = gl.createBuffer();
     this.arrowCount = 0;
     this.lut = this.makeLut();
@@ -145,6 +135,13 @@ export class FieldView {
     this.pending = false;
     this.installInput();
     new ResizeObserver(() => this.resize()).observe(canvas);
+  }
+
+  // the viewer's background (CSS --view-bg), as GL colour components
+  background() {
+    const v = getComputedStyle(document.documentElement).getPropertyValue("--view-bg").trim() || "#eef1f4";
+    const m = /^#?([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})/i.exec(v);
+    return m ? [1, 2, 3].map((k) => parseInt(m[k], 16) / 255) : [0.93, 0.94, 0.96];
   }
 
   makeLut() {
@@ -181,7 +178,7 @@ export class FieldView {
       n, e, rel, quad8, fields, ranges, ox, oy, w: x1 - x0, h: y1 - y0,
       pos: dataTexture(gl, gl.RG32F, gl.RG, gl.FLOAT, rel, 2, n),
       conn: dataTexture(gl, gl.RGBA32UI, gl.RGBA_INTEGER, gl.UNSIGNED_INT, quad8, 4, 2 * e),
-      tex: {}, grid: null, overview: null, detail: null,
+      tex: {}, grid: null,
     };
     this.fit();
     this.setField(this.fieldName);
@@ -216,7 +213,6 @@ export class FieldView {
     const m = this.mesh, gl = this.gl;
     if (!m) return;
     for (const t of [m.pos, m.conn, ...Object.values(m.tex)]) gl.deleteTexture(t);
-    for (const c of [m.overview, m.detail]) if (c) { gl.deleteTexture(c.tex); gl.deleteFramebuffer(c.fb); }
     this.mesh = null;
   }
 
@@ -241,14 +237,8 @@ export class FieldView {
     if (this.canvas.width !== width || this.canvas.height !== height) {
       this.canvas.width = width;
       this.canvas.height = height;
-      if (this.mesh) { this.mesh.overview = this.dropCache(this.mesh.overview); this.mesh.detail = this.dropCache(this.mesh.detail); }
       this.invalidate();
     }
-  }
-
-  dropCache(c) {
-    if (c) { this.gl.deleteTexture(c.tex); this.gl.deleteFramebuffer(c.fb); }
-    return null;
   }
 
   // clip-space scale and offset of a view on a target of w x h pixels
@@ -276,7 +266,13 @@ export class FieldView {
     gl.uniform1f(f.u.uMin, lo);
     gl.uniform1f(f.u.uMax, hi);
     gl.uniform1i(f.u.uEdges, 0);
-    gl.drawArrays(gl.TRIANGLES, 0, 18 * m.e);
+    // elements a few pixels across or less: their corners' two triangles
+    // (the mid-side nodes fall inside a pixel), a third of the vertices
+    const px = Math.sqrt((m.w * m.h) / m.e) * v.s;
+    const coarse = px < 4;
+    this.stats.coarse = coarse;
+    gl.uniform1i(f.u.uCoarse, coarse ? 1 : 0);
+    gl.drawArrays(gl.TRIANGLES, 0, (coarse ? 6 : 18) * m.e);
     if (this.showEdges) {
       gl.uniform1i(f.u.uEdges, 1);
       const dark = document.documentElement.dataset.theme === "dark";
@@ -351,102 +347,50 @@ export class FieldView {
     gl.bindVertexArray(null);
   }
 
-  // renders view v (w x h pixels) into a texture
-  renderToTexture(old, v, w, h, arrows) {
-    const gl = this.gl;
-    let c = old;
-    if (!c || c.w !== w || c.h !== h) {
-      this.dropCache(c);
-      const tex = gl.createTexture();
-      gl.bindTexture(gl.TEXTURE_2D, tex);
-      gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA8, w, h, 0, gl.RGBA, gl.UNSIGNED_BYTE, null);
-      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
-      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
-      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
-      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
-      const fb = gl.createFramebuffer();
-      gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
-      gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, tex, 0);
-      c = { tex, fb, w, h };
-    }
-    gl.bindFramebuffer(gl.FRAMEBUFFER, c.fb);
-    gl.viewport(0, 0, w, h);
-    gl.clearColor(0, 0, 0, 0);
-    gl.clear(gl.COLOR_BUFFER_BIT);
-    this.drawMesh(v, w, h, arrows);
-    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
-    c.view = { ...v };
-    return c;
-  }
-
-  // a cached render moved to view v on the canvas
-  drawCached(c, v) {
-    const gl = this.gl, q = this.quad, W0 = this.canvas.width, H0 = this.canvas.height;
-    // the cache's corners in mesh units, then in clip space of the current view
-    const hw = c.w / 2 / c.view.s, hh = c.h / 2 / c.view.s;
-    const t = this.transform(v, W0, H0);
-    const X = (x) => x * t.scale[0] + t.offset[0], Y = (y) => y * t.scale[1] + t.offset[1];
-    gl.useProgram(q.p);
-    const vao = this._quadVao || (this._quadVao = gl.createVertexArray());
-    gl.bindVertexArray(vao);
-    const loc = gl.getAttribLocation(q.p, "aP");
-    gl.bindBuffer(gl.ARRAY_BUFFER, this.quadBuf);
-    gl.enableVertexAttribArray(loc);
-    gl.vertexAttribPointer(loc, 2, gl.FLOAT, false, 0, 0);
-    gl.uniform4f(q.u.uRect, X(c.view.cx - hw), Y(c.view.cy - hh), X(c.view.cx + hw), Y(c.view.cy + hh));
-    gl.activeTexture(gl.TEXTURE0);
-    gl.bindTexture(gl.TEXTURE_2D, c.tex);
-    gl.uniform1i(q.u.uTex, 0);
-    gl.enable(gl.BLEND);
-    gl.blendFunc(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA);
-    gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4);
-    gl.disable(gl.BLEND);
-    gl.bindVertexArray(null);
-  }
-
   invalidate() {
-    if (this.mesh) { this.mesh.overview = this.dropCache(this.mesh.overview); this.mesh.detail = this.dropCache(this.mesh.detail); }
+    this.moving = false;
     this.request();
   }
 
   request() {
     if (this.pending) return;
     this.pending = true;
-    requestAnimationFrame(() => { this.pending = false; this.frame(); });
+    requestAnimationFrame(() => {
+      this.pending = false;
+      if (this.moving) this.moveFrame(); else this.frame();
+    });
   }
 
+  // a full draw at the current view; the canvas's CSS transform reset
   frame() {
     const gl = this.gl, m = this.mesh, W0 = this.canvas.width, H0 = this.canvas.height;
     gl.bindFramebuffer(gl.FRAMEBUFFER, null);
     gl.viewport(0, 0, W0, H0);
-    gl.clearColor(0, 0, 0, 0);
+    gl.clearColor(...this.background(), 1);
     gl.clear(gl.COLOR_BUFFER_BIT);
     this.stats.frames++;
+    this.canvas.style.transform = "";
     if (!m) return;
     const t0 = performance.now();
-    if (this.moving && m.detail) {
-      if (!m.overview) {
-        // the whole mesh once, at about the canvas's resolution
-        const s = Math.min(W0 / m.w, H0 / m.h) * 1.5;
-        m.overview = this.renderToTexture(null, { cx: 0, cy: 0, s }, Math.ceil(m.w * s) + 2, Math.ceil(m.h * s) + 2, false);
-        gl.bindFramebuffer(gl.FRAMEBUFFER, null);
-        gl.viewport(0, 0, W0, H0);
-      }
-      this.drawCached(m.overview, this.view);
-      this.drawCached(m.detail, this.view);
-      this.stats.movingFrames++;
-    } else {
-      m.detail = this.renderToTexture(m.detail, this.view, W0, H0, true);
-      gl.viewport(0, 0, W0, H0);
-      this.drawCached(m.detail, this.view);
-      gl.finish();
-      this.stats.fullDraws++;
-      this.stats.lastFullMs = performance.now() - t0;
-      if (this.stats.firstFrameMs === null && this.onFirstFrame) {
-        this.stats.firstFrameMs = this.onFirstFrame();
-      }
+    this.drawMesh(this.view, W0, H0, true);
+    this.drawn = { ...this.view };
+    this.stats.fullDraws++;
+    this.stats.lastFullMs = performance.now() - t0;
+    if (this.stats.firstFrameMs === null && this.onFirstFrame) {
+      // the frame is drawn once its pixels can be read (the GPU has finished)
+      gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array(4));
+      this.stats.firstFrameMs = this.onFirstFrame();
     }
-    this.stats.lastFrameMs = performance.now() - t0;
+  }
+
+  // while moving: the last full frame moved and scaled to the current view by the compositor
+  moveFrame() {
+    const a = this.drawn, v = this.view, d = window.devicePixelRatio || 1;
+    if (!a || !this.mesh) return this.frame();
+    const k = v.s / a.s;
+    const tx = (a.cx - v.cx) * v.s / d, ty = (v.cy - a.cy) * v.s / d;
+    this.canvas.style.transform = `translate(${tx}px, ${ty}px) scale(${k})`;
+    this.stats.movingFrames++;
   }
 
   // pan, zoom and hover
@@ -457,7 +401,7 @@ export class FieldView {
       this.moving = true;
       this.request();
       clearTimeout(settle);
-      settle = setTimeout(() => { this.moving = false; this.request(); }, 180);
+      settle = setTimeout(() => { this.moving = false; this.request(); }, 150);
     };
     const toMesh = (ev) => {
       const r = c.getBoundingClientRect(), d = window.devicePixelRatio || 1;
@@ -574,16 +518,23 @@ export class FieldView {
     return { nx, ny, x0, y0, cw, ch, start: count, items };
   }
 
-  // for tests: the colours along the horizontal line through the middle of the canvas
+  // for tests: the colours along the horizontal line through the middle
+  // of the canvas, drawn afresh ([r, g, b, 255] on the mesh, [r, g, b, 0]
+  // on the background)
   sampleRow(samples = 64) {
     const gl = this.gl, W0 = this.canvas.width, H0 = this.canvas.height;
+    this.moving = false;
+    this.frame();
     const px = new Uint8Array(4 * W0);
     gl.bindFramebuffer(gl.FRAMEBUFFER, null);
     gl.readPixels(0, Math.floor(H0 / 2), W0, 1, gl.RGBA, gl.UNSIGNED_BYTE, px);
+    const bg = this.background().map((c) => Math.round(255 * c));
     const out = [];
     for (let s = 0; s < samples; s++) {
       const i = Math.floor((s + 0.5) * W0 / samples);
-      out.push([px[4 * i], px[4 * i + 1], px[4 * i + 2], px[4 * i + 3]]);
+      const c = [px[4 * i], px[4 * i + 1], px[4 * i + 2]];
+      const onMesh = Math.abs(c[0] - bg[0]) + Math.abs(c[1] - bg[1]) + Math.abs(c[2] - bg[2]) > 6;
+      out.push([...c, onMesh ? 255 : 0]);
     }
     return out;
   }
