@@ -80,12 +80,14 @@ struct Reply {
 
 impl Reply {
     fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("{e}: {}", String::from_utf8_lossy(&self.body))
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
     }
     fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_default().to_string()
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
@@ -95,8 +97,8 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else {
             return out;
         };
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16)
-            .unwrap_or(0);
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap_or(0);
         if size == 0 {
             return out;
         }
@@ -130,7 +132,10 @@ impl Server {
         let head = String::from_utf8_lossy(&raw[..end]).to_string();
         let status = head.split(' ').nth(1).unwrap().parse().unwrap();
         let mut body = raw[end + 4..].to_vec();
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             body = dechunk(&body);
         }
         Reply {
@@ -145,7 +150,12 @@ impl Server {
     }
 
     fn post_toml(&self, path: &str, toml: &str) -> Reply {
-        self.request("POST", path, &[("Content-Type", "application/toml")], toml.as_bytes())
+        self.request(
+            "POST",
+            path,
+            &[("Content-Type", "application/toml")],
+            toml.as_bytes(),
+        )
     }
 
     /// Polls a job until it is finished; its JSON.
@@ -206,20 +216,33 @@ fn solves_through_the_api_give_the_clis_u_bit_for_bit() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|b| (b["phase"].as_str().unwrap().to_string(), b["backend"].as_str().unwrap().to_string()))
+            .map(|b| {
+                (
+                    b["phase"].as_str().unwrap().to_string(),
+                    b["backend"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         assert_eq!(phases.len(), 6, "{phases:?}");
         assert_eq!(phases[4], ("solve".to_string(), "serial".to_string()));
         // u exactly, as Float64 and through the results file
         let u = f64s(&srv.get(&format!("/api/jobs/{id}/arrays/u?dtype=f64")).body);
         assert_eq!(u.len(), want.len());
-        assert!(u.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{name}: u differs from the CLI's");
+        assert!(
+            u.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{name}: u differs from the CLI's"
+        );
         let h5 = srv.get(&format!("/api/jobs/{id}/files/results"));
         assert_eq!(h5.status, 200);
         let p = dir.path().join("api.h5");
         std::fs::write(&p, &h5.body).unwrap();
         let res = quadflow::io::h5::read_results(&p).unwrap();
-        assert!(res.u.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(
+            res.u
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
         // the Float32 arrays the page draws
         let f32u = srv.get(&format!("/api/jobs/{id}/arrays/u")).body;
         assert_eq!(f32u.len(), 4 * want.len());
@@ -228,7 +251,10 @@ fn solves_through_the_api_give_the_clis_u_bit_for_bit() {
         let e = j["elements"].as_u64().unwrap() as usize;
         let tri = srv.get(&format!("/api/jobs/{id}/arrays/triangles")).body;
         assert_eq!(tri.len(), 4 * 18 * e);
-        assert!(tri.chunks_exact(4).all(|c| (u32::from_le_bytes(c.try_into().unwrap()) as usize) < want.len()));
+        assert!(
+            tri.chunks_exact(4)
+                .all(|c| (u32::from_le_bytes(c.try_into().unwrap()) as usize) < want.len())
+        );
         // the CLI's other files
         let png = srv.get(&format!("/api/jobs/{id}/files/png"));
         assert_eq!(&png.body[1..4], b"PNG");
@@ -241,13 +267,23 @@ fn solves_through_the_api_give_the_clis_u_bit_for_bit() {
             .iter()
             .map(|e| e["name"].as_str().unwrap().to_string())
             .collect();
-        assert!(names.iter().any(|n| n == "phase_solve") && names.iter().any(|n| n == "linear_solve"), "{names:?}");
+        assert!(
+            names.iter().any(|n| n == "phase_solve") && names.iter().any(|n| n == "linear_solve"),
+            "{names:?}"
+        );
         // the event stream of a finished job: one end event with every phase
         let ev = srv.get(&format!("/api/jobs/{id}/events"));
         let text = String::from_utf8_lossy(&ev.body);
         assert!(ev.headers.contains("text/event-stream"), "{}", ev.headers);
         assert!(text.contains("event: end"), "{text}");
-        for p in ["load", "quadrature", "assembly", "boundary", "solve", "post"] {
+        for p in [
+            "load",
+            "quadrature",
+            "assembly",
+            "boundary",
+            "solve",
+            "post",
+        ] {
             assert!(text.contains(&format!("[\"{p}\",")), "{p}: {text}");
         }
     }
@@ -265,7 +301,10 @@ fn solves_through_the_api_give_the_clis_u_bit_for_bit() {
     assert_eq!(j["backends"]["solve"], "parallel");
     assert!(j["relative_residual"].as_f64().unwrap() <= 1e-10);
     // a bad scene value: 400 naming the key
-    let r = srv.post_toml("/api/jobs", "[mesh]\nfile = \"data/y_tube_201.h5\"\n[solver]\nrtol = 7\n");
+    let r = srv.post_toml(
+        "/api/jobs",
+        "[mesh]\nfile = \"data/y_tube_201.h5\"\n[solver]\nrtol = 7\n",
+    );
     assert_eq!(r.status, 400);
     assert!(r.error().contains("solver.rtol"), "{}", r.error());
 }
@@ -301,7 +340,10 @@ fn a_long_solve_is_cancelled_and_frees_its_place() {
     // a queued job cancelled leaves the queue at once
     let r = srv.request("POST", &format!("/api/jobs/{c}/cancel"), &[], b"");
     assert_eq!(r.status, 200);
-    assert_eq!(srv.get(&format!("/api/jobs/{c}")).json()["status"], "cancelled");
+    assert_eq!(
+        srv.get(&format!("/api/jobs/{c}")).json()["status"],
+        "cancelled"
+    );
     // the running one stops at its solver's next report
     let t1 = Instant::now();
     srv.request("POST", &format!("/api/jobs/{a}/cancel"), &[], b"");
@@ -315,7 +357,11 @@ fn a_long_solve_is_cancelled_and_frees_its_place() {
     // the next job runs
     assert_eq!(srv.wait(b, Duration::from_secs(30))["status"], "done");
     // a deleted job is gone
-    assert_eq!(srv.request("DELETE", &format!("/api/jobs/{b}"), &[], b"").status, 200);
+    assert_eq!(
+        srv.request("DELETE", &format!("/api/jobs/{b}"), &[], b"")
+            .status,
+        200
+    );
     assert_eq!(srv.get(&format!("/api/jobs/{b}")).status, 404);
 }
 
@@ -334,7 +380,10 @@ fn a_bad_mesh_upload_gets_the_clis_message() {
     quadflow::io::h5::write_mesh(&oob, &bad_index, false, false).unwrap();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("garbage.h5", b"this is not an HDF5 file at all".to_vec()),
-        ("garbage.msh", b"$MeshFormat\n9.9 0 8\n$EndMeshFormat\n".to_vec()),
+        (
+            "garbage.msh",
+            b"$MeshFormat\n9.9 0 8\n$EndMeshFormat\n".to_vec(),
+        ),
         ("oob.h5", std::fs::read(&oob).unwrap()),
     ];
     for (name, bytes) in cases {
@@ -373,14 +422,25 @@ fn a_bad_mesh_upload_gets_the_clis_message() {
     );
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let id = r.json()["id"].as_str().unwrap().to_string();
-    assert!(id.starts_with("uploads/") && id.ends_with("/mine.h5"), "{id}");
+    assert!(
+        id.starts_with("uploads/") && id.ends_with("/mine.h5"),
+        "{id}"
+    );
     assert_eq!(r.json()["nodes"], 201);
     let files = walk(&srv.tmp.join("uploads"));
     assert_eq!(files.len(), 1);
     assert!(files[0].starts_with(srv.tmp.join("uploads")));
     let list = srv.get("/api/meshes").json();
-    assert!(list["meshes"].as_array().unwrap().iter().any(|m| m["id"] == id.as_str()));
-    let job = srv.post_toml("/api/jobs", &format!("[mesh]\nfile = \"{id}\"\n")).json();
+    assert!(
+        list["meshes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == id.as_str())
+    );
+    let job = srv
+        .post_toml("/api/jobs", &format!("[mesh]\nfile = \"{id}\"\n"))
+        .json();
     let j = srv.wait(job["id"].as_u64().unwrap(), Duration::from_secs(30));
     assert_eq!(j["status"], "done");
     // a form post (no binary content type) is refused
@@ -427,12 +487,20 @@ fn path_traversal_and_oversized_uploads_are_refused() {
     assert!(r.error().contains("'..'"), "{}", r.error());
     // a scene may not name files outside the folders either
     let abs = data("y_tube_201.h5").display().to_string();
-    for f in ["../tests/data/meshes/y_tube_201.h5", abs.as_str(), "data/../../Cargo.toml"] {
+    for f in [
+        "../tests/data/meshes/y_tube_201.h5",
+        abs.as_str(),
+        "data/../../Cargo.toml",
+    ] {
         let r = srv.post_toml("/api/jobs", &format!("[mesh]\nfile = \"{f}\"\n"));
         assert_eq!(r.status, 400, "{f}");
     }
     // the server's own files are not meshes to read
-    assert_eq!(srv.get("/api/meshes/info?id=uploads/../../etc/passwd").status, 400);
+    assert_eq!(
+        srv.get("/api/meshes/info?id=uploads/../../etc/passwd")
+            .status,
+        400
+    );
     // an upload over the limit: refused, nothing written
     let big = vec![7u8; 2 << 20];
     let r = srv.request(
@@ -442,10 +510,17 @@ fn path_traversal_and_oversized_uploads_are_refused() {
         &big,
     );
     assert_eq!(r.status, 413);
-    assert!(r.error().contains("exceeds this server's limit of 1.0 MiB"), "{}", r.error());
+    assert!(
+        r.error().contains("exceeds this server's limit of 1.0 MiB"),
+        "{}",
+        r.error()
+    );
     assert!(walk(&srv.tmp.join("uploads")).is_empty());
     // a generated mesh over the node limit
-    let r = srv.post_toml("/api/jobs", "[mesh]\ngenerate = \"venturi\"\nnodes = 90000000\n");
+    let r = srv.post_toml(
+        "/api/jobs",
+        "[mesh]\ngenerate = \"venturi\"\nnodes = 90000000\n",
+    );
     assert_eq!(r.status, 400);
     assert!(r.error().contains("--max-nodes"), "{}", r.error());
 }
@@ -456,18 +531,43 @@ fn the_token_is_enforced_off_loopback() {
     let srv = start(&["--host", "0.0.0.0"]);
     let t = srv.token.clone().expect("a token printed");
     assert!(t.len() >= 16);
-    for path in ["/", "/api/info", "/api/meshes", "/assets/app.js", "/api/jobs/1"] {
+    for path in [
+        "/",
+        "/api/info",
+        "/api/meshes",
+        "/assets/app.js",
+        "/api/jobs/1",
+    ] {
         assert_eq!(srv.get(path).status, 401, "{path}");
-        let wrong = srv.request("GET", path, &[("Authorization", "Bearer nottheright1")], b"");
+        let wrong = srv.request(
+            "GET",
+            path,
+            &[("Authorization", "Bearer nottheright1")],
+            b"",
+        );
         assert_eq!(wrong.status, 401, "{path}");
     }
-    let ok = srv.request("GET", "/api/info", &[("Authorization", &format!("Bearer {t}"))], b"");
+    let ok = srv.request(
+        "GET",
+        "/api/info",
+        &[("Authorization", &format!("Bearer {t}"))],
+        b"",
+    );
     assert_eq!(ok.status, 200);
     // the page opened with ?token= gets it as a cookie for its assets
     let page = srv.get(&format!("/?token={t}"));
     assert_eq!(page.status, 200);
-    assert!(page.headers.contains(&format!("quadflow_token={t}")), "{}", page.headers);
-    let asset = srv.request("GET", "/assets/app.js", &[("Cookie", &format!("quadflow_token={t}"))], b"");
+    assert!(
+        page.headers.contains(&format!("quadflow_token={t}")),
+        "{}",
+        page.headers
+    );
+    let asset = srv.request(
+        "GET",
+        "/assets/app.js",
+        &[("Cookie", &format!("quadflow_token={t}"))],
+        b"",
+    );
     assert_eq!(asset.status, 200);
     let r = srv.request(
         "POST",
@@ -479,7 +579,9 @@ fn the_token_is_enforced_off_loopback() {
     drop(srv);
     // a given token, too short
     let out = Command::new(env!("CARGO_BIN_EXE_quadflow"))
-        .args(["serve", "--port", "0", "--host", "0.0.0.0", "--token", "short"])
+        .args([
+            "serve", "--port", "0", "--host", "0.0.0.0", "--token", "short",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -3,7 +3,8 @@
 //! [`guard`] first (token, host).
 
 use super::jobs::{self, Job, Status};
-use super::meshes::{self, Refused};
+use super::meshes;
+use super::request::{ApiError, FILES, admit, bad, bounds, not_found, scene_of, summary};
 use super::{App, arrays, compare};
 use crate::scene::{MeshSource, Scene};
 use axum::Router;
@@ -21,32 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 type St = State<Arc<App>>;
-
-/// An error answer: a status and `{"error": message}`.
-pub struct ApiError(pub StatusCode, pub String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
-    }
-}
-
-impl From<Refused> for ApiError {
-    fn from(r: Refused) -> Self {
-        ApiError(
-            StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
-            r.message,
-        )
-    }
-}
-
-fn bad(m: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, m.into())
-}
-
-fn not_found(m: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, m.into())
-}
 
 /// The router of a server.
 pub fn router(app: Arc<App>) -> Router {
@@ -73,7 +48,11 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// Constant-time comparison of two strings.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// The token a request carries: bearer header, cookie or `token=` query.
@@ -105,7 +84,10 @@ fn loopback_host(host: &str) -> bool {
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
-    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Checks every request: the token where one is set (a page opened with
@@ -150,7 +132,11 @@ const INDEX: &str = include_str!("assets/index.html");
 const ASSETS: &[(&str, &str, &str)] = &[
     ("app.js", "text/javascript", include_str!("assets/app.js")),
     ("view.js", "text/javascript", include_str!("assets/view.js")),
-    ("charts.js", "text/javascript", include_str!("assets/charts.js")),
+    (
+        "charts.js",
+        "text/javascript",
+        include_str!("assets/charts.js"),
+    ),
     ("style.css", "text/css", include_str!("assets/style.css")),
 ];
 
@@ -168,7 +154,10 @@ async fn index() -> Response {
 async fn asset(Path(file): Path<String>) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == file) {
         Some((_, ct, body)) => (
-            [(header::CONTENT_TYPE, *ct), (header::CACHE_CONTROL, "no-cache")],
+            [
+                (header::CONTENT_TYPE, *ct),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
             *body,
         )
             .into_response(),
@@ -251,8 +240,16 @@ async fn mesh_info(State(app): St, Query(q): Query<HashMap<String, String>>) -> 
 }
 
 async fn mesh_thumbnail(State(app): St, Query(q): Query<HashMap<String, String>>) -> Response {
-    let w = q.get("w").and_then(|v| v.parse().ok()).unwrap_or(160u32).clamp(16, 640);
-    let h = q.get("h").and_then(|v| v.parse().ok()).unwrap_or(80u32).clamp(16, 640);
+    let w = q
+        .get("w")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(160u32)
+        .clamp(16, 640);
+    let h = q
+        .get("h")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(80u32)
+        .clamp(16, 640);
     match load_for(&app, &q).await {
         Ok(l) => {
             let png = tokio::task::spawn_blocking(move || meshes::thumbnail(&l.mesh, w, h))
@@ -262,17 +259,6 @@ async fn mesh_thumbnail(State(app): St, Query(q): Query<HashMap<String, String>>
         }
         Err(e) => e.into_response(),
     }
-}
-
-fn bounds(x: &[f64], y: &[f64]) -> [f64; 4] {
-    let mut b = [f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY];
-    for (&a, &c) in x.iter().zip(y) {
-        b[0] = b[0].min(a);
-        b[1] = b[1].max(a);
-        b[2] = b[2].min(c);
-        b[3] = b[3].max(c);
-    }
-    b
 }
 
 /// `POST /api/meshes?name=FILE.h5` with the file as the body
@@ -344,12 +330,16 @@ async fn upload_inner(
     let bytes: Bytes = axum::body::to_bytes(body, limit as usize)
         .await
         .map_err(|_| too_big(limit + 1))?;
-    let k = app.uploads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    let k = app
+        .uploads
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        + 1;
     let dir = app.upload_dir().join(k.to_string());
     let app2 = app.clone();
     let name2 = name.clone();
     tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
-        std::fs::create_dir_all(&dir).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         let path = dir.join(&name2);
         let part = dir.join(format!(".{name2}.part"));
         let written = std::fs::write(&part, &bytes).and_then(|_| std::fs::rename(&part, &path));
@@ -376,84 +366,6 @@ async fn upload_inner(
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
-/// The scene of a request body: TOML (`application/toml`) or JSON with
-/// the scene file's keys (`application/json`).
-pub fn scene_of(ct: &str, body: &[u8]) -> Result<Scene, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|_| bad("the scene is not UTF-8 text"))?;
-    let toml_text = if ct.starts_with("application/json") {
-        let v: Value =
-            serde_json::from_str(text).map_err(|e| bad(format!("scene (JSON): {e}")))?;
-        if !v.is_object() {
-            return Err(bad("scene (JSON): give an object with the scene file's keys"));
-        }
-        let t = toml::Value::try_from(&v).map_err(|e| bad(format!("scene (JSON): {e}")))?;
-        toml::to_string(&t).map_err(|e| bad(format!("scene (JSON): {e}")))?
-    } else if ct.starts_with("application/toml") || ct.starts_with("text/x-toml") {
-        text.to_string()
-    } else {
-        return Err(ApiError(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the scene as Content-Type: application/toml (a scene file) or application/json (its keys)".into(),
-        ));
-    };
-    Scene::parse(&toml_text, "<request>").map_err(|e| bad(e.to_string()))
-}
-
-/// Makes a request's scene safe to run here: its mesh an id resolved
-/// under the server's folders (or `mesh`, a query's id, instead), a
-/// generated mesh within the node limit, backends this machine has, no
-/// output files. Returns the mesh label.
-pub fn admit(app: &App, scene: &mut Scene, mesh: Option<&str>) -> Result<String, ApiError> {
-    if let Some(id) = mesh {
-        scene.mesh.file = Some(id.into());
-        scene.mesh.generate = None;
-        scene.mesh.nodes = None;
-    }
-    let label = if let Some(f) = scene.mesh.file.clone() {
-        let id = f.to_string_lossy().into_owned();
-        let path = app.meshes.resolve(&id)?;
-        scene.mesh.file = Some(path);
-        id
-    } else if let Some(g) = &scene.mesh.generate {
-        let n = scene.mesh.nodes.unwrap_or(20_000);
-        if n > app.max_nodes {
-            return Err(bad(format!(
-                "[mesh] nodes = {n}: this server generates at most {} nodes (--max-nodes)",
-                app.max_nodes
-            )));
-        }
-        format!("generate:{g}:{n}")
-    } else {
-        return Err(bad(
-            "the scene names no mesh: give [mesh] file = \"ID\" (an id of GET /api/meshes), [mesh] generate = \"GEOMETRY\", or ?mesh=ID",
-        ));
-    };
-    scene.output = Default::default();
-    let b = &scene.backend;
-    let backends = app.backends.lock().map(|b| b.clone()).unwrap_or_default();
-    for name in [
-        Some(&b.default),
-        b.quadrature.as_ref(),
-        b.assembly.as_ref(),
-        b.boundary.as_ref(),
-        b.solve.as_ref(),
-        b.post.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if let Some(info) = backends.iter().find(|i| &i.name == name)
-            && !info.available
-        {
-            return Err(bad(format!(
-                "backend \"{name}\" is not available on this server: {}",
-                info.note
-            )));
-        }
-    }
-    Ok(label)
-}
-
 async fn submit(
     State(app): St,
     Query(q): Query<HashMap<String, String>>,
@@ -478,98 +390,12 @@ async fn submit(
 }
 
 fn job_of(app: &App, id: &str) -> Result<Arc<Job>, ApiError> {
-    let n: u64 = id.parse().map_err(|_| bad(format!("job \"{id}\": not a job number")))?;
-    app.jobs.get(n).ok_or_else(|| not_found(format!("no job {n}")))
-}
-
-/// The JSON of a job: status, progress and, once done, its figures.
-pub fn summary(app: &App, job: &Job) -> Value {
-    let Ok(s) = job.state.lock() else {
-        return json!({"id": job.id, "status": "failed"});
-    };
-    let base = format!("/api/jobs/{}", job.id);
-    let mut v = json!({
-        "id": job.id,
-        "status": s.status,
-        "mesh": job.mesh_label,
-        "phase": s.phase,
-        "group": job.group,
-        "backend": job.plan.phases.0.join(","),
-        "solver": job.plan.config.solver.method.name(),
-        "rtol": job.plan.rtol(),
-        "scene": job.plan.scene_toml,
-        "iterations_so_far": s.residuals.last().map(|r| r.0),
-        "residual_so_far": s.residuals.last().map(|r| r.1),
-        "warnings": s.warnings,
-        "error": s.error,
-        "queued_ahead": if s.status == Status::Queued { app.jobs.queued_ahead(job.id) } else { 0 },
-        "seconds_queued": s.started.map(|t| t.duration_since(job.created).as_secs_f64()),
-        "events": format!("{base}/events"),
-    });
-    if let Some(h) = &s.header {
-        v["nodes"] = json!(h.nodes);
-        v["elements"] = json!(h.elements);
-        v["nnz"] = json!(h.nnz);
-    }
-    if let (Some(f), Some(st)) = (s.finished, s.started) {
-        v["seconds_running"] = json!(f.duration_since(st).as_secs_f64());
-        v["seconds_api_to_result"] = json!(f.duration_since(job.created).as_secs_f64());
-    }
-    if let Some(out) = &s.output {
-        let r = &out.result;
-        let st = &r.solution.stats;
-        let range = |a: &[f64]| {
-            let (lo, hi) = a
-                .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| (l.min(x), h.max(x)));
-            json!([lo, hi])
-        };
-        let mut times = serde_json::Map::new();
-        let mut backends = serde_json::Map::new();
-        times.insert("load".into(), json!(r.load_seconds));
-        for p in quadflow_systems::pipeline::Phase::ALL {
-            times.insert(p.name().into(), json!(r.phase_seconds[p.index()]));
-            backends.insert(p.name().into(), json!(r.backends[p.index()]));
-        }
-        times.insert("total".into(), json!(r.total_seconds));
-        v["nodes"] = json!(r.mesh.nodes());
-        v["elements"] = json!(r.mesh.elements.len());
-        v["nnz"] = json!(r.nnz);
-        v["backend"] = json!(r.backend_label());
-        v["iterations"] = json!(st.iterations);
-        v["converged"] = json!(st.converged);
-        v["relative_residual"] = json!(r.solution.equilibrated_residual);
-        v["true_relative_residual"] = json!(r.solution.true_residual);
-        v["times"] = Value::Object(times);
-        v["backends"] = Value::Object(backends);
-        v["seconds_per_solve"] = json!(out.solve_wall);
-        v["timeline"] = json!(jobs::timeline(out));
-        v["bounds"] = json!(bounds(&r.mesh.x, &r.mesh.y));
-        v["ranges"] = json!({
-            "u": range(&r.solution.u), "abs_vel": range(&r.abs_vel), "pressure": range(&r.pressure),
-        });
-        v["summary"] = json!(r.report(None));
-        v["notes"] = json!(r.notes);
-        v["gpu_device"] = json!(r.reports.iter().find_map(|(_, rep)| match rep.attribute("gpu_device") {
-            Some(crate::io::h5::Attr::Str(s)) => Some(s.clone()),
-            _ => None,
-        }));
-        v["arrays"] = json!(
-            arrays::NAMES
-                .iter()
-                .map(|(n, _, _)| (n.to_string(), json!(format!("{base}/arrays/{n}"))))
-                .collect::<serde_json::Map<_, _>>()
-        );
-        v["files"] = json!(
-            FILES
-                .iter()
-                .map(|(k, _, _)| (k.to_string(), json!(format!("{base}/files/{k}"))))
-                .collect::<serde_json::Map<_, _>>()
-        );
-    } else if s.status == Status::Done {
-        v["evicted"] = json!("the results of this job were dropped (older than the last --keep jobs)");
-    }
-    v
+    let n: u64 = id
+        .parse()
+        .map_err(|_| bad(format!("job \"{id}\": not a job number")))?;
+    app.jobs
+        .get(n)
+        .ok_or_else(|| not_found(format!("no job {n}")))
 }
 
 async fn list_jobs(State(app): St) -> Response {
@@ -636,7 +462,9 @@ fn news(app: &App, job: &Job, c: &mut Cursor) -> Option<(String, bool)> {
         || s.warnings.len() != c.warnings
         || (s.header.is_some() && !c.header)
         || c.status != Some(s.status)
-        || s.residuals.last().is_some_and(|_| s.residuals.len() >= 200_000);
+        || s.residuals
+            .last()
+            .is_some_and(|_| s.residuals.len() >= 200_000);
     if !fresh {
         return None;
     }
@@ -723,33 +551,36 @@ async fn job_array(
             .into_response(),
         None => not_found(format!(
             "no array \"{name}\" (arrays: {})",
-            arrays::NAMES.iter().map(|n| n.0).collect::<Vec<_>>().join(", ")
+            arrays::NAMES
+                .iter()
+                .map(|n| n.0)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
         .into_response(),
     }
 }
 
-/// The files a job offers: kind, extension, content type.
-pub const FILES: &[(&str, &str, &str)] = &[
-    ("results", "h5", "application/x-hdf5"),
-    ("vtu", "vtu", "application/xml"),
-    ("png", "png", "image/png"),
-    ("trace", "json", "application/json"),
-];
-
 /// Writes file `kind` of a job into the job's folder (once).
-fn make_file(app: &App, job: &Job, out: &jobs::Output, kind: &str) -> Result<std::path::PathBuf, ApiError> {
-    let (_, ext, _) = FILES
-        .iter()
-        .find(|f| f.0 == kind)
-        .ok_or_else(|| not_found(format!("no file \"{kind}\" (files: results, vtu, png, trace)")))?;
+fn make_file(
+    app: &App,
+    job: &Job,
+    out: &jobs::Output,
+    kind: &str,
+) -> Result<std::path::PathBuf, ApiError> {
+    let (_, ext, _) = FILES.iter().find(|f| f.0 == kind).ok_or_else(|| {
+        not_found(format!(
+            "no file \"{kind}\" (files: results, vtu, png, trace)"
+        ))
+    })?;
     if let Some(p) = out.files.lock().ok().and_then(|f| f.get(kind).cloned())
         && p.exists()
     {
         return Ok(p);
     }
     let dir = app.job_dir(job.id);
-    std::fs::create_dir_all(&dir).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let stem = match &job.plan.mesh {
         MeshSource::File(p) => p
             .file_stem()
@@ -800,13 +631,17 @@ async fn job_file(State(app): St, Path((id, kind)): Path<(String, String)>) -> R
     let kind2 = kind.clone();
     let made = tokio::task::spawn_blocking(move || {
         let p = make_file(&app2, &job2, &out, &kind2)?;
-        let bytes = std::fs::read(&p).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let bytes = std::fs::read(&p)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         Ok::<_, ApiError>((p, bytes))
     })
     .await;
     match made {
         Ok(Ok((p, bytes))) => {
-            let ct = FILES.iter().find(|f| f.0 == kind).map_or("application/octet-stream", |f| f.2);
+            let ct = FILES
+                .iter()
+                .find(|f| f.0 == kind)
+                .map_or("application/octet-stream", |f| f.2);
             let name = p
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
@@ -814,7 +649,10 @@ async fn job_file(State(app): St, Path((id, kind)): Path<(String, String)>) -> R
             (
                 [
                     (header::CONTENT_TYPE, ct.to_string()),
-                    (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{name}\""),
+                    ),
                 ],
                 bytes,
             )
@@ -834,7 +672,13 @@ mod tests {
         assert!(same("abcdefgh", "abcdefgh"));
         assert!(!same("abcdefgh", "abcdefgX"));
         assert!(!same("abc", "abcd"));
-        for h in ["127.0.0.1:8080", "localhost:1", "[::1]:80", "localhost", "127.3.4.5"] {
+        for h in [
+            "127.0.0.1:8080",
+            "localhost:1",
+            "[::1]:80",
+            "localhost",
+            "127.3.4.5",
+        ] {
             assert!(loopback_host(h), "{h}");
         }
         for h in ["evil.example:8080", "10.0.0.1:80", "", "[2001:db8::1]:80"] {

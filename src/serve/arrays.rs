@@ -8,21 +8,53 @@ use crate::run::RunResult;
 /// local node numbers (corners 0-3, mid-sides 4-7, counter-clockwise): a
 /// corner triangle at each corner and the inner quadrilateral of the
 /// mid-side nodes in two.
-pub const TRIANGLES: [[usize; 3]; 6] = [[0, 4, 7], [4, 1, 5], [5, 2, 6], [6, 3, 7], [4, 5, 6], [4, 6, 7]];
+pub const TRIANGLES: [[usize; 3]; 6] = [
+    [0, 4, 7],
+    [4, 1, 5],
+    [5, 2, 6],
+    [6, 3, 7],
+    [4, 5, 6],
+    [4, 6, 7],
+];
 
 /// The boundary of one element as 8 segments (local node numbers).
-pub const EDGES: [[usize; 2]; 8] = [[0, 4], [4, 1], [1, 5], [5, 2], [2, 6], [6, 3], [3, 7], [7, 0]];
+pub const EDGES: [[usize; 2]; 8] = [
+    [0, 4],
+    [4, 1],
+    [1, 5],
+    [5, 2],
+    [2, 6],
+    [6, 3],
+    [3, 7],
+    [7, 0],
+];
 
 /// The arrays a job offers, with their element type and what each holds.
 pub const NAMES: &[(&str, &str, &str)] = &[
     ("coords", "f32", "x, y per node (2 values per node)"),
     ("quad8", "u32", "8 node numbers per element"),
-    ("triangles", "u32", "3 node numbers per triangle, 6 triangles per element"),
-    ("edges", "u32", "2 node numbers per segment, 8 segments per element"),
+    (
+        "triangles",
+        "u32",
+        "3 node numbers per triangle, 6 triangles per element",
+    ),
+    (
+        "edges",
+        "u32",
+        "2 node numbers per segment, 8 segments per element",
+    ),
     ("u", "f32", "the potential per node (?dtype=f64: exact)"),
     ("vel", "f32", "vx, vy per element (?dtype=f64: exact)"),
-    ("abs_vel", "f32", "the speed per element (?dtype=f64: exact)"),
-    ("pressure", "f32", "the pressure per element (?dtype=f64: exact)"),
+    (
+        "abs_vel",
+        "f32",
+        "the speed per element (?dtype=f64: exact)",
+    ),
+    (
+        "pressure",
+        "f32",
+        "the pressure per element (?dtype=f64: exact)",
+    ),
 ];
 
 fn f32s(v: impl Iterator<Item = f64>, n: usize) -> Vec<u8> {

@@ -6,8 +6,8 @@
 //! speed and pressure relative to the field's largest value, above 1e-6).
 
 use super::App;
-use super::api::{ApiError, admit, scene_of, summary};
 use super::jobs::Status;
+use super::request::{ApiError, admit, scene_of, summary};
 use crate::bench::report::max_rel_diff;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -168,7 +168,11 @@ fn rows(app: &App, ids: &[u64]) -> Value {
             if let Some(rf) = &reference {
                 let d = max_rel_diff(
                     &[&r.solution.u, &r.abs_vel, &r.pressure],
-                    &[&rf.result.solution.u, &rf.result.abs_vel, &rf.result.pressure],
+                    &[
+                        &rf.result.solution.u,
+                        &rf.result.abs_vel,
+                        &rf.result.pressure,
+                    ],
                 );
                 v["max_rel_diff"] = json!(d);
                 v["differs"] = json!(d > TOLERANCE);

@@ -138,7 +138,11 @@ impl Job {
     /// Asks the job to stop; whether it was still unfinished.
     pub fn request_cancel(&self) -> bool {
         self.cancel.store(true, Ordering::SeqCst);
-        let st = self.state.lock().map(|s| s.status).unwrap_or(Status::Failed);
+        let st = self
+            .state
+            .lock()
+            .map(|s| s.status)
+            .unwrap_or(Status::Failed);
         !st.finished()
     }
 
@@ -373,9 +377,8 @@ fn worker(jobs: Weak<Jobs>) {
             continue;
         }
         let meshes = js.meshes.clone();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            execute(&job, &meshes)
-        }));
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(&job, &meshes)));
         match outcome {
             Ok(_) if job.cancelled() => finish(&job, Status::Cancelled, None, None),
             Ok(Ok(out)) => finish(&job, Status::Done, None, Some(out)),

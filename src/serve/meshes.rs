@@ -88,10 +88,11 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
             let Ok(ft) = e.file_type() else { continue };
             if ft.is_dir() && depth < 2 {
                 stack.push((p, depth + 1));
-            } else if ft.is_file() && is_mesh_file(&p) {
-                if let Ok(rel) = p.strip_prefix(dir) {
-                    out.push(rel.to_path_buf());
-                }
+            } else if ft.is_file()
+                && is_mesh_file(&p)
+                && let Ok(rel) = p.strip_prefix(dir)
+            {
+                out.push(rel.to_path_buf());
             }
         }
     }
@@ -264,7 +265,10 @@ impl Meshes {
         let (len, modified) = (meta.len(), meta.modified().ok());
         let hit = self.cache.lock().ok().and_then(|mut c| {
             let e = c.iter_mut().find(|c| {
-                c.path == path && c.len == len && c.modified == modified && c.policy == plan.orientation
+                c.path == path
+                    && c.len == len
+                    && c.modified == modified
+                    && c.policy == plan.orientation
             })?;
             e.used = Instant::now();
             Some((e.mesh.clone(), e.sets.clone()))
@@ -286,10 +290,10 @@ impl Meshes {
                 )?;
                 if let Ok(mut c) = self.cache.lock() {
                     c.retain(|c| c.path != path);
-                    if c.len() >= self.cache_meshes.max(1) {
-                        if let Some(i) = (0..c.len()).min_by_key(|&i| c[i].used) {
-                            c.remove(i);
-                        }
+                    if c.len() >= self.cache_meshes.max(1)
+                        && let Some(i) = (0..c.len()).min_by_key(|&i| c[i].used)
+                    {
+                        c.remove(i);
                     }
                     c.push(Cached {
                         path: path.to_path_buf(),
@@ -341,17 +345,26 @@ pub fn thumbnail(mesh: &Mesh, w: u32, h: u32) -> Vec<u8> {
         .min((f64::from(h) - 2.0 * pad) / (y1 - y0).max(1e-300));
     let ox = (f64::from(w) - s * (x1 - x0)) / 2.0;
     let oy = (f64::from(h) - s * (y1 - y0)) / 2.0;
-    let px = |i: usize| (ox + s * (mesh.x[i] - x0), f64::from(h) - oy - s * (mesh.y[i] - y0));
+    let px = |i: usize| {
+        (
+            ox + s * (mesh.x[i] - x0),
+            f64::from(h) - oy - s * (mesh.y[i] - y0),
+        )
+    };
     let mut alpha = vec![0u8; (w * h) as usize];
     for el in &mesh.elements {
         // the boundary polygon of the element through its mid-side nodes
         let ring = [el[0], el[4], el[1], el[5], el[2], el[6], el[3], el[7]].map(|n| px(n as usize));
-        let (bx0, bx1) = ring.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-            (a.min(p.0), b.max(p.0))
-        });
-        let (by0, by1) = ring.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-            (a.min(p.1), b.max(p.1))
-        });
+        let (bx0, bx1) = ring
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+                (a.min(p.0), b.max(p.0))
+            });
+        let (by0, by1) = ring
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+                (a.min(p.1), b.max(p.1))
+            });
         let (ix0, ix1) = (bx0.floor().max(0.0) as u32, (bx1.ceil() as u32).min(w));
         let (iy0, iy1) = (by0.floor().max(0.0) as u32, (by1.ceil() as u32).min(h));
         if ix1 <= ix0 || iy1 <= iy0 {
@@ -369,7 +382,8 @@ pub fn thumbnail(mesh: &Mesh, w: u32, h: u32) -> Vec<u8> {
                 let mut j = ring.len() - 1;
                 for i in 0..ring.len() {
                     let (a, b) = (ring[i], ring[j]);
-                    if (a.1 > qy) != (b.1 > qy) && qx < (b.0 - a.0) * (qy - a.1) / (b.1 - a.1) + a.0 {
+                    if (a.1 > qy) != (b.1 > qy) && qx < (b.0 - a.0) * (qy - a.1) / (b.1 - a.1) + a.0
+                    {
                         inside = !inside;
                     }
                     j = i;

@@ -10,6 +10,7 @@
 //! - [`jobs`]: the queue, the workers, progress and cancellation;
 //! - [`tracer`]: each job's own trace and live phase;
 //! - [`arrays`]: the binary arrays of results;
+//! - [`request`]: the error answer, a request's scene, a job's JSON;
 //! - [`api`]: the HTTP handlers; [`compare`]: the compare view's runs.
 //!
 //! Security: loopback only by default; any other `--host` needs a token
@@ -23,6 +24,7 @@ pub mod arrays;
 pub mod compare;
 pub mod jobs;
 pub mod meshes;
+pub mod request;
 pub mod tracer;
 
 use crate::error::AppError;
@@ -131,7 +133,12 @@ fn random_token() -> String {
         for (i, chunk) in b.chunks_mut(8).enumerate() {
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
             h.write_usize(i);
-            h.write_u128(std::time::UNIX_EPOCH.elapsed().map(|d| d.as_nanos()).unwrap_or(0));
+            h.write_u128(
+                std::time::UNIX_EPOCH
+                    .elapsed()
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0),
+            );
             chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
         }
     }
@@ -158,12 +165,16 @@ fn backend_infos() -> Vec<BackendInfo> {
                     if quadflow_systems::gpu::device_available() {
                         (true, "CUDA device 0 (name once warmed up)".to_string())
                     } else {
-                        (false, "no CUDA driver or device on this machine".to_string())
+                        (
+                            false,
+                            "no CUDA driver or device on this machine".to_string(),
+                        )
                     }
                 }
                 "mpi" => (
                     false,
-                    "runs under mpirun, one process per rank; the server is one process".to_string(),
+                    "runs under mpirun, one process per rank; the server is one process"
+                        .to_string(),
                 ),
                 _ => (true, String::new()),
             };
@@ -354,6 +365,6 @@ pub fn serve(args: &ServeArgs) -> Result<(), AppError> {
         let router = api::router(app.clone());
         axum::serve(listener, router)
             .await
-        .map_err(|e| AppError::Other(format!("server: {e}")))
+            .map_err(|e| AppError::Other(format!("server: {e}")))
     })
 }

@@ -156,7 +156,8 @@ struct Fields<'a>(&'a mut Vec<(String, String)>);
 
 impl tracing::field::Visit for Fields<'_> {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.push((field.name().to_string(), format!("{value:?}")));
+        self.0
+            .push((field.name().to_string(), format!("{value:?}")));
     }
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         self.0.push((field.name().to_string(), value.to_string()));
@@ -220,7 +221,9 @@ where
 /// a process that already has one do nothing).
 pub fn install() {
     use tracing_subscriber::prelude::*;
-    let _ = tracing_subscriber::registry().with(JobTraceLayer).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(JobTraceLayer)
+        .try_init();
 }
 
 #[cfg(test)]
