@@ -21,8 +21,8 @@ use super::launch;
 use super::options::AmgSetupSite;
 use super::pattern::DeviceSystem;
 use super::report::GpuReport;
-use crate::amg::{AmgSettings, AmgSystem, CheckOutcome, Hierarchy, ResidualCheck};
-use crate::solver::{CgSettings, Exec, Residuals, SolveError, SolveStats};
+use crate::amg::{AmgSettings, AmgSystem, Hierarchy};
+use crate::solver::{CgSettings, Convergence, Exec, Residuals, SolveError, SolveStats, Verdict};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 use std::time::Instant;
 /// The CG vectors and the finest operator in double precision.
@@ -183,15 +183,13 @@ impl Original {
 }
 
 /// The hierarchy, the CG buffers and the original system's side, ready
-/// to iterate, with `||r0||^2` and `||r0||_W^2`.
+/// to iterate, with `||r0||^2`.
 struct Prepared {
     dev: DevHierarchy,
     bufs: CgBuffers,
     orig: Original,
     b_norm: f64,
-    f_norm: f64,
     rr: f64,
-    rw: f64,
     decoupled: usize,
     levels: usize,
     complexity: f64,
@@ -257,15 +255,12 @@ fn prepare_host(
         group: launch::spmv_group(mean_full),
     };
     let rr: f64 = sys.b.iter().map(|v| v * v).sum();
-    let rw: f64 = sys.b.iter().zip(&weights).map(|(v, w)| v * v * w).sum();
     Ok(Prepared {
         dev,
         bufs,
         orig,
         b_norm: sys.b_norm,
-        f_norm: sys.f_norm,
         rr,
-        rw,
         decoupled: sys.decoupled(),
         levels: h.levels(),
         complexity: h.operator_complexity(),
@@ -301,11 +296,11 @@ fn prepare_device(
         rt: st.zeros(m)?,
         out: st.zeros(4)?,
     };
-    // r.r and r.W.r of r = b (x = 0)
-    let (rr, rw) = if m > 0 {
-        bufs.residual(st, report)?
+    // r.r of r = b (x = 0)
+    let rr = if m > 0 {
+        bufs.residual(st, report)?.0
     } else {
-        (0.0, 0.0)
+        0.0
     };
     let orig = Original {
         n,
@@ -321,9 +316,7 @@ fn prepare_device(
         bufs,
         orig,
         b_norm: sys.b_norm,
-        f_norm: sys.f_norm,
         rr,
-        rw,
         decoupled: sys.decoupled,
         levels,
         complexity,
@@ -358,9 +351,7 @@ pub fn solve(
         mut bufs,
         mut orig,
         b_norm,
-        f_norm,
         rr,
-        rw,
         decoupled,
         levels,
         complexity,
@@ -369,43 +360,34 @@ pub fn solve(
     report.amg_sizes = sizes;
     let m = bufs.a.pat.n;
     let fine_nnz = bufs.a.val.len();
-    let (it, converged, residual) = if b_norm == 0.0 || m == 0 {
-        (0, true, 0.0)
+    let mut rule = Convergence::new(cg.rtol);
+    let (it, verdict, rr_last) = if b_norm == 0.0 || m == 0 {
+        (0, Some(Verdict::Converged), 0.0)
     } else {
         let _s = tracing::info_span!("gpu_amg_cg", rows = m).entered();
-        // the rule of `amg_pcg` with the unscaled check (`b = D f` is
-        // non-zero here, so `f` is too)
-        let rel = |rr: f64, rw: f64| (rr.sqrt() / b_norm).max(rw.sqrt() / f_norm);
-        let (mut rr, mut rw) = (rr, rw);
+        // the loop of `amg_pcg`, stopped by the convergence rule
+        let rel = |rr: f64| rr.sqrt() / b_norm;
+        let mut rr = rr;
         dev.apply(st, &bufs.r, &mut bufs.z)?;
         let mut rz = bufs.rz(st, report)?;
         st.stream.memcpy_dtod(&bufs.z, &mut bufs.p).ctx("p = z")?;
-        let mut checker = ResidualCheck::new(cg.rtol);
         let mut it = 0;
-        let converged = loop {
-            if rel(rr, rw) < checker.target() {
-                if it == 0 {
-                    break true;
-                }
-                let (tr, tw) = bufs.residual(st, report)?;
-                let mut t = rel(tr, tw);
-                if t < cg.rtol {
-                    t = t.max(orig.residual(st, sys_dev, report, &bufs.x, m)?.raw);
-                }
-                match checker.judge(t) {
-                    CheckOutcome::Accept => break true,
-                    CheckOutcome::GiveUp => break false,
-                    CheckOutcome::Restart => {}
+        let verdict = loop {
+            if rel(rr) < rule.target() {
+                let (tr, _) = bufs.residual(st, report)?;
+                match rule.judge(it, rel(tr)) {
+                    Verdict::Replace => {}
+                    v => break Some(v),
                 }
                 std::mem::swap(&mut bufs.r, &mut bufs.rt);
-                (rr, rw) = (tr, tw);
+                rr = tr;
                 dev.apply(st, &bufs.r, &mut bufs.z)?;
                 rz = bufs.rz(st, report)?;
                 st.stream.memcpy_dtod(&bufs.z, &mut bufs.p).ctx("p = z")?;
                 continue;
             }
             if it >= cg.max_iter {
-                break false;
+                break None;
             }
             let pq = bufs.pq(st, report)?;
             if pq.is_nan() || pq <= 0.0 {
@@ -416,12 +398,12 @@ pub fn solve(
                 .into());
             }
             let alpha = rz / pq;
-            (rr, rw) = bufs.update(st, report, alpha)?;
+            (rr, _) = bufs.update(st, report, alpha)?;
             it += 1;
-            if !progress(it, rel(rr, rw)) {
+            if !progress(it, rel(rr)) {
                 return Err(SolveError::Interrupted { iteration: it }.into());
             }
-            if rel(rr, rw) < checker.target() {
+            if rel(rr) < rule.target() {
                 continue;
             }
             dev.apply(st, &bufs.r, &mut bufs.z)?;
@@ -430,17 +412,15 @@ pub fn solve(
             rz = rz_new;
             bufs.direction(st, beta)?;
         };
-        (it, converged, checker.last().unwrap_or(rel(rr, rw)))
+        (it, verdict, rr)
     };
     // u = D x~ with the decoupled rows, and the true residual
     let residuals = orig.residual(st, sys_dev, report, &bufs.x, m)?;
     let u_host = st.download(report, "solution", &orig.u, orig.n)?;
     st.sync()?;
     let solve_seconds = t1.elapsed().as_secs_f64();
-    let stats = SolveStats {
+    let mut stats = SolveStats {
         iterations: it,
-        converged,
-        recurrence_residual: residual,
         setup_seconds,
         solve_seconds,
         decoupled_rows: decoupled,
@@ -450,6 +430,11 @@ pub fn solve(
         operator_complexity: complexity,
         ..Default::default()
     };
+    rule.finish(
+        &mut stats,
+        verdict,
+        rr_last.sqrt() / b_norm.max(f64::MIN_POSITIVE),
+    );
     Ok((
         GpuSolveOutcome {
             u: u_host,
