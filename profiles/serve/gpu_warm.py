@@ -74,7 +74,8 @@ try:
         urllib.request.urlopen(urllib.request.Request(url + f"/api/jobs/{job['id']}", method="DELETE")).read()
         return {"api_to_done_s": t_done, "api_to_u_s": t_u, "u_bytes": len(u),
                 "server_seconds_per_solve": s["seconds_per_solve"], "times": s["times"],
-                "iterations": s["iterations"], "gpu_device": s.get("gpu_device")}
+                "iterations": s["iterations"], "gpu_device": s.get("gpu_device"),
+                "summary_gpu_lines": [l for l in s.get("summary", "").splitlines() if l.startswith("gpu")]}
 
     warm = solve()  # fills the mesh cache (reads the file once)
     runs = [solve() for _ in range(a.runs)]
