@@ -309,12 +309,12 @@ async fn upload_inner(
         )));
     }
     let limit = app.max_upload;
-    let too_big = |n: u64| {
+    let too_big = |n: Option<u64>| {
+        let size = n.map_or_else(|| "more".to_string(), mib);
         ApiError(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
-                "{name}: the upload ({}) exceeds this server's limit of {} (--max-upload-mb)",
-                mib(n),
+                "{name}: the upload ({size}) exceeds this server's limit of {} (--max-upload-mb)",
                 mib(limit)
             ),
         )
@@ -325,11 +325,11 @@ async fn upload_inner(
         .and_then(|v| v.parse::<u64>().ok())
         && n > limit
     {
-        return Err(too_big(n));
+        return Err(too_big(Some(n)));
     }
     let bytes: Bytes = axum::body::to_bytes(body, limit as usize)
         .await
-        .map_err(|_| too_big(limit + 1))?;
+        .map_err(|_| too_big(None))?;
     let k = app
         .uploads
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -448,6 +448,7 @@ async fn delete_job(State(app): St, Path(id): Path<String>) -> Response {
 #[derive(Default)]
 struct Cursor {
     residuals: usize,
+    reports: u64,
     phases: usize,
     warnings: usize,
     header: bool,
@@ -462,13 +463,16 @@ fn news(app: &App, job: &Job, c: &mut Cursor) -> Option<(String, bool)> {
         || s.warnings.len() != c.warnings
         || (s.header.is_some() && !c.header)
         || c.status != Some(s.status)
-        || s.residuals
-            .last()
-            .is_some_and(|_| s.residuals.len() >= 200_000);
+        || s.reports != c.reports;
     if !fresh {
         return None;
     }
-    let from = c.residuals.min(s.residuals.len());
+    // past the cap the last point changes in place: send it again
+    let from = if s.reports != c.reports && c.residuals == s.residuals.len() {
+        c.residuals.saturating_sub(1)
+    } else {
+        c.residuals.min(s.residuals.len())
+    };
     let v = json!({
         "id": job.id,
         "status": s.status,
@@ -481,6 +485,7 @@ fn news(app: &App, job: &Job, c: &mut Cursor) -> Option<(String, bool)> {
         "queued_ahead": if s.status == Status::Queued { app.jobs.queued_ahead(job.id) } else { 0 },
     });
     c.residuals = s.residuals.len();
+    c.reports = s.reports;
     c.phases = s.phases.len();
     c.warnings = s.warnings.len();
     c.header = s.header.is_some();

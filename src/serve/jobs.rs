@@ -68,8 +68,11 @@ pub struct JobState {
     pub phase: Option<String>,
     /// Phases opened so far, with the seconds since the job started.
     pub phases: Vec<(String, f64)>,
-    /// `(iteration, relative residual)` as the solver reported them.
+    /// `(iteration, relative residual)` as the solver reported them (past
+    /// [`MAX_RESIDUALS`], the last point follows the solve).
     pub residuals: Vec<(usize, f64)>,
+    /// Reports heard so far (they outnumber `residuals` past the cap).
+    pub reports: u64,
     /// Warnings, as the CLI prints them.
     pub warnings: Vec<String>,
     /// The bounded system's size (nodes, elements, nnz), before the solve.
@@ -118,6 +121,7 @@ impl Job {
                 phase: None,
                 phases: Vec::new(),
                 residuals: Vec::new(),
+                reports: 0,
                 warnings: Vec::new(),
                 header: None,
                 error: None,
@@ -168,6 +172,7 @@ impl Job {
     fn residual(&self, it: usize, res: f64) {
         let tell = self
             .with(|s| {
+                s.reports += 1;
                 if s.residuals.len() < MAX_RESIDUALS {
                     s.residuals.push((it, res));
                 } else if let Some(last) = s.residuals.last_mut() {
@@ -200,7 +205,7 @@ impl Job {
 }
 
 /// Residuals kept per job (a solve's iteration cap is 15,000 by default).
-const MAX_RESIDUALS: usize = 200_000;
+pub const MAX_RESIDUALS: usize = 200_000;
 
 struct Events<'a>(&'a Job);
 
