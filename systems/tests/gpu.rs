@@ -448,8 +448,17 @@ fn data_crosses_the_bus_once_and_the_ptx_is_cached() {
         reports.push(r);
     }
     assert!(!reports[0].cache_hit && reports[0].nvrtc_seconds > 0.0);
+    assert_eq!(reports[0].modules_reused, 0);
+    assert!(reports[0].cache_file.as_ref().unwrap().starts_with(&dir));
+    // the second run of the process finds its modules loaded already: no
+    // compile, no cache read, no module load (a server's warm solve)
     assert!(reports[1].cache_hit && reports[1].nvrtc_seconds == 0.0);
-    assert!(reports[1].cache_file.as_ref().unwrap().starts_with(&dir));
+    assert_eq!(reports[1].modules_reused, reports[1].modules.len());
+    assert!(
+        reports[1].module_load_seconds < 0.01,
+        "{}",
+        reports[1].module_load_seconds
+    );
     let r = &reports[1];
     assert!(!r.device_name.is_empty());
     // up: coordinates, connectivity, small boundary lists (the pattern is

@@ -103,7 +103,9 @@ impl GpuReport {
                 self.device_name,
                 self.arch,
                 self.nvrtc_seconds,
-                if self.cache_hit {
+                if self.modules_reused == self.modules.len() && !self.modules.is_empty() {
+                    "modules loaded by an earlier run of this process".to_string()
+                } else if self.cache_hit {
                     "kernel cache hit".to_string()
                 } else {
                     format!(

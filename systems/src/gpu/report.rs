@@ -68,6 +68,9 @@ pub struct GpuReport {
     /// cache); `nvrtc_seconds` is the wall time of compiling them in
     /// parallel.
     pub modules_compiled: usize,
+    /// Modules already loaded on the device by an earlier run of this
+    /// process (a server, a Python session): neither read nor loaded again.
+    pub modules_reused: usize,
     /// How the Jacobi-CG iterations were driven (`launches`, `graph`,
     /// `persistent`), once the custom solve ran.
     pub cg_loop: Option<&'static str>,
