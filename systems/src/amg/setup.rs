@@ -394,7 +394,7 @@ impl Hierarchy {
                 let _s = tracing::info_span!("amg_prolongator", n).entered();
                 smoothed_prolongator(exec, &a, &inv_diag, &agg, &t, nagg, omega)
             };
-            let r = p.transpose();
+            let r = p.transpose_with(exec);
             let ac = {
                 let _s = tracing::info_span!("amg_galerkin", n, nc = nagg).entered();
                 let ap = a.matmul(exec, &p);

@@ -114,6 +114,18 @@ fn amg_cg_solves_serial_and_parallel_identically() {
     assert!(ss.iterations < 30, "{ss:?}");
     assert_eq!(ss.iterations, sp.iterations);
     assert_eq!(us, up);
+    // on a team (the parallel backend's executor), any size
+    for t in [2, 3] {
+        let team = crate::exec::Team::new(t, "test").unwrap();
+        let (ut, st) = team
+            .install(|| solve_amg_cg(&k, &f, &cg, &amg, Exec::Parallel, &mut |_, _| true))
+            .unwrap();
+        assert_eq!(ss.iterations, st.iterations, "team of {t}");
+        assert!(
+            us.iter().zip(&ut).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "team of {t}: u not bitwise equal to serial"
+        );
+    }
     assert!(true_relative_residual(&k, &f, &us) < 1e-9);
     assert_eq!(ss.decoupled_rows, 1);
 }
@@ -218,4 +230,46 @@ fn indefinite_matrix_is_reported() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("not positive definite"), "{err}");
+}
+
+#[test]
+fn parallel_transpose_and_products_equal_serial() {
+    // a tall rectangular matrix with scattered columns, as P is
+    let (nr, nc) = (20_000, 1_500);
+    let mut rowptr = vec![0usize];
+    let (mut col, mut val) = (vec![], vec![]);
+    for i in 0..nr {
+        for k in 0..(i % 5) {
+            col.push(((i * 31 + k * 977) % nc) as u32);
+            val.push((i + k) as f64 * 0.25 - 7.0);
+        }
+        rowptr.push(col.len());
+    }
+    let p = Csr::new(nr, nc, rowptr, col, val);
+    let want = p.transpose();
+    let team = crate::exec::Team::new(3, "test").unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for got in [
+        team.install(|| p.transpose_with(Exec::Parallel)),
+        pool.install(|| p.transpose_with(Exec::Parallel)),
+    ] {
+        assert_eq!(got.rowptr(), want.rowptr());
+        assert_eq!(got.cols(), want.cols());
+        assert_eq!(got.vals(), want.vals());
+    }
+    let rp = team.install(|| want.matmul(Exec::Parallel, &p));
+    let rs = want.matmul(Exec::Serial, &p);
+    assert_eq!(rp.rowptr(), rs.rowptr());
+    assert_eq!(rp.cols(), rs.cols());
+    assert!(
+        rp.vals()
+            .iter()
+            .zip(rs.vals())
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+    let d = team.install(|| rs.diagonal_with(Exec::Parallel));
+    assert_eq!(d, rs.diagonal());
 }

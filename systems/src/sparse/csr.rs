@@ -2,8 +2,7 @@
 //! cycle use.
 
 use super::SymCsr;
-use crate::exec::{Exec, blocks1, map_blocks_with};
-use rayon::prelude::*;
+use crate::exec::{Disjoint, Exec, blocks1, for_each_index, map_blocks, map_blocks_with};
 
 /// Rows per block of the sparse matrix-matrix products.
 pub(crate) const SPGEMM_BLOCK: usize = 512;
@@ -132,18 +131,21 @@ impl Csr {
     /// [`Csr::diagonal`], over the rows in parallel under
     /// [`Exec::Parallel`].
     pub fn diagonal_with(&self, exec: Exec) -> Vec<f64> {
-        let d = |i: usize| -> f64 {
-            let (c, v) = self.row(i);
-            c.iter()
-                .zip(v)
-                .filter(|(j, _)| **j as usize == i)
-                .map(|(_, v)| *v)
-                .sum()
-        };
-        match exec {
-            Exec::Serial => (0..self.nrows).map(d).collect(),
-            Exec::Parallel => (0..self.nrows).into_par_iter().map(d).collect(),
-        }
+        let mut out = vec![0.0; self.nrows];
+        blocks1(exec, &mut out, |s, db| {
+            for (l, di) in db.iter_mut().enumerate() {
+                let i = s + l;
+                let (c, v) = self.row(i);
+                *di = c
+                    .iter()
+                    .zip(v)
+                    .filter(|(j, _)| **j as usize == i)
+                    .map(|(_, v)| *v)
+                    .sum();
+            }
+            0.0
+        });
+        out
     }
 
     /// `y = A x`.
@@ -188,26 +190,62 @@ impl Csr {
     /// The transpose (a counting sort; rows of the result in increasing
     /// column order of the source).
     pub fn transpose(&self) -> Csr {
-        let mut ptr = vec![0usize; self.ncols + 1];
-        for &j in &self.col {
-            ptr[j as usize + 1] += 1;
-        }
-        for j in 0..self.ncols {
-            ptr[j + 1] += ptr[j];
-        }
-        let mut fill = ptr.clone();
-        let mut col = vec![0u32; self.nnz()];
-        let mut val = vec![0.0; self.nnz()];
-        for i in 0..self.nrows {
-            let (c, v) = self.row(i);
-            for (&j, &a) in c.iter().zip(v) {
-                let f = &mut fill[j as usize];
-                col[*f] = i as u32;
-                val[*f] = a;
-                *f += 1;
+        self.transpose_with(Exec::Serial)
+    }
+
+    /// [`Csr::transpose`], under [`Exec::Parallel`] by parts of the source
+    /// rows (counts per part and column, then each part fills its places):
+    /// the same matrix.
+    pub fn transpose_with(&self, exec: Exec) -> Csr {
+        let (nr, nc) = (self.nrows, self.ncols);
+        // a few parts of at least 4096 rows; counters per part and column
+        let parts = match exec {
+            Exec::Serial => 1,
+            Exec::Parallel => (nr / 4096).clamp(1, 8),
+        };
+        let size = nr.div_ceil(parts).max(1);
+        let counts: Vec<Vec<usize>> = map_blocks(exec, nr, size, |rows| {
+            let mut c = vec![0usize; nc];
+            for &j in &self.col[self.rowptr[rows.start]..self.rowptr[rows.end]] {
+                c[j as usize] += 1;
+            }
+            c
+        });
+        // column j's places: part 0's entries first, then part 1's...
+        let mut ptr = vec![0usize; nc + 1];
+        let mut starts: Vec<Vec<usize>> = vec![vec![0; nc]; counts.len()];
+        let mut at = 0;
+        for j in 0..nc {
+            ptr[j] = at;
+            for (p, c) in counts.iter().enumerate() {
+                starts[p][j] = at;
+                at += c[j];
             }
         }
-        Csr::new(self.ncols, self.nrows, ptr, col, val)
+        ptr[nc] = at;
+        let mut col = vec![0u32; self.nnz()];
+        let mut val = vec![0.0; self.nnz()];
+        {
+            let (cs, vs) = (Disjoint::slice(&mut col), Disjoint::slice(&mut val));
+            let starts = &starts;
+            for_each_index(exec, counts.len(), |p| {
+                let mut fill = starts[p].clone();
+                for i in p * size..((p + 1) * size).min(nr) {
+                    let (c, v) = self.row(i);
+                    for (&j, &a) in c.iter().zip(v) {
+                        let f = &mut fill[j as usize];
+                        // SAFETY: the places of part p in column j are
+                        // its own (the prefix above), each written once.
+                        unsafe {
+                            *cs.get_mut(*f) = i as u32;
+                            *vs.get_mut(*f) = a;
+                        }
+                        *f += 1;
+                    }
+                }
+            });
+        }
+        Csr::new(nc, nr, ptr, col, val)
     }
 
     /// Concatenates row blocks `(row lengths, columns, values)`.
@@ -229,21 +267,21 @@ impl Csr {
         let mut col = vec![0u32; nnz];
         let mut val = vec![0.0; nnz];
         // each block's slice of the output, then the copies in parallel
-        let mut jobs = Vec::with_capacity(parts.len());
-        let (mut cr, mut vr) = (&mut col[..], &mut val[..]);
-        for (_, c, v) in &parts {
-            let (ch, ct) = std::mem::take(&mut cr).split_at_mut(c.len());
-            let (vh, vt) = std::mem::take(&mut vr).split_at_mut(v.len());
-            jobs.push((ch, vh, c, v));
-            (cr, vr) = (ct, vt);
+        let mut offsets = Vec::with_capacity(parts.len() + 1);
+        offsets.push(0);
+        for (_, c, _) in &parts {
+            offsets.push(offsets.last().expect("non-empty") + c.len());
         }
-        let copy = |(ch, vh, c, v): (&mut [u32], &mut [f64], &Vec<u32>, &Vec<f64>)| {
-            ch.copy_from_slice(c);
-            vh.copy_from_slice(v);
-        };
-        match exec {
-            Exec::Serial => jobs.into_iter().for_each(copy),
-            Exec::Parallel => jobs.into_par_iter().for_each(copy),
+        {
+            let (cs, vs) = (Disjoint::slice(&mut col), Disjoint::slice(&mut val));
+            for_each_index(exec, parts.len(), |b| {
+                let r = offsets[b]..offsets[b + 1];
+                // SAFETY: the blocks' ranges are disjoint, each copied once.
+                unsafe {
+                    cs.range_mut(r.clone()).copy_from_slice(&parts[b].1);
+                    vs.range_mut(r).copy_from_slice(&parts[b].2);
+                }
+            });
         }
         Csr::new(nrows, ncols, rowptr, col, val)
     }
