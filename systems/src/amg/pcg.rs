@@ -31,8 +31,8 @@ pub fn amg_pcg(
     settings: &CgSettings,
     progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<AmgCgOutcome, SolveError> {
-    let a = h.fine();
-    let m = a.nrows();
+    let m = h.fine().nrows();
+    let a = h.fine_op();
     let mut x = vec![0.0; m];
     let mut stats = SolveStats::default();
     if b_norm == 0.0 || m == 0 {
@@ -46,9 +46,8 @@ pub fn amg_pcg(
     let mut q = vec![0.0; m];
     let rel = |rr: f64| rr.sqrt() / b_norm;
     let mut rr = dot(exec, &r, &r);
-    h.apply(exec, &r, &mut z, &mut w);
+    let mut rz = h.apply_dot(exec, &r, &mut z, &mut w);
     let mut p = z.clone();
-    let mut rz = dot(exec, &r, &z);
     let mut it = 0;
     // `r = b - A x` and `r.r`
     let true_residual = |x: &[f64], r: &mut [f64]| -> f64 {
@@ -56,7 +55,7 @@ pub fn amg_pcg(
             let mut a2 = 0.0;
             for (l, ri) in rb.iter_mut().enumerate() {
                 let i = s + l;
-                let v = b[i] - a.row_dot(i, x);
+                let v = b[i] - a.dot(i, x);
                 *ri = v;
                 a2 += v * v;
             }
@@ -74,8 +73,7 @@ pub fn amg_pcg(
                 Verdict::Replace => {}
                 v => break Some(v),
             }
-            h.apply(exec, &r, &mut z, &mut w);
-            rz = dot(exec, &r, &z);
+            rz = h.apply_dot(exec, &r, &mut z, &mut w);
             p.copy_from_slice(&z);
             continue;
         }
@@ -88,7 +86,7 @@ pub fn amg_pcg(
             blocks1(exec, &mut q, |s, qb| {
                 let mut acc = 0.0;
                 for (l, qi) in qb.iter_mut().enumerate() {
-                    let v = a.row_dot(s + l, pr);
+                    let v = a.dot(s + l, pr);
                     *qi = v;
                     acc += v * pr[s + l];
                 }
@@ -125,8 +123,7 @@ pub fn amg_pcg(
         if rel(rr) < rule.target() {
             continue;
         }
-        h.apply(exec, &r, &mut z, &mut w);
-        let rz_new = dot(exec, &r, &z);
+        let rz_new = h.apply_dot(exec, &r, &mut z, &mut w);
         let beta = rz_new / rz;
         rz = rz_new;
         {

@@ -5,7 +5,7 @@ use super::NONE;
 use super::settings::{AmgSettings, Smoother, Strength};
 use crate::exec::{Exec, blocks1, dot, map_blocks, map_blocks_with, to_f32};
 use crate::solver::SolveError;
-use crate::sparse::{Csr, SPGEMM_BLOCK};
+use crate::sparse::{Csr, Narrow, SPGEMM_BLOCK};
 
 /// Strong neighbours of every row (diagonal excluded):
 /// `|a_ij| >= theta sqrt(|a_ii a_jj|)`.
@@ -282,6 +282,11 @@ pub(super) struct Level {
     /// coefficients `(c1, c2)` of `d = c1 d + c2 D^-1 r`.
     pub(super) s0: f64,
     pub(super) steps: Vec<(f64, f64)>,
+    /// The narrow indexes of `a`, `p`, `r` where they fit (the cycle's
+    /// products read them instead: a quarter less index traffic).
+    pub(super) na: Option<Narrow>,
+    pub(super) np: Option<Narrow>,
+    pub(super) nr: Option<Narrow>,
 }
 
 /// The coarsest level's solver.
@@ -403,7 +408,11 @@ impl Hierarchy {
             let (s0, steps) = smoother_coefficients(settings, rho);
             let p32 = to_f32(exec, p.vals());
             let r32 = to_f32(exec, r.vals());
+            let (na, np, nr) = (a.narrow(exec), p.narrow(exec), r.narrow(exec));
             levels.push(Level {
+                na,
+                np,
+                nr,
                 a,
                 v32,
                 p32,

@@ -273,3 +273,38 @@ fn parallel_transpose_and_products_equal_serial() {
     let d = team.install(|| rs.diagonal_with(Exec::Parallel));
     assert_eq!(d, rs.diagonal());
 }
+
+#[test]
+fn narrow_index_gives_the_same_products_and_refuses_wide_rows() {
+    use super::cycle::Op;
+    let k = lap2d(90);
+    let a = Csr::from_sym(&k);
+    let nw = a.narrow(Exec::Serial).expect("a grid Laplacian is narrow");
+    let team = crate::exec::Team::new(2, "test").unwrap();
+    assert!(team.install(|| a.narrow(Exec::Parallel)).is_some());
+    let x: Vec<f64> = (0..a.ncols()).map(|i| (i as f64 * 0.71).cos()).collect();
+    let v32: Vec<f32> = a.vals().iter().map(|&v| v as f32).collect();
+    let (mut y1, mut y2) = (vec![0.0; a.nrows()], vec![0.0; a.nrows()]);
+    let plain = Op {
+        a: &a,
+        v: &v32[..],
+        nw: None,
+    };
+    let narrow = Op {
+        a: &a,
+        v: &v32[..],
+        nw: Some(&nw),
+    };
+    plain.spmv(Exec::Serial, &x, &mut y1);
+    team.install(|| narrow.spmv(Exec::Parallel, &x, &mut y2));
+    assert!(y1.iter().zip(&y2).all(|(p, q)| p.to_bits() == q.to_bits()));
+    // a row spanning more than 2^16 columns
+    let w = Csr::new(
+        2,
+        70_000,
+        vec![0, 2, 3],
+        vec![0, 69_999, 5],
+        vec![1.0, 2.0, 3.0],
+    );
+    assert!(w.narrow(Exec::Serial).is_none());
+}

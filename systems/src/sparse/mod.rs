@@ -8,8 +8,8 @@
 
 mod csr;
 
-pub use csr::Csr;
 pub(crate) use csr::SPGEMM_BLOCK;
+pub use csr::{Csr, Narrow};
 
 use crate::element::{NODES, SYM_ENTRIES, SYM_PAIRS};
 use crate::exec::Disjoint;
