@@ -97,7 +97,76 @@ pub(super) struct Work {
     d2: Vec<f64>,
 }
 
+/// Bytes one product streams for a matrix of `rows` rows and `nnz`
+/// entries with values of `value` bytes: through a narrow index 2 bytes
+/// of column and 8 of row (start, base) per row, else 4 and 8.
+fn stream_bytes(rows: usize, nnz: usize, value: usize, narrow: bool) -> usize {
+    nnz * (value + if narrow { 2 } else { 4 }) + 8 * rows
+}
+
 impl Hierarchy {
+    /// Bytes one V-cycle (as [`Hierarchy::apply`] runs it) moves through
+    /// memory at least: every matrix it applies streamed once per product
+    /// (single-precision values, the narrow index where there is one) and
+    /// every vector a pass reads or writes counted once per pass (a
+    /// gathered vector once), the coarsest level's dense factor once;
+    /// without `r.z`.
+    pub fn bytes_per_cycle(&self) -> usize {
+        let s = &self.settings;
+        let steps = s.degree.max(1) - 1;
+        let mut total = 0;
+        for (k, l) in self.levels.iter().enumerate() {
+            let n = l.a.nrows();
+            let nc = l.p.ncols();
+            let ma = stream_bytes(n, l.a.nnz(), 4, l.na.is_some());
+            let v = 8 * n;
+            // one sweep: its start, its steps, its last pass
+            let sweep = |start: usize, first_fused: bool, keep_r: bool| {
+                let mut b = start;
+                let mut rest = steps;
+                if first_fused && steps > 0 {
+                    b = ma + 5 * v; // reads b, D^-1; writes x, r, d
+                    rest -= 1;
+                }
+                b += rest * (ma + 7 * v);
+                b + if keep_r { ma + 5 * v } else { 3 * v }
+            };
+            for j in 0..s.pre_sweeps {
+                let start = if j == 0 { 5 * v } else { 3 * v };
+                total += sweep(start, j == 0, true);
+            }
+            if s.pre_sweeps == 0 {
+                total += 3 * v;
+            }
+            total += stream_bytes(nc, l.r.nnz(), 4, l.nr.is_some()) + v + 8 * nc;
+            total += stream_bytes(n, l.p.nnz(), 4, l.np.is_some()) + 8 * nc + 2 * v;
+            for j in 0..s.post_sweeps {
+                let start = if j == 0 { ma + 5 * v } else { 3 * v };
+                total += sweep(start, false, j + 1 < s.post_sweeps);
+            }
+            // r.z fused into the finest level's last pass
+            if k == 0 && s.post_sweeps > 0 {
+                total += v;
+            }
+        }
+        let nc = self.coarse_a.nrows();
+        total + 8 * nc * nc + 16 * nc
+    }
+
+    /// Bytes one AMG-CG iteration moves at least: CG's product in double
+    /// precision, its vector updates (`x`, `r` and `r.r`; the direction),
+    /// and one V-cycle ([`Hierarchy::bytes_per_cycle`], `r.z` fused).
+    pub fn bytes_per_iteration(&self) -> usize {
+        let a = self.fine();
+        let n = a.nrows();
+        let narrow = self.levels.first().is_some_and(|l| l.na.is_some());
+        stream_bytes(n, a.nnz(), 8, narrow)
+            + 2 * 8 * n
+            + 6 * 8 * n
+            + 3 * 8 * n
+            + self.bytes_per_cycle()
+    }
+
     /// The finest operator in double precision, as CG applies it.
     pub(super) fn fine_op(&self) -> Op<'_, f64> {
         match self.levels.first() {

@@ -98,6 +98,7 @@ pub fn solve_amg_cg(
         cg_stored: (a.nnz() + a.nrows()) / 2,
         levels: h.levels(),
         operator_complexity: h.operator_complexity(),
+        bytes_per_iteration: h.bytes_per_iteration(),
         ..out.stats
     };
     Ok((sys.unscale(&out.x), stats))

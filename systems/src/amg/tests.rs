@@ -308,3 +308,36 @@ fn narrow_index_gives_the_same_products_and_refuses_wide_rows() {
     );
     assert!(w.narrow(Exec::Serial).is_none());
 }
+
+#[test]
+fn bytes_of_an_iteration_cover_every_product() {
+    let k = lap2d(80);
+    let sys = AmgSystem::new(&k, &rhs(k.n)).unwrap();
+    let h = Hierarchy::new(
+        Exec::Serial,
+        sys.a.clone(),
+        sys.near_null_space(),
+        &AmgSettings::default(),
+    )
+    .unwrap();
+    let a = h.fine();
+    // at least CG's product in double and four single-precision products
+    // of the finest operator (degree 2, one sweep each way), each with
+    // 2-byte columns (the grid's rows span less than 2^16 columns)
+    let floor = a.nnz() * 10 + 4 * a.nnz() * 6;
+    assert!(h.bytes_per_iteration() > floor + h.bytes_per_cycle() - 4 * a.nnz() * 6);
+    assert!(h.bytes_per_cycle() > 4 * a.nnz() * 6);
+    let (_, stats) = solve_amg_cg(
+        &k,
+        &rhs(k.n),
+        &CgSettings {
+            rtol: 1e-8,
+            max_iter: 100,
+        },
+        &AmgSettings::default(),
+        Exec::Serial,
+        &mut |_, _| true,
+    )
+    .unwrap();
+    assert_eq!(stats.bytes_per_iteration, h.bytes_per_iteration());
+}
