@@ -147,32 +147,33 @@ fn spectral_radius_with<T: Copy + Into<f64> + Sync>(
     let nv = dot(exec, &v, &v).sqrt();
     v.iter_mut().for_each(|x| *x /= nv);
     let mut v_prev = vec![0.0; n];
-    let mut u = vec![0.0; n];
     let mut w = vec![0.0; n];
     let (mut alphas, mut betas) = (Vec::new(), Vec::new());
     let mut beta_prev = 0.0;
     for _ in 0..steps.max(1) {
-        blocks1(exec, &mut u, |st, ub| {
-            for (l, ui) in ub.iter_mut().enumerate() {
-                *ui = s[st + l] * v[st + l];
-            }
-            0.0
-        });
-        a.spmv_with(exec, vals, &u, &mut w);
-        blocks1(exec, &mut w, |st, wb| {
-            for (l, wi) in wb.iter_mut().enumerate() {
-                *wi *= s[st + l];
-            }
-            0.0
-        });
-        let alpha = dot(exec, &w, &v);
-        blocks1(exec, &mut w, |st, wb| {
-            for (l, wi) in wb.iter_mut().enumerate() {
-                *wi -= alpha * v[st + l] + beta_prev * v_prev[st + l];
-            }
-            0.0
-        });
-        let beta = dot(exec, &w, &w).sqrt();
+        // w = S A S v and alpha = w.v, one pass (S v formed where read,
+        // the block's w.v summed as `dot` sums it)
+        let alpha = {
+            let (sv, vv) = (&s, &v);
+            blocks1(exec, &mut w, |st, wb| {
+                for (l, wi) in wb.iter_mut().enumerate() {
+                    let i = st + l;
+                    *wi = a.row_fold_with(vals, i, |j| sv[j] * vv[j]) * sv[i];
+                }
+                wb.iter().zip(&vv[st..]).map(|(x, y)| x * y).sum()
+            })
+        };
+        // w -= alpha v + beta_prev v_prev and w.w, one pass
+        let beta = {
+            let (vv, vp) = (&v, &v_prev);
+            blocks1(exec, &mut w, |st, wb| {
+                for (l, wi) in wb.iter_mut().enumerate() {
+                    *wi -= alpha * vv[st + l] + beta_prev * vp[st + l];
+                }
+                wb.iter().map(|x| x * x).sum()
+            })
+            .sqrt()
+        };
         alphas.push(alpha);
         if beta.is_nan() || beta <= 1e-12 * alpha.abs() {
             break;
