@@ -30,8 +30,10 @@ use crate::exec::{Disjoint, Team};
 use crate::solver::{self, CHUNK, CgKernels, CgMatrix};
 use std::sync::Arc;
 
-/// What a member keeps between passes.
+/// What a member keeps between passes (on cache lines of its own: the
+/// members push to their vectors at once).
 #[derive(Debug, Default)]
+#[repr(align(128))]
 struct Scratch {
     /// New `p` of the rows past the block that its rows reach.
     halo_p: Vec<f64>,
