@@ -10,6 +10,7 @@ use quadflow::generate::{Geometry, generate};
 use quadflow::systems::boundary::{self, BoundaryConfig};
 use quadflow::systems::common::apply_boundary;
 use quadflow::systems::element;
+use quadflow::systems::exec::Team;
 use quadflow::systems::mesh::{Mesh, OrientationPolicy};
 use quadflow::systems::parallel::ParallelKernels;
 use quadflow::systems::solver::{CgKernels, EquilibratedSystem, SerialKernels};
@@ -85,22 +86,12 @@ fn kernels(c: &mut Criterion) {
     let sys = EquilibratedSystem::new(&k, &f).unwrap();
     let n = sys.a.n();
     let x0: Vec<f64> = (0..n).map(|i| (i as f64 * 1e-3).sin()).collect();
-    let pool1 = Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap(),
-    );
-    let pool2 = Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap(),
-    );
+    let team1 = Arc::new(Team::new(1, "bench").unwrap());
+    let team2 = Arc::new(Team::new(2, "bench").unwrap());
     let mut kernels: Vec<(&str, Box<dyn CgKernels>)> = vec![
         ("serial", Box::new(SerialKernels::default())),
-        ("parallel 1 thread", Box::new(ParallelKernels::new(pool1))),
-        ("parallel 2 threads", Box::new(ParallelKernels::new(pool2))),
+        ("parallel 1 thread", Box::new(ParallelKernels::new(team1))),
+        ("parallel 2 threads", Box::new(ParallelKernels::new(team2))),
     ];
     for (name, kern) in kernels.iter_mut() {
         let (mut x, mut p, mut q, mut r) = (vec![0.0; n], x0.clone(), vec![0.0; n], sys.b.clone());

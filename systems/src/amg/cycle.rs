@@ -2,6 +2,87 @@
 
 use super::setup::{Coarse, Hierarchy, Level};
 use crate::exec::{Exec, blocks1, blocks2, blocks3};
+use crate::sparse::{Csr, Narrow};
+
+/// A matrix as the cycle applies it: its pattern, the values to use, and
+/// its narrow index where it has one.
+#[derive(Clone, Copy)]
+pub(super) struct Op<'a, T> {
+    pub(super) a: &'a Csr,
+    pub(super) v: &'a [T],
+    pub(super) nw: Option<&'a Narrow>,
+}
+
+impl<T: Copy + Into<f64> + Sync> Op<'_, T> {
+    /// `(A x)_i` (the same sum either way).
+    #[inline(always)]
+    pub(super) fn dot(&self, i: usize, x: &[f64]) -> f64 {
+        match self.nw {
+            Some(nw) => self.a.row_dot_narrow(nw, self.v, i, x),
+            None => self.a.row_dot_with(self.v, i, x),
+        }
+    }
+
+    /// `(A d)_i` with `d_j = s0 w_j y_j` formed where read (each product
+    /// rounded as `s0 * w_j * y_j`, as a vector `d` would hold it).
+    #[inline(always)]
+    pub(super) fn dot_scaled(&self, i: usize, w: &[f64], y: &[f64], s0: f64) -> f64 {
+        let n = self.a.ncols();
+        assert!(w.len() >= n && y.len() >= n);
+        let g = |j: usize| {
+            // SAFETY: j is a column of the matrix, below ncols <= the
+            // lengths of w and y (asserted).
+            unsafe { s0 * *w.get_unchecked(j) * *y.get_unchecked(j) }
+        };
+        match self.nw {
+            Some(nw) => self.a.row_fold_narrow(nw, self.v, i, g),
+            None => self.a.row_fold_with(self.v, i, g),
+        }
+    }
+
+    /// `y = A x`.
+    pub(super) fn spmv(&self, exec: Exec, x: &[f64], y: &mut [f64]) {
+        assert_eq!(y.len(), self.a.nrows());
+        blocks1(exec, y, |s, yb| {
+            for (l, yi) in yb.iter_mut().enumerate() {
+                *yi = self.dot(s + l, x);
+            }
+            0.0
+        });
+    }
+
+    /// `y += A x`.
+    pub(super) fn spmv_add(&self, exec: Exec, x: &[f64], y: &mut [f64]) {
+        assert_eq!(y.len(), self.a.nrows());
+        blocks1(exec, y, |s, yb| {
+            for (l, yi) in yb.iter_mut().enumerate() {
+                *yi += self.dot(s + l, x);
+            }
+            0.0
+        });
+    }
+}
+
+impl Level {
+    /// The level's operator in single precision.
+    pub(super) fn op_a(&self) -> Op<'_, f32> {
+        Op {
+            a: &self.a,
+            v: &self.v32,
+            nw: self.na.as_ref(),
+        }
+    }
+
+    /// The level's operator in double precision (CG's product on the
+    /// finest level).
+    pub(super) fn op_a64(&self) -> Op<'_, f64> {
+        Op {
+            a: &self.a,
+            v: self.a.vals(),
+            nw: self.na.as_ref(),
+        }
+    }
+}
 
 /// Work vectors of one level.
 #[derive(Debug, Clone, Default)]
@@ -16,7 +97,88 @@ pub(super) struct Work {
     d2: Vec<f64>,
 }
 
+/// Bytes one product streams for a matrix of `rows` rows and `nnz`
+/// entries with values of `value` bytes: through a narrow index 2 bytes
+/// of column and 8 of row (start, base) per row, else 4 and 8.
+fn stream_bytes(rows: usize, nnz: usize, value: usize, narrow: bool) -> usize {
+    nnz * (value + if narrow { 2 } else { 4 }) + 8 * rows
+}
+
 impl Hierarchy {
+    /// Bytes one V-cycle (as [`Hierarchy::apply`] runs it) moves through
+    /// memory at least: every matrix it applies streamed once per product
+    /// (single-precision values, the narrow index where there is one) and
+    /// every vector a pass reads or writes counted once per pass (a
+    /// gathered vector once), the coarsest level's dense factor once;
+    /// without `r.z`.
+    pub fn bytes_per_cycle(&self) -> usize {
+        let s = &self.settings;
+        let steps = s.degree.max(1) - 1;
+        let mut total = 0;
+        for (k, l) in self.levels.iter().enumerate() {
+            let n = l.a.nrows();
+            let nc = l.p.ncols();
+            let ma = stream_bytes(n, l.a.nnz(), 4, l.na.is_some());
+            let v = 8 * n;
+            // one sweep: its start, its steps, its last pass
+            let sweep = |start: usize, first_fused: bool, keep_r: bool| {
+                let mut b = start;
+                let mut rest = steps;
+                if first_fused && steps > 0 {
+                    b = ma + 5 * v; // reads b, D^-1; writes x, r, d
+                    rest -= 1;
+                }
+                b += rest * (ma + 7 * v);
+                b + if keep_r { ma + 5 * v } else { 3 * v }
+            };
+            for j in 0..s.pre_sweeps {
+                let start = if j == 0 { 5 * v } else { 3 * v };
+                total += sweep(start, j == 0, true);
+            }
+            if s.pre_sweeps == 0 {
+                total += 3 * v;
+            }
+            total += stream_bytes(nc, l.r.nnz(), 4, l.nr.is_some()) + v + 8 * nc;
+            total += stream_bytes(n, l.p.nnz(), 4, l.np.is_some()) + 8 * nc + 2 * v;
+            for j in 0..s.post_sweeps {
+                let start = if j == 0 { ma + 5 * v } else { 3 * v };
+                total += sweep(start, false, j + 1 < s.post_sweeps);
+            }
+            // r.z fused into the finest level's last pass
+            if k == 0 && s.post_sweeps > 0 {
+                total += v;
+            }
+        }
+        let nc = self.coarse_a.nrows();
+        total + 8 * nc * nc + 16 * nc
+    }
+
+    /// Bytes one AMG-CG iteration moves at least: CG's product in double
+    /// precision, its vector updates (`x`, `r` and `r.r`; the direction),
+    /// and one V-cycle ([`Hierarchy::bytes_per_cycle`], `r.z` fused).
+    pub fn bytes_per_iteration(&self) -> usize {
+        let a = self.fine();
+        let n = a.nrows();
+        let narrow = self.levels.first().is_some_and(|l| l.na.is_some());
+        stream_bytes(n, a.nnz(), 8, narrow)
+            + 2 * 8 * n
+            + 6 * 8 * n
+            + 3 * 8 * n
+            + self.bytes_per_cycle()
+    }
+
+    /// The finest operator in double precision, as CG applies it.
+    pub(super) fn fine_op(&self) -> Op<'_, f64> {
+        match self.levels.first() {
+            Some(l) => l.op_a64(),
+            None => Op {
+                a: &self.coarse_a,
+                v: self.coarse_a.vals(),
+                nw: None,
+            },
+        }
+    }
+
     /// `z = M^-1 r`, one V-cycle with a zero initial guess (the
     /// preconditioner as CG applies it).
     pub fn precondition(&self, exec: Exec, r: &[f64]) -> Vec<f64> {
@@ -69,10 +231,21 @@ impl Hierarchy {
 
     /// One V-cycle from level `l` with a zero initial guess: `x = M_l^-1 b`
     /// (`w[k]` is the work of level `l + k`).
-    fn vcycle(&self, exec: Exec, l: usize, b: &[f64], x: &mut [f64], w: &mut [Work]) {
+    ///
+    /// With `want_dot`, may return `b.x` (fused with the last smoothing
+    /// pass; `None` where there is none).
+    fn vcycle(
+        &self,
+        exec: Exec,
+        l: usize,
+        b: &[f64],
+        x: &mut [f64],
+        w: &mut [Work],
+        want_dot: bool,
+    ) -> Option<f64> {
         if l == self.levels.len() {
             self.coarse_solve(b, x);
-            return;
+            return None;
         }
         let lev = &self.levels[l];
         let (here, below) = w.split_at_mut(1);
@@ -81,7 +254,7 @@ impl Hierarchy {
         // Pre-smoothing from x = 0, leaving r = b - A x.
         for k in 0..pre {
             let start = if k == 0 { Start::Zero } else { Start::Residual };
-            sweep(exec, lev, b, x, wk, start, true);
+            sweep(exec, lev, b, x, wk, start, true, false);
         }
         if pre == 0 {
             x.iter_mut().for_each(|v| *v = 0.0);
@@ -93,25 +266,49 @@ impl Hierarchy {
             (std::mem::take(&mut c.b), std::mem::take(&mut c.x))
         };
         let (mut bc, mut xc) = (bc, xc);
-        lev.r.spmv_with(exec, &lev.r32, &wk.r, &mut bc);
-        self.vcycle(exec, l + 1, &bc, &mut xc, below);
-        lev.p.spmv_add_with(exec, &lev.p32, &xc, x);
+        let (rop, pop) = (
+            Op {
+                a: &lev.r,
+                v: &lev.r32,
+                nw: lev.nr.as_ref(),
+            },
+            Op {
+                a: &lev.p,
+                v: &lev.p32,
+                nw: lev.np.as_ref(),
+            },
+        );
+        rop.spmv(exec, &wk.r, &mut bc);
+        self.vcycle(exec, l + 1, &bc, &mut xc, below, false);
+        pop.spmv_add(exec, &xc, x);
         below[0].b = bc;
         below[0].x = xc;
         // Post-smoothing.
+        let mut dot = None;
         for k in 0..post {
             let start = if k == 0 {
                 Start::Compute
             } else {
                 Start::Residual
             };
-            sweep(exec, lev, b, x, wk, start, k + 1 < post);
+            let last = k + 1 == post;
+            dot = sweep(exec, lev, b, x, wk, start, !last, last && want_dot);
         }
+        dot
     }
 
     /// `z = M^-1 r`: one V-cycle with a zero initial guess.
     pub(super) fn apply(&self, exec: Exec, r: &[f64], z: &mut [f64], w: &mut [Work]) {
-        self.vcycle(exec, 0, r, z, w);
+        self.vcycle(exec, 0, r, z, w, false);
+    }
+
+    /// [`Hierarchy::apply`], returning `r.z` (`exec::dot(exec, r, z)`,
+    /// the same bits), fused with the cycle's last pass where it can be.
+    pub(super) fn apply_dot(&self, exec: Exec, r: &[f64], z: &mut [f64], w: &mut [Work]) -> f64 {
+        match self.vcycle(exec, 0, r, z, w, true) {
+            Some(d) => d,
+            None => crate::exec::dot(exec, r, z),
+        }
     }
 }
 
@@ -129,7 +326,10 @@ enum Start {
 /// One sweep of the polynomial smoother on `A x = b` (`A` in single
 /// precision): `d = s0 D^-1 r`, then per step `x += d`, `r -= A d`,
 /// `d = c1 d + c2 D^-1 r` (one fused pass each), last `x += d` and, with
-/// `keep_r`, `r -= A d` (otherwise `r` is left stale).
+/// `keep_r`, `r -= A d` (otherwise `r` is left stale). With `dot_b`
+/// (and not `keep_r`), returns `b.x` of the new `x`, the same bits as
+/// [`crate::exec::dot`].
+#[allow(clippy::too_many_arguments)]
 fn sweep(
     exec: Exec,
     lev: &Level,
@@ -138,12 +338,34 @@ fn sweep(
     wk: &mut Work,
     start: Start,
     keep_r: bool,
-) {
-    let (a, v) = (&lev.a, &lev.v32);
+    dot_b: bool,
+) -> Option<f64> {
+    let a = lev.op_a();
     let dinv = &lev.inv_diag;
     let s0 = lev.s0;
-    assert!(b.len() == a.nrows() && x.len() == a.nrows() && dinv.len() == a.nrows());
+    let n = lev.a.nrows();
+    assert!(b.len() == n && x.len() == n && dinv.len() == n);
+    let mut steps = &lev.steps[..];
     match start {
+        Start::Zero if !steps.is_empty() => {
+            // the first step fused with the start from x = 0 (r = b,
+            // d = s0 D^-1 b, computed where read): the same values as the
+            // two passes, one pass less
+            let (c1, c2) = steps[0];
+            steps = &steps[1..];
+            blocks3(exec, x, &mut wk.r, &mut wk.d2, |s, xb, rb, db| {
+                for l in 0..xb.len() {
+                    let i = s + l;
+                    let q = a.dot_scaled(i, dinv, b, s0);
+                    let di = s0 * dinv[i] * b[i];
+                    xb[l] = 0.0 + di;
+                    let ri = b[i] - q;
+                    rb[l] = ri;
+                    db[l] = c1 * di + c2 * dinv[i] * ri;
+                }
+            });
+            std::mem::swap(&mut wk.d, &mut wk.d2);
+        }
         Start::Zero => blocks3(exec, x, &mut wk.r, &mut wk.d, |s, xb, rb, db| {
             for l in 0..xb.len() {
                 let i = s + l;
@@ -166,19 +388,19 @@ fn sweep(
             blocks2(exec, &mut wk.r, &mut wk.d, |s, rb, db| {
                 for l in 0..rb.len() {
                     let i = s + l;
-                    let ri = b[i] - a.row_dot_with(v, i, xr);
+                    let ri = b[i] - a.dot(i, xr);
                     rb[l] = ri;
                     db[l] = s0 * dinv[i] * ri;
                 }
             });
         }
     }
-    for &(c1, c2) in &lev.steps {
+    for &(c1, c2) in steps {
         let d = &wk.d;
         blocks3(exec, x, &mut wk.r, &mut wk.d2, |s, xb, rb, db| {
             for l in 0..xb.len() {
                 let i = s + l;
-                let q = a.row_dot_with(v, i, d);
+                let q = a.dot(i, d);
                 xb[l] += d[i];
                 let ri = rb[l] - q;
                 rb[l] = ri;
@@ -189,19 +411,32 @@ fn sweep(
     }
     let d = &wk.d;
     if keep_r {
+        assert!(!dot_b, "the dot is fused with the last sweep only");
         blocks2(exec, x, &mut wk.r, |s, xb, rb| {
             for l in 0..xb.len() {
                 let i = s + l;
                 xb[l] += d[i];
-                rb[l] -= a.row_dot_with(v, i, d);
+                rb[l] -= a.dot(i, d);
             }
         });
+        None
     } else {
-        blocks1(exec, x, |s, xb| {
+        // with `dot_b`, the block's `b.x` once updated (while it is in
+        // cache), as `exec::dot` sums it
+        let dot = blocks1(exec, x, |s, xb| {
             for (l, xi) in xb.iter_mut().enumerate() {
                 *xi += d[s + l];
             }
-            0.0
+            if dot_b {
+                b[s..s + xb.len()]
+                    .iter()
+                    .zip(xb.iter())
+                    .map(|(p, q)| p * q)
+                    .sum()
+            } else {
+                0.0
+            }
         });
+        dot_b.then_some(dot)
     }
 }

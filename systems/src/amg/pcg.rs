@@ -32,8 +32,8 @@ pub fn amg_pcg(
     check: &dyn Fn(&[f64]) -> f64,
     progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<AmgCgOutcome, SolveError> {
-    let a = h.fine();
-    let m = a.nrows();
+    let m = h.fine().nrows();
+    let a = h.fine_op();
     let mut x = vec![0.0; m];
     let mut stats = SolveStats::default();
     if b_norm == 0.0 || m == 0 {
@@ -47,14 +47,13 @@ pub fn amg_pcg(
     let mut q = vec![0.0; m];
     let rel = |rr: f64| rr.sqrt() / b_norm;
     let mut rr = dot(exec, &r, &r);
-    h.apply(exec, &r, &mut z, &mut w);
+    let mut rz = h.apply_dot(exec, &r, &mut z, &mut w);
     let mut p = z.clone();
-    let mut rz = dot(exec, &r, &z);
     let mut it = 0;
     // `r = b - A x` (in double-double: `sparse::Dd`) and `r.r`
     let true_residual = |x: &[f64], r: &mut [f64]| -> f64 {
         map_blocks_mut(exec, r, |s, rb| {
-            a.residual_exact_rows(s..s + rb.len(), b, x, rb);
+            h.fine().residual_exact_rows(s..s + rb.len(), b, x, rb);
             rb.iter().map(|v| v * v).sum::<f64>()
         })
         .iter()
@@ -78,8 +77,7 @@ pub fn amg_pcg(
                 Verdict::Replace => {}
                 v => break Some(v),
             }
-            h.apply(exec, &r, &mut z, &mut w);
-            rz = dot(exec, &r, &z);
+            rz = h.apply_dot(exec, &r, &mut z, &mut w);
             p.copy_from_slice(&z);
             continue;
         }
@@ -92,7 +90,7 @@ pub fn amg_pcg(
             blocks1(exec, &mut q, |s, qb| {
                 let mut acc = 0.0;
                 for (l, qi) in qb.iter_mut().enumerate() {
-                    let v = a.row_dot(s + l, pr);
+                    let v = a.dot(s + l, pr);
                     *qi = v;
                     acc += v * pr[s + l];
                 }
@@ -129,8 +127,7 @@ pub fn amg_pcg(
         if rel(rr) < rule.target() {
             continue;
         }
-        h.apply(exec, &r, &mut z, &mut w);
-        let rz_new = dot(exec, &r, &z);
+        let rz_new = h.apply_dot(exec, &r, &mut z, &mut w);
         let beta = rz_new / rz;
         rz = rz_new;
         {

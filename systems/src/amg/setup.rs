@@ -5,7 +5,7 @@ use super::NONE;
 use super::settings::{AmgSettings, Smoother, Strength};
 use crate::exec::{Exec, blocks1, dot, map_blocks, map_blocks_with, to_f32};
 use crate::solver::SolveError;
-use crate::sparse::{Csr, SPGEMM_BLOCK};
+use crate::sparse::{Csr, Narrow, SPGEMM_BLOCK};
 
 /// Strong neighbours of every row (diagonal excluded):
 /// `|a_ij| >= theta sqrt(|a_ii a_jj|)`.
@@ -147,32 +147,33 @@ fn spectral_radius_with<T: Copy + Into<f64> + Sync>(
     let nv = dot(exec, &v, &v).sqrt();
     v.iter_mut().for_each(|x| *x /= nv);
     let mut v_prev = vec![0.0; n];
-    let mut u = vec![0.0; n];
     let mut w = vec![0.0; n];
     let (mut alphas, mut betas) = (Vec::new(), Vec::new());
     let mut beta_prev = 0.0;
     for _ in 0..steps.max(1) {
-        blocks1(exec, &mut u, |st, ub| {
-            for (l, ui) in ub.iter_mut().enumerate() {
-                *ui = s[st + l] * v[st + l];
-            }
-            0.0
-        });
-        a.spmv_with(exec, vals, &u, &mut w);
-        blocks1(exec, &mut w, |st, wb| {
-            for (l, wi) in wb.iter_mut().enumerate() {
-                *wi *= s[st + l];
-            }
-            0.0
-        });
-        let alpha = dot(exec, &w, &v);
-        blocks1(exec, &mut w, |st, wb| {
-            for (l, wi) in wb.iter_mut().enumerate() {
-                *wi -= alpha * v[st + l] + beta_prev * v_prev[st + l];
-            }
-            0.0
-        });
-        let beta = dot(exec, &w, &w).sqrt();
+        // w = S A S v and alpha = w.v, one pass (S v formed where read,
+        // the block's w.v summed as `dot` sums it)
+        let alpha = {
+            let (sv, vv) = (&s, &v);
+            blocks1(exec, &mut w, |st, wb| {
+                for (l, wi) in wb.iter_mut().enumerate() {
+                    let i = st + l;
+                    *wi = a.row_fold_with(vals, i, |j| sv[j] * vv[j]) * sv[i];
+                }
+                wb.iter().zip(&vv[st..]).map(|(x, y)| x * y).sum()
+            })
+        };
+        // w -= alpha v + beta_prev v_prev and w.w, one pass
+        let beta = {
+            let (vv, vp) = (&v, &v_prev);
+            blocks1(exec, &mut w, |st, wb| {
+                for (l, wi) in wb.iter_mut().enumerate() {
+                    *wi -= alpha * vv[st + l] + beta_prev * vp[st + l];
+                }
+                wb.iter().map(|x| x * x).sum()
+            })
+            .sqrt()
+        };
         alphas.push(alpha);
         if beta.is_nan() || beta <= 1e-12 * alpha.abs() {
             break;
@@ -282,6 +283,11 @@ pub(super) struct Level {
     /// coefficients `(c1, c2)` of `d = c1 d + c2 D^-1 r`.
     pub(super) s0: f64,
     pub(super) steps: Vec<(f64, f64)>,
+    /// The narrow indexes of `a`, `p`, `r` where they fit (the cycle's
+    /// products read them instead: a quarter less index traffic).
+    pub(super) na: Option<Narrow>,
+    pub(super) np: Option<Narrow>,
+    pub(super) nr: Option<Narrow>,
 }
 
 /// The coarsest level's solver.
@@ -394,7 +400,7 @@ impl Hierarchy {
                 let _s = tracing::info_span!("amg_prolongator", n).entered();
                 smoothed_prolongator(exec, &a, &inv_diag, &agg, &t, nagg, omega)
             };
-            let r = p.transpose();
+            let r = p.transpose_with(exec);
             let ac = {
                 let _s = tracing::info_span!("amg_galerkin", n, nc = nagg).entered();
                 let ap = a.matmul(exec, &p);
@@ -403,7 +409,11 @@ impl Hierarchy {
             let (s0, steps) = smoother_coefficients(settings, rho);
             let p32 = to_f32(exec, p.vals());
             let r32 = to_f32(exec, r.vals());
+            let (na, np, nr) = (a.narrow(exec), p.narrow(exec), r.narrow(exec));
             levels.push(Level {
+                na,
+                np,
+                nr,
                 a,
                 v32,
                 p32,

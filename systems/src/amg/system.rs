@@ -34,9 +34,14 @@ impl AmgSystem {
     /// ([`EquilibratedSystem::new`]), and expands the matrix to both
     /// triangles.
     pub fn new(k: &SymCsr, f: &[f64]) -> Result<Self, SolveError> {
-        let eq = EquilibratedSystem::new(k, f)?;
+        Self::new_with(Exec::current(), k, f)
+    }
+
+    /// [`AmgSystem::new`] on `exec` (the same bits on every executor).
+    pub fn new_with(exec: Exec, k: &SymCsr, f: &[f64]) -> Result<Self, SolveError> {
+        let (eq, a) = EquilibratedSystem::new_with_full(exec, k, f)?;
         Ok(Self {
-            a: Csr::from_sym(eq.a.get()),
+            a,
             scaling: eq.scaling,
         })
     }
@@ -72,7 +77,7 @@ pub fn solve_amg_cg(
         let _s = tracing::info_span!("amg_setup", n = k.n).entered();
         let mut sys = {
             let _s = tracing::info_span!("amg_equilibrate").entered();
-            AmgSystem::new(k, f)?
+            AmgSystem::new_with(exec, k, f)?
         };
         let a = std::mem::take(&mut sys.a);
         let h = Hierarchy::new(exec, a, sys.near_null_space(), amg)?;
@@ -94,6 +99,7 @@ pub fn solve_amg_cg(
         cg_stored: (a.nnz() + a.nrows()) / 2,
         levels: h.levels(),
         operator_complexity: h.operator_complexity(),
+        bytes_per_iteration: h.bytes_per_iteration(),
         ..out.stats
     };
     Ok((sys.unscale(&out.x), stats))

@@ -114,6 +114,18 @@ fn amg_cg_solves_serial_and_parallel_identically() {
     assert!(ss.iterations < 30, "{ss:?}");
     assert_eq!(ss.iterations, sp.iterations);
     assert_eq!(us, up);
+    // on a team (the parallel backend's executor), any size
+    for t in [2, 3] {
+        let team = crate::exec::Team::new(t, "test").unwrap();
+        let (ut, st) = team
+            .install(|| solve_amg_cg(&k, &f, &cg, &amg, Exec::Parallel, &mut |_, _| true))
+            .unwrap();
+        assert_eq!(ss.iterations, st.iterations, "team of {t}");
+        assert!(
+            us.iter().zip(&ut).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "team of {t}: u not bitwise equal to serial"
+        );
+    }
     assert!(true_relative_residual(&k, &f, &us) < 1e-9);
     assert_eq!(ss.decoupled_rows, 1);
 }
@@ -218,4 +230,114 @@ fn indefinite_matrix_is_reported() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("not positive definite"), "{err}");
+}
+
+#[test]
+fn parallel_transpose_and_products_equal_serial() {
+    // a tall rectangular matrix with scattered columns, as P is
+    let (nr, nc) = (20_000, 1_500);
+    let mut rowptr = vec![0usize];
+    let (mut col, mut val) = (vec![], vec![]);
+    for i in 0..nr {
+        for k in 0..(i % 5) {
+            col.push(((i * 31 + k * 977) % nc) as u32);
+            val.push((i + k) as f64 * 0.25 - 7.0);
+        }
+        rowptr.push(col.len());
+    }
+    let p = Csr::new(nr, nc, rowptr, col, val);
+    let want = p.transpose();
+    let team = crate::exec::Team::new(3, "test").unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for got in [
+        team.install(|| p.transpose_with(Exec::Parallel)),
+        pool.install(|| p.transpose_with(Exec::Parallel)),
+    ] {
+        assert_eq!(got.rowptr(), want.rowptr());
+        assert_eq!(got.cols(), want.cols());
+        assert_eq!(got.vals(), want.vals());
+    }
+    let rp = team.install(|| want.matmul(Exec::Parallel, &p));
+    let rs = want.matmul(Exec::Serial, &p);
+    assert_eq!(rp.rowptr(), rs.rowptr());
+    assert_eq!(rp.cols(), rs.cols());
+    assert!(
+        rp.vals()
+            .iter()
+            .zip(rs.vals())
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+    let d = team.install(|| rs.diagonal_with(Exec::Parallel));
+    assert_eq!(d, rs.diagonal());
+}
+
+#[test]
+fn narrow_index_gives_the_same_products_and_refuses_wide_rows() {
+    use super::cycle::Op;
+    let k = lap2d(90);
+    let a = Csr::from_sym(&k);
+    let nw = a.narrow(Exec::Serial).expect("a grid Laplacian is narrow");
+    let team = crate::exec::Team::new(2, "test").unwrap();
+    assert!(team.install(|| a.narrow(Exec::Parallel)).is_some());
+    let x: Vec<f64> = (0..a.ncols()).map(|i| (i as f64 * 0.71).cos()).collect();
+    let v32: Vec<f32> = a.vals().iter().map(|&v| v as f32).collect();
+    let (mut y1, mut y2) = (vec![0.0; a.nrows()], vec![0.0; a.nrows()]);
+    let plain = Op {
+        a: &a,
+        v: &v32[..],
+        nw: None,
+    };
+    let narrow = Op {
+        a: &a,
+        v: &v32[..],
+        nw: Some(&nw),
+    };
+    plain.spmv(Exec::Serial, &x, &mut y1);
+    team.install(|| narrow.spmv(Exec::Parallel, &x, &mut y2));
+    assert!(y1.iter().zip(&y2).all(|(p, q)| p.to_bits() == q.to_bits()));
+    // a row spanning more than 2^16 columns
+    let w = Csr::new(
+        2,
+        70_000,
+        vec![0, 2, 3],
+        vec![0, 69_999, 5],
+        vec![1.0, 2.0, 3.0],
+    );
+    assert!(w.narrow(Exec::Serial).is_none());
+}
+
+#[test]
+fn bytes_of_an_iteration_cover_every_product() {
+    let k = lap2d(80);
+    let sys = AmgSystem::new(&k, &rhs(k.n)).unwrap();
+    let h = Hierarchy::new(
+        Exec::Serial,
+        sys.a.clone(),
+        sys.near_null_space(),
+        &AmgSettings::default(),
+    )
+    .unwrap();
+    let a = h.fine();
+    // at least CG's product in double and four single-precision products
+    // of the finest operator (degree 2, one sweep each way), each with
+    // 2-byte columns (the grid's rows span less than 2^16 columns)
+    let floor = a.nnz() * 10 + 4 * a.nnz() * 6;
+    assert!(h.bytes_per_iteration() > floor + h.bytes_per_cycle() - 4 * a.nnz() * 6);
+    assert!(h.bytes_per_cycle() > 4 * a.nnz() * 6);
+    let (_, stats) = solve_amg_cg(
+        &k,
+        &rhs(k.n),
+        &CgSettings {
+            rtol: 1e-8,
+            max_iter: 100,
+        },
+        &AmgSettings::default(),
+        Exec::Serial,
+        &mut |_, _| true,
+    )
+    .unwrap();
+    assert_eq!(stats.bytes_per_iteration, h.bytes_per_iteration());
 }

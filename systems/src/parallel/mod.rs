@@ -35,7 +35,7 @@ mod owner;
 mod pattern;
 
 pub use assembly::{assemble_coo, assemble_direct, assemble_owner, coo_to_csr};
-pub use cg::ParallelKernels;
+pub use cg::{ParallelKernels, split_by_bytes};
 pub use owner::{ALL_OWNED, MAX_PARTS, OwnedElement, OwnerSplit, pattern_owner};
 pub use pattern::{
     BlockOffsets, build_pattern, build_pattern_owner, node_elements_parallel, pattern_parallel,
@@ -46,6 +46,7 @@ use crate::common;
 use crate::components::*;
 use crate::config::{self, BackendKind, Flag, FlagValue, SettingError, Table};
 use crate::element;
+use crate::exec::Team;
 use crate::mesh::MeshError;
 use crate::pipeline::{Backend, Phase, PhaseSystems, Registry};
 use crate::solver::Exec;
@@ -214,11 +215,15 @@ impl BackendKind for Parallel {
     }
 }
 
-/// The pool and settings the parallel systems use.
+/// The pool, team and settings the parallel systems use.
 #[derive(Resource, Clone)]
 pub struct ParallelRuntime {
-    /// The rayon pool of the configured size.
+    /// The rayon pool of the configured size (quadrature, assembly,
+    /// boundary, post).
     pub pool: Arc<rayon::ThreadPool>,
+    /// A persistent team of as many threads (the solve's row loops: one
+    /// fixed row block per thread, see [`crate::exec::Team`]).
+    pub team: Arc<Team>,
     /// Settings.
     pub settings: Parallel,
 }
@@ -280,8 +285,15 @@ impl Backend for Parallel {
                 backend: "parallel".into(),
                 message: format!("cannot start {} threads: {e}", self.threads),
             })?;
+        let team = Team::new(pool.current_num_threads(), "quadflow-team").map_err(|e| {
+            PipelineError::Backend {
+                backend: "parallel".into(),
+                message: format!("cannot start {} threads: {e}", self.threads),
+            }
+        })?;
         world.insert_resource(ParallelRuntime {
             pool: Arc::new(pool),
+            team: Arc::new(team),
             settings: *self,
         });
         Ok(())
@@ -353,17 +365,21 @@ pub fn solve(
     mut failure: ResMut<Failure>,
 ) {
     let _s = tracing::info_span!("parallel::solve").entered();
-    let mut kernels = ParallelKernels::new(rt.pool.clone());
+    let mut kernels = ParallelKernels::new(rt.team.clone());
+    // the pool for what the solvers leave to rayon (faer's Cholesky), the
+    // team for every row loop
     rt.pool.install(|| {
-        common::solve_into(
-            &sys,
-            &settings,
-            &mut kernels,
-            Exec::Parallel,
-            &mut hook,
-            &mut solution,
-            &mut failure,
-        )
+        rt.team.install(|| {
+            common::solve_into(
+                &sys,
+                &settings,
+                &mut kernels,
+                Exec::Parallel,
+                &mut hook,
+                &mut solution,
+                &mut failure,
+            )
+        })
     });
 }
 

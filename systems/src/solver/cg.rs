@@ -50,10 +50,12 @@ pub const CHUNK: usize = 2048;
 /// Pass A over the rows `start..end` (last to first), for one block of a
 /// row partition (the whole matrix for the serial kernels).
 ///
-/// `pold` is the previous `p` (all rows, read-only); new values of the
-/// block's rows go to `pb` (`pb[0]` is row `start`), `x += alpha_prev p` to
-/// `xb`, `q` of the block's rows to `qb`. Rows reaching past `end` read new
-/// `p` values from `halo_p` (`halo_p[0]` is row `end`) and leave their
+/// `pb` holds the block's rows of `p` (`pb[0]` is row `start`): the old
+/// direction on entry, the new one on return, updated in place (row `i`
+/// reads its old `p_i` before writing the new one, and its gather reads
+/// the new `p_j`, `j > i`, already written). `x += alpha_prev p_old` goes
+/// to `xb`, `q` of the block's rows to `qb`. Rows reaching past `end` read
+/// new `p` values from `halo_p` (`halo_p[0]` is row `end`) and leave their
 /// scatter terms in `halo_terms` in generation order (rows descending);
 /// the caller adds them to `q` afterwards in that order, which is the
 /// serial order. Per-chunk partial sums of `p.q` are pushed to `partials`
@@ -67,7 +69,6 @@ pub fn pass_a_rows(
     beta: f64,
     alpha_prev: f64,
     (start, end): (usize, usize),
-    pold: &[f64],
     xb: &mut [f64],
     pb: &mut [f64],
     qb: &mut [f64],
@@ -79,7 +80,7 @@ pub fn pass_a_rows(
     let n = m.n;
     let (rowptr, col, val) = (&m.rowptr[..], &m.col[..], &m.val[..]);
     assert!(start <= end && end <= n && (start % CHUNK == 0 || start == end));
-    assert!(r.len() == n && inv_diag.len() == n && pold.len() == n);
+    assert!(r.len() == n && inv_diag.len() == n);
     assert!(xb.len() == end - start && pb.len() == end - start && qb.len() == end - start);
     let nchunks = (end - start).div_ceil(CHUNK);
     for c in (0..nchunks).rev() {
@@ -89,7 +90,7 @@ pub fn pass_a_rows(
             let s = rowptr[i] as usize;
             let e = rowptr[i + 1] as usize;
             let li = i - start;
-            let po = pold[i];
+            let po = pb[li];
             xb[li] += alpha_prev * po;
             let pi = r[i] * inv_diag[i] + beta * po;
             pb[li] = pi;
@@ -156,9 +157,9 @@ pub fn pass_b_rows(
 /// The single-threaded fused kernels.
 #[derive(Debug, Default, Clone)]
 pub struct SerialKernels {
-    spare: Vec<f64>,
     partials: Vec<f64>,
     partials_b: Vec<(f64, f64)>,
+    no_halo: Vec<(u32, f64)>,
 }
 
 impl CgKernels for SerialKernels {
@@ -174,9 +175,7 @@ impl CgKernels for SerialKernels {
         q: &mut [f64],
     ) -> f64 {
         let n = a.n();
-        self.spare.resize(n, 0.0);
         self.partials.clear();
-        let mut no_halo = Vec::new();
         pass_a_rows(
             a,
             inv_diag,
@@ -184,15 +183,13 @@ impl CgKernels for SerialKernels {
             beta,
             alpha_prev,
             (0, n),
-            p,
             x,
-            &mut self.spare,
+            p,
             q,
             &[],
-            &mut no_halo,
+            &mut self.no_halo,
             &mut self.partials,
         );
-        std::mem::swap(p, &mut self.spare);
         self.partials.iter().sum::<f64>()
     }
 

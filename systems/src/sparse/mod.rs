@@ -9,8 +9,8 @@
 mod csr;
 mod exact;
 
-pub use csr::Csr;
 pub(crate) use csr::SPGEMM_BLOCK;
+pub use csr::{Csr, Narrow};
 pub use exact::Dd;
 
 use crate::element::{NODES, SYM_ENTRIES, SYM_PAIRS};
