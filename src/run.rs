@@ -18,6 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+mod group;
+
+pub use group::{Blocks, agreed, process_group, run_group};
+
 /// A loaded, validated mesh and where it came from.
 #[derive(Debug, Clone)]
 pub struct LoadedMesh {
@@ -291,6 +295,13 @@ pub struct RunResult {
     pub scene_toml: String,
     /// What each backend that ran reports, in order of first use.
     pub reports: Vec<(String, BackendReport)>,
+    /// This process's share of a run whose results stay distributed over
+    /// a process group (the `mpi` backend reading in blocks): `mesh` is
+    /// then empty and `solution.u`, `vel`, `abs_vel` and `pressure` hold
+    /// this process's blocks; the whole mesh's sizes are in [`Blocks`]
+    /// (and [`RunResult::nodes`], [`RunResult::elements`]). `None` for a
+    /// result that holds the whole mesh and fields.
+    pub blocks: Option<Blocks>,
 }
 
 /// Runs a plan on an already loaded mesh (in this process).
@@ -383,6 +394,7 @@ fn result_of(
         rtol: plan.rtol(),
         scene_toml: plan.scene_toml.clone(),
         reports,
+        blocks: None,
     })
 }
 
@@ -466,75 +478,67 @@ pub fn run_with(
         b.prewarm();
     }
     let loaded = load_mesh(plan)?;
+    check_outputs(plan, loaded.mesh.nodes())?;
     run_on_with(plan, &loaded, progress, events)
 }
 
-/// The process group of the plan's backend that spans processes (the
-/// `mpi` backend), started (MPI initialised); `None` for a run in one
-/// process.
-pub fn process_group(plan: &Plan) -> Result<Option<Arc<dyn ProcessGroup>>, AppError> {
-    let mut found: Option<Arc<dyn ProcessGroup>> = None;
-    for b in plan.planned_backends() {
-        if let Some(g) = b.process_group()? {
-            if found.is_some() {
-                return Err(AppError::Other(format!(
-                    "two backends of the plan span processes ({} and another); one run has one group",
-                    b.name()
-                )));
-            }
-            found = Some(g);
-        }
-    }
-    Ok(found)
-}
+/// The largest mesh (nodes) `--vtu` writes: a VTU file holds every value
+/// as text (base64) in one XML document that ParaView parses whole; above
+/// this an XDMF index over the HDF5 results opens far faster.
+pub const VTU_MAX_NODES: usize = 4_000_000;
 
-/// Every process's `r` agreed: `r` where every process succeeded, else,
-/// on every process, the message of the lowest failing rank.
-pub fn agreed<T>(group: &dyn ProcessGroup, r: Result<T, AppError>) -> Result<T, AppError> {
-    let mine = r.as_ref().err().map(|e| e.to_string());
-    match group.agree(mine) {
-        Ok(()) => r,
-        Err(m) => Err(AppError::Other(m)),
+/// Refuses, before anything runs, an output the mesh is too large for
+/// (a VTU file above [`VTU_MAX_NODES`] nodes: the message says to write
+/// an XDMF index instead).
+///
+/// # Errors
+///
+/// [`AppError::Other`] naming the output and the alternative.
+pub fn check_outputs(plan: &Plan, nodes: usize) -> Result<(), AppError> {
+    if let Some(p) = &plan.outputs.vtu
+        && nodes > VTU_MAX_NODES
+    {
+        return Err(AppError::Other(format!(
+            "{}: the mesh has {nodes} nodes, more than a VTU file serves well ({VTU_MAX_NODES}: every value is written as text into one XML document ParaView parses whole); write an XDMF index over the HDF5 results instead, which ParaView opens at any size: --xdmf FILE.xmf with --out RESULTS.h5 (or [output] xdmf)",
+            p.display()
+        )));
     }
-}
-
-/// Runs the plan as one process of `group` (every process calls it): the
-/// lead loads the mesh, the group splits it, each process runs the
-/// pipeline on its part, the group joins the results into the lead's
-/// world. Every failure is agreed, so every process returns the same error
-/// and none waits for another. `Some` result on the lead only: the whole
-/// mesh, `u` and the element fields gathered, phase times the slowest
-/// process's. (The floating-component check needs the whole mesh; parts
-/// skip it.)
-pub fn run_group(
-    plan: &Plan,
-    group: &dyn ProcessGroup,
-    progress: Option<ProgressHook>,
-) -> Result<Option<RunResult>, AppError> {
-    let lead = group.is_lead();
-    for b in plan.planned_backends() {
-        b.prewarm();
-    }
-    let loaded = agreed(group, lead.then(|| load_mesh(plan)).transpose())?;
-    let t0 = Instant::now();
-    let local = group
-        .split(loaded.as_ref().map(|l| &l.mesh), &plan.config)
-        .map_err(AppError::Other)?;
-    let p = Pipeline::new(local, plan.config.clone(), &plan.registry, &plan.phases);
-    let mut p = agreed(group, p.map_err(AppError::from))?;
-    if let (true, Some(h)) = (lead, progress) {
-        p.world.insert_resource(h);
-    }
-    let ran = p.run().map_err(AppError::from);
-    agreed(group, ran)?;
-    if !group.join(&mut p.world).map_err(AppError::Other)? {
-        return Ok(None);
-    }
-    let loaded = loaded.expect("the lead loaded the mesh");
-    result_of(&mut p, plan, &loaded, t0).map(Some)
+    Ok(())
 }
 
 impl RunResult {
+    /// Nodes of the whole mesh.
+    pub fn nodes(&self) -> usize {
+        self.blocks.as_ref().map_or(self.mesh.nodes(), |b| b.nodes)
+    }
+
+    /// Elements of the whole mesh.
+    pub fn elements(&self) -> usize {
+        self.blocks
+            .as_ref()
+            .map_or(self.mesh.elements.len(), |b| b.elements)
+    }
+
+    /// Elements renumbered counter-clockwise.
+    pub fn flipped(&self) -> usize {
+        self.blocks
+            .as_ref()
+            .map_or(self.mesh.flipped, |b| b.flipped)
+    }
+
+    /// The least and the largest `u` of the whole mesh.
+    pub fn u_range(&self) -> (f64, f64) {
+        if let Some(b) = &self.blocks {
+            return (b.u_range[0], b.u_range[1]);
+        }
+        self.solution
+            .u
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            })
+    }
+
     /// The backend label: one name, or `phase=name` pairs when mixed.
     pub fn backend_label(&self) -> String {
         if self.backends.iter().all(|b| *b == self.backends[0]) {
@@ -564,11 +568,8 @@ impl RunResult {
                 Attr::Float(s.equilibrated_residual),
             ),
             ("matrix_nnz".into(), Attr::Int(self.nnz as i64)),
-            ("nodes".into(), Attr::Int(self.mesh.nodes() as i64)),
-            (
-                "elements".into(),
-                Attr::Int(self.mesh.elements.len() as i64),
-            ),
+            ("nodes".into(), Attr::Int(self.nodes() as i64)),
+            ("elements".into(), Attr::Int(self.elements() as i64)),
             ("backend".into(), Attr::Str(self.backend_label())),
             ("solver".into(), Attr::Str(self.solver.clone())),
             ("time_load".into(), Attr::Float(self.load_seconds)),
@@ -608,7 +609,7 @@ impl RunResult {
         }
         a.push((
             "renumbered_elements".into(),
-            Attr::Int(self.mesh.flipped as i64),
+            Attr::Int(self.flipped() as i64),
         ));
         // the absolute path of a mesh file, so that `quadflow plot` finds
         // it from any directory; a generated mesh's description
@@ -648,10 +649,53 @@ impl RunResult {
             })
     }
 
-    /// Writes the results file (whole or not at all).
+    /// Writes the results file (whole or not at all), alone: a result
+    /// that holds the whole mesh (a distributed one is written by every
+    /// process of its group: [`RunResult::write_results`]).
     pub fn write(&self, path: &Path) -> Result<(), AppError> {
+        if self.blocks.is_some() {
+            return Err(AppError::Other(format!(
+                "{}: the results of a distributed run are written by every process of its group (RunResult::write_results)",
+                path.display()
+            )));
+        }
+        self.write_whole(path, false)
+    }
+
+    /// Writes the results file as `outputs` asks: with the mesh in it
+    /// (datasets `xy` and `quad8`) when an XDMF index is asked for, and
+    /// for a distributed run whose mesh has no HDF5 file (generated, or
+    /// gmsh); every process of `group` writing its rows of a distributed
+    /// result (collective: every process calls it), the process alone
+    /// otherwise.
+    ///
+    /// # Errors
+    ///
+    /// A failure to write (agreed by every process of the group); a
+    /// distributed result without its group.
+    pub fn write_results(
+        &self,
+        path: &Path,
+        outputs: &OutputSection,
+        group: Option<&dyn ProcessGroup>,
+    ) -> Result<(), AppError> {
+        match (&self.blocks, group) {
+            (Some(b), Some(g)) => group::write_blocks(self, b, path, g),
+            (Some(_), None) => self.write(path),
+            (None, _) => self.write_whole(path, outputs.xdmf.is_some()),
+        }
+    }
+
+    /// The whole results file, with the mesh when `mesh`.
+    fn write_whole(&self, path: &Path, mesh: bool) -> Result<(), AppError> {
         let _s = tracing::info_span!("write_results").entered();
-        h5::write_results(
+        let m = &self.mesh;
+        let rows = h5::ResultsMesh {
+            x: &m.x,
+            y: &m.y,
+            quad8: &m.elements,
+        };
+        h5::write_results_with(
             path,
             &ResultsData {
                 u: &self.solution.u,
@@ -660,6 +704,7 @@ impl RunResult {
                 pressure: &self.pressure,
                 attrs: self.attributes(),
             },
+            mesh.then_some(&rows),
         )?;
         Ok(())
     }
@@ -673,6 +718,25 @@ impl RunResult {
     pub fn write_outputs(&self, outputs: &OutputSection) -> Result<String, AppError> {
         let result = self;
         let mut s = String::new();
+        if let Some(p) = &outputs.xdmf {
+            let results = outputs.results.as_ref().ok_or_else(|| {
+                AppError::Other(format!(
+                    "{}: an XDMF index points into the results file; give one (--out RESULTS.h5, or [output] results)",
+                    p.display()
+                ))
+            })?;
+            crate::io::xdmf::write_xdmf(
+                p,
+                &crate::io::xdmf::XdmfIndex {
+                    results: results.clone(),
+                    nodes: self.nodes(),
+                    elements: self.elements(),
+                    int64: self.nodes() > i32::MAX as usize,
+                },
+            )
+            .map_err(AppError::Other)?;
+            s.push_str(&format!("xdmf      {}\n", p.display()));
+        }
         if let Some(p) = &outputs.vtu {
             vtu::write_vtu(
                 p,
@@ -703,8 +767,8 @@ impl RunResult {
     pub fn header(&self) -> RunHeader {
         RunHeader {
             origin: self.origin.clone(),
-            nodes: self.mesh.nodes(),
-            elements: self.mesh.elements.len(),
+            nodes: self.nodes(),
+            elements: self.elements(),
             nnz: self.nnz,
             boundary: self.boundary.clone(),
             notes: self.notes.clone(),
@@ -795,13 +859,7 @@ impl RunResult {
                 st.factor_nnz, st.refinement_steps, st.setup_seconds, st.solve_seconds
             );
         }
-        let (lo, hi) = self
-            .solution
-            .u
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
+        let (lo, hi) = self.u_range();
         let _ = writeln!(s, "u         min {lo:.9}, max {hi:.9}");
         for (name, r) in &self.reports {
             for line in &r.summary {

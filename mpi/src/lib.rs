@@ -69,6 +69,7 @@
 pub mod amg;
 pub mod assemble;
 pub mod backend;
+pub mod bound;
 pub mod cg;
 pub mod comm;
 pub mod device;
@@ -76,7 +77,10 @@ pub mod dist;
 pub mod driver;
 pub mod group;
 pub mod kernels;
+pub mod migrate;
 pub mod part;
 pub mod partition;
+pub mod rcb;
+pub mod slice;
 pub mod study;
 pub mod wire;

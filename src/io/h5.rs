@@ -29,8 +29,12 @@ use hdf5_pure::{AttrValue, DType, Dataset, DatasetBuilder, File, FileBuilder, Fo
 
 pub use super::raw::RawMesh;
 
+mod blocks;
 mod fast;
+pub mod par;
 mod sets;
+
+pub use blocks::H5Blocks;
 
 use fast::Stored;
 
@@ -362,6 +366,27 @@ fn with_file<T>(
     path: &Path,
     read: impl FnOnce(&Opened) -> Result<T, H5Error>,
 ) -> Result<T, H5Error> {
+    let opened = open(path)?;
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| read(&opened)));
+    match outcome {
+        Ok(result) => result,
+        Err(payload) => {
+            let why = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the HDF5 parser failed".into());
+            Err(H5Error::new(
+                path,
+                format!("not a readable HDF5 file (truncated or corrupt?): {why}"),
+            ))
+        }
+    }
+}
+
+/// Opens `path` as an HDF5 file (its metadata read as needed), every
+/// failure, a panic in the parser included, an [`H5Error`] naming it.
+fn open(path: &Path) -> Result<Opened, H5Error> {
     let cannot = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::NotFound {
             H5Error::new(path, "file not found; check the path")
@@ -380,34 +405,25 @@ fn with_file<T>(
         ));
     }
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-        let file = File::open_streaming(path).map_err(|e| {
+        File::open_streaming(path).map_err(|e| {
             H5Error::new(
                 path,
                 format!("not a readable HDF5 file (truncated or corrupt?): {e}"),
             )
-        })?;
-        let opened = Opened {
-            file,
-            raw,
-            path: path.to_path_buf(),
-            len,
-        };
-        read(&opened)
+        })
     }));
-    match outcome {
-        Ok(result) => result,
-        Err(payload) => {
-            let why = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "the HDF5 parser failed".into());
-            Err(H5Error::new(
-                path,
-                format!("not a readable HDF5 file (truncated or corrupt?): {why}"),
-            ))
-        }
-    }
+    let file = outcome.unwrap_or_else(|_| {
+        Err(H5Error::new(
+            path,
+            "not a readable HDF5 file (truncated or corrupt?): the HDF5 parser failed",
+        ))
+    })?;
+    Ok(Opened {
+        file,
+        raw,
+        path: path.to_path_buf(),
+        len,
+    })
 }
 
 const MESH_HINT: &str = "a mesh file needs x, y and quad8 at the root";
@@ -687,6 +703,109 @@ fn write_atomic(path: &Path, builder: FileBuilder) -> Result<(), H5Error> {
 /// in length, an attribute name is empty or repeated, the directory does not
 /// exist or is not writable, or writing fails.
 pub fn write_results(path: &Path, data: &ResultsData) -> Result<(), H5Error> {
+    write_results_with(path, data, None)
+}
+
+/// The mesh a results file carries when it stands alone (an XDMF index
+/// reads it; `quadflow plot` uses it): datasets `xy` (`[N, 2]`, f64, the
+/// node coordinates interleaved, as XDMF's `XY` geometry wants them) and
+/// `quad8` (`[E, 8]`, int32, or int64 above 2^31 - 1 nodes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResultsMesh<'a> {
+    /// Node x coordinates.
+    pub x: &'a [f64],
+    /// Node y coordinates.
+    pub y: &'a [f64],
+    /// Elements (0-based node indices).
+    pub quad8: &'a [[u32; 8]],
+}
+
+/// A dataset of a results file: name, stored type, shape.
+pub(crate) struct ResultsDataset {
+    pub(crate) name: &'static str,
+    pub(crate) int: Option<bool>,
+    pub(crate) shape: Vec<u64>,
+}
+
+impl ResultsDataset {
+    /// The stored datatype: f64, or int32 / int64 (`int == Some(true)`).
+    pub(crate) fn dtype(&self) -> hdf5_pure::Datatype {
+        match self.int {
+            None => hdf5_pure::make_f64_type(),
+            Some(false) => hdf5_pure::make_i32_type(),
+            Some(true) => hdf5_pure::make_i64_type(),
+        }
+    }
+}
+
+/// The datasets of a results file of `nodes` nodes and `elements`
+/// elements, in file order (the mesh's last, when it carries one): the
+/// layout [`write_results_with`] and the parallel writer share.
+pub(crate) fn results_datasets(nodes: usize, elements: usize, mesh: bool) -> Vec<ResultsDataset> {
+    let (n, e) = (nodes as u64, elements as u64);
+    let f = |name, shape: &[u64]| ResultsDataset {
+        name,
+        int: None,
+        shape: shape.to_vec(),
+    };
+    let mut v = vec![
+        f("u", &[n]),
+        f("vel", &[e, 2]),
+        f("abs_vel", &[e]),
+        f("pressure", &[e]),
+    ];
+    if mesh {
+        v.push(f("xy", &[n, 2]));
+        v.push(ResultsDataset {
+            name: "quad8",
+            int: Some(nodes > i32::MAX as usize),
+            shape: vec![e, 8],
+        });
+    }
+    v
+}
+
+/// Refuses an empty or repeated attribute name.
+pub(crate) fn check_attrs(path: &Path, attrs: &[(String, Attr)]) -> Result<(), H5Error> {
+    let mut seen = HashSet::new();
+    for (name, _) in attrs {
+        if name.is_empty() {
+            return Err(H5Error::new(path, "an attribute name is empty"));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(H5Error::new(
+                path,
+                format!("attribute \"{name}\" is given twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Sets `attrs` as the root attributes of `b`.
+pub(crate) fn set_attrs(b: &mut FileBuilder, attrs: &[(String, Attr)]) {
+    for (name, attr) in attrs {
+        let value = match attr {
+            Attr::Int(v) => AttrValue::I64(*v),
+            Attr::Float(v) => AttrValue::F64(*v),
+            Attr::Str(s) => AttrValue::VarLenString(s.clone()),
+        };
+        b.set_attr(name, value);
+    }
+}
+
+/// [`write_results`], with the mesh too when `mesh` is given
+/// ([`ResultsMesh`]).
+///
+/// # Errors
+///
+/// As [`write_results`], and when the mesh's arrays do not match the
+/// fields' lengths.
+pub fn write_results_with(
+    path: &Path,
+    data: &ResultsData,
+    mesh: Option<&ResultsMesh>,
+) -> Result<(), H5Error> {
     let elements = data.vel.len();
     for (name, len) in [
         ("abs_vel", data.abs_vel.len()),
@@ -699,41 +818,55 @@ pub fn write_results(path: &Path, data: &ResultsData) -> Result<(), H5Error> {
             ));
         }
     }
-    let mut seen = HashSet::new();
-    for (name, _) in &data.attrs {
-        if name.is_empty() {
-            return Err(H5Error::new(path, "an attribute name is empty"));
-        }
-        if !seen.insert(name.as_str()) {
-            return Err(H5Error::new(
-                path,
-                format!("attribute \"{name}\" is given twice"),
-            ));
-        }
+    if let Some(m) = mesh
+        && (m.x.len() != data.u.len() || m.y.len() != data.u.len() || m.quad8.len() != elements)
+    {
+        return Err(H5Error::new(
+            path,
+            format!(
+                "the mesh has {} / {} coordinates and {} elements but the fields {} nodes and {elements} elements",
+                m.x.len(),
+                m.y.len(),
+                m.quad8.len(),
+                data.u.len()
+            ),
+        ));
     }
-
+    check_attrs(path, &data.attrs)?;
     let mut b = FileBuilder::new();
-    b.create_dataset("u")
-        .with_f64_data(data.u)
-        .with_shape(&[data.u.len() as u64]);
-    let vel_flat: Vec<f64> = data.vel.iter().flatten().copied().collect();
-    b.create_dataset("vel")
-        .with_f64_data(&vel_flat)
-        .with_shape(&[elements as u64, 2]);
-    b.create_dataset("abs_vel")
-        .with_f64_data(data.abs_vel)
-        .with_shape(&[elements as u64]);
-    b.create_dataset("pressure")
-        .with_f64_data(data.pressure)
-        .with_shape(&[elements as u64]);
-    for (name, attr) in &data.attrs {
-        let value = match attr {
-            Attr::Int(v) => AttrValue::I64(*v),
-            Attr::Float(v) => AttrValue::F64(*v),
-            Attr::Str(s) => AttrValue::VarLenString(s.clone()),
+    let f64s = |v: &[f64]| fast::encode::<f64, 8>(v).expect("every f64 encodes");
+    for ds in results_datasets(data.u.len(), elements, mesh.is_some()) {
+        let bytes = match ds.name {
+            "u" => f64s(data.u),
+            "vel" => f64s(data.vel.as_flattened()),
+            "abs_vel" => f64s(data.abs_vel),
+            "pressure" => f64s(data.pressure),
+            "xy" => {
+                let m = mesh.expect("a mesh");
+                let xy: Vec<f64> = m.x.iter().zip(m.y).flat_map(|(&x, &y)| [x, y]).collect();
+                f64s(&xy)
+            }
+            _ => {
+                let q: Vec<i64> = mesh
+                    .expect("a mesh")
+                    .quad8
+                    .as_flattened()
+                    .iter()
+                    .map(|&v| i64::from(v))
+                    .collect();
+                if ds.int == Some(true) {
+                    fast::encode::<i64, 8>(&q).expect("every i64 encodes")
+                } else {
+                    fast::encode::<i64, 4>(&q).expect("node indices below 2^31")
+                }
+            }
         };
-        b.set_attr(name, value);
+        let count = ds.shape.iter().product();
+        b.create_dataset(ds.name)
+            .with_raw_data(ds.dtype(), bytes, count)
+            .with_shape(&ds.shape);
     }
+    set_attrs(&mut b, &data.attrs);
     write_atomic(path, b)
 }
 

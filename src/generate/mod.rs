@@ -16,10 +16,18 @@
 //! earlier block's side instead of creating new nodes, so no coordinate
 //! comparison or hashing is ever needed and the output is deterministic.
 //!
+//! [`GeneratedBlocks`] generates the same meshes a block at a time (any
+//! range of elements, any nodes), for runs in which no process holds the
+//! whole mesh.
+//!
 //! Besides the reference shapes there are two helpers for tests:
 //! [`perturbed_channel`] (curved interior edges, same domain) and
 //! [`mapped_grid`] (the unit square through any map), and [`quality`], a
 //! Jacobian-ratio measure of a mesh.
+
+mod blocks;
+
+pub use blocks::GeneratedBlocks;
 
 use crate::io::RawMesh;
 use quadflow_systems::element::{BASIS9, NODES, QP, jacobian};
