@@ -609,6 +609,47 @@ pub fn read_results(path: &Path) -> Result<Results, H5Error> {
     with_file(path, read_results_in)
 }
 
+/// The mesh a results file carries ([`ResultsMesh`]: `xy` and `quad8`),
+/// as node coordinates and connectivity; `None` when it carries none.
+///
+/// # Errors
+///
+/// An [`H5Error`] naming the file when it cannot be read, or `xy` or
+/// `quad8` is there with the wrong shape or type, or one without the other.
+pub fn read_results_mesh(
+    path: &Path,
+) -> Result<Option<(Vec<f64>, Vec<f64>, Vec<[i64; 8]>)>, H5Error> {
+    with_file(path, |f| {
+        let names = f
+            .file
+            .root()
+            .datasets()
+            .map_err(|e| f.corrupt("cannot list the datasets at the root", e))?;
+        let has = |n: &str| names.iter().any(|d| d == n);
+        match (has("xy"), has("quad8")) {
+            (false, false) => return Ok(None),
+            (true, true) => {}
+            _ => {
+                return Err(f.err(
+                    "a results file carries its mesh as both \"xy\" and \"quad8\"; it has one of them",
+                ));
+            }
+        }
+        const HINT: &str = "a results file's mesh is xy and quad8";
+        let (xy, n) = f.read_f64("xy", Some(2), HINT)?;
+        let ds_q = f.dataset("quad8", HINT)?;
+        let q_shape = f.shape(&ds_q, "quad8")?;
+        let elements = check_shape(&q_shape, Some(8)).map_err(|_| {
+            f.err(format!(
+                "dataset \"quad8\" has shape {q_shape:?}; it must be [E, 8]"
+            ))
+        })?;
+        let quad8 = read_quad8(f, &ds_q, &q_shape, elements)?;
+        let (x, y) = (0..n).map(|i| (xy[2 * i], xy[2 * i + 1])).unzip();
+        Ok(Some((x, y, quad8)))
+    })
+}
+
 /// Reads the scalar root attributes of a results file, sorted by name.
 ///
 /// Integers (any width, h5py booleans included, as 0 or 1) become
