@@ -307,6 +307,25 @@ fn xdmf_index_opens_in_meshio() {
         xdmf.contains(">r.h5:/xy<") && xdmf.contains("Quadrilateral_8"),
         "{xdmf}"
     );
+    // quadflow plot draws from the mesh the results carry
+    let (mx, my, mq) = h5::read_results_mesh(&r).unwrap().expect("the mesh");
+    assert_eq!((mx, my), (result.mesh.x.clone(), result.mesh.y.clone()));
+    assert!(
+        mq.iter()
+            .zip(&result.mesh.elements)
+            .all(|(a, b)| *a == b.map(i64::from))
+    );
+    let png = dir.path().join("u.png");
+    quadflow::cli::plot::plot_command(&quadflow::cli::plot::PlotArgs {
+        results: r.clone(),
+        field: "pressure".into(),
+        out: png.clone(),
+        mesh: None,
+        width: 320,
+        height: 200,
+    })
+    .unwrap();
+    assert!(std::fs::metadata(&png).unwrap().len() > 1000);
     if !common::need_python("xdmf_index_opens_in_meshio", "meshio") {
         return;
     }
