@@ -254,20 +254,31 @@ fn cmd_run_group(
     }
     let result = run::run_group(plan, group, Some(hook))?;
     // a distributed result: every process writes its rows
+    let t = std::time::Instant::now();
     if let (Some(r), Some(p)) = (&result, &outputs.results)
         && r.blocks.is_some()
     {
         r.write_results(p, outputs, Some(group))?;
     }
+    let write_seconds = t.elapsed().as_secs_f64();
     let result = result.filter(|_| lead);
     let written = (|| -> Result<Option<(String, _)>, AppError> {
         let Some(result) = result else {
             return Ok(None);
         };
+        let t = std::time::Instant::now();
         if let (Some(p), None) = (&outputs.results, &result.blocks) {
             result.write_results(p, outputs, None)?;
         }
-        let written = result.write_outputs(outputs)?;
+        let mut written = String::new();
+        if outputs.results.is_some() {
+            let (secs, who) = match result.blocks {
+                Some(_) => (write_seconds, "every rank its rows"),
+                None => (t.elapsed().as_secs_f64(), "rank 0"),
+            };
+            written.push_str(&format!("write     {secs:.4} s ({who})\n"));
+        }
+        written.push_str(&result.write_outputs(outputs)?);
         if let Some(t) = trace {
             t.finish()?;
         }
