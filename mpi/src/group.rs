@@ -95,6 +95,9 @@ struct State {
     read_seconds: f64,
     read_bytes: Vec<f64>,
     method: Option<Method>,
+    /// Seconds of the block split's stages (the slowest rank's):
+    /// partition, move to the parts, boundary and components, figures.
+    split_stages: Option<[f64; 4]>,
 }
 
 /// The processes of an `mpi` run.
@@ -297,6 +300,12 @@ impl ProcessGroup for Group {
             ));
         }
         let method = self.method.resolve(slice.elements);
+        let mut stages = [0.0f64; 4];
+        let mut clock = Instant::now();
+        let mut lap = |k: usize| {
+            stages[k] = clock.elapsed().as_secs_f64();
+            clock = Instant::now();
+        };
         let epart = match method {
             Method::Metis => metis_on_lead(c, &slice).map_err(|m| self.remember(m))?,
             _ => crate::rcb::rcb(
@@ -307,13 +316,16 @@ impl ProcessGroup for Group {
                 p,
             ),
         };
+        lap(0);
         let mut slice = slice;
         slice.centroids = Default::default();
         let part = crate::migrate::build_part(c, &slice, epart).map_err(|m| self.remember(m))?;
+        lap(1);
         let boundary = crate::bound::report(c, &part, &config.boundaries);
         let boundary = comm::agree(c, boundary.as_ref().err().cloned())
             .and(boundary)
             .map_err(|m| self.remember(m))?;
+        lap(2);
         // the partition's quality: every part's figures, on the lead
         let (stats, edges, cut) = crate::migrate::part_stats(&part);
         let mut w = Writer::new();
@@ -352,6 +364,8 @@ impl ProcessGroup for Group {
             }
             q
         });
+        lap(3);
+        c.allreduce_max(&mut stages);
         let mut bytes = vec![0.0; p];
         bytes[r] = slice.bytes_read as f64;
         c.allreduce_sum(&mut bytes);
@@ -366,6 +380,7 @@ impl ProcessGroup for Group {
             st.read_seconds = read_seconds;
             st.read_bytes = bytes;
             st.method = Some(method);
+            st.split_stages = Some(stages);
         }
         Ok(BlockSplit {
             part: local,
@@ -630,6 +645,7 @@ impl Group {
             quality: st.quality.clone().unwrap_or_default(),
             peak_rss: f.rss,
             read_bytes: st.read_bytes.clone(),
+            split_stages: st.split_stages,
             devices: devices.iter().any(|d| !d.is_empty()).then_some(devices),
         });
     }
@@ -680,6 +696,10 @@ pub struct Summary {
     /// Bytes every rank read from the mesh file, by rank (empty when the
     /// lead read the mesh).
     pub read_bytes: Vec<f64>,
+    /// Seconds of the block split's stages, the slowest rank's: partition,
+    /// move to the parts, boundary and components, figures (`None` when
+    /// the lead split the mesh).
+    pub split_stages: Option<[f64; 4]>,
     /// The partition's quality.
     pub quality: Quality,
     /// Each rank's device (`CUDA_VISIBLE_DEVICES` as chosen), where the
@@ -838,6 +858,18 @@ impl Summary {
                 bmx / 1e6,
                 bmean / 1e6
             ));
+            if let Some(t) = self.split_stages {
+                for (k, name) in ["partition", "migrate", "boundary", "quality"]
+                    .into_iter()
+                    .enumerate()
+                {
+                    a.push((format!("mpi_time_split_{name}"), Attr::Float(t[k])));
+                }
+                summary.push(format!(
+                    "split in blocks (slowest rank): partition {:.3} s, elements and nodes to their parts {:.3} s, boundary and mesh components {:.3} s, partition figures {:.3} s",
+                    t[0], t[1], t[2], t[3]
+                ));
+            }
         }
         if let Some(d) = &self.devices {
             a.push(("mpi_devices".into(), Attr::Str(d.join(","))));

@@ -36,6 +36,66 @@ use quadflow_systems::element::NODES;
 use quadflow_systems::mesh::{GlobalFrame, Mesh};
 use std::collections::BTreeMap;
 
+/// The index of every id of a sorted list of distinct ids: a dense table
+/// over their span when it is at most a few times their count (a mesh
+/// numbered with locality: one array read a lookup), else a binary search.
+struct IdMap<'a> {
+    ids: &'a [u32],
+    base: u32,
+    table: Vec<u32>,
+}
+
+impl<'a> IdMap<'a> {
+    fn new(ids: &'a [u32]) -> Self {
+        let (base, span) = match (ids.first(), ids.last()) {
+            (Some(&a), Some(&b)) => (a, (b - a) as usize + 1),
+            _ => (0, 0),
+        };
+        let mut table = Vec::new();
+        if span <= 4 * ids.len() {
+            table = vec![u32::MAX; span];
+            for (k, &v) in ids.iter().enumerate() {
+                table[(v - base) as usize] = k as u32;
+            }
+        }
+        Self { ids, base, table }
+    }
+
+    fn get(&self, v: u32) -> Option<u32> {
+        if self.table.is_empty() {
+            return self.ids.binary_search(&v).ok().map(|k| k as u32);
+        }
+        let k = *self.table.get(v.checked_sub(self.base)? as usize)?;
+        (k != u32::MAX).then_some(k)
+    }
+}
+
+/// The distinct values of `vals`, increasing: marked in a dense table over
+/// their span when it is small against their count, else sorted.
+fn distinct(vals: impl Iterator<Item = u32> + Clone) -> Vec<u32> {
+    let (lo, hi, n) = vals.clone().fold((u32::MAX, 0u32, 0usize), |(a, b, n), v| {
+        (a.min(v), b.max(v), n + 1)
+    });
+    if n == 0 {
+        return Vec::new();
+    }
+    let span = (hi - lo) as usize + 1;
+    if span <= 4 * n {
+        let mut seen = vec![false; span];
+        for v in vals {
+            seen[(v - lo) as usize] = true;
+        }
+        return (0..span)
+            .filter(|&k| seen[k])
+            .map(|k| lo + k as u32)
+            .collect();
+    }
+    let mut v: Vec<u32> = vals.collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// One all-to-all of encoded buffers (one per rank).
 fn exchange(comm: &dyn Comm, send: Vec<Writer>) -> Vec<Vec<u8>> {
     comm.alltoallv(send.into_iter().map(Writer::finish).collect())
@@ -54,15 +114,16 @@ pub fn build_part(comm: &dyn Comm, slice: &Slice, mut epart: Vec<u32>) -> Result
     let (n, ne) = (slice.nodes, slice.elements);
     let nodes = block(n, p, r);
     // 1. node owners: the lowest element of each node, its part
-    let mut pairs: Vec<(u32, u32)> = slice
-        .quad8
-        .iter()
-        .enumerate()
-        .flat_map(|(i, el)| el.iter().map(move |&v| (v, i as u32)))
-        .collect();
-    pairs.sort_unstable();
-    pairs.dedup_by_key(|x| x.0);
-    let used: Vec<u32> = pairs.iter().map(|x| x.0).collect();
+    let used = distinct(slice.quad8.iter().flatten().copied());
+    let used_at = IdMap::new(&used);
+    let mut lowest = vec![u32::MAX; used.len()];
+    for (i, el) in slice.quad8.iter().enumerate() {
+        for &v in el {
+            let k = used_at.get(v).expect("a used node") as usize;
+            lowest[k] = lowest[k].min(i as u32);
+        }
+    }
+    let pairs: Vec<(u32, u32)> = used.iter().copied().zip(lowest).collect();
     let mut send = writers(p);
     let mut start = 0;
     while start < pairs.len() {
@@ -121,7 +182,7 @@ pub fn build_part(comm: &dyn Comm, slice: &Slice, mut epart: Vec<u32>) -> Result
         }
     }
     drop(got);
-    let owner_of = |v: u32| used_owner[used.binary_search(&v).expect("a used node")];
+    let owner_of = |v: u32| used_owner[used_at.get(v).expect("a used node") as usize];
     // 2. elements to every part owning one of their nodes, nodes to owners
     let mut owners: Vec<u32> = Vec::with_capacity(NODES);
     let mut els: Vec<Vec<u32>> = vec![Vec::new(); p];
@@ -183,7 +244,7 @@ pub fn build_part(comm: &dyn Comm, slice: &Slice, mut epart: Vec<u32>) -> Result
             .f64s(&ids.iter().map(|&k| slice.x[k as usize]).collect::<Vec<_>>())
             .f64s(&ids.iter().map(|&k| slice.y[k as usize]).collect::<Vec<_>>());
     }
-    drop((els, flat, own, to_owner, used, used_owner));
+    drop((els, flat, own, to_owner, used_at, used_owner));
     let got = exchange(comm, send);
     let mut element_gid: Vec<u32> = Vec::new();
     let mut elements: Vec<[u32; NODES]> = Vec::new();
@@ -207,14 +268,14 @@ pub fn build_part(comm: &dyn Comm, slice: &Slice, mut epart: Vec<u32>) -> Result
     drop(got);
     let owned = owned_gid.len();
     // 3. ghosts: their owners and coordinates, from their holders
-    let mut ghosts: Vec<u32> = elements
-        .iter()
-        .flatten()
-        .copied()
-        .filter(|v| owned_gid.binary_search(v).is_err())
-        .collect();
-    ghosts.sort_unstable();
-    ghosts.dedup();
+    let owned_at = IdMap::new(&owned_gid);
+    let ghosts: Vec<u32> = distinct(
+        elements
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&v| owned_at.get(v).is_none()),
+    );
     let mut send = writers(p);
     let mut start = 0;
     while start < ghosts.len() {
@@ -275,7 +336,7 @@ pub fn build_part(comm: &dyn Comm, slice: &Slice, mut epart: Vec<u32>) -> Result
         send_of.insert(
             q,
             list.iter()
-                .map(|v| owned_gid.binary_search(v).expect("an owned node") as u32)
+                .map(|&v| owned_at.get(v).expect("an owned node"))
                 .collect(),
         );
     }
@@ -294,13 +355,11 @@ pub fn build_part(comm: &dyn Comm, slice: &Slice, mut epart: Vec<u32>) -> Result
             .collect(),
     };
     // the local mesh
-    let node_gid: Vec<u32> = owned_gid.into_iter().chain(ghosts).collect();
+    let ghost_at = IdMap::new(&ghosts);
     let local = |v: u32| -> Option<u32> {
-        let (o, g) = node_gid.split_at(owned);
-        o.binary_search(&v)
-            .map(|l| l as u32)
-            .or_else(|_| g.binary_search(&v).map(|l| (owned + l) as u32))
-            .ok()
+        owned_at
+            .get(v)
+            .or_else(|| ghost_at.get(v).map(|g| owned as u32 + g))
     };
     let elements: Vec<[u32; NODES]> = elements
         .iter()
@@ -311,6 +370,8 @@ pub fn build_part(comm: &dyn Comm, slice: &Slice, mut epart: Vec<u32>) -> Result
         .iter()
         .map(|(name, set)| (name.clone(), set.iter().filter_map(|&v| local(v)).collect()))
         .collect();
+    drop((owned_at, ghost_at));
+    let node_gid: Vec<u32> = owned_gid.into_iter().chain(ghosts).collect();
     Ok(Part {
         rank: r,
         parts: p,
