@@ -470,7 +470,8 @@ pub fn run_with(
                 g.size()
             )));
         }
-        return run_group(plan, g.as_ref(), progress)
+        // the whole result in this process (not its blocks)
+        return group::run_group_with(plan, g.as_ref(), progress, false)
             .map(|r| r.expect("a group of one process is its lead"));
     }
     // slow start-ups (a device context) overlap reading the mesh

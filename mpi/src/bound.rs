@@ -8,12 +8,13 @@
 //!
 //! Each element is counted on the part that owns it, each node on its
 //! owner. Components: every part labels its local components (union-find
-//! over its local elements) with their lowest element index; the labels
-//! then spread to the other parts through the shared nodes (the halo, in
-//! both directions, each node keeping the lowest label), until no label
-//! changes anywhere: one round per part a component crosses. Each
-//! component's figures are then summed on the rank whose element block
-//! holds its label (its first element).
+//! over its local elements) with their lowest element index; one halo
+//! exchange gives every ghost node its owner's label, and so the links
+//! between the local components of neighbouring parts (a few per part);
+//! rank 0 joins the links (union-find over the labels) and sends every
+//! label its component's lowest. Each component's figures are then
+//! summed on the rank whose element block holds its label (its first
+//! element).
 
 use crate::comm::{self, Comm};
 use crate::part::Part;
@@ -178,45 +179,78 @@ pub fn floating(comm: &dyn Comm, part: &Part, anchors: &[bool]) -> Vec<FloatingC
         label[r] = label[r].min(part.element_gid[l] as f64);
     }
     let mut node_label: Vec<f64> = (0..n).map(|i| label[root[i] as usize]).collect();
-    loop {
-        let before = node_label.clone();
-        // owners take the lowest label their ghosts' parts know, then
-        // the ghosts take their owners'
-        let sends: Vec<Vec<f64>> = part
-            .halo
-            .neighbours
+    // the links between local components of neighbouring parts: each
+    // ghost takes its owner's label; (mine, its) for every ghost
+    let theirs = {
+        let mut v = node_label.clone();
+        part.halo.exchange(comm, &mut v, &mut |_| {});
+        v
+    };
+    let mut links: Vec<(u64, u64)> = (part.owned..n)
+        .filter(|&g| theirs[g] != node_label[g])
+        .map(|g| {
+            let (a, b) = (node_label[g] as u64, theirs[g] as u64);
+            (a.min(b), a.max(b))
+        })
+        .collect();
+    links.sort_unstable();
+    links.dedup();
+    // joined on the lead (a few links per part), every label's lowest
+    // label sent back
+    let mut w = Writer::new();
+    w.u64s(&links.iter().flat_map(|&(a, b)| [a, b]).collect::<Vec<_>>());
+    let joined = comm::gather(comm, 0, w.finish()).map(|all| {
+        let mut pairs: Vec<(u64, u64)> = all
             .iter()
-            .map(|nb| nb.recv.iter().map(|&i| node_label[i as usize]).collect())
+            .flat_map(|b| {
+                Reader::new(b)
+                    .u64s()
+                    .chunks_exact(2)
+                    .map(|c| (c[0], c[1]))
+                    .collect::<Vec<_>>()
+            })
             .collect();
-        let mut recvs: Vec<Vec<f64>> = part
-            .halo
-            .neighbours
-            .iter()
-            .map(|nb| vec![0.0; nb.send.len()])
-            .collect();
-        part.halo.post(comm, &sends, &mut recvs, &mut || {});
-        for (nb, b) in part.halo.neighbours.iter().zip(&recvs) {
-            for (&i, &v) in nb.send.iter().zip(b) {
-                let x = &mut node_label[i as usize];
-                *x = x.min(v);
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut labels: Vec<u64> = pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        let at = |l: u64| labels.binary_search(&l).expect("a label") as u32;
+        let mut parent: Vec<u32> = (0..labels.len() as u32).collect();
+        fn find(parent: &mut [u32], mut i: u32) -> u32 {
+            while parent[i as usize] != i {
+                let g = parent[parent[i as usize] as usize];
+                parent[i as usize] = g;
+                i = g;
             }
+            i
         }
-        part.halo.exchange(comm, &mut node_label, &mut |_| {});
-        // each local component takes the lowest label of its nodes
-        for i in 0..n {
-            let r = root[i] as usize;
-            if node_label[i] < label[r] {
-                label[r] = node_label[i];
-            }
+        for &(a, b) in &pairs {
+            let (x, y) = (find(&mut parent, at(a)), find(&mut parent, at(b)));
+            // the root is the lowest label (labels are sorted)
+            let (lo, hi) = if x < y { (x, y) } else { (y, x) };
+            parent[hi as usize] = lo;
         }
-        for i in 0..n {
-            node_label[i] = label[root[i] as usize];
+        let mut w = Writer::new();
+        w.u64s(&labels);
+        w.u64s(
+            &(0..labels.len() as u32)
+                .map(|i| labels[find(&mut parent, i) as usize])
+                .collect::<Vec<_>>(),
+        );
+        w.finish()
+    });
+    let mut joined = joined.unwrap_or_default();
+    comm.broadcast(0, &mut joined);
+    let mut r = Reader::new(&joined);
+    let (labels, lowest) = (r.u64s(), r.u64s());
+    for l in label.iter_mut().filter(|l| l.is_finite()) {
+        if let Ok(k) = labels.binary_search(&(*l as u64)) {
+            *l = lowest[k] as f64;
         }
-        // labels only fall: no change anywhere is the fixed point
-        let changed = (node_label != before) as u8 as f64;
-        if comm::max_f64(comm, changed) == 0.0 {
-            break;
-        }
+    }
+    for i in 0..n {
+        node_label[i] = label[root[i] as usize];
     }
     // per component: anchored, elements (owned), nodes and box (owned, used)
     let ne = part.global_elements;
@@ -391,14 +425,16 @@ mod tests {
     /// counted, boxed as on one process), from 1 to 4 parts.
     #[test]
     fn the_report_is_the_whole_meshs() {
-        // a channel, and a small block that touches no boundary (and a
-        // second one, to number components past the first)
+        // a channel, and small blocks that touch no boundary (and a
+        // second one, to number components past the first; and a long
+        // one, which every part holds a piece of)
         let m = beside(&lattice(12, 3, true), &lattice(2, 2, false), 3.0, 5.0);
         let m = beside(&m, &lattice(1, 1, false), 5.0, 9.0);
+        let m = beside(&m, &lattice(10, 1, true), 1.0, 11.0);
         let cfg = BoundaryConfig::default();
         let serial = boundary::resolve(&m, &cfg).unwrap();
         let want = BoundaryReport::of(&serial);
-        assert_eq!(want.floating.len(), 2);
+        assert_eq!(want.floating.len(), 3);
         for p in 1..=4 {
             for r in on_parts(&m, p, cfg.clone()) {
                 assert_eq!(r.unwrap(), want, "P={p}");

@@ -411,21 +411,24 @@ pub fn part_stats(part: &Part) -> (PartStats, usize, usize) {
         }
     };
     let (mut entries, mut edges, mut cut) = (0usize, 0usize, 0usize);
-    let mut buf: Vec<u32> = Vec::with_capacity(64);
+    // every distinct neighbour of row i once: marked with i
+    let mut mark = vec![u32::MAX; nl];
     for i in 0..part.owned {
-        buf.clear();
-        for &e in &adj[ptr[i] as usize..ptr[i + 1] as usize] {
-            buf.extend(m.elements[e as usize].iter().filter(|&&j| j as usize != i));
-        }
-        buf.sort_unstable();
-        buf.dedup();
-        entries += 1 + buf.len();
+        mark[i] = i as u32;
+        entries += 1;
         let gi = part.node_gid[i];
-        for &j in &buf {
-            if part.node_gid[j as usize] > gi {
-                edges += 1;
-                if owner(j as usize) != part.rank as u32 {
-                    cut += 1;
+        for &e in &adj[ptr[i] as usize..ptr[i + 1] as usize] {
+            for &j in &m.elements[e as usize] {
+                if mark[j as usize] == i as u32 {
+                    continue;
+                }
+                mark[j as usize] = i as u32;
+                entries += 1;
+                if part.node_gid[j as usize] > gi {
+                    edges += 1;
+                    if owner(j as usize) != part.rank as u32 {
+                        cut += 1;
+                    }
                 }
             }
         }

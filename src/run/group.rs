@@ -110,7 +110,19 @@ pub fn run_group(
     group: &dyn ProcessGroup,
     progress: Option<ProgressHook>,
 ) -> Result<Option<RunResult>, AppError> {
-    let whole = plan.outputs.vtu.is_some() || plan.outputs.png.is_some();
+    run_group_with(plan, group, progress, true)
+}
+
+/// [`run_group`], the block way only when `blocks` allows it (a caller
+/// that needs the whole result in the lead, as [`super::run`] does for a
+/// group of one process, passes `false`).
+pub(super) fn run_group_with(
+    plan: &Plan,
+    group: &dyn ProcessGroup,
+    progress: Option<ProgressHook>,
+    blocks: bool,
+) -> Result<Option<RunResult>, AppError> {
+    let whole = !blocks || plan.outputs.vtu.is_some() || plan.outputs.png.is_some();
     if group.reads_blocks() && !whole {
         if let Some(source) = blocks_of(plan) {
             return run_blocks(plan, group, source, progress).map(Some);
