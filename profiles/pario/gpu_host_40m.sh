@@ -15,8 +15,8 @@
 #   LEAD=1 bash profiles/pario/gpu_host_40m.sh     # and the same run with rank 0 generating (the old path)
 #
 # Q (the binary, default target/release/quadflow), OUT (the folder of the
-# log and files, default /tmp/pario-40m), NODES (default 40000000) and
-# NP (ranks, default 8) may be set. Look for: "total" and the wall time,
+# log and files, default /tmp/pario-40m), NODES (default 40000000), NP
+# (ranks, default 8) and MPIRUN (the launcher) may be set. Look for: "total" and the wall time,
 # "peak memory per rank" (rank 0's ratio to the mean), "mesh read in
 # blocks", "write", the AMG iterations and the true residual.
 set -u
@@ -28,8 +28,9 @@ NP=${NP:-8}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_host_40m.log") 2>&1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-# two cores per rank, ranks spread over the sockets
-MR="mpirun --allow-run-as-root -n $NP --map-by slot:PE=2 --bind-to core"
+# two cores per rank (MPIRUN replaces the whole launcher, e.g. to try the
+# script on a smaller machine: MPIRUN="mpirun --oversubscribe -n 2")
+MR=${MPIRUN:-"mpirun --allow-run-as-root -n $NP --map-by slot:PE=2 --bind-to core"}
 date -u; uname -n; nproc; free -g | head -2; lscpu | grep -E 'Model name|Socket|NUMA node\(s\)'
 mpirun --version | head -1; ldd "$Q" | grep -E 'libmpi|not found'
 cat /proc/loadavg

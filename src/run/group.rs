@@ -183,14 +183,20 @@ fn run_blocks(
     // there is no mesh file to refer to
     let generated = !matches!(plan.mesh, MeshSource::File(_));
     let keep = plan.outputs.xdmf.is_some() || generated;
-    let mesh_rows = keep.then(|| (split.x, split.y, split.quad8));
-    let (nodes, elements, flipped) = (split.nodes, split.elements, split.flipped);
-    let p = Pipeline::new(
-        split.part,
-        plan.config.clone(),
-        &plan.registry,
-        &plan.phases,
-    );
+    let quadflow_systems::pipeline::BlockSplit {
+        part,
+        nodes,
+        elements,
+        flipped,
+        x,
+        y,
+        quad8,
+        read_seconds,
+        ..
+    } = split;
+    // (dropped here when the results do not carry them)
+    let mesh_rows = keep.then_some((x, y, quad8));
+    let p = Pipeline::new(part, plan.config.clone(), &plan.registry, &plan.phases);
     let mut p = agreed(group, p.map_err(AppError::from))?;
     if let (true, Some(h)) = (group.is_lead(), progress) {
         p.world.insert_resource(h);
@@ -212,7 +218,7 @@ fn run_blocks(
     let w = &mut p.world;
     let mut solution = std::mem::take(&mut *w.resource_mut::<Solution>());
     solution.u = b.u;
-    let load_seconds = split.read_seconds.max(0.0);
+    let load_seconds = read_seconds.max(0.0);
     let mesh_path = match &plan.mesh {
         MeshSource::File(f) => Some(
             std::fs::canonicalize(f)
