@@ -588,6 +588,13 @@ impl RunResult {
             Attr::Float(s.stats.recurrence_residual),
         ));
         a.push((
+            "residual_replacements".into(),
+            Attr::Int(s.stats.replacements as i64),
+        ));
+        if let Some(i) = s.stats.first_check_iteration {
+            a.push(("first_check_iteration".into(), Attr::Int(i as i64)));
+        }
+        a.push((
             "solver_setup_seconds".into(),
             Attr::Float(s.stats.setup_seconds),
         ));
@@ -825,6 +832,18 @@ impl RunResult {
                 ""
             }
         );
+        if st.replacements > 0 {
+            let extra = st
+                .first_check_iteration
+                .map(|i| format!(", {} iterations after the first check", st.iterations - i))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "          the recurrence met rtol before the true residual did: {} residual replacement{}{extra}",
+                st.replacements,
+                if st.replacements == 1 { "" } else { "s" },
+            );
+        }
         if st.iterations > 0 && st.solve_seconds > 0.0 {
             let per = st.solve_seconds / st.iterations as f64;
             let _ = write!(

@@ -47,15 +47,13 @@
 //! `f32`, this one in `f64`).
 
 use crate::assemble::LocalSystem;
-use crate::cg::{DistSolution, EquilibratedDist, residuals, true_relative_residual};
+use crate::cg::{DistSolution, EquilibratedDist, residuals};
 use crate::comm::{self, Comm};
 use crate::dist::{DistMatrix, GlobalRow, IdMap, build_halo, offsets, owner_in, row_dot};
 use crate::part::{Halo, Part};
 use crate::wire::{Reader, Writer};
-use quadflow_systems::amg::{
-    self as host, AmgSettings, CheckOutcome, Csr, Hierarchy, ResidualCheck,
-};
-use quadflow_systems::solver::{CgSettings, Exec, SolveError, SolveStats};
+use quadflow_systems::amg::{self as host, AmgSettings, Csr, Hierarchy};
+use quadflow_systems::solver::{CgSettings, Convergence, Exec, SolveError, SolveStats, Verdict};
 use std::time::Instant;
 
 const NONE: u32 = u32::MAX;
@@ -756,77 +754,63 @@ fn sweep(
     }
 }
 
-/// AMG-CG over the ranks (the engine's [`host::amg_pcg`] loop): `A x = b`
-/// on the equilibrated system, stopping on `max(||r~|| / ||f~||,
-/// ||D^-1 r~|| / ||f||)` (weights `w = 1 / d^2`), then checking the true
-/// residual of the original system (`check`) and restarting at most
-/// [`host::MAX_RESTARTS`] times.
-#[allow(clippy::too_many_arguments)]
+/// CG preconditioned by the distributed V-cycle on the equilibrated
+/// system, stopped by the convergence rule every solver shares
+/// ([`quadflow_systems::solver::Convergence`]: the true residual
+/// `||b - A x|| / ||b||` at most `rtol`). Returns `x` on the owned rows and
+/// the stats the rule fills.
 pub fn amg_pcg(
     comm: &dyn Comm,
     h: &DistHierarchy,
     a: &DistMatrix,
     b: &[f64],
     b_norm: f64,
-    weights: &[f64],
-    f_norm: f64,
-    check: &dyn Fn(&[f64]) -> f64,
     settings: &CgSettings,
-) -> Result<(Vec<f64>, usize, bool, f64), SolveError> {
+) -> Result<(Vec<f64>, SolveStats), SolveError> {
     let m = a.n_owned();
     let mut x = vec![0.0; m];
+    let mut stats = SolveStats::default();
     if b_norm == 0.0 {
-        return Ok((x, 0, true, 0.0));
+        stats.converged = true;
+        return Ok((x, stats));
     }
-    let mut checker = ResidualCheck::new(settings.rtol);
-    let rel = |s: [f64; 2]| (s[0].sqrt() / b_norm).max(s[1].sqrt() / f_norm);
-    let norms = |r: &[f64]| {
-        let mut s = [0.0, 0.0];
-        for (ri, wi) in r.iter().zip(weights) {
-            s[0] += ri * ri;
-            s[1] += ri * ri * wi;
-        }
+    let mut rule = Convergence::new(settings.rtol);
+    let rel = |rr: f64| rr.sqrt() / b_norm;
+    let norm2 = |r: &[f64]| {
+        let mut s = [r.iter().map(|v| v * v).sum::<f64>()];
         comm.allreduce_sum(&mut s);
-        s
+        s[0]
     };
     let mut r = b.to_vec();
     let mut z = vec![0.0; m];
     let mut p = vec![0.0; a.n_cols()];
     let mut q = vec![0.0; m];
-    let mut s = norms(&r);
+    let mut rr = norm2(&r);
     h.precondition(comm, &r, &mut z);
     p[..m].copy_from_slice(&z);
     let mut rz = dot(comm, &r, &z);
     let mut it = 0;
-    let converged = loop {
-        if rel(s) < checker.target() {
-            if it == 0 {
-                break true;
-            }
-            // b - A x, its norms, and the original system's residual
+    let verdict = loop {
+        if rel(rr) < rule.target() {
+            // the true residual b - A x replaces the recurrence's
             let mut xc = vec![0.0; a.n_cols()];
             xc[..m].copy_from_slice(&x);
             a.spmv(comm, &mut xc, &mut q);
-            let rt: Vec<f64> = (0..m).map(|i| b[i] - q[i]).collect();
-            let st = norms(&rt);
-            let mut t = rel(st);
-            if t < settings.rtol {
-                t = t.max(check(&x));
+            for i in 0..m {
+                r[i] = b[i] - q[i];
             }
-            match checker.judge(t) {
-                CheckOutcome::Accept => break true,
-                CheckOutcome::GiveUp => break false,
-                CheckOutcome::Restart => {}
+            rr = norm2(&r);
+            match rule.judge(it, rel(rr)) {
+                Verdict::Replace => {}
+                v => break Some(v),
             }
-            r = rt;
-            s = st;
             h.precondition(comm, &r, &mut z);
             rz = dot(comm, &r, &z);
             p[..m].copy_from_slice(&z);
             continue;
         }
         if it >= settings.max_iter {
-            break false;
+            break None;
         }
         a.spmv(comm, &mut p, &mut q);
         let pq = dot(comm, &p[..m], &q);
@@ -841,9 +825,9 @@ pub fn amg_pcg(
             x[i] += alpha * p[i];
             r[i] -= alpha * q[i];
         }
-        s = norms(&r);
+        rr = norm2(&r);
         it += 1;
-        if rel(s) < checker.target() {
+        if rel(rr) < rule.target() {
             continue;
         }
         h.precondition(comm, &r, &mut z);
@@ -854,8 +838,9 @@ pub fn amg_pcg(
             p[i] = z[i] + beta * p[i];
         }
     };
-    let res = checker.last().unwrap_or(rel(s));
-    Ok((x, it, converged, res))
+    stats.iterations = it;
+    rule.finish(&mut stats, verdict, rel(rr));
+    Ok((x, stats))
 }
 
 /// The distributed AMG-CG solve: equilibrate (as Jacobi-CG does), build
@@ -875,20 +860,13 @@ pub fn solve_amg_cg(
         .iter()
         .map(|&i| 1.0 / eq.d[i as usize])
         .collect();
-    let weights: Vec<f64> = nn.iter().map(|v| v * v).collect();
     let h = DistHierarchy::new(comm, eq.a.clone(), nn, amg, dist)?;
     let setup = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let check = |x: &[f64]| true_relative_residual(comm, part, sys, &eq.unscale(x));
-    let (x, iterations, converged, res) = amg_pcg(
-        comm, &h, &eq.a, &eq.b, eq.b_norm, &weights, eq.f_norm, &check, cg,
-    )?;
+    let (x, out) = amg_pcg(comm, &h, &eq.a, &eq.b, eq.b_norm, cg)?;
     let u = eq.unscale(&x);
     let r = residuals(comm, part, sys, &u);
     let stats = SolveStats {
-        iterations,
-        converged,
-        recurrence_residual: res,
         setup_seconds: setup,
         solve_seconds: t1.elapsed().as_secs_f64(),
         decoupled_rows: eq.decoupled,
@@ -896,7 +874,7 @@ pub fn solve_amg_cg(
         cg_stored: comm::sum_usize(comm, eq.a.a.nnz()),
         levels: h.levels(),
         operator_complexity: h.operator_complexity,
-        ..Default::default()
+        ..out
     };
     Ok(DistSolution {
         u,

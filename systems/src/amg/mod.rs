@@ -103,7 +103,7 @@ pub(crate) mod tests;
 
 pub use crate::exec::BLOCK;
 pub use crate::sparse::Csr;
-pub use pcg::{AmgCgOutcome, CheckOutcome, MAX_RESTARTS, ResidualCheck, Unscaled, amg_pcg};
+pub use pcg::{AmgCgOutcome, amg_pcg};
 pub use settings::{AmgSettings, Smoother, Strength};
 pub use setup::{
     Hierarchy, LevelData, aggregate, smoother_coefficients, spectral_radius, strength,

@@ -1,12 +1,10 @@
 //! The equilibrated system AMG-CG runs on, and the whole solve.
 
-use super::pcg::{Unscaled, amg_pcg};
+use super::pcg::amg_pcg;
 use super::settings::AmgSettings;
 use super::setup::Hierarchy;
 use crate::exec::Exec;
-use crate::solver::{
-    CgSettings, EquilibratedSystem, Scaling, SolveError, SolveStats, true_relative_residual,
-};
+use crate::solver::{CgSettings, EquilibratedSystem, Scaling, SolveError, SolveStats, residuals};
 use crate::sparse::{Csr, SymCsr};
 use std::ops::Deref;
 use std::time::Instant;
@@ -59,8 +57,7 @@ impl AmgSystem {
 }
 
 /// Full AMG-CG solve of `K u = f`: equilibrate (and decouple, renumber),
-/// build the hierarchy, CG with the V-cycle ([`amg_pcg`], with the
-/// unscaled residual check), unscale. `setup_seconds` covers the
+/// build the hierarchy, CG with the V-cycle ([`amg_pcg`]), unscale. `setup_seconds` covers the
 /// equilibration and the hierarchy, `solve_seconds` the CG iteration.
 pub fn solve_amg_cg(
     k: &SymCsr,
@@ -83,29 +80,13 @@ pub fn solve_amg_cg(
     };
     let setup = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let weights = sys.weights();
-    let check = |x: &[f64]| true_relative_residual(k, f, &sys.unscale(x));
     let out = {
         let _s = tracing::info_span!("amg_cg").entered();
-        amg_pcg(
-            exec,
-            &h,
-            &sys.b,
-            sys.b_norm,
-            Some(Unscaled {
-                weights: &weights,
-                f_norm: sys.f_norm,
-                true_residual: &check,
-            }),
-            cg,
-            progress,
-        )?
+        let check = |x: &[f64]| residuals(k, f, &sys.unscale(x)).equilibrated;
+        amg_pcg(exec, &h, &sys.b, sys.b_norm, cg, &check, progress)?
     };
     let a = h.fine();
     let stats = SolveStats {
-        iterations: out.iterations,
-        converged: out.converged,
-        recurrence_residual: out.residual,
         setup_seconds: setup,
         solve_seconds: t1.elapsed().as_secs_f64(),
         decoupled_rows: sys.decoupled(),
@@ -113,7 +94,7 @@ pub fn solve_amg_cg(
         cg_stored: (a.nnz() + a.nrows()) / 2,
         levels: h.levels(),
         operator_complexity: h.operator_complexity(),
-        ..Default::default()
+        ..out.stats
     };
     Ok((sys.unscale(&out.x), stats))
 }

@@ -18,17 +18,18 @@ pub enum PipelineError {
     /// The pattern does not fit the index type.
     #[error(transparent)]
     Pattern(#[from] crate::sparse::PatternTooLarge),
-    /// The solver hit its iteration cap.
-    #[error(
-        "the solver did not converge: {iterations} iterations reached the cap with relative residual {residual:.3e} (target {rtol:e}); raise solver.max_iterations (--max-iter) or set solver.allow_unconverged = true to keep the result"
-    )]
+    /// The solver stopped before its true residual reached `rtol`.
+    #[error("the solver did not converge: {}", not_converged_message(*.iterations, *.residual, *.rtol, .reason))]
     NotConverged {
         /// iterations done
         iterations: usize,
-        /// residual reached
+        /// residual reached (the last true residual checked, else the
+        /// recurrence's)
         residual: f64,
         /// target
         rtol: f64,
+        /// why it stopped
+        reason: crate::solver::NotConverged,
     },
     /// A backend could not run (no GPU, bad setting, ...).
     #[error("backend {backend}: {message}")]
@@ -59,16 +60,38 @@ pub fn fail(failure: &mut Failure, e: impl Into<PipelineError>) {
     }
 }
 
-/// The error a solve that stopped at its iteration cap is, unless the
-/// settings accept unconverged results (`None` then, and when it
-/// converged): the one place this rule lives, for every backend.
+fn not_converged_message(
+    iterations: usize,
+    residual: f64,
+    rtol: f64,
+    reason: &crate::solver::NotConverged,
+) -> String {
+    use crate::solver::NotConverged::*;
+    match reason {
+        IterationCap => format!(
+            "{iterations} iterations reached the cap with relative residual {residual:.3e} (target {rtol:e}); raise solver.max_iterations (--max-iter) or set solver.allow_unconverged = true to keep the result"
+        ),
+        Stalled(t) => format!(
+            "after {iterations} iterations the true relative residual stopped decreasing at {t:.3e}, above the target {rtol:e} (the rounding floor of this system in double precision); loosen solver.rtol (--rtol) or set solver.allow_unconverged = true to keep the result"
+        ),
+    }
+}
+
+/// The error a solve that stopped without converging is (the iteration
+/// cap, or a true residual stalled above `rtol`: see
+/// [`crate::solver::Convergence`]), unless the settings accept unconverged
+/// results (`None` then, and when it converged): the one place this rule
+/// lives, for every backend.
 pub fn check_converged(
     stats: &crate::solver::SolveStats,
     settings: &super::SolverSettings,
 ) -> Option<PipelineError> {
-    (!stats.converged && !settings.allow_unconverged).then_some(PipelineError::NotConverged {
+    (!stats.converged && !settings.allow_unconverged).then(|| PipelineError::NotConverged {
         iterations: stats.iterations,
         residual: stats.recurrence_residual,
         rtol: settings.cg.rtol,
+        reason: stats
+            .not_converged
+            .unwrap_or(crate::solver::NotConverged::IterationCap),
     })
 }

@@ -6,31 +6,38 @@
 //!
 //! The V-cycle is a program of kernel launches ([`super::amg_cycle`]).
 //!
-//! The CG loop mirrors [`crate::amg::amg_pcg`] (same stopping rule on the
-//! recurrence residual and on the residual of the original system, same
-//! checks and restarts) with its scalars read back to the host: three
-//! small reads per iteration (`p.q`, the residual norms, `r.z`), which at
-//! 40 to 60 iterations cost far less than the cycles.
+//! The CG loop mirrors [`crate::amg::amg_pcg`] (the convergence rule every
+//! solver shares, [`Convergence`]: the recurrence says when to look; there
+//! the correction is folded into the iterate `base + x`, the residual
+//! `b - A base` is recomputed in double-double and replaces the
+//! recurrence's, and the residual of the `u` the iterate gives, on the
+//! original system, decides; a replacement restarts the direction) with
+//! its scalars read back to the host: three small reads per iteration
+//! (`p.q`, `r.r`, `r.z`), which at 40 to 60 iterations cost far less than
+//! the cycles. Every reduction sums per-block partials in block order:
+//! identical runs give identical iterates.
 
 pub use super::amg_cycle::{CycleOp, cycle_program};
 use super::amg_cycle::{DevHierarchy, DevMat, i32n, rows_cfg, upload_mat};
 use super::amg_setup;
-use super::cg::{GpuSolveOutcome, device_true_residual};
+use super::cg::GpuSolveOutcome;
 use super::device::{Ctx, Device, GResult};
 use super::launch;
 use super::options::AmgSetupSite;
 use super::pattern::DeviceSystem;
+use super::replace::{device_true_residual, fold};
 use super::report::GpuReport;
-use crate::amg::{AmgSettings, AmgSystem, CheckOutcome, Hierarchy, ResidualCheck};
-use crate::solver::{CgSettings, Exec, Residuals, SolveError, SolveStats};
+use crate::amg::{AmgSettings, AmgSystem, Hierarchy};
+use crate::solver::{CgSettings, Convergence, Exec, Residuals, SolveError, SolveStats, Verdict};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 use std::time::Instant;
 /// The CG vectors and the finest operator in double precision.
 struct CgBuffers {
     a: DevMat<f64>,
     b: CudaSlice<f64>,
-    w: CudaSlice<f64>,
+    /// The CG correction: the iterate is `base + x` (folded at checks).
     x: CudaSlice<f64>,
+    base: CudaSlice<f64>,
     r: CudaSlice<f64>,
     z: CudaSlice<f64>,
     p: CudaSlice<f64>,
@@ -70,31 +77,29 @@ impl CgBuffers {
         Ok(read_out(st, report, &self.out, 1)?[0])
     }
 
-    /// `rt = b - A x`, returns `(rt.rt, rt.W.rt)`.
-    fn residual(&mut self, st: &Device, report: &mut GpuReport) -> GResult<(f64, f64)> {
+    /// `rt = b - A base` (double-double), returns `rt.rt`.
+    fn residual(&mut self, st: &Device, report: &mut GpuReport) -> GResult<f64> {
         let a = &self.a;
         let n = i32n(a.pat.n)?;
-        let name = format!("qf_amg_resid_g{}", a.pat.group);
-        let mut lb = st.stream.launch_builder(st.func(&name)?);
+        let mut lb = st.stream.launch_builder(st.func("qf_amg_resid")?);
         lb.arg(&n)
             .arg(&*a.pat.rowptr)
             .arg(&*a.pat.col)
             .arg(&a.val)
             .arg(&self.b)
-            .arg(&self.x)
-            .arg(&self.w)
+            .arg(&self.base)
             .arg(&mut self.rt)
             .arg(&st.partials)
             .arg(&st.counter)
             .arg(&mut self.out);
         // SAFETY: as above.
-        unsafe { lb.launch(rows_cfg(st, a.pat.n, a.pat.group)) }.ctx(&name)?;
-        let v = read_out(st, report, &self.out, 2)?;
-        Ok((v[0], v[1]))
+        unsafe { lb.launch(launch::per_row_reduce(a.pat.n, st.sms).config()) }
+            .ctx("qf_amg_resid")?;
+        Ok(read_out(st, report, &self.out, 1)?[0])
     }
 
-    /// `x += alpha p`, `r -= alpha q`; returns `(r.r, r.W.r)`.
-    fn update(&mut self, st: &Device, report: &mut GpuReport, alpha: f64) -> GResult<(f64, f64)> {
+    /// `x += alpha p`, `r -= alpha q`; returns `r.r`.
+    fn update(&mut self, st: &Device, report: &mut GpuReport, alpha: f64) -> GResult<f64> {
         let n = self.a.pat.n;
         let n32 = i32n(n)?;
         let mut lb = st.stream.launch_builder(st.func("qf_amg_update")?);
@@ -102,7 +107,6 @@ impl CgBuffers {
             .arg(&alpha)
             .arg(&self.p)
             .arg(&self.q)
-            .arg(&self.w)
             .arg(&mut self.x)
             .arg(&mut self.r)
             .arg(&st.partials)
@@ -110,8 +114,7 @@ impl CgBuffers {
             .arg(&mut self.out);
         // SAFETY: as above.
         unsafe { lb.launch(launch::per_row_reduce(n, st.sms).config()) }.ctx("qf_amg_update")?;
-        let v = read_out(st, report, &self.out, 2)?;
-        Ok((v[0], v[1]))
+        Ok(read_out(st, report, &self.out, 1)?[0])
     }
 
     /// `r.z`.
@@ -151,7 +154,6 @@ struct Original {
     direct: CudaSlice<f64>,
     u: CudaSlice<f64>,
     res: CudaSlice<f64>,
-    group: u32,
 }
 
 impl Original {
@@ -178,20 +180,18 @@ impl Original {
             // SAFETY: as above; rows are a permutation of distinct rows below n.
             unsafe { lb.launch(launch::per_item(m).config()) }.ctx("qf_amg_unscale")?;
         }
-        device_true_residual(st, sys, report, &self.u, self.n, self.group, &mut self.res)
+        device_true_residual(st, sys, report, &self.u, self.n, &mut self.res)
     }
 }
 
 /// The hierarchy, the CG buffers and the original system's side, ready
-/// to iterate, with `||r0||^2` and `||r0||_W^2`.
+/// to iterate, with `||r0||^2`.
 struct Prepared {
     dev: DevHierarchy,
     bufs: CgBuffers,
     orig: Original,
     b_norm: f64,
-    f_norm: f64,
     rr: f64,
-    rw: f64,
     decoupled: usize,
     levels: usize,
     complexity: f64,
@@ -228,8 +228,6 @@ fn prepare_host(
         (sys, h)
     };
     let m = h.fine().nrows();
-    let mean_full = if n == 0 { 0.0 } else { nnz as f64 / n as f64 };
-    let weights = sys.weights();
     let _s = tracing::info_span!("gpu_amg_upload").entered();
     let a = h.fine();
     let fine = upload_mat(st, report, a, a.vals(), None)?;
@@ -237,8 +235,8 @@ fn prepare_host(
     let bufs = CgBuffers {
         a: fine,
         b: st.upload(report, "AMG right-hand side", &sys.b)?,
-        w: st.upload(report, "AMG right-hand side", &weights)?,
         x: st.zeros(m)?,
+        base: st.zeros(m)?,
         r: st.upload(report, "AMG right-hand side", &sys.b)?,
         z: st.zeros(m)?,
         p: st.zeros(m)?,
@@ -254,18 +252,14 @@ fn prepare_host(
         direct: st.upload(report, "AMG row numbering", &sys.direct)?,
         u: st.zeros(n)?,
         res: st.zeros(4)?,
-        group: launch::spmv_group(mean_full),
     };
     let rr: f64 = sys.b.iter().map(|v| v * v).sum();
-    let rw: f64 = sys.b.iter().zip(&weights).map(|(v, w)| v * v * w).sum();
     Ok(Prepared {
         dev,
         bufs,
         orig,
         b_norm: sys.b_norm,
-        f_norm: sys.f_norm,
         rr,
-        rw,
         decoupled: sys.decoupled(),
         levels: h.levels(),
         complexity: h.operator_complexity(),
@@ -281,31 +275,30 @@ fn prepare_device(
     report: &mut GpuReport,
     amg: &AmgSettings,
 ) -> GResult<Prepared> {
-    let (n, nnz) = (sys_dev.pattern.n, sys_dev.pattern.nnz());
+    let n = sys_dev.pattern.n;
     let _s = tracing::info_span!("gpu_amg_setup_device", n).entered();
     let sys = amg_setup::equilibrate(st, report, sys_dev)?;
     let m = sys.a.rows;
     let h = amg_setup::build(st, report, sys.a, sys.bnull, amg)?;
     let (levels, complexity, sizes) = (h.levels(), h.operator_complexity(), h.sizes());
     let (dev, fine) = DevHierarchy::from_device(st, h, amg)?;
-    let mean_full = if n == 0 { 0.0 } else { nnz as f64 / n as f64 };
     let mut bufs = CgBuffers {
         a: fine,
         r: st.stream.clone_dtod(&sys.b).ctx("copy")?,
         b: sys.b,
-        w: sys.w,
         x: st.zeros(m)?,
+        base: st.zeros(m)?,
         z: st.zeros(m)?,
         p: st.zeros(m)?,
         q: st.zeros(m)?,
         rt: st.zeros(m)?,
         out: st.zeros(4)?,
     };
-    // r.r and r.W.r of r = b (x = 0)
-    let (rr, rw) = if m > 0 {
+    // r.r of r = b (x = 0)
+    let rr = if m > 0 {
         bufs.residual(st, report)?
     } else {
-        (0.0, 0.0)
+        0.0
     };
     let orig = Original {
         n,
@@ -314,16 +307,13 @@ fn prepare_device(
         direct: sys.direct,
         u: st.zeros(n)?,
         res: st.zeros(4)?,
-        group: launch::spmv_group(mean_full),
     };
     Ok(Prepared {
         dev,
         bufs,
         orig,
         b_norm: sys.b_norm,
-        f_norm: sys.f_norm,
         rr,
-        rw,
         decoupled: sys.decoupled,
         levels,
         complexity,
@@ -358,9 +348,7 @@ pub fn solve(
         mut bufs,
         mut orig,
         b_norm,
-        f_norm,
         rr,
-        rw,
         decoupled,
         levels,
         complexity,
@@ -369,43 +357,41 @@ pub fn solve(
     report.amg_sizes = sizes;
     let m = bufs.a.pat.n;
     let fine_nnz = bufs.a.val.len();
-    let (it, converged, residual) = if b_norm == 0.0 || m == 0 {
-        (0, true, 0.0)
+    let mut rule = Convergence::new(cg.rtol);
+    let (it, verdict, rr_last) = if b_norm == 0.0 || m == 0 {
+        (0, Some(Verdict::Converged), 0.0)
     } else {
         let _s = tracing::info_span!("gpu_amg_cg", rows = m).entered();
-        // the rule of `amg_pcg` with the unscaled check (`b = D f` is
-        // non-zero here, so `f` is too)
-        let rel = |rr: f64, rw: f64| (rr.sqrt() / b_norm).max(rw.sqrt() / f_norm);
-        let (mut rr, mut rw) = (rr, rw);
+        // the loop of `amg_pcg`, stopped by the convergence rule
+        let rel = |rr: f64| rr.sqrt() / b_norm;
+        let mut rr = rr;
         dev.apply(st, &bufs.r, &mut bufs.z)?;
         let mut rz = bufs.rz(st, report)?;
         st.stream.memcpy_dtod(&bufs.z, &mut bufs.p).ctx("p = z")?;
-        let mut checker = ResidualCheck::new(cg.rtol);
         let mut it = 0;
-        let converged = loop {
-            if rel(rr, rw) < checker.target() {
-                if it == 0 {
-                    break true;
-                }
-                let (tr, tw) = bufs.residual(st, report)?;
-                let mut t = rel(tr, tw);
-                if t < cg.rtol {
-                    t = t.max(orig.residual(st, sys_dev, report, &bufs.x, m)?.raw);
-                }
-                match checker.judge(t) {
-                    CheckOutcome::Accept => break true,
-                    CheckOutcome::GiveUp => break false,
-                    CheckOutcome::Restart => {}
+        let verdict = loop {
+            if rel(rr) < rule.target() {
+                // fold, replace the residual by b - A base, judge the
+                // residual of the u the iterate gives (what the run
+                // reports)
+                fold(st, m, &mut bufs.x, &mut bufs.base)?;
+                let tr = bufs.residual(st, report)?;
+                let judged = orig
+                    .residual(st, sys_dev, report, &bufs.base, m)?
+                    .equilibrated;
+                match rule.judge(it, judged) {
+                    Verdict::Replace => {}
+                    v => break Some(v),
                 }
                 std::mem::swap(&mut bufs.r, &mut bufs.rt);
-                (rr, rw) = (tr, tw);
+                rr = tr;
                 dev.apply(st, &bufs.r, &mut bufs.z)?;
                 rz = bufs.rz(st, report)?;
                 st.stream.memcpy_dtod(&bufs.z, &mut bufs.p).ctx("p = z")?;
                 continue;
             }
             if it >= cg.max_iter {
-                break false;
+                break None;
             }
             let pq = bufs.pq(st, report)?;
             if pq.is_nan() || pq <= 0.0 {
@@ -416,12 +402,12 @@ pub fn solve(
                 .into());
             }
             let alpha = rz / pq;
-            (rr, rw) = bufs.update(st, report, alpha)?;
+            rr = bufs.update(st, report, alpha)?;
             it += 1;
-            if !progress(it, rel(rr, rw)) {
+            if !progress(it, rel(rr)) {
                 return Err(SolveError::Interrupted { iteration: it }.into());
             }
-            if rel(rr, rw) < checker.target() {
+            if rel(rr) < rule.target() {
                 continue;
             }
             dev.apply(st, &bufs.r, &mut bufs.z)?;
@@ -430,17 +416,20 @@ pub fn solve(
             rz = rz_new;
             bufs.direction(st, beta)?;
         };
-        (it, converged, checker.last().unwrap_or(rel(rr, rw)))
+        (it, verdict, rr)
     };
-    // u = D x~ with the decoupled rows, and the true residual
-    let residuals = orig.residual(st, sys_dev, report, &bufs.x, m)?;
+    // the iterate base + x, u = D x~ with the decoupled rows, and the true
+    // residual (after a converged check x is zero and u the very u the
+    // rule judged)
+    if m > 0 {
+        fold(st, m, &mut bufs.x, &mut bufs.base)?;
+    }
+    let residuals = orig.residual(st, sys_dev, report, &bufs.base, m)?;
     let u_host = st.download(report, "solution", &orig.u, orig.n)?;
     st.sync()?;
     let solve_seconds = t1.elapsed().as_secs_f64();
-    let stats = SolveStats {
+    let mut stats = SolveStats {
         iterations: it,
-        converged,
-        recurrence_residual: residual,
         setup_seconds,
         solve_seconds,
         decoupled_rows: decoupled,
@@ -450,6 +439,11 @@ pub fn solve(
         operator_complexity: complexity,
         ..Default::default()
     };
+    rule.finish(
+        &mut stats,
+        verdict,
+        rr_last.sqrt() / b_norm.max(f64::MIN_POSITIVE),
+    );
     Ok((
         GpuSolveOutcome {
             u: u_host,
@@ -461,7 +455,6 @@ pub fn solve(
     ))
 }
 
-#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use super::*;

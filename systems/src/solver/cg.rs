@@ -2,7 +2,7 @@
 //! iteration, with kernels a backend supplies ([`CgKernels`]).
 
 use super::equilibrate::{CgMatrix, EquilibratedSystem};
-use super::{CgSettings, SolveError, SolveStats};
+use super::{CgSettings, Convergence, SolveError, SolveStats, Verdict};
 use std::time::Instant;
 
 /// Bytes one fused CG iteration must move for a matrix of `rows` rows and
@@ -216,12 +216,17 @@ pub struct CgOutcome {
 }
 
 /// Jacobi-preconditioned CG on an equilibrated system, SciPy's iteration:
-/// stop when `||r|| < rtol ||b||` is found at the top of an iteration.
+/// look when `||r|| < rtol ||b||` is found at the top of an iteration, then
+/// stop only if `check(x)`, the true equilibrated residual of the solution
+/// `u` that `x` unscales to (what the run reports), is at most `rtol` too
+/// ([`Convergence`]: otherwise the residual is replaced by the recomputed
+/// `b - A x` and the iteration goes on, restarted).
 /// `progress(iteration, relative_residual)` is called every 50 iterations.
 pub fn pcg(
     sys: &EquilibratedSystem,
     settings: &CgSettings,
     kernels: &mut dyn CgKernels,
+    check: &dyn Fn(&[f64]) -> f64,
     progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<CgOutcome, SolveError> {
     let m = sys.a.n();
@@ -229,7 +234,6 @@ pub fn pcg(
     let mut r = sys.b.clone();
     let mut p = vec![0.0; m];
     let mut q = vec![0.0; m];
-    let atol = settings.rtol * sys.b_norm;
     let t0 = Instant::now();
     let mut stats = SolveStats {
         cg_rows: m,
@@ -242,20 +246,49 @@ pub fn pcg(
         stats.converged = true;
         return Ok(CgOutcome { x, stats });
     }
-    let mut rr: f64 = r.iter().map(|v| v * v).sum();
-    let mut rz: f64 = r.iter().zip(&sys.inv_diag).map(|(v, d)| v * v * d).sum();
+    let mut rule = Convergence::new(settings.rtol);
+    let dots = |r: &[f64]| -> (f64, f64) {
+        (
+            r.iter().map(|v| v * v).sum(),
+            r.iter().zip(&sys.inv_diag).map(|(v, d)| v * v * d).sum(),
+        )
+    };
+    let (mut rr, mut rz) = dots(&r);
     let mut rho_prev = 0.0;
     let mut alpha = 0.0;
     let mut it = 0;
-    loop {
-        if rr.sqrt() < atol {
-            stats.converged = true;
-            break;
+    // the iteration of the last (re)start: its direction is z alone
+    let mut restart = 0;
+    // The iterate is `base + x`: the loop updates `x`, and each check folds
+    // it into `base` with one rounding and restarts `x` from zero, so that
+    // corrections after a replacement are not rounded at `base`'s scale.
+    let mut base = vec![0.0; m];
+    let verdict = loop {
+        if rr.sqrt() < rule.target() * sys.b_norm {
+            // the pending `x += alpha p`, the fold, then the true residual
+            if it > restart {
+                kernels.axpy(alpha, &p, &mut x);
+            }
+            alpha = 0.0;
+            restart = it;
+            for (bi, xi) in base.iter_mut().zip(x.iter_mut()) {
+                *bi += *xi;
+                *xi = 0.0;
+            }
+            r = {
+                let _s = tracing::trace_span!("cg_true_residual").entered();
+                sys.a.get().residual_exact(&sys.b, &base)
+            };
+            (rr, rz) = dots(&r);
+            match rule.judge(it, check(&base)) {
+                Verdict::Replace => continue,
+                v => break Some(v),
+            }
         }
         if it >= settings.max_iter {
-            break;
+            break None;
         }
-        let beta = if it == 0 { 0.0 } else { rz / rho_prev };
+        let beta = if it == restart { 0.0 } else { rz / rho_prev };
         // spans per pass: cheap next to a pass (microseconds against
         // milliseconds), and they give flamegraphs the SpMV/update split
         let span = tracing::trace_span!("cg_pass_a_spmv_updates").entered();
@@ -284,12 +317,15 @@ pub fn pcg(
         if it % 50 == 0 && !progress(it, rr.sqrt() / sys.b_norm) {
             return Err(SolveError::Interrupted { iteration: it });
         }
-    }
-    if it > 0 {
+    };
+    if it > restart {
         kernels.axpy(alpha, &p, &mut x);
     }
+    for (bi, xi) in base.iter_mut().zip(&x) {
+        *bi += *xi;
+    }
     stats.iterations = it;
-    stats.recurrence_residual = rr.sqrt() / sys.b_norm;
+    rule.finish(&mut stats, verdict, rr.sqrt() / sys.b_norm);
     stats.solve_seconds = t0.elapsed().as_secs_f64();
-    Ok(CgOutcome { x, stats })
+    Ok(CgOutcome { x: base, stats })
 }

@@ -14,6 +14,7 @@
 //!   `x += alpha p`; pass B updates `r` and forms `r.r` and `r.z`.
 
 mod cg;
+mod converge;
 mod equilibrate;
 
 pub use crate::exec::Exec;
@@ -21,6 +22,7 @@ pub use cg::{
     CHUNK, CgKernels, CgOutcome, SerialKernels, fused_bytes_per_iteration, pass_a_rows,
     pass_b_rows, pcg,
 };
+pub use converge::{Convergence, NotConverged, STALLED_AFTER, Verdict};
 pub use equilibrate::{CgMatrix, EquilibratedSystem, Scaling};
 
 use crate::sparse::SymCsr;
@@ -49,12 +51,20 @@ impl Default for CgSettings {
 pub struct SolveStats {
     /// CG iterations (matrix-vector products; 0 for a direct solve).
     pub iterations: usize,
-    /// Whether the stopping rule was met within the cap.
+    /// Whether the solve converged: the true equilibrated residual,
+    /// recomputed from the solution, is at most `rtol` ([`Convergence`]).
     pub converged: bool,
-    /// Final recurrence residual relative to `||f~||` (AMG-CG: the
-    /// checked residual, see [`crate::amg::amg_pcg`]; Cholesky: the true
+    /// The last checked true relative residual of the equilibrated system
+    /// (the recurrence residual where no check ran; Cholesky: the true
     /// relative residual).
     pub recurrence_residual: f64,
+    /// Residual replacements ([`Verdict::Replace`]) the solve needed.
+    pub replacements: usize,
+    /// Iteration at which the recurrence residual first met `rtol` (the
+    /// first check); iterations past it are the replacements' cost.
+    pub first_check_iteration: Option<usize>,
+    /// Why the solve did not converge (`None` when it did).
+    pub not_converged: Option<NotConverged>,
     /// Seconds spent in setup: equilibration and decoupling (all
     /// methods), the AMG hierarchy, the Cholesky ordering and
     /// factorisation.
@@ -165,12 +175,14 @@ fn ratio(num: f64, den: f64) -> f64 {
     }
 }
 
-/// The raw and the equilibrated relative residual of `u` ([`Residuals`]).
+/// The raw and the equilibrated relative residual of `u` ([`Residuals`]),
+/// `f - K u` computed in double-double (`sparse::Dd`): what is left is the
+/// error of `u` itself, not of computing the residual.
 pub fn residuals(k: &SymCsr, f: &[f64], u: &[f64]) -> Residuals {
-    let ku = k.mul(u);
+    let res = k.residual_exact(f, u);
     let (mut num, mut den, mut num_eq, mut den_eq) = (0.0, 0.0, 0.0, 0.0);
     for i in 0..k.n {
-        let r = f[i] - ku[i];
+        let r = res[i];
         let d = k.val[k.diag_slot(i)].abs();
         let w = if d > 0.0 { 1.0 / d } else { 1.0 };
         num += r * r;
@@ -198,7 +210,8 @@ pub fn solve_cg_jacobi(
         EquilibratedSystem::new(k, f)?
     };
     let setup = t0.elapsed().as_secs_f64();
-    let out = pcg(&sys, settings, kernels, progress)?;
+    let check = |x: &[f64]| residuals(k, f, &sys.unscale(x)).equilibrated;
+    let out = pcg(&sys, settings, kernels, &check, progress)?;
     let mut stats = out.stats;
     stats.setup_seconds = setup;
     Ok((sys.unscale(&out.x), stats))
