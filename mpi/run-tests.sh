@@ -180,6 +180,30 @@ PY
       echo "mpi/run-tests.sh: XDMF in meshio (meshio not installed)" >> "$QUADFLOW_SKIP_LOG"
     fi
   fi
+  # and in ParaView's own reader, where ParaView is installed
+  if command -v pvbatch >/dev/null; then
+    cat > "$work/pv.py" <<'PY'
+import sys
+from paraview.simple import Xdmf3ReaderS, servermanager
+r = Xdmf3ReaderS(FileName=[sys.argv[1]])
+r.UpdatePipeline()
+d = servermanager.Fetch(r)
+b = d.GetBlock(0) if d.IsA("vtkMultiBlockDataSet") else d
+types = sorted({b.GetCellType(i) for i in range(b.GetNumberOfCells())})
+print("cells", b.GetNumberOfCells(), "points", b.GetNumberOfPoints(), "types", types,
+      "arrays", b.GetPointData().GetArrayName(0), b.GetCellData().GetNumberOfArrays())
+PY
+    if out="$(env -u PYTHONPATH pvbatch "$work/pv.py" "$x" 2>&1)" && grep -q "cells 4063 points 16795 types \[23\] arrays u 2" <<<"$out"; then
+      ok "XDMF of a 3-rank run opens in ParaView (pvbatch, Xdmf3ReaderS): $(grep cells <<<"$out")"
+    else
+      ko "XDMF in ParaView: $out"
+    fi
+  else
+    echo "SKIPPED: ParaView (pvbatch) is not installed; the XDMF index was not opened in ParaView"
+    if [ -n "${QUADFLOW_SKIP_LOG:-}" ]; then
+      echo "mpi/run-tests.sh: XDMF in ParaView (pvbatch not installed)" >> "$QUADFLOW_SKIP_LOG"
+    fi
+  fi
 else
   ko "s_duct_16k P=3 --xdmf: the run failed"
 fi

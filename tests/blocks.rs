@@ -357,6 +357,75 @@ fn xdmf_index_opens_in_meshio() {
     );
 }
 
+/// ParaView's own XDMF reader (`pvbatch`, Xdmf3ReaderS) opens the index:
+/// quadratic quads (VTK cell type 23), `u` per point, speed and pressure
+/// per cell. Skips, saying so, without ParaView (`apt-get install
+/// paraview python3-paraview` on Debian).
+#[test]
+fn xdmf_index_opens_in_paraview() {
+    let have = std::process::Command::new("pvbatch")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        common::skip(
+            "xdmf_index_opens_in_paraview",
+            "ParaView's pvbatch is not installed (apt-get install paraview python3-paraview)",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (r, x) = (dir.path().join("r.h5"), dir.path().join("r.xmf"));
+    let text = format!(
+        "[mesh]\ngenerate = \"elbow_90\"\nnodes = 3000\n[output]\nresults = {:?}\nxdmf = {:?}\n",
+        r.display().to_string(),
+        x.display().to_string()
+    );
+    let plan = Scene::parse(&text, "<test>").unwrap().plan().unwrap();
+    let result = run::run(&plan, None).unwrap();
+    result.write_results(&r, &plan.outputs, None).unwrap();
+    result.write_outputs(&plan.outputs).unwrap();
+    let script = dir.path().join("pv.py");
+    std::fs::write(
+        &script,
+        "import sys\n\
+         from paraview.simple import Xdmf3ReaderS, servermanager\n\
+         r = Xdmf3ReaderS(FileName=[sys.argv[1]])\n\
+         r.UpdatePipeline()\n\
+         d = servermanager.Fetch(r)\n\
+         b = d.GetBlock(0) if d.IsA('vtkMultiBlockDataSet') else d\n\
+         pd, cd = b.GetPointData(), b.GetCellData()\n\
+         types = sorted({b.GetCellType(i) for i in range(b.GetNumberOfCells())})\n\
+         print('cells', b.GetNumberOfCells(), 'points', b.GetNumberOfPoints(), 'types', types,\n\
+               'u', pd.GetArray('u').GetNumberOfTuples(),\n\
+               'abs_vel', cd.GetArray('abs_vel').GetNumberOfTuples(),\n\
+               'pressure', cd.GetArray('pressure').GetNumberOfTuples(),\n\
+               'umax', round(pd.GetArray('u').GetRange()[1], 9))\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new("pvbatch")
+        .arg(&script)
+        .arg(&x)
+        .env_remove("PYTHONPATH")
+        .output()
+        .unwrap();
+    let got = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{got}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (n, e) = (result.nodes(), result.elements());
+    let want = format!(
+        "cells {e} points {n} types [23] u {n} abs_vel {e} pressure {e} umax {}",
+        (result.u_range().1 * 1e9).round() / 1e9
+    );
+    assert!(
+        got.lines().any(|l| l.trim() == want),
+        "pvbatch printed\n{got}\nwanted {want}"
+    );
+}
+
 #[test]
 fn vtu_above_the_limit_says_to_use_xdmf() {
     let plan = Scene::parse(
