@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # The MPI tests: `quadflow run --backend mpi` (built with the feature
-# "mpi") under mpirun with 1, 2 and 3 ranks, each run under a timeout (a
-# hang fails instead of blocking), its results file checked against the
-# serial backend's by check_results (mpi/examples/check_results.rs):
+# "mpi") under mpirun with 1 to 4 ranks, each run under a timeout (a hang
+# fails instead of blocking), its results file checked against the serial
+# backend's by check_results (mpi/examples/check_results.rs):
 #
 # - every reference mesh (tests/data/meshes, and ../shared's y_tube_195k
-#   when it is there), both partitioners: Jacobi-CG (iterations within 1%,
-#   u within 1e-10 of serial) and AMG-CG to 1e-10;
+#   when it is there), read in blocks by every rank (the default), both
+#   partitioners: Jacobi-CG (iterations within 1%, u within 1e-10 of
+#   serial) and AMG-CG to 1e-10; 4 ranks; a gzip copy; rank 0 reading
+#   (--mpi-read lead);
+# - a generated 2M-node venturi, generated under MPI (1 to 4 ranks) and
+#   read from files in both layouts: Jacobi-CG capped at 100 iterations
+#   (u within 1e-10 of serial's 100th iterate: the data path, read,
+#   partition, assembly, write), AMG-CG to 1e-10 on 4 ranks;
 # - a generated 100k-node venturi on 3 ranks with local = "parallel";
+# - an XDMF index of a distributed run opens in meshio (skipped, and
+#   logged, without meshio);
 # - --backend mpi outside mpirun (one rank);
 # - bad input (more ranks than elements, a part left empty, a bad mesh, a
-#   missing file): every rank exits non-zero printing rank 0's message, no
-#   results file;
+#   bad element in the third rank's block, a missing file): every rank
+#   exits non-zero printing the message, no results file;
 # - waiting by polling (QUADFLOW_MPI_WAIT=poll) gives the same results;
 # - the communicator itself and the distributed AMG with deep distributed
 #   levels (mpi_driver).
@@ -26,10 +34,12 @@ root="$(dirname "$here")"
 cd "$root"
 bash "$here/install-deps.sh"
 cargo build --release --features mpi --bin quadflow
-cargo build --release -p quadflow-mpi --features mpi --example mpi_driver --example check_results
+cargo build --release -p quadflow-mpi --features mpi --example mpi_driver --example check_results \
+  --example spoil_mesh
 q="$root/target/release/quadflow"
 check="$root/target/release/examples/check_results"
 driver="$root/target/release/examples/mpi_driver"
+spoil="$root/target/release/examples/spoil_mesh"
 shared="${QUADFLOW_SHARED:-$root/../shared}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/quadflow-mpi-tests.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
@@ -52,9 +62,21 @@ check() {
   if out="$("$check" "$r" "$p" $s 2>&1)"; then ok "P=$p $out"; else ko "P=$p $out"; fi
 }
 
-# one mesh: serial references, then 1-3 ranks x both partitioners x both solvers
+# run P NAME RESULTS SERIAL ARGS...: a run of P ranks, checked
+run_check() {
+  local p=$1 what=$2 r=$3 s=$4
+  shift 4
+  if mpirun_p "$p" "$q" run --backend mpi -q -o "$r" "$@"; then
+    check "$p" "$r" "$s"
+  else
+    ko "$what P=$p: the run failed"
+  fi
+}
+
+# one mesh: serial references, then 1-3 ranks x both partitioners x both
+# solvers (read in blocks); 4 ranks; a gzip copy; rank 0 reading
 mesh_tests() {
-  local m=$1 n s_cg s_amg p part r
+  local m=$1 n s_cg s_amg p part gz
   n="$(basename "$m" .h5)"
   s_cg="$work/$n.serial.h5"
   s_amg="$work/$n.serial-amg.h5"
@@ -62,21 +84,19 @@ mesh_tests() {
   "$q" run --mesh "$m" --backend serial --solver amg-cg --rtol 1e-10 -q -o "$s_amg"
   for p in 1 2 3; do
     for part in metis rcb; do
-      r="$work/$n.$p.$part.h5"
-      if mpirun_p "$p" "$q" run --mesh "$m" --backend mpi --partitioner "$part" -q -o "$r"; then
-        check "$p" "$r" "$s_cg"
-      else
-        ko "$n P=$p $part: the run failed"
-      fi
-      r="$work/$n.$p.$part.amg.h5"
-      if mpirun_p "$p" "$q" run --mesh "$m" --backend mpi --partitioner "$part" \
-        --solver amg-cg --rtol 1e-10 -q -o "$r"; then
-        check "$p" "$r" "$s_amg"
-      else
-        ko "$n P=$p $part amg-cg: the run failed"
-      fi
+      run_check "$p" "$n $part" "$work/$n.$p.$part.h5" "$s_cg" --mesh "$m" --partitioner "$part"
+      run_check "$p" "$n $part amg-cg" "$work/$n.$p.$part.amg.h5" "$s_amg" --mesh "$m" \
+        --partitioner "$part" --solver amg-cg --rtol 1e-10
     done
   done
+  gz="$work/$n.gz.h5"
+  "$q" mesh convert "$m" "$gz" --layout gzip >/dev/null
+  run_check 2 "$n gzip" "$work/$n.2.gz.h5" "$s_cg" --mesh "$gz" --partitioner rcb
+  if [ "${2:-}" != light ]; then
+    run_check 4 "$n" "$work/$n.4.rcb.h5" "$s_cg" --mesh "$m" --partitioner rcb
+    run_check 4 "$n gzip" "$work/$n.4.gz.h5" "$s_cg" --mesh "$gz"
+    run_check 3 "$n lead" "$work/$n.3.lead.h5" "$s_cg" --mesh "$m" --mpi-read lead
+  fi
 }
 
 for m in "$root"/tests/data/meshes/*.h5; do
@@ -84,7 +104,7 @@ for m in "$root"/tests/data/meshes/*.h5; do
 done
 if [ -z "${QUICK:-}" ]; then
   if [ -f "$shared/meshes/y_tube_195k.h5" ]; then
-    mesh_tests "$shared/meshes/y_tube_195k.h5"
+    mesh_tests "$shared/meshes/y_tube_195k.h5" light
   else
     echo "SKIPPED: $shared/meshes/y_tube_195k.h5 is absent; the MPI tests ran on the repository's meshes only"
     if [ -n "${QUADFLOW_SKIP_LOG:-}" ]; then
@@ -107,6 +127,85 @@ EOF
   else
     ko "venturi 100k P=3 local parallel: the run failed"
   fi
+  # a 2M-node venturi: generated under MPI, and read from files in both
+  # layouts; Jacobi-CG capped at 100 iterations (the data path), AMG-CG
+  # to 1e-10
+  capped="[solver]
+max_iterations = 100
+allow_unconverged = true"
+  printf '[mesh]\ngenerate = "venturi"\nnodes = 2000000\n%s\n' "$capped" > "$work/v2m.toml"
+  printf '[mesh]\nfile = "%s"\n%s\n' "$work/v2m.c.h5" "$capped" > "$work/v2m.c.toml"
+  printf '[mesh]\nfile = "%s"\n%s\n' "$work/v2m.g.h5" "$capped" > "$work/v2m.g.toml"
+  "$q" mesh venturi --nodes 2000000 -o "$work/v2m.c.h5" --layout contiguous >/dev/null
+  "$q" mesh venturi --nodes 2000000 -o "$work/v2m.g.h5" --layout gzip >/dev/null
+  s2m="$work/v2m.serial.h5"
+  "$q" run "$work/v2m.toml" --backend serial -q -o "$s2m"
+  for p in 1 2 3 4; do
+    run_check "$p" "venturi 2M generated" "$work/v2m.$p.h5" "$s2m" "$work/v2m.toml"
+  done
+  for p in 2 4; do
+    run_check "$p" "venturi 2M contiguous" "$work/v2m.c.$p.h5" "$s2m" "$work/v2m.c.toml"
+  done
+  run_check 3 "venturi 2M gzip" "$work/v2m.g.3.h5" "$s2m" "$work/v2m.g.toml"
+  printf '[mesh]\ngenerate = "venturi"\nnodes = 2000000\n' > "$work/v2m.amg.toml"
+  "$q" run "$work/v2m.amg.toml" --backend serial --solver amg-cg --rtol 1e-10 -q -o "$work/v2m.amg.serial.h5"
+  run_check 4 "venturi 2M amg-cg" "$work/v2m.amg.4.h5" "$work/v2m.amg.serial.h5" "$work/v2m.amg.toml" \
+    --solver amg-cg --rtol 1e-10
+  rm -f "$work"/v2m*.h5
+fi
+
+# an XDMF index over a distributed run's results: meshio opens it with
+# the right cell type and shapes
+r="$work/xdmf.h5"
+x="$work/xdmf.xmf"
+m="$root/tests/data/meshes/s_duct_16k.h5"
+if mpirun_p 3 "$q" run --mesh "$m" --backend mpi -q -o "$r" --xdmf "$x"; then
+  check 3 "$r" "$work/s_duct_16k.serial.h5"
+  if python3 -c "import meshio" 2>/dev/null; then
+    if out="$(python3 - "$x" "$m" <<'PY'
+import sys, meshio, h5py
+m = meshio.read(sys.argv[1])
+n, e = h5py.File(sys.argv[2])["x"].shape[0], h5py.File(sys.argv[2])["quad8"].shape[0]
+c = m.cells[0]
+assert c.type == "quad8" and c.data.shape == (e, 8), (c.type, c.data.shape)
+assert m.points.shape == (n, 2), m.points.shape
+assert m.point_data["u"].shape == (n,)
+assert m.cell_data["abs_vel"][0].shape == (e,) and m.cell_data["pressure"][0].shape == (e,)
+print(f"quad8 {c.data.shape}, points {m.points.shape}, u {m.point_data['u'].shape}")
+PY
+)"; then ok "XDMF of a 3-rank run opens in meshio: $out"; else ko "XDMF in meshio: $out"; fi
+  else
+    echo "SKIPPED: meshio is not installed; the XDMF index was not opened in meshio"
+    if [ -n "${QUADFLOW_SKIP_LOG:-}" ]; then
+      echo "mpi/run-tests.sh: XDMF in meshio (meshio not installed)" >> "$QUADFLOW_SKIP_LOG"
+    fi
+  fi
+  # and in ParaView's own reader, where ParaView is installed
+  if command -v pvbatch >/dev/null; then
+    cat > "$work/pv.py" <<'PY'
+import sys
+from paraview.simple import Xdmf3ReaderS, servermanager
+r = Xdmf3ReaderS(FileName=[sys.argv[1]])
+r.UpdatePipeline()
+d = servermanager.Fetch(r)
+b = d.GetBlock(0) if d.IsA("vtkMultiBlockDataSet") else d
+types = sorted({b.GetCellType(i) for i in range(b.GetNumberOfCells())})
+print("cells", b.GetNumberOfCells(), "points", b.GetNumberOfPoints(), "types", types,
+      "arrays", b.GetPointData().GetArrayName(0), b.GetCellData().GetNumberOfArrays())
+PY
+    if out="$(env -u PYTHONPATH pvbatch "$work/pv.py" "$x" 2>&1)" && grep -q "cells 4063 points 16795 types \[23\] arrays u 2" <<<"$out"; then
+      ok "XDMF of a 3-rank run opens in ParaView (pvbatch, Xdmf3ReaderS): $(grep cells <<<"$out")"
+    else
+      ko "XDMF in ParaView: $out"
+    fi
+  else
+    echo "SKIPPED: ParaView (pvbatch) is not installed; the XDMF index was not opened in ParaView"
+    if [ -n "${QUADFLOW_SKIP_LOG:-}" ]; then
+      echo "mpi/run-tests.sh: XDMF in ParaView (pvbatch not installed)" >> "$QUADFLOW_SKIP_LOG"
+    fi
+  fi
+else
+  ko "s_duct_16k P=3 --xdmf: the run failed"
 fi
 
 # outside mpirun: one rank
@@ -150,6 +249,14 @@ fx="$root/tests/fixtures/mpi"
 bad 3 "cannot split a mesh of 2 elements into 3 parts" --mesh "$fx/strip2.msh"
 bad 9 "part [0-9] of 9 is empty" --mesh "$fx/grid3x3_centre_last.msh" --partitioner rcb
 bad 2 "lists node 3 twice" --mesh "$fx/inside_out.msh"
+# a bad element in the third rank's block (of four), read in blocks, both
+# layouts: every rank names it by its index in the whole mesh
+m16="$root/tests/data/meshes/s_duct_16k.h5"
+e3=$(( 4063 * 2 / 4 + 17 ))
+"$spoil" "$m16" "$work/bad3.h5" "$e3" contiguous >/dev/null
+"$spoil" "$m16" "$work/bad3.gz.h5" "$e3" gzip >/dev/null
+bad 4 "mesh: element $e3 lists node" --mesh "$work/bad3.h5"
+bad 4 "mesh: element $e3 lists node" --mesh "$work/bad3.gz.h5" --partitioner rcb
 bad 3 "no_such_mesh.h5" --mesh "$work/no_such_mesh.h5"
 bad 2 "the solver did not converge" --mesh "$m" --max-iter 5
 QUADFLOW_MPI_WAIT=sometimes bad 2 "QUADFLOW_MPI_WAIT=sometimes: expected mpi or poll" --mesh "$m"

@@ -3,20 +3,25 @@
 
 use crate::error::AppError;
 use crate::generate;
-use crate::io::h5::{self, Attr, ResultsData};
-use crate::io::{self, vtu};
-use crate::scene::{MeshSource, OutputSection, Plan};
-use crate::viz::plot::{self, Field, PlotOptions};
+use crate::io;
+use crate::io::h5::Attr;
+use crate::scene::{MeshSource, Plan};
 use bevy_ecs::world::World;
 use quadflow_systems::components::{
     BackendReport, BoundaryReport, LinearSystem, Notes, Physics, ProgressHook, Solution, Warnings,
 };
 use quadflow_systems::mesh::Mesh;
-use quadflow_systems::pipeline::{Phase, PhaseTimes, Pipeline, ProcessGroup, Resolved};
+use quadflow_systems::pipeline::{Phase, PhaseTimes, Pipeline, Resolved};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+
+mod group;
+mod output;
+
+pub use group::{Blocks, agreed, process_group, run_group};
+pub use output::{VTU_MAX_NODES, check_outputs};
 
 /// A loaded, validated mesh and where it came from.
 #[derive(Debug, Clone)]
@@ -291,6 +296,13 @@ pub struct RunResult {
     pub scene_toml: String,
     /// What each backend that ran reports, in order of first use.
     pub reports: Vec<(String, BackendReport)>,
+    /// This process's share of a run whose results stay distributed over
+    /// a process group (the `mpi` backend reading in blocks): `mesh` is
+    /// then empty and `solution.u`, `vel`, `abs_vel` and `pressure` hold
+    /// this process's blocks; the whole mesh's sizes are in [`Blocks`]
+    /// (and [`RunResult::nodes`], [`RunResult::elements`]). `None` for a
+    /// result that holds the whole mesh and fields.
+    pub blocks: Option<Blocks>,
 }
 
 /// Runs a plan on an already loaded mesh (in this process).
@@ -383,6 +395,7 @@ fn result_of(
         rtol: plan.rtol(),
         scene_toml: plan.scene_toml.clone(),
         reports,
+        blocks: None,
     })
 }
 
@@ -458,7 +471,8 @@ pub fn run_with(
                 g.size()
             )));
         }
-        return run_group(plan, g.as_ref(), progress)
+        // the whole result in this process (not its blocks)
+        return group::run_group_with(plan, g.as_ref(), progress, false)
             .map(|r| r.expect("a group of one process is its lead"));
     }
     // slow start-ups (a device context) overlap reading the mesh
@@ -466,75 +480,43 @@ pub fn run_with(
         b.prewarm();
     }
     let loaded = load_mesh(plan)?;
+    check_outputs(plan, loaded.mesh.nodes())?;
     run_on_with(plan, &loaded, progress, events)
 }
 
-/// The process group of the plan's backend that spans processes (the
-/// `mpi` backend), started (MPI initialised); `None` for a run in one
-/// process.
-pub fn process_group(plan: &Plan) -> Result<Option<Arc<dyn ProcessGroup>>, AppError> {
-    let mut found: Option<Arc<dyn ProcessGroup>> = None;
-    for b in plan.planned_backends() {
-        if let Some(g) = b.process_group()? {
-            if found.is_some() {
-                return Err(AppError::Other(format!(
-                    "two backends of the plan span processes ({} and another); one run has one group",
-                    b.name()
-                )));
-            }
-            found = Some(g);
-        }
-    }
-    Ok(found)
-}
-
-/// Every process's `r` agreed: `r` where every process succeeded, else,
-/// on every process, the message of the lowest failing rank.
-pub fn agreed<T>(group: &dyn ProcessGroup, r: Result<T, AppError>) -> Result<T, AppError> {
-    let mine = r.as_ref().err().map(|e| e.to_string());
-    match group.agree(mine) {
-        Ok(()) => r,
-        Err(m) => Err(AppError::Other(m)),
-    }
-}
-
-/// Runs the plan as one process of `group` (every process calls it): the
-/// lead loads the mesh, the group splits it, each process runs the
-/// pipeline on its part, the group joins the results into the lead's
-/// world. Every failure is agreed, so every process returns the same error
-/// and none waits for another. `Some` result on the lead only: the whole
-/// mesh, `u` and the element fields gathered, phase times the slowest
-/// process's. (The floating-component check needs the whole mesh; parts
-/// skip it.)
-pub fn run_group(
-    plan: &Plan,
-    group: &dyn ProcessGroup,
-    progress: Option<ProgressHook>,
-) -> Result<Option<RunResult>, AppError> {
-    let lead = group.is_lead();
-    for b in plan.planned_backends() {
-        b.prewarm();
-    }
-    let loaded = agreed(group, lead.then(|| load_mesh(plan)).transpose())?;
-    let t0 = Instant::now();
-    let local = group
-        .split(loaded.as_ref().map(|l| &l.mesh), &plan.config)
-        .map_err(AppError::Other)?;
-    let p = Pipeline::new(local, plan.config.clone(), &plan.registry, &plan.phases);
-    let mut p = agreed(group, p.map_err(AppError::from))?;
-    if let (true, Some(h)) = (lead, progress) {
-        p.world.insert_resource(h);
-    }
-    let ran = p.run().map_err(AppError::from);
-    agreed(group, ran)?;
-    if !group.join(&mut p.world).map_err(AppError::Other)? {
-        return Ok(None);
-    }
-    let loaded = loaded.expect("the lead loaded the mesh");
-    result_of(&mut p, plan, &loaded, t0).map(Some)
-}
-
 impl RunResult {
+    /// Nodes of the whole mesh.
+    pub fn nodes(&self) -> usize {
+        self.blocks.as_ref().map_or(self.mesh.nodes(), |b| b.nodes)
+    }
+
+    /// Elements of the whole mesh.
+    pub fn elements(&self) -> usize {
+        self.blocks
+            .as_ref()
+            .map_or(self.mesh.elements.len(), |b| b.elements)
+    }
+
+    /// Elements renumbered counter-clockwise.
+    pub fn flipped(&self) -> usize {
+        self.blocks
+            .as_ref()
+            .map_or(self.mesh.flipped, |b| b.flipped)
+    }
+
+    /// The least and the largest `u` of the whole mesh.
+    pub fn u_range(&self) -> (f64, f64) {
+        if let Some(b) = &self.blocks {
+            return (b.u_range[0], b.u_range[1]);
+        }
+        self.solution
+            .u
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            })
+    }
+
     /// The backend label: one name, or `phase=name` pairs when mixed.
     pub fn backend_label(&self) -> String {
         if self.backends.iter().all(|b| *b == self.backends[0]) {
@@ -564,11 +546,8 @@ impl RunResult {
                 Attr::Float(s.equilibrated_residual),
             ),
             ("matrix_nnz".into(), Attr::Int(self.nnz as i64)),
-            ("nodes".into(), Attr::Int(self.mesh.nodes() as i64)),
-            (
-                "elements".into(),
-                Attr::Int(self.mesh.elements.len() as i64),
-            ),
+            ("nodes".into(), Attr::Int(self.nodes() as i64)),
+            ("elements".into(), Attr::Int(self.elements() as i64)),
             ("backend".into(), Attr::Str(self.backend_label())),
             ("solver".into(), Attr::Str(self.solver.clone())),
             ("time_load".into(), Attr::Float(self.load_seconds)),
@@ -615,7 +594,7 @@ impl RunResult {
         }
         a.push((
             "renumbered_elements".into(),
-            Attr::Int(self.mesh.flipped as i64),
+            Attr::Int(self.flipped() as i64),
         ));
         // the absolute path of a mesh file, so that `quadflow plot` finds
         // it from any directory; a generated mesh's description
@@ -655,63 +634,12 @@ impl RunResult {
             })
     }
 
-    /// Writes the results file (whole or not at all).
-    pub fn write(&self, path: &Path) -> Result<(), AppError> {
-        let _s = tracing::info_span!("write_results").entered();
-        h5::write_results(
-            path,
-            &ResultsData {
-                u: &self.solution.u,
-                vel: &self.vel,
-                abs_vel: &self.abs_vel,
-                pressure: &self.pressure,
-                attrs: self.attributes(),
-            },
-        )?;
-        Ok(())
-    }
-
-    /// Writes the scene's VTU and PNG outputs of a run (`[output] vtu`, `png`),
-    /// returning what to print.
-    ///
-    /// # Errors
-    ///
-    /// A failure to write either file.
-    pub fn write_outputs(&self, outputs: &OutputSection) -> Result<String, AppError> {
-        let result = self;
-        let mut s = String::new();
-        if let Some(p) = &outputs.vtu {
-            vtu::write_vtu(
-                p,
-                &result.mesh,
-                &result.solution.u,
-                &result.vel,
-                &result.abs_vel,
-                &result.pressure,
-            )?;
-            s.push_str(&format!("vtu       {}\n", p.display()));
-        }
-        if let Some(p) = &outputs.png {
-            let opts = PlotOptions {
-                title: plot::title(
-                    &plot::mesh_name(&result.origin),
-                    Field::U,
-                    &result.backend_label(),
-                ),
-                ..PlotOptions::default()
-            };
-            plot::plot_png(p, &result.mesh, &result.solution.u, Field::U, &opts)?;
-            s.push_str(&format!("png       {}\n", p.display()));
-        }
-        Ok(s)
-    }
-
     /// The first lines of the summary ([`RunHeader`]).
     pub fn header(&self) -> RunHeader {
         RunHeader {
             origin: self.origin.clone(),
-            nodes: self.mesh.nodes(),
-            elements: self.mesh.elements.len(),
+            nodes: self.nodes(),
+            elements: self.elements(),
             nnz: self.nnz,
             boundary: self.boundary.clone(),
             notes: self.notes.clone(),
@@ -814,13 +742,7 @@ impl RunResult {
                 st.factor_nnz, st.refinement_steps, st.setup_seconds, st.solve_seconds
             );
         }
-        let (lo, hi) = self
-            .solution
-            .u
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
+        let (lo, hi) = self.u_range();
         let _ = writeln!(s, "u         min {lo:.9}, max {hi:.9}");
         for (name, r) in &self.reports {
             for line in &r.summary {

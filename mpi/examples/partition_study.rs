@@ -1,16 +1,20 @@
 //! Partition-only scaling study (no solve): a generated venturi split into
 //! 2..256 parts by RCB and METIS; per partition the edge cut, halo volume
 //! per rank per CG iteration, neighbours, imbalance and the modelled time
-//! per iteration (`quadflow_mpi::study`), as a Markdown table.
+//! per iteration (`quadflow_mpi::study`), as a Markdown table; then the
+//! I/O of the block read and the parallel write at each rank count (bytes
+//! per rank, modelled seconds on a parallel file system, against the lead
+//! doing it alone).
 //!
 //! ```text
 //! cargo run --release -p quadflow-mpi --example partition_study -- \
 //!     [--nodes 10000000] [--parts 2,4,8,...] [--methods rcb,metis] [--out FILE.md]
+//!     [--io-only] [--node-bw 5e9] [--ranks-per-node 8]
 //! ```
 
 use quadflow::generate::{self, Geometry};
 use quadflow_mpi::partition::{Method, partition, quality};
-use quadflow_mpi::study::{Machine, compute_bytes, model};
+use quadflow_mpi::study::{FileSystem, Machine, block_io, compute_bytes, io_model, model};
 use quadflow_systems::mesh::{Mesh, OrientationPolicy};
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -61,24 +65,30 @@ fn main() {
         mesh.nodes(),
         mesh.elements.len()
     );
+    let io_only = args.iter().any(|a| a == "--io-only");
     let q1 = quality(&mesh, &partition(&mesh, 1, Method::Rcb).expect("1 part"));
     let one = model(&q1, &mach);
+    let mut head = String::new();
     let _ = writeln!(
-        out,
+        head,
         "One rank: {} bytes per iteration, modelled {:.3} ms per iteration at {:.0} GB/s.\n",
         compute_bytes(q1.per_part[0].owned_nodes, q1.per_part[0].row_entries),
         one.total * 1e3,
         mach.mem_bw / 1e9
     );
     let _ = writeln!(
-        out,
+        head,
         "| method | P | partition s | edge cut % | imbalance nodes | imbalance elements | dup. elements % | max nbrs | halo/rank KiB mean | max | compute ms | halo ms | allreduce ms | modelled ms/it | speed-up | efficiency |"
     );
     let _ = writeln!(
-        out,
+        head,
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
+    if !io_only {
+        out.push_str(&head);
+    }
     print!("{out}");
+    let methods = if io_only { Vec::new() } else { methods };
     for &method in &methods {
         for &p in &parts {
             let t = Instant::now();
@@ -117,6 +127,48 @@ fn main() {
             print!("{line}");
             out.push_str(&line);
         }
+    }
+    // the I/O of the block read and the parallel write
+    let fs = FileSystem {
+        node_bw: arg(&args, "--node-bw").map_or(5e9, |s| s.parse().expect("--node-bw B")),
+        ranks_per_node: arg(&args, "--ranks-per-node")
+            .map_or(8, |s| s.parse().expect("--ranks-per-node R")),
+    };
+    let index_bytes = if mesh.nodes() > i32::MAX as usize {
+        8
+    } else {
+        4
+    };
+    let io_head = format!(
+        "\nI/O, every rank its blocks (mesh file contiguous, int{} connectivity), on a parallel file system of {:.1} GB/s per node, {} ranks per node; \"lead\": rank 0 alone reads the whole mesh and writes the whole results.\n\n\
+         | P | nodes | read/rank MB max | mean | of which halo KB max | write/rank MB max | read s | lead read s | write s | lead write s | read speed-up | write speed-up |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        8 * index_bytes,
+        fs.node_bw / 1e9,
+        fs.ranks_per_node
+    );
+    print!("{io_head}");
+    out.push_str(&io_head);
+    for &p in std::iter::once(&1).chain(&parts) {
+        let ranks = block_io(&mesh, p, index_bytes);
+        let m = io_model(&ranks, &fs);
+        let halo = ranks.iter().map(|r| r.halo).max().unwrap_or(0);
+        let line = format!(
+            "| {p} | {} | {:.2} | {:.2} | {:.1} | {:.2} | {:.4} | {:.4} | {:.4} | {:.4} | {:.1} | {:.1} |\n",
+            p.div_ceil(fs.ranks_per_node),
+            m.read_max as f64 / 1e6,
+            m.read_mean / 1e6,
+            halo as f64 / 1e3,
+            m.write_max as f64 / 1e6,
+            m.read,
+            m.lead_read,
+            m.write,
+            m.lead_write,
+            m.lead_read / m.read,
+            m.lead_write / m.write,
+        );
+        print!("{line}");
+        out.push_str(&line);
     }
     let _ = writeln!(
         out,

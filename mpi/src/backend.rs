@@ -47,20 +47,23 @@ pub struct MpiSection {
     /// The executor each rank runs its part on: `serial`, `parallel` or
     /// `gpu` (one GPU per rank: device = local rank modulo the devices).
     pub local: String,
-    /// How the lead splits the mesh: `metis` (k-way on the element dual
-    /// graph) or `rcb` (recursive coordinate bisection).
+    /// How the mesh is split: `metis` (k-way on the element dual graph,
+    /// on rank 0), `rcb` (recursive coordinate bisection, distributed
+    /// when the ranks read in blocks) or `auto` (METIS for small meshes,
+    /// RCB above).
     pub partitioner: String,
+    /// How the mesh is read: `blocks` (every rank its own blocks; no rank
+    /// holds the whole mesh; the results written by every rank) or `lead`
+    /// (rank 0 reads it whole, splits it, gathers the results and writes).
+    pub read: String,
 }
 
 impl Default for MpiSection {
     fn default() -> Self {
         Self {
             local: "serial".into(),
-            partitioner: if cfg!(feature = "metis") {
-                "metis".into()
-            } else {
-                "rcb".into()
-            },
+            partitioner: "auto".into(),
+            read: "blocks".into(),
         }
     }
 }
@@ -78,7 +81,14 @@ const FLAGS: &[Flag] = &[
         long: "partitioner",
         key: "partitioner",
         value_name: "NAME",
-        help: "How the mpi backend splits the mesh (metis, rcb)",
+        help: "How the mpi backend splits the mesh (auto, metis, rcb)",
+        value: FlagValue::Text,
+    },
+    Flag {
+        long: "mpi-read",
+        key: "read",
+        value_name: "HOW",
+        help: "How the mpi backend reads the mesh (blocks: every rank its own; lead: rank 0)",
         value: FlagValue::Text,
     },
 ];
@@ -179,6 +189,16 @@ impl BackendKind for MpiKind {
                 ),
             )
         })?;
+        let read = crate::group::Read::parse(&s.read).ok_or_else(|| {
+            SettingError::key(
+                "read",
+                format!(
+                    "unknown way to read the mesh \"{}\" (available: {})",
+                    s.read,
+                    crate::group::Read::NAMES.join(", ")
+                ),
+            )
+        })?;
         if method == Method::Metis && !cfg!(feature = "metis") {
             return Err(SettingError::key(
                 "partitioner",
@@ -189,6 +209,7 @@ impl BackendKind for MpiKind {
             local,
             local_name,
             method,
+            read,
             starter: self.starter.clone(),
             group: Mutex::new(None),
         }))
@@ -201,6 +222,7 @@ pub struct Mpi {
     local: Arc<dyn Backend>,
     local_name: &'static str,
     method: Method,
+    read: crate::group::Read,
     starter: Starter,
     group: Mutex<Option<Arc<Group>>>,
 }
@@ -339,7 +361,8 @@ impl Backend for Mpi {
             backend: NAME.into(),
             message: m,
         })?;
-        let g = Arc::new(Group::new(started, self.method, self.local_name, device));
+        let g =
+            Arc::new(Group::new(started, self.method, self.local_name, device).reading(self.read));
         *slot = Some(g.clone());
         Ok(Some(g))
     }

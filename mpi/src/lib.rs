@@ -2,10 +2,22 @@
 //!
 //! The distributed core of quadflow's MPI executor: the mesh split into
 //! parts, each rank assembling its own rows with the engine's phases, and
-//! distributed Jacobi-CG and AMG-CG over the ranks. Rank 0 reads the mesh,
-//! partitions it and sends every rank its part; the parts then work
-//! independently, exchanging only halo values and a few reductions.
+//! distributed Jacobi-CG and AMG-CG over the ranks. Every rank reads (or
+//! generates) its own blocks of the mesh, the ranks partition it together
+//! and move elements and nodes to their parts, so that no rank holds the
+//! whole mesh (or, the way before, rank 0 reads the mesh, partitions it
+//! and sends every rank its part); the parts then work independently,
+//! exchanging only halo values and a few reductions.
 //!
+//! - [`slice`]: a rank's blocks of the mesh read from a
+//!   [`quadflow_systems::pipeline::MeshBlocks`] source and validated there
+//!   (failures agreed, named by their index in the whole mesh).
+//! - [`rcb`]: recursive coordinate bisection of the blocks' element
+//!   centroids without gathering them (the serial RCB's parts exactly).
+//! - [`migrate`]: the parts built from the blocks (elements and nodes
+//!   moved to their owners, the halo plan) and their figures.
+//! - [`bound`]: the whole mesh's boundary checks and floating mesh
+//!   components, found on the parts.
 //! - [`partition`]: RCB (pure Rust) and METIS k-way element partitions,
 //!   node ownership, the quality report (edge cut, halos, imbalance).
 //! - [`part`]: a rank's part under **owner-computes**: its owned nodes
@@ -24,19 +36,30 @@
 //! - [`amg`]: distributed smoothed-aggregation AMG-CG.
 //! - [`driver`]: the whole distributed run (partition and distribute on
 //!   rank 0, assemble, solve, gather), with errors agreed by every rank.
-//! - [`study`]: the partition-only scaling model.
+//! - [`group`]: the process group of a run (both ways of reading, the
+//!   join, the figures reported).
+//! - [`study`]: the partition-only scaling model, and the I/O model.
 //!
 //! ## What is gathered where
-//! The mesh is read and partitioned on rank 0 and the parts scattered
-//! (one message per rank). Assembly and the fine levels of both solvers
-//! stay distributed. AMG's coarse operator, once it is small (a few
-//! thousand rows), is gathered onto rank 0, where the engine's host AMG
-//! (`quadflow_systems::amg::Hierarchy`) takes over the rest of the
-//! hierarchy; each V-cycle gathers the coarse residual there and
-//! scatters the correction back. `u` is gathered onto rank 0 at the end.
+//! Read in blocks (the default): nothing. Each rank reads its blocks;
+//! the partition is computed by reductions of small histograms (METIS,
+//! for small meshes or when asked, gathers only the element connectivity
+//! onto rank 0); elements and nodes move rank to rank; the results go
+//! back to the blocks and every rank writes its rows of the results file.
+//! Read by the lead: the mesh is read and partitioned on rank 0 and the
+//! parts scattered (one message per rank), and `u` and the element fields
+//! are gathered onto rank 0 at the end. Either way assembly and the fine
+//! levels of both solvers stay distributed; AMG's coarse operator, once
+//! it is small (a few thousand rows), is gathered onto rank 0, where the
+//! engine's host AMG (`quadflow_systems::amg::Hierarchy`) takes over the
+//! rest of the hierarchy; each V-cycle gathers the coarse residual there
+//! and scatters the correction back.
 //!
 //! ## Plugging it into the pipeline (for the `mpi` backend)
-//! 1. Before the pipeline exists: rank 0 loads and validates the mesh;
+//! 1. Before the pipeline exists: every rank reads its blocks and
+//!    [`group::Group`]'s `split_blocks` ([`slice::read`], [`rcb::rcb`],
+//!    [`migrate::build_part`], [`bound::report`]) gives it its
+//!    [`part::Part`]; or rank 0 loads and validates the mesh and
 //!    [`driver::distribute`] partitions it and gives every rank its
 //!    [`part::Part`]. The rank's pipeline is built on `part.mesh` (the
 //!    local mesh, with [`quadflow_systems::mesh::Mesh::part_of`] set, so
@@ -50,8 +73,10 @@
 //!    numbering), so that the local post phase can run on the part.
 //! 3. Post: every rank post-processes its local elements; the per-element
 //!    outputs of [`part::Part::owned_elements`] (each element once) and the
-//!    owned `u` ([`cg::gather_u`]) go to rank 0 by global id; rank 0 writes
-//!    the results file. Phase times: the maximum over ranks.
+//!    owned `u` go to the ranks holding their blocks by global id, and
+//!    every rank writes its rows of the results file (or they go to rank
+//!    0, [`cg::gather_u`], which writes it). Phase times: the maximum over
+//!    ranks.
 //! 4. Errors: any failure must be agreed ([`comm::agree`]) before a rank
 //!    leaves a phase, or the others wait in the next collective.
 //!
@@ -69,6 +94,7 @@
 pub mod amg;
 pub mod assemble;
 pub mod backend;
+pub mod bound;
 pub mod cg;
 pub mod comm;
 pub mod device;
@@ -76,7 +102,10 @@ pub mod dist;
 pub mod driver;
 pub mod group;
 pub mod kernels;
+pub mod migrate;
 pub mod part;
 pub mod partition;
+pub mod rcb;
+pub mod slice;
 pub mod study;
 pub mod wire;

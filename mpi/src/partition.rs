@@ -15,7 +15,10 @@
 //! Node ownership: a node belongs to the part of the lowest-numbered
 //! element that references it; nodes no element references (unused
 //! nodes, which only carry a penalty) are dealt out to the parts with the
-//! fewest owned nodes so far, in node order. [`quality`] reports the edge
+//! fewest owned nodes so far, in node order. An element none of whose
+//! nodes its part owns (possible where the split runs along the lowest
+//! elements of its nodes) is given to the owner of its first node, so
+//! that every part owns a row of each element it owns. [`quality`] reports the edge
 //! cut of the matrix graph, per-part owned nodes, owned and local
 //! elements, ghost nodes, neighbours and halo sizes, and the imbalance.
 
@@ -29,17 +32,27 @@ pub enum Method {
     Rcb,
     /// METIS k-way on the element dual graph.
     Metis,
+    /// METIS for meshes of at most [`AUTO_METIS_ELEMENTS`] elements (its
+    /// cut is the smaller; one rank holds the dual graph), RCB above
+    /// (no rank holds more than its share).
+    Auto,
 }
+
+/// The largest mesh (elements) [`Method::Auto`] gives to METIS: about a
+/// million nodes, whose dual graph METIS splits in well under a second
+/// with some 100 MB on one rank (without the `metis` feature, RCB).
+pub const AUTO_METIS_ELEMENTS: usize = 250_000;
 
 impl Method {
     /// Scene / command-line names.
-    pub const NAMES: &'static [&'static str] = &["metis", "rcb"];
+    pub const NAMES: &'static [&'static str] = &["auto", "metis", "rcb"];
 
     /// The name.
     pub fn name(self) -> &'static str {
         match self {
             Method::Rcb => "rcb",
             Method::Metis => "metis",
+            Method::Auto => "auto",
         }
     }
 
@@ -48,7 +61,20 @@ impl Method {
         match s {
             "rcb" => Some(Method::Rcb),
             "metis" => Some(Method::Metis),
+            "auto" => Some(Method::Auto),
             _ => None,
+        }
+    }
+
+    /// The method that splits a mesh of `elements` elements: this one,
+    /// [`Method::Auto`] resolved.
+    pub fn resolve(self, elements: usize) -> Method {
+        match self {
+            Method::Auto if cfg!(feature = "metis") && elements <= AUTO_METIS_ELEMENTS => {
+                Method::Metis
+            }
+            Method::Auto => Method::Rcb,
+            m => m,
         }
     }
 }
@@ -103,9 +129,9 @@ pub struct Partition {
 /// Splits `mesh` into `k` parts with `method`.
 pub fn partition(mesh: &Mesh, k: usize, method: Method) -> Result<Partition, PartitionError> {
     check_count(mesh, k)?;
-    let epart = match method {
-        Method::Rcb => rcb(mesh, k),
+    let epart = match method.resolve(mesh.elements.len()) {
         Method::Metis => metis_dual(mesh, k)?,
+        _ => rcb(mesh, k),
     };
     from_element_parts(mesh, k, epart)
 }
@@ -144,6 +170,23 @@ pub fn from_element_parts(
             element_part[e]
         )));
     }
+    let n = mesh.nodes();
+    let mut owner = vec![u32::MAX; n];
+    for (e, el) in mesh.elements.iter().enumerate() {
+        for &v in el {
+            if owner[v as usize] == u32::MAX {
+                owner[v as usize] = element_part[e];
+            }
+        }
+    }
+    // an element none of whose nodes its part owns goes to the owner of
+    // its first node (its part would assemble it without a row of it)
+    let mut element_part = element_part;
+    for (e, el) in mesh.elements.iter().enumerate() {
+        if !el.iter().any(|&v| owner[v as usize] == element_part[e]) {
+            element_part[e] = owner[el[0] as usize];
+        }
+    }
     let mut elems = vec![0usize; k];
     for &p in &element_part {
         elems[p as usize] += 1;
@@ -154,15 +197,6 @@ pub fn from_element_parts(
             parts: k,
             what: "element",
         });
-    }
-    let n = mesh.nodes();
-    let mut owner = vec![u32::MAX; n];
-    for (e, el) in mesh.elements.iter().enumerate() {
-        for &v in el {
-            if owner[v as usize] == u32::MAX {
-                owner[v as usize] = element_part[e];
-            }
-        }
     }
     let mut owned = vec![0usize; k];
     for &o in &owner {
@@ -245,12 +279,16 @@ fn rcb_split(cx: &[f64], cy: &[f64], ids: &mut [u32], k: usize, first: u32, part
 /// The element dual graph: elements sharing a mid-side node (an edge), in
 /// CSR form `(xadj, adjncy)`, neighbours in increasing order.
 pub fn dual_graph(mesh: &Mesh) -> (Vec<usize>, Vec<u32>) {
-    let n = mesh.nodes();
-    let ne = mesh.elements.len();
+    dual_graph_of(mesh.nodes(), &mesh.elements)
+}
+
+/// [`dual_graph`] of the elements `elements` of a mesh of `n` nodes.
+pub fn dual_graph_of(n: usize, elements: &[[u32; NODES]]) -> (Vec<usize>, Vec<u32>) {
+    let ne = elements.len();
     // mid-side node -> up to 2 elements
     let mut first = vec![u32::MAX; n];
     let mut second = vec![u32::MAX; n];
-    for (e, el) in mesh.elements.iter().enumerate() {
+    for (e, el) in elements.iter().enumerate() {
         for &m in &el[4..NODES] {
             let m = m as usize;
             if first[m] == u32::MAX {
@@ -264,7 +302,7 @@ pub fn dual_graph(mesh: &Mesh) -> (Vec<usize>, Vec<u32>) {
     xadj.push(0);
     let mut adj = Vec::with_capacity(4 * ne);
     let mut nb: Vec<u32> = Vec::with_capacity(4);
-    for (e, el) in mesh.elements.iter().enumerate() {
+    for (e, el) in elements.iter().enumerate() {
         nb.clear();
         for &m in &el[4..NODES] {
             let m = m as usize;
@@ -284,14 +322,23 @@ pub fn dual_graph(mesh: &Mesh) -> (Vec<usize>, Vec<u32>) {
 
 /// METIS k-way on the element dual graph (fixed seed): the part of every
 /// element.
-#[cfg(feature = "metis")]
 pub fn metis_dual(mesh: &Mesh, k: usize) -> Result<Vec<u32>, PartitionError> {
+    metis_elements(mesh.nodes(), &mesh.elements, k)
+}
+
+/// [`metis_dual`] of the elements `elements` of a mesh of `n` nodes.
+#[cfg(feature = "metis")]
+pub fn metis_elements(
+    n: usize,
+    elements: &[[u32; NODES]],
+    k: usize,
+) -> Result<Vec<u32>, PartitionError> {
     use metis::Idx;
-    let ne = mesh.elements.len();
+    let ne = elements.len();
     if k == 1 {
         return Ok(vec![0; ne]);
     }
-    let (xadj, adj) = dual_graph(mesh);
+    let (xadj, adj) = dual_graph_of(n, elements);
     let too_big = |_| PartitionError::Metis("graph too large for 32-bit METIS indices".into());
     let xadj: Vec<Idx> = xadj
         .iter()
@@ -309,7 +356,11 @@ pub fn metis_dual(mesh: &Mesh, k: usize) -> Result<Vec<u32>, PartitionError> {
 
 /// Without the `metis` feature: an error saying so.
 #[cfg(not(feature = "metis"))]
-pub fn metis_dual(_mesh: &Mesh, _k: usize) -> Result<Vec<u32>, PartitionError> {
+pub fn metis_elements(
+    _n: usize,
+    _elements: &[[u32; NODES]],
+    _k: usize,
+) -> Result<Vec<u32>, PartitionError> {
     Err(PartitionError::Metis(
         "this build has no METIS (feature \"metis\" of quadflow-mpi is off); use the rcb partitioner"
             .into(),

@@ -21,6 +21,14 @@
 //! upper bound) plus the reductions. The defaults are a 100 Gb/s network
 //! (`B_net = 12.5 GB/s`, `L = 2 us`) and `B_mem = 10 GB/s` per rank (a
 //! server socket's ~200-400 GB/s shared by 32-64 cores, roughly).
+//!
+//! The I/O model ([`block_io`], [`io_model`]): what every rank reads of
+//! the mesh file when all read their blocks (its elements, its nodes, and
+//! the coordinates of its elements' nodes outside its node range) and
+//! writes of the results (its rows), and the time on a parallel file
+//! system of a bandwidth per node shared by the node's ranks
+//! ([`FileSystem`]: 5 GB/s, 8 ranks per node), against the lead reading
+//! and writing everything alone.
 
 use crate::partition::Quality;
 
@@ -102,10 +110,154 @@ pub fn model(q: &Quality, m: &Machine) -> IterationModel {
     }
 }
 
+/// The parallel file system of the I/O model: a bandwidth per node, shared
+/// by the ranks of the node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FileSystem {
+    /// Bytes per second one node reads or writes (5 GB/s: a node's share
+    /// of a Lustre or GPFS file system, or its NVMe).
+    pub node_bw: f64,
+    /// Ranks per node (8: one per GPU of an 8-GPU node, or 2-core ranks
+    /// of a 16-core host).
+    pub ranks_per_node: usize,
+}
+
+impl Default for FileSystem {
+    fn default() -> Self {
+        Self {
+            node_bw: 5e9,
+            ranks_per_node: 8,
+        }
+    }
+}
+
+/// What each rank reads and writes of a run in which every rank reads its
+/// blocks ([`crate::slice`]) and writes its rows of the results: bytes
+/// per rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RankIo {
+    /// Its element block's connectivity.
+    pub elements: u64,
+    /// Its node block's coordinates.
+    pub nodes: u64,
+    /// The coordinates of its elements' nodes outside its node block.
+    pub halo: u64,
+    /// Its rows of the results file: `u` of its node block, the four
+    /// element fields of its element block.
+    pub write: u64,
+}
+
+impl RankIo {
+    /// Bytes read.
+    pub fn read(&self) -> u64 {
+        self.elements + self.nodes + self.halo
+    }
+}
+
+/// Every rank's [`RankIo`] for `p` ranks reading `mesh` in blocks
+/// (`index_bytes` per stored node index: 4 for int32, 8 for int64).
+pub fn block_io(mesh: &quadflow_systems::mesh::Mesh, p: usize, index_bytes: u64) -> Vec<RankIo> {
+    let (n, ne) = (mesh.nodes(), mesh.elements.len());
+    (0..p)
+        .map(|r| {
+            let nb = crate::slice::block(n, p, r);
+            let eb = crate::slice::block(ne, p, r);
+            let mut outside: Vec<u32> = mesh.elements[eb.clone()]
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|&v| !nb.contains(&(v as usize)))
+                .collect();
+            outside.sort_unstable();
+            outside.dedup();
+            RankIo {
+                elements: 8 * index_bytes * eb.len() as u64,
+                nodes: 16 * nb.len() as u64,
+                halo: 16 * outside.len() as u64,
+                write: 8 * nb.len() as u64 + 32 * eb.len() as u64,
+            }
+        })
+        .collect()
+}
+
+/// The modelled I/O of a run on a [`FileSystem`]: every rank its blocks,
+/// against the lead alone reading the mesh and writing the results.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IoModel {
+    /// Bytes read by a rank: the most, and the mean.
+    pub read_max: u64,
+    /// Mean bytes read per rank.
+    pub read_mean: f64,
+    /// Bytes written by a rank, the most.
+    pub write_max: u64,
+    /// Seconds to read in blocks: the busiest node's bytes over its
+    /// bandwidth.
+    pub read: f64,
+    /// Seconds to write in blocks.
+    pub write: f64,
+    /// Seconds for the lead alone to read the mesh (all of it, on one
+    /// node).
+    pub lead_read: f64,
+    /// Seconds for the lead alone to write the results.
+    pub lead_write: f64,
+}
+
+/// Models the I/O of `ranks` (one [`RankIo`] each, in rank order; ranks
+/// fill the nodes in order) on `fs`.
+pub fn io_model(ranks: &[RankIo], fs: &FileSystem) -> IoModel {
+    let per_node = fs.ranks_per_node.max(1);
+    let busiest = |f: &dyn Fn(&RankIo) -> u64| {
+        ranks
+            .chunks(per_node)
+            .map(|node| node.iter().map(f).sum::<u64>())
+            .max()
+            .unwrap_or(0) as f64
+    };
+    let whole_read: u64 = ranks.iter().map(|r| r.elements + r.nodes).sum();
+    let whole_write: u64 = ranks.iter().map(|r| r.write).sum();
+    IoModel {
+        read_max: ranks.iter().map(RankIo::read).max().unwrap_or(0),
+        read_mean: ranks.iter().map(|r| r.read() as f64).sum::<f64>() / ranks.len().max(1) as f64,
+        write_max: ranks.iter().map(|r| r.write).max().unwrap_or(0),
+        read: busiest(&|r| r.read()) / fs.node_bw,
+        write: busiest(&|r| r.write) / fs.node_bw,
+        lead_read: whole_read as f64 / fs.node_bw,
+        lead_write: whole_write as f64 / fs.node_bw,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::partition::{Method, partition, quality, tests::lattice};
+
+    #[test]
+    fn blocks_read_their_share_and_a_halo() {
+        let m = lattice(40, 10, false);
+        let fs = FileSystem {
+            node_bw: 1e9,
+            ranks_per_node: 2,
+        };
+        let one = block_io(&m, 1, 4);
+        assert_eq!(one[0].halo, 0);
+        assert_eq!(
+            one[0].read(),
+            16 * m.nodes() as u64 + 32 * m.elements.len() as u64
+        );
+        let four = block_io(&m, 4, 4);
+        let whole: u64 = four.iter().map(|r| r.elements + r.nodes).sum();
+        assert_eq!(whole, one[0].read());
+        // a lattice numbered row by row: a block's elements reach about a
+        // row of nodes outside its node block
+        assert!(four.iter().all(|r| r.halo > 0 && r.halo < 16 * 4 * 81));
+        let io = io_model(&four, &fs);
+        // two nodes of two ranks: each node about half the data
+        assert!(io.read < 0.6 * io.lead_read && io.read > 0.45 * io.lead_read);
+        assert_eq!(
+            io.lead_write,
+            four.iter().map(|r| r.write).sum::<u64>() as f64 / 1e9
+        );
+    }
 
     #[test]
     fn one_part_has_no_communication_and_more_parts_compute_less() {

@@ -24,9 +24,10 @@ pub struct PlotArgs {
     /// Output PNG file.
     #[arg(long, short)]
     pub out: PathBuf,
-    /// Mesh file the results belong to (default: the mesh file the run
-    /// read, whose absolute path the results file records, or the mesh its
-    /// stored scene generated, made again).
+    /// Mesh file the results belong to (default: the mesh the results file
+    /// carries, else the mesh file the run read, whose absolute path the
+    /// results file records, or the mesh its stored scene generated, made
+    /// again).
     #[arg(long)]
     pub mesh: Option<PathBuf>,
     /// Width in pixels.
@@ -46,8 +47,9 @@ fn attr_str<'a>(attrs: &'a [(String, Attr)], name: &str) -> Option<&'a str> {
 
 /// Runs `quadflow plot`, returning what to print.
 ///
-/// The mesh is `--mesh` when given, else the mesh of the scene stored in
-/// the results file (attribute `scene`): generated again, or read from the
+/// The mesh is `--mesh` when given, else the mesh the results file
+/// carries (`xy` and `quad8`), else the mesh of the scene stored in the
+/// results file (attribute `scene`): generated again, or read from the
 /// file named by the attribute `mesh_source` (the path the run resolved).
 ///
 /// # Errors
@@ -74,6 +76,18 @@ pub fn plot_command(a: &PlotArgs) -> Result<String, AppError> {
                         origin: origin.clone(),
                         source,
                     }
+                })?;
+            (mesh, origin)
+        }
+        None if h5::read_results_mesh(&a.results)?.is_some() => {
+            // the results carry their mesh (a distributed run's, or one
+            // with an XDMF index)
+            let (x, y, q) = h5::read_results_mesh(&a.results)?.expect("a mesh");
+            let origin = a.results.display().to_string();
+            let mesh =
+                Mesh::new(x, y, &q, OrientationPolicy::Fix).map_err(|source| AppError::Mesh {
+                    origin: origin.clone(),
+                    source,
                 })?;
             (mesh, origin)
         }

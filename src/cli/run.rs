@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// PNG picture of the potential u.
     #[arg(long)]
     pub png: Option<PathBuf>,
+    /// XDMF index over the results file, for ParaView at any size (needs --out).
+    #[arg(long)]
+    pub xdmf: Option<PathBuf>,
     /// Print only errors and warnings.
     #[arg(long, short)]
     pub quiet: bool,
@@ -148,6 +151,7 @@ pub fn scene_for(a: &RunArgs, flags: &[BackendFlag]) -> Result<Scene, AppError> 
         (&mut out.flamegraph, &a.flamegraph),
         (&mut out.vtu, &a.vtu),
         (&mut out.png, &a.png),
+        (&mut out.xdmf, &a.xdmf),
     ] {
         if flag.is_some() {
             *slot = flag.clone();
@@ -204,7 +208,7 @@ pub fn cmd_run(a: RunArgs, flags: &[BackendFlag]) -> Result<(), AppError> {
     }
     let result = run::run_with(&plan, Some(hook), &mut Console { quiet: a.quiet })?;
     if let Some(p) = &outputs.results {
-        result.write(p)?;
+        result.write_results(p, outputs, None)?;
     }
     let mut written = result.write_outputs(outputs)?;
     if let Some(t) = trace {
@@ -249,14 +253,32 @@ fn cmd_run_group(
         eprintln!("quadflow  {t}");
     }
     let result = run::run_group(plan, group, Some(hook))?;
+    // a distributed result: every process writes its rows
+    let t = std::time::Instant::now();
+    if let (Some(r), Some(p)) = (&result, &outputs.results)
+        && r.blocks.is_some()
+    {
+        r.write_results(p, outputs, Some(group))?;
+    }
+    let write_seconds = t.elapsed().as_secs_f64();
+    let result = result.filter(|_| lead);
     let written = (|| -> Result<Option<(String, _)>, AppError> {
         let Some(result) = result else {
             return Ok(None);
         };
-        if let Some(p) = &outputs.results {
-            result.write(p)?;
+        let t = std::time::Instant::now();
+        if let (Some(p), None) = (&outputs.results, &result.blocks) {
+            result.write_results(p, outputs, None)?;
         }
-        let written = result.write_outputs(outputs)?;
+        let mut written = String::new();
+        if outputs.results.is_some() {
+            let (secs, who) = match result.blocks {
+                Some(_) => (write_seconds, "every rank its rows"),
+                None => (t.elapsed().as_secs_f64(), "rank 0"),
+            };
+            written.push_str(&format!("write     {secs:.4} s ({who})\n"));
+        }
+        written.push_str(&result.write_outputs(outputs)?);
         if let Some(t) = trace {
             t.finish()?;
         }
@@ -265,6 +287,9 @@ fn cmd_run_group(
     if let Some((written, result)) = run::agreed(group, written)?
         && !a.quiet
     {
+        for w in &result.warnings {
+            eprintln!("warning: {w}");
+        }
         print!("{}{written}", result.report(outputs.results.as_ref()));
     }
     Ok(())

@@ -20,7 +20,7 @@
 //! all-or-nothing: it writes a temporary file beside the target and renames it
 //! over the target only once the whole file is on disk.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -29,8 +29,15 @@ use hdf5_pure::{AttrValue, DType, Dataset, DatasetBuilder, File, FileBuilder, Fo
 
 pub use super::raw::RawMesh;
 
+mod blocks;
 mod fast;
+pub mod par;
+mod results;
 mod sets;
+
+pub use blocks::H5Blocks;
+pub(crate) use results::{ResultsDataset, check_attrs, results_datasets, set_attrs};
+pub use results::{ResultsMesh, read_results_mesh, write_results, write_results_with};
 
 use fast::Stored;
 
@@ -362,6 +369,27 @@ fn with_file<T>(
     path: &Path,
     read: impl FnOnce(&Opened) -> Result<T, H5Error>,
 ) -> Result<T, H5Error> {
+    let opened = open(path)?;
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| read(&opened)));
+    match outcome {
+        Ok(result) => result,
+        Err(payload) => {
+            let why = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the HDF5 parser failed".into());
+            Err(H5Error::new(
+                path,
+                format!("not a readable HDF5 file (truncated or corrupt?): {why}"),
+            ))
+        }
+    }
+}
+
+/// Opens `path` as an HDF5 file (its metadata read as needed), every
+/// failure, a panic in the parser included, an [`H5Error`] naming it.
+fn open(path: &Path) -> Result<Opened, H5Error> {
     let cannot = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::NotFound {
             H5Error::new(path, "file not found; check the path")
@@ -380,34 +408,25 @@ fn with_file<T>(
         ));
     }
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-        let file = File::open_streaming(path).map_err(|e| {
+        File::open_streaming(path).map_err(|e| {
             H5Error::new(
                 path,
                 format!("not a readable HDF5 file (truncated or corrupt?): {e}"),
             )
-        })?;
-        let opened = Opened {
-            file,
-            raw,
-            path: path.to_path_buf(),
-            len,
-        };
-        read(&opened)
+        })
     }));
-    match outcome {
-        Ok(result) => result,
-        Err(payload) => {
-            let why = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "the HDF5 parser failed".into());
-            Err(H5Error::new(
-                path,
-                format!("not a readable HDF5 file (truncated or corrupt?): {why}"),
-            ))
-        }
-    }
+    let file = outcome.unwrap_or_else(|_| {
+        Err(H5Error::new(
+            path,
+            "not a readable HDF5 file (truncated or corrupt?): the HDF5 parser failed",
+        ))
+    })?;
+    Ok(Opened {
+        file,
+        raw,
+        path: path.to_path_buf(),
+        len,
+    })
 }
 
 const MESH_HINT: &str = "a mesh file needs x, y and quad8 at the root";
@@ -669,72 +688,6 @@ fn write_atomic(path: &Path, builder: FileBuilder) -> Result<(), H5Error> {
             .map_err(|e| std::io::Error::other(format!("HDF5 data: {e}")))
     })
     .map_err(|m| H5Error::new(path, m))
-}
-
-/// Writes a results file: datasets `u` (`[N]`), `vel` (`[E, 2]`), `abs_vel`
-/// and `pressure` (`[E]`), all f64 and contiguous, and `data.attrs` as scalar
-/// root attributes ([`Attr::Int`] as int64, [`Attr::Float`] as f64,
-/// [`Attr::Str`] as a variable-length UTF-8 string, which h5py reads as a
-/// `str`).
-///
-/// The file is written whole or not at all: into a temporary file beside
-/// `path` (`.<name>.tmp-<pid>-<n>`), then renamed over `path`. On failure
-/// the temporary is removed and an existing `path` is left untouched.
-///
-/// # Errors
-///
-/// An [`H5Error`] naming `path` when `abs_vel`, `pressure` and `vel` differ
-/// in length, an attribute name is empty or repeated, the directory does not
-/// exist or is not writable, or writing fails.
-pub fn write_results(path: &Path, data: &ResultsData) -> Result<(), H5Error> {
-    let elements = data.vel.len();
-    for (name, len) in [
-        ("abs_vel", data.abs_vel.len()),
-        ("pressure", data.pressure.len()),
-    ] {
-        if len != elements {
-            return Err(H5Error::new(
-                path,
-                format!("{name} has {len} values but vel has {elements}; both are per element"),
-            ));
-        }
-    }
-    let mut seen = HashSet::new();
-    for (name, _) in &data.attrs {
-        if name.is_empty() {
-            return Err(H5Error::new(path, "an attribute name is empty"));
-        }
-        if !seen.insert(name.as_str()) {
-            return Err(H5Error::new(
-                path,
-                format!("attribute \"{name}\" is given twice"),
-            ));
-        }
-    }
-
-    let mut b = FileBuilder::new();
-    b.create_dataset("u")
-        .with_f64_data(data.u)
-        .with_shape(&[data.u.len() as u64]);
-    let vel_flat: Vec<f64> = data.vel.iter().flatten().copied().collect();
-    b.create_dataset("vel")
-        .with_f64_data(&vel_flat)
-        .with_shape(&[elements as u64, 2]);
-    b.create_dataset("abs_vel")
-        .with_f64_data(data.abs_vel)
-        .with_shape(&[elements as u64]);
-    b.create_dataset("pressure")
-        .with_f64_data(data.pressure)
-        .with_shape(&[elements as u64]);
-    for (name, attr) in &data.attrs {
-        let value = match attr {
-            Attr::Int(v) => AttrValue::I64(*v),
-            Attr::Float(v) => AttrValue::F64(*v),
-            Attr::Str(s) => AttrValue::VarLenString(s.clone()),
-        };
-        b.set_attr(name, value);
-    }
-    write_atomic(path, b)
 }
 
 /// Writes a mesh file without node sets: [`write_mesh_with_sets`] with no

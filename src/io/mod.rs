@@ -5,6 +5,8 @@
 //! - [`h5`]: HDF5 meshes, results and reference files (pure Rust).
 //! - [`gmsh`]: gmsh `.msh` 2.2 and 4.1, ASCII and binary.
 //! - [`vtu`]: ParaView output of a solved mesh.
+//! - [`xdmf`]: the XDMF index by which ParaView opens HDF5 results of any
+//!   size.
 //!
 //! This module chooses the mesh format by extension ([`read_mesh_file`],
 //! [`write_any_mesh`]).
@@ -14,6 +16,7 @@ pub mod gmsh;
 pub mod h5;
 pub mod raw;
 pub mod vtu;
+pub mod xdmf;
 
 use std::collections::BTreeMap;
 use std::path::Path;

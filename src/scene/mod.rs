@@ -289,6 +289,9 @@ pub struct OutputSection {
     pub vtu: Option<PathBuf>,
     /// PNG picture of the potential `u` over the mesh.
     pub png: Option<PathBuf>,
+    /// XDMF index over the results file (which then carries the mesh):
+    /// how ParaView opens results of any size.
+    pub xdmf: Option<PathBuf>,
 }
 
 /// A whole scene.

@@ -201,6 +201,126 @@ pub trait ProcessGroup: Send + Sync {
     /// that it reads as the world of a run on the whole mesh. Returns
     /// whether this process is the lead; failures are agreed.
     fn join(&self, world: &mut World) -> Result<bool, String>;
+    /// Whether this group reads meshes in blocks, every process its own
+    /// ([`split_blocks`](ProcessGroup::split_blocks) and
+    /// [`join_blocks`](ProcessGroup::join_blocks) instead of the lead's
+    /// load, [`split`](ProcessGroup::split) and [`join`](ProcessGroup::join)).
+    /// `false` by default.
+    fn reads_blocks(&self) -> bool {
+        false
+    }
+    /// The block way of steps 1 and 2: every process reads (or generates)
+    /// its block of the mesh from `source`, validates it as `check` says
+    /// (a failure names the element or node by its index in the whole
+    /// mesh, as [`Mesh::new`] does), and the group partitions the mesh
+    /// and moves elements and nodes to their parts without any process
+    /// holding the whole mesh. Returns this process's part and its blocks;
+    /// failures are agreed.
+    fn split_blocks(
+        &self,
+        _source: &dyn MeshBlocks,
+        _config: &RunConfig,
+        _check: MeshCheck,
+    ) -> Result<BlockSplit, String> {
+        Err("this process group does not read meshes in blocks".into())
+    }
+    /// The block way of step 3: after this process's pipeline ran on its
+    /// part, this process's blocks of the results (`u` on its block of
+    /// nodes, the element fields on its block of elements, as
+    /// [`split_blocks`](ProcessGroup::split_blocks) numbered them), and
+    /// the figures of the whole run in every process's `world` (matrix
+    /// size, boundary report, phase times of the slowest process, the
+    /// backend's report on the lead). Failures are agreed.
+    fn join_blocks(&self, _world: &mut World) -> Result<ResultBlocks, String> {
+        Err("this process group does not read meshes in blocks".into())
+    }
+    /// `bytes` of process `root`, on every process (collective, like
+    /// every method but `rank` and `size`; the others' `bytes` are
+    /// ignored). Call it only after an agreement that succeeded.
+    fn share(&self, _root: usize, bytes: Vec<u8>) -> Vec<u8> {
+        bytes
+    }
+}
+
+/// A mesh read or generated a block at a time, by index in the whole mesh
+/// (the source of [`ProcessGroup::split_blocks`]): every process opens
+/// its own and reads only its blocks. Indices are returned as stored
+/// (unchecked); the group validates them.
+pub trait MeshBlocks {
+    /// Nodes and elements of the whole mesh.
+    fn size(&self) -> (usize, usize);
+    /// Where the mesh comes from, as messages name it.
+    fn origin(&self) -> String;
+    /// Node indices of elements `first..first + count`.
+    fn elements(&self, first: usize, count: usize) -> Result<Vec<[i64; 8]>, String>;
+    /// Coordinates of nodes `first..first + count`.
+    fn coordinates(&self, first: usize, count: usize) -> Result<(Vec<f64>, Vec<f64>), String>;
+    /// Coordinates of the nodes `ids` (increasing, no repeats; few and
+    /// scattered: the nodes of a block's elements outside its node range).
+    fn scattered(&self, ids: &[u32]) -> Result<(Vec<f64>, Vec<f64>), String>;
+    /// The mesh's named node sets, whole (each a boundary's size),
+    /// sorted, checked against the node count.
+    fn node_sets(&self) -> Result<BTreeMap<String, Vec<u32>>, String>;
+    /// Bytes this source has read from files so far (0 for a generator).
+    fn bytes_read(&self) -> u64 {
+        0
+    }
+}
+
+/// How [`ProcessGroup::split_blocks`] validates the blocks: what
+/// [`Mesh::new_with`] is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MeshCheck {
+    /// What to do with clockwise elements.
+    pub orientation: crate::mesh::OrientationPolicy,
+    /// Whether the per-element checks may run on the current rayon pool.
+    pub parallel: bool,
+}
+
+/// What [`ProcessGroup::split_blocks`] gives a process: its part, and its
+/// blocks of the whole mesh (the rows it writes of the results file).
+#[derive(Debug, Clone)]
+pub struct BlockSplit {
+    /// The process's part (as [`ProcessGroup::split`] returns it).
+    pub part: Arc<Mesh>,
+    /// Nodes of the whole mesh.
+    pub nodes: usize,
+    /// Elements of the whole mesh.
+    pub elements: usize,
+    /// Elements renumbered counter-clockwise, in the whole mesh.
+    pub flipped: usize,
+    /// The first node of this process's node block.
+    pub first_node: usize,
+    /// Coordinates of the node block (its length is the block's).
+    pub x: Vec<f64>,
+    /// Coordinates of the node block.
+    pub y: Vec<f64>,
+    /// The first element of this process's element block.
+    pub first_element: usize,
+    /// The element block, validated (node indices of the whole mesh).
+    pub quad8: Vec<[u32; 8]>,
+    /// Seconds to read and validate the blocks (the slowest process's).
+    pub read_seconds: f64,
+}
+
+/// What [`ProcessGroup::join_blocks`] gives a process: its blocks of the
+/// results, and their range over the whole mesh.
+#[derive(Debug, Clone, Default)]
+pub struct ResultBlocks {
+    /// The first node of the block.
+    pub first_node: usize,
+    /// `u` on the node block.
+    pub u: Vec<f64>,
+    /// The first element of the block.
+    pub first_element: usize,
+    /// Velocity on the element block.
+    pub vel: Vec<[f64; 2]>,
+    /// Speed on the element block.
+    pub abs_vel: Vec<f64>,
+    /// Pressure on the element block.
+    pub pressure: Vec<f64>,
+    /// The least and the largest `u` of the whole mesh.
+    pub u_range: [f64; 2],
 }
 
 /// The configured backends of a run, by name, and the fallback of phases

@@ -135,18 +135,30 @@ fn convert_as<T: Target, const N: usize>(kind: Stored, src: &[u8], dst: &mut [T]
     }
 }
 
-/// Converts the first `dst.len()` elements of a chunk that went through
-/// HDF5's shuffle filter: byte `b` of element `j` is at `src[b * n + j]`,
-/// with `n` elements in the whole chunk.
-fn convert_unshuffled<T: Target>(kind: Stored, src: &[u8], n: usize, dst: &mut [T]) {
+/// Converts the elements `skip..skip + dst.len()` of a chunk that went
+/// through HDF5's shuffle filter: byte `b` of element `j` is at
+/// `src[b * n + j]`, with `n` elements in the whole chunk.
+fn convert_unshuffled_from<T: Target>(
+    kind: Stored,
+    src: &[u8],
+    n: usize,
+    skip: usize,
+    dst: &mut [T],
+) {
     match kind {
-        Stored::F64 | Stored::I64 => unshuffle_as::<T, 8>(kind, src, n, dst),
-        Stored::I32 => unshuffle_as::<T, 4>(kind, src, n, dst),
+        Stored::F64 | Stored::I64 => unshuffle_from::<T, 8>(kind, src, n, skip, dst),
+        Stored::I32 => unshuffle_from::<T, 4>(kind, src, n, skip, dst),
     }
 }
 
-fn unshuffle_as<T: Target, const N: usize>(kind: Stored, src: &[u8], n: usize, dst: &mut [T]) {
-    let planes: [&[u8]; N] = std::array::from_fn(|b| &src[b * n..b * n + dst.len()]);
+fn unshuffle_from<T: Target, const N: usize>(
+    kind: Stored,
+    src: &[u8],
+    n: usize,
+    skip: usize,
+    dst: &mut [T],
+) {
+    let planes: [&[u8]; N] = std::array::from_fn(|b| &src[b * n + skip..b * n + skip + dst.len()]);
     for (j, d) in dst.iter_mut().enumerate() {
         let bytes: [u8; N] = std::array::from_fn(|b| planes[b][j]);
         *d = T::decode(kind, &bytes);
@@ -182,16 +194,147 @@ pub(super) fn read_into<T: Target>(
     if count == 0 {
         return true;
     }
+    read_rows_into(file, ds, shape, kind, 0, out).is_some()
+}
+
+/// Reads rows `first..first + out.len() / row` of dataset `ds` (shape
+/// `shape`, rank 1 or 2, `row` values a row), stored as `kind`, into `out`,
+/// as [`read_into`] reads the whole: one positional read of the rows for a
+/// contiguous dataset, only the chunks that hold them for a chunked one.
+/// Returns the bytes read from the file, or `None` when the dataset is
+/// outside this fast path (the caller reads it another way).
+pub(super) fn read_rows_into<T: Target>(
+    file: &fs::File,
+    ds: &Dataset,
+    shape: &[u64],
+    kind: Stored,
+    first: usize,
+    out: &mut [T],
+) -> Option<u64> {
+    if !T::accepts(kind) || !(1..=2).contains(&shape.len()) {
+        return None;
+    }
+    let rows = usize::try_from(shape[0]).ok()?;
+    let row = shape[1..]
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(usize::try_from(d).ok()?))?;
+    if row == 0 || out.len() % row != 0 || first.checked_add(out.len() / row)? > rows {
+        return None;
+    }
+    if out.is_empty() {
+        return Some(0);
+    }
+    let esz = kind.size();
     match ds.layout() {
         Ok(Layout::Contiguous {
             address: Some(address),
             size,
-        }) => read_contiguous(file, address, size, kind, out),
-        Ok(Layout::Chunked { chunk_shape, .. }) => {
-            read_chunked(file, ds, shape, &chunk_shape, kind, out)
+        }) => {
+            let total = (rows * row * esz) as u64;
+            let at = address.checked_add((first * row * esz) as u64)?;
+            (size == total && read_contiguous(file, at, (out.len() * esz) as u64, kind, out))
+                .then_some((out.len() * esz) as u64)
         }
-        _ => false,
+        Ok(Layout::Chunked { chunk_shape, .. }) => {
+            read_chunked(file, ds, shape, &chunk_shape, kind, first, out)
+        }
+        _ => None,
     }
+}
+
+/// Reads the values `ids` (increasing, no repeats) of the 1-D dataset
+/// `ds` of `len` values, stored as `kind`, into `out` (one per id): for a
+/// contiguous dataset one positional read per run of ids less than
+/// [`GAP`] values apart, for a chunked one the chunks that hold them.
+/// Returns the bytes read, or `None` outside this fast path.
+pub(super) fn read_scattered<T: Target + Default>(
+    file: &fs::File,
+    ds: &Dataset,
+    len: usize,
+    kind: Stored,
+    ids: &[u32],
+    out: &mut [T],
+) -> Option<u64> {
+    if !T::accepts(kind) || ids.len() != out.len() || ids.last().is_some_and(|&v| v as usize >= len)
+    {
+        return None;
+    }
+    if ids.is_empty() {
+        return Some(0);
+    }
+    let esz = kind.size();
+    // runs of ids: (first index into ids, end index into ids)
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut start = 0;
+    for k in 1..=ids.len() {
+        if k == ids.len() || ids[k] - ids[k - 1] > GAP {
+            runs.push((start, k));
+            start = k;
+        }
+    }
+    match ds.layout() {
+        Ok(Layout::Contiguous {
+            address: Some(address),
+            size,
+        }) => {
+            if size != (len * esz) as u64 {
+                return None;
+            }
+            let outs = split_by_runs(out, &runs);
+            let read: Option<Vec<u64>> = runs
+                .par_iter()
+                .zip(outs)
+                .map_init(Vec::new, |buf, (&(a, b), dst)| {
+                    let (lo, hi) = (ids[a] as usize, ids[b - 1] as usize + 1);
+                    let bytes = (hi - lo) * esz;
+                    let at = address.checked_add((lo * esz) as u64)?;
+                    (fit(buf, bytes as u64, usize::MAX) && read_at(file, buf, at)).then_some(())?;
+                    for (d, &v) in dst.iter_mut().zip(&ids[a..b]) {
+                        let o = (v as usize - lo) * esz;
+                        convert(kind, &buf[o..o + esz], std::slice::from_mut(d));
+                    }
+                    Some(bytes as u64)
+                })
+                .collect();
+            read.map(|v| v.iter().sum())
+        }
+        Ok(Layout::Chunked { chunk_shape, .. }) => {
+            // the chunks holding the ids, each read once
+            let band = usize::try_from(*chunk_shape.first()?).ok()?.max(1);
+            let mut total = 0;
+            let mut k = 0;
+            let mut tmp: Vec<T> = Vec::new();
+            while k < ids.len() {
+                let c = ids[k] as usize / band;
+                let end = k + ids[k..].partition_point(|&v| v as usize / band == c);
+                let (lo, hi) = (c * band, ((c + 1) * band).min(len));
+                tmp.clear();
+                tmp.resize(hi - lo, T::default());
+                total += read_chunked(file, ds, &[len as u64], &chunk_shape, kind, lo, &mut tmp)?;
+                for (d, &v) in out[k..end].iter_mut().zip(&ids[k..end]) {
+                    *d = tmp[v as usize - lo];
+                }
+                k = end;
+            }
+            Some(total)
+        }
+        _ => None,
+    }
+}
+
+/// Ids less than this many values apart are read in one positional read
+/// (the values between them are read and dropped: 4 KiB of f64).
+pub(super) const GAP: u32 = 512;
+
+/// `out` split into the consecutive pieces `runs` say.
+fn split_by_runs<'a, T>(mut out: &'a mut [T], runs: &[(usize, usize)]) -> Vec<&'a mut [T]> {
+    let mut pieces = Vec::with_capacity(runs.len());
+    for &(a, b) in runs {
+        let (head, tail) = std::mem::take(&mut out).split_at_mut(b - a);
+        pieces.push(head);
+        out = tail;
+    }
+    pieces
 }
 
 /// Fills `buf` with the bytes of `file` from `offset` on; `false` when the
@@ -245,39 +388,40 @@ fn read_contiguous<T: Target>(
         .all(|ok| ok)
 }
 
+/// Reads rows `first..first + out.len() / row` of a chunked dataset: the
+/// chunks (bands of whole rows) that hold them, inflated in parallel, each
+/// converted straight into its part of `out`. The bytes read, or `None`.
 fn read_chunked<T: Target>(
     file: &fs::File,
     ds: &Dataset,
     shape: &[u64],
     chunk_shape: &[u64],
     kind: Stored,
+    first: usize,
     out: &mut [T],
-) -> bool {
+) -> Option<u64> {
     // Chunks of whole rows only: then each chunk is one run of the output.
     if chunk_shape.len() != shape.len() || chunk_shape[1..] != shape[1..] || chunk_shape[0] == 0 {
-        return false;
+        return None;
     }
     let shuffled = match ds.filters().as_slice() {
         [FILTER_DEFLATE] => false,
         [FILTER_SHUFFLE, FILTER_DEFLATE] => true,
-        _ => return false,
+        _ => return None,
     };
-    let Ok(mut chunks) = ds.chunks() else {
-        return false;
-    };
-    let (Ok(band), Ok(rows)) = (usize::try_from(chunk_shape[0]), usize::try_from(shape[0])) else {
-        return false;
-    };
-    let row_len = out.len() / rows;
+    let mut chunks = ds.chunks().ok()?;
+    let band = usize::try_from(chunk_shape[0]).ok()?;
+    let rows = usize::try_from(shape[0]).ok()?;
+    let row_len = shape[1..]
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(usize::try_from(d).ok()?))?;
     let esz = kind.size();
-    let Some(chunk_len) = band.checked_mul(row_len) else {
-        return false;
-    };
+    let chunk_len = band.checked_mul(row_len)?;
     // A chunk may reach past the dataset's end, but one far larger than the
     // dataset is left to hdf5-pure rather than allocated here.
     let chunk_bytes = chunk_len.saturating_mul(esz);
-    if chunk_bytes > (out.len() * esz).max(MAX_CHUNK_BYTES) {
-        return false;
+    if chunk_bytes > (rows * row_len * esz).max(MAX_CHUNK_BYTES) {
+        return None;
     }
     // Exactly one chunk per band of rows, each whole and unmasked.
     chunks.sort_unstable_by_key(|c| c.offset.first().copied());
@@ -288,34 +432,48 @@ fn read_chunked<T: Target>(
                 && c.offset[1..].iter().all(|&o| o == 0)
         });
     if !complete {
-        return false;
+        return None;
+    }
+    // the chunks holding the rows, and each one's piece of `out`
+    let last = first + out.len() / row_len;
+    let (c0, c1) = (first / band, last.div_ceil(band));
+    let mut pieces: Vec<(usize, &mut [T])> = Vec::with_capacity(c1 - c0);
+    let mut rest = out;
+    for c in c0..c1 {
+        let (lo, hi) = ((c * band).max(first), ((c + 1) * band).min(last));
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut((hi - lo) * row_len);
+        // the piece starts this many values into the chunk
+        pieces.push(((lo - c * band) * row_len, head));
+        rest = tail;
     }
     // A stored chunk larger than this is not deflate output of this chunk.
     let stored_limit = chunk_bytes + chunk_bytes / 8 + 1024;
-    out.par_chunks_mut(chunk_len)
-        .zip(chunks.par_iter())
+    pieces
+        .into_par_iter()
+        .zip(chunks[c0..c1].par_iter())
         .map_init(
             || (Decompress::new(true), Vec::new(), Vec::new()),
-            |(inflater, src, buf), (dst, c)| {
+            |(inflater, src, buf), ((skip, dst), c)| {
                 if !fit(src, c.storage_size, stored_limit) || !read_at(file, src, c.address) {
-                    return false;
+                    return None;
                 }
                 // One byte of room past the chunk tells an overlong stream.
                 buf.resize(chunk_bytes + 1, 0);
                 inflater.reset(true);
                 match inflater.decompress(src, buf, FlushDecompress::Finish) {
                     Ok(Status::StreamEnd) if inflater.total_out() == chunk_bytes as u64 => {}
-                    _ => return false,
+                    _ => return None,
                 }
                 if shuffled {
-                    convert_unshuffled(kind, buf, chunk_len, dst);
+                    convert_unshuffled_from(kind, buf, chunk_len, skip, dst);
                 } else {
-                    convert(kind, buf, dst);
+                    convert(kind, &buf[skip * esz..], dst);
                 }
-                true
+                Some(c.storage_size)
             },
         )
-        .all(|ok| ok)
+        .collect::<Option<Vec<u64>>>()
+        .map(|v| v.iter().sum())
 }
 
 /// `n` zeroed values, for an output this module fills. The allocation is
@@ -474,7 +632,10 @@ mod tests {
             }
         }
         let mut d = [0i64; 3];
-        convert_unshuffled(Stored::I32, &shuffled, 4, &mut d);
+        convert_unshuffled_from(Stored::I32, &shuffled, 4, 0, &mut d);
         assert_eq!(d, [0x0403_0201, -2, 0x7fff_0000]);
+        let mut e = [0i64; 2];
+        convert_unshuffled_from(Stored::I32, &shuffled, 4, 1, &mut e);
+        assert_eq!(e, [-2, 0x7fff_0000]);
     }
 }

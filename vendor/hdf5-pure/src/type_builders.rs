@@ -2244,6 +2244,25 @@ pub(crate) struct ProducedPayload {
     pub(crate) provider: core::panic::AssertUnwindSafe<Box<dyn ChunkProvider>>,
 }
 
+/// The provider of [`DatasetBuilder::with_zeros`]: blocks of zero bytes,
+/// `block` long but for the last, which is whatever remains of `total`.
+struct ZeroBlocks {
+    total: u64,
+    block: u64,
+}
+
+impl ChunkProvider for ZeroBlocks {
+    fn chunk_bytes(&self, index: usize, out: &mut Vec<u8>) -> Result<(), FormatError> {
+        let start = (index as u64).saturating_mul(self.block);
+        let len = self.block.min(self.total.saturating_sub(start));
+        let len = usize::try_from(len).map_err(|_| {
+            FormatError::SerializationError("a zero block does not fit in memory".into())
+        })?;
+        out.resize(len, 0);
+        Ok(())
+    }
+}
+
 /// One element of an object-reference dataset written through the builder.
 ///
 /// A reference either names an object by path (resolved to that object's
@@ -2903,6 +2922,30 @@ impl DatasetBuilder {
             provider: core::panic::AssertUnwindSafe(provider),
         });
         self
+    }
+
+    /// Stage a contiguous dataset of `shape` whose every element is zero,
+    /// emitted block by block at write time (through
+    /// [`with_produced_data`](Self::with_produced_data)), so that no buffer of
+    /// the dataset's size is ever allocated.
+    ///
+    /// Meant for files whose data regions are filled in afterwards by
+    /// positioned writes at the addresses [`Dataset::layout`](crate::Dataset::layout)
+    /// reports (several processes writing their rows of one dataset, for
+    /// example): the region is allocated, contiguous and unfiltered, exactly
+    /// as if `shape`'s worth of zero bytes had been handed to
+    /// [`with_raw_data`](Self::with_raw_data).
+    ///
+    /// A datatype without a size (it cannot be, for the numeric types) makes
+    /// the write fail with the error the writer reports for it.
+    pub fn with_zeros(&mut self, datatype: Datatype, shape: &[u64]) -> &mut Self {
+        const BLOCK: u64 = 1 << 20;
+        let element = datatype.element_size().map_or(0, |s| u64::from(s.get()));
+        let total = shape
+            .iter()
+            .try_fold(element, |acc, &d| acc.checked_mul(d))
+            .unwrap_or(u64::MAX);
+        self.with_produced_data(datatype, shape, total, BLOCK, Box::new(ZeroBlocks { total, block: BLOCK }))
     }
 
     /// Safely encode a slice of compound values field by field.

@@ -962,6 +962,25 @@ mod streaming_tests {
         assert_eq!(read_back_f64(&produced, "d").len(), 1003);
     }
 
+    /// `with_zeros` (patched in for quadflow, PATCH.md section 3) writes the
+    /// file `with_raw_data` writes for as many zero bytes, for a region of
+    /// several blocks with a short tail, and an empty one.
+    #[test]
+    fn zeros_are_a_materialized_region_of_zero_bytes() {
+        for n in [0u64, 3, (1 << 17) + 5] {
+            let dt = crate::type_builders::make_f64_type;
+            let mut a = FileBuilder::new();
+            a.create_dataset("d").with_zeros(dt(), &[n]);
+            let mut b = FileBuilder::new();
+            b.create_dataset("d")
+                .with_raw_data(dt(), vec![0u8; 8 * n as usize], n)
+                .with_shape(&[n]);
+            let (za, zb) = (a.finish().unwrap(), b.finish().unwrap());
+            assert_eq!(za, zb, "{n} zeros");
+            assert_eq!(read_back_f64(&za, "d"), vec![0.0; n as usize]);
+        }
+    }
+
     /// A paged file classifies each dataset as small or large and reserves
     /// free-space sections from its data length *before* the region is built. A
     /// produced region has no bytes to measure at that point, only a declared
