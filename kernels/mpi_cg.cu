@@ -113,7 +113,29 @@ extern "C" __global__ void qf_mpi_update(int n, double alpha, const double* __re
     }
 }
 
-// x += alpha p (the last pending update).
+// r = b - q (q = A x: the true residual replaces the recurrence's); the
+// block's shares of r.r and r.(inv_diag r) into partials[2 blockIdx.x]
+// and partials[2 blockIdx.x + 1].
+extern "C" __global__ void qf_mpi_residual(int n, const double* __restrict__ b,
+                                           const double* __restrict__ q,
+                                           const double* __restrict__ inv_diag,
+                                           double* __restrict__ r, double* __restrict__ partials) {
+    double rr = 0.0, rz = 0.0;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const double v = b[i] - q[i];
+        r[i] = v;
+        rr += v * v;
+        rz += v * v * inv_diag[i];
+    }
+    const double a = qf_mpi_block_sum(rr);
+    const double c = qf_mpi_block_sum(rz);
+    if (threadIdx.x == 0) {
+        partials[2 * blockIdx.x] = a;
+        partials[2 * blockIdx.x + 1] = c;
+    }
+}
+
+// x += alpha p (the pending update).
 extern "C" __global__ void qf_mpi_axpy(int n, double alpha, const double* __restrict__ p,
                                        double* __restrict__ x) {
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)

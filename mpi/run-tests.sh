@@ -13,6 +13,10 @@
 #   missing file): every rank exits non-zero printing rank 0's message, no
 #   results file;
 # - waiting by polling (QUADFLOW_MPI_WAIT=poll) gives the same results;
+# - AMG-CG on 4, 6 and 8 ranks with levels distributed and handed over to
+#   fewer ranks (and y_tube_195k on 4 and 8): iterations within +20%;
+# - a rank killed with SIGKILL during the solve: the run ends non-zero
+#   within 30 s, no results file;
 # - the communicator itself and the distributed AMG with deep distributed
 #   levels (mpi_driver).
 #
@@ -108,6 +112,122 @@ EOF
     ko "venturi 100k P=3 local parallel: the run failed"
   fi
 fi
+
+# AMG-CG on 4 to 8 ranks (oversubscribed), levels distributed down to a
+# few hundred rows a rank and handed over to fewer ranks: iterations within
+# +20% of serial's (check_results), u as serial's
+m="$root/tests/data/meshes/s_duct_16k.h5"
+for p in 4 6 8; do
+  for part in metis rcb; do
+    cat > "$work/deep.toml" <<EOF
+[mesh]
+file = "$m"
+[backend]
+default = "mpi"
+[mpi]
+partitioner = "$part"
+agglomerate_below = 300
+[solver]
+method = "amg-cg"
+rtol = 1e-10
+EOF
+    r="$work/s_duct_16k.$p.$part.deep.h5"
+    if mpirun_p "$p" "$q" run "$work/deep.toml" -q -o "$r"; then
+      check "$p" "$r" "$work/s_duct_16k.serial-amg.h5"
+    else
+      ko "s_duct_16k P=$p $part amg-cg deep: the run failed"
+    fi
+  done
+done
+if [ -z "${QUICK:-}" ] && [ -f "$shared/meshes/y_tube_195k.h5" ]; then
+  for p in 4 8; do
+    r="$work/y_tube_195k.$p.amg.h5"
+    if mpirun_p "$p" "$q" run --mesh "$shared/meshes/y_tube_195k.h5" --backend mpi \
+      --solver amg-cg --rtol 1e-10 -q -o "$r"; then
+      check "$p" "$r" "$work/y_tube_195k.serial-amg.h5"
+    else
+      ko "y_tube_195k P=$p amg-cg: the run failed"
+    fi
+  done
+fi
+
+# a rank killed (SIGKILL) during the solve ends the whole run: non-zero
+# exit within 30 s, no results file, no rank left behind
+killed() {
+  local r="$work/killed.h5" log="$work/killed.log" pid ranks c victim t0 rc waited dt left
+  cat > "$work/long.toml" <<EOF
+[mesh]
+generate = "venturi"
+nodes = 200000
+[backend]
+default = "mpi"
+[solver]
+rtol = 1e-12
+max_iterations = 1000000
+EOF
+  rm -f "$r"
+  mpirun --oversubscribe --allow-run-as-root -n 3 "$q" run "$work/long.toml" -q -o "$r" >"$log" 2>&1 &
+  pid=$!
+  # the ranks: processes of this command whose MPI rank is set
+  ranks=""
+  for _ in $(seq 150); do
+    ranks=""
+    for c in $(pgrep -f "$q run $work/long.toml" || true); do
+      if tr '\0' '\n' <"/proc/$c/environ" 2>/dev/null | grep -q '^OMPI_COMM_WORLD_RANK='; then
+        ranks="$ranks $c"
+      fi
+    done
+    [ "$(wc -w <<<"$ranks")" -eq 3 ] && break
+    sleep 0.2
+  done
+  victim=""
+  for c in $ranks; do
+    if tr '\0' '\n' <"/proc/$c/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1'; then victim=$c; fi
+  done
+  if [ -z "$victim" ]; then
+    ko "killed rank: the 3 ranks were not found"
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" || true
+    return
+  fi
+  # well into the solve: the mesh is generated, split and assembled in a
+  # few seconds; the solve to 1e-12 takes far longer
+  sleep 8
+  if ! kill -0 "$pid" 2>/dev/null; then
+    ko "killed rank: the run ended before the kill"
+    cat "$log"
+    return
+  fi
+  t0=$(date +%s.%N)
+  kill -9 "$victim"
+  waited=0
+  while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt 300 ]; do
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    ko "killed rank: the run still runs 30 s after rank 1 was killed"
+    kill -9 "$pid" $ranks 2>/dev/null || true
+    wait "$pid" || true
+    return
+  fi
+  set +e
+  wait "$pid"
+  rc=$?
+  set -e
+  dt="$(python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.2f}')" "$(date +%s.%N)" "$t0")"
+  left=""
+  for c in $ranks; do
+    if kill -0 "$c" 2>/dev/null; then left="$left $c"; fi
+  done
+  if [ "$rc" -ne 0 ] && [ ! -e "$r" ] && [ -z "$left" ]; then
+    ok "rank 1 of 3 killed during the solve: the run ended in $dt s with exit $rc, no results file, no rank left"
+  else
+    ko "rank 1 of 3 killed: exit $rc after $dt s$([ -e "$r" ] && echo ', results written')$([ -n "$left" ] && echo ", ranks left:$left")"
+    cat "$log"
+  fi
+}
+killed
 
 # outside mpirun: one rank
 r="$work/outside.h5"

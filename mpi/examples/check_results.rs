@@ -13,7 +13,8 @@
 //!   iterations where the counts differ); speed and pressure; matrix size;
 //!   converged.
 //! - `amg-cg`: converged, true residual at most 1.5 x the tolerance, `u`
-//!   within 1e-7 of the serial AMG-CG's.
+//!   within 1e-7 of the serial AMG-CG's, iterations at most 1.2 x
+//!   serial's.
 //! - both: `mpi_ranks` = RANKS, the partition and timing attributes there.
 //!
 //! Prints one `PASS` or `FAIL` line; exits non-zero on `FAIL` or error.
@@ -149,6 +150,13 @@ fn check(path: &Path, ranks: i64, serial_file: Option<&Path>) -> Result<String, 
         if !(converged && tr <= 1.5 * rtol && e <= 1e-7) {
             fails.push(format!(
                 "converged {converged}, true residual {tr:.2e} (tolerance {rtol:e}), u differs from serial AMG-CG's by {e:.2e}"
+            ));
+        }
+        // the distributed hierarchy: within +20% of one process's count
+        if it as f64 > (1.2 * s.iterations as f64).ceil() {
+            fails.push(format!(
+                "{it} iterations, more than 1.2 x serial's {}",
+                s.iterations
             ));
         }
         format!(

@@ -1,949 +1,1040 @@
-//! Distributed smoothed-aggregation AMG as the preconditioner of a
-//! distributed CG (AMG-CG), on the equilibrated system of
-//! [`crate::cg::EquilibratedDist`] (the same scaling, near-null-space
-//! vector `B = 1 / d` and parameters as the engine's `amg.rs`).
+//! Distributed smoothed-aggregation AMG: the engine's own setup and cycle
+//! on each rank's rows, as one process runs them on all rows.
 //!
-//! **Setup, per distributed level** (every rank on its owned rows):
-//! 1. strength of connection among the rank's **own** rows only
-//!    (couplings to ghosts are not strong: aggregates never cross ranks),
-//!    then the engine's three-pass aggregation (`amg::aggregate`);
-//! 2. coarse ids: rank `q`'s aggregates are numbered after those of ranks
-//!    `< q` (one all-reduce of the counts);
-//! 3. tentative prolongator from `B`, normalised per aggregate;
-//! 4. `rho(D^-1 A)` by 10 distributed Lanczos steps (start vector drawn
-//!    from the global row id, so it does not depend on the rank count);
-//! 5. smoothed prolongator `P = (I - omega D^-1 A) T`: row `i` needs the
-//!    aggregate and `T` entry of its ghost columns (one halo exchange);
-//! 6. Galerkin product `A_c = P^T (A P)`: the `P` rows of the ghosts come
-//!    from their owners (one all-to-all), each rank forms `A P` on its
-//!    rows, then `P^T (A P)` contributions to coarse rows it does not own
-//!    go to their owners (one all-to-all), who sum them in a fixed order;
-//! 7. the coarse operator becomes the next level's distributed matrix,
-//!    `P` gets its own halo over the coarse columns.
+//! A **distributed level** is, on each rank, `[A_oo | A_og]`: the rank's
+//! rows of the level operator with its own columns (the square block the
+//! engine's setup and kernels run on) and the couplings to ghost columns
+//! (rows of the neighbours; a halo plan fills their values). Rows are
+//! numbered globally by rank: rank `q` owns the ids `off[q]..off[q + 1]`.
 //!
-//! Levels stop being distributed once the coarse operator has at most
-//! [`DistAmgSettings::gather_below`] rows (or coarsening stalls, or
-//! [`DistAmgSettings::max_dist_levels`] is reached): that operator is
-//! **gathered onto rank 0**, where the engine's host AMG (`Hierarchy`)
-//! builds the remaining levels down to its dense Cholesky. The gathered
-//! levels are small: a few thousand rows.
+//! **Setup, per distributed level** (every rank; all collectives):
+//! 1. the engine's strength of connection and three-pass aggregation on
+//!    `A_oo` only: aggregates never cross ranks;
+//! 2. `rho(D^-1 A)`: the engine's Lanczos estimate on each rank's block,
+//!    the maximum over ranks (interlacing: a block's largest eigenvalue is
+//!    at most the whole operator's, and at a few thousand rows a block
+//!    has the operator's high frequencies);
+//! 3. the engine's tentative prolongator, and its smoothed prolongator
+//!    `P = (I - omega D^-1 A) T` on the rank's rows `[A_oo | A_og]`, with
+//!    the aggregate and `T` of the ghost columns from their owners (one
+//!    halo exchange): a boundary row's `P` reaches the neighbours'
+//!    aggregates. (Smoothing with `A_oo` alone would keep `P`
+//!    block-diagonal and spare the exchanges below, but it costs
+//!    `y_tube_195k` 45 iterations instead of 33 on two ranks: the coarse
+//!    space then has no overlap across the ranks' border.)
+//! 4. the Galerkin product `A_c = P^T A P` as the engine's two sparse
+//!    products on the rank's rows, `P_o^T [A_oo | A_og] [P_o ; P_g]`,
+//!    where `P_g` are the neighbours' rows of `P` for this rank's ghosts
+//!    (fetched once per level); the shares of coarse rows owned elsewhere
+//!    (the columns of `P_o` in the neighbours' aggregates) go to their
+//!    owners, who add them in rank order. The coarse ghost columns get a
+//!    halo plan of their own, and `P`'s columns one (`p_halo`).
 //!
-//! **V-cycle**: on a distributed level, Chebyshev smoothing (the engine's
-//! polynomial, its products with halo exchanges), restriction `P^T r`
-//! (each rank's contributions to coarse rows owned elsewhere sent back
-//! with the reversed halo of `P`), the coarse correction, prolongation
-//! `P x_c` (ghost coarse values fetched) and post-smoothing; at the
-//! gathered level the residual goes to rank 0, which runs one V-cycle of
-//! its host hierarchy and scatters the correction back.
+//! **Fewer ranks as levels shrink**: while a level has fewer than
+//! [`DistAmgSettings::agglomerate_below`] rows per active rank, half the
+//! active ranks hand their rows (global column ids) to the other half
+//! (rank `r + s` to `r` at stride `s`), which append them after their
+//! own; the level's halo is rebuilt. Once one rank holds a level, it runs
+//! the engine's own single-process hierarchy
+//! ([`quadflow_systems::amg::Hierarchy`]) for the rest. On one rank from
+//! the start that is exactly the engine's hierarchy and cycle.
 //!
-//! **CG**: the engine's AMG-CG loop ([`quadflow_systems::amg::amg_pcg`])
-//! over the ranks: stop on the equilibrated and the unscaled residual,
-//! then check the true residual of the original system and restart at
-//! most a few times ([`quadflow_systems::amg::ResidualCheck`]).
-//!
-//! Not done (yet): the intermediate "fewer ranks" stage (gathering a
-//! mid-sized coarse level onto a subset of the ranks before rank 0);
-//! single precision in the cycle (the engine's cycle reads its matrices in
-//! `f32`, this one in `f64`).
+//! **V-cycle**: on a distributed level the engine's smoother passes
+//! ([`quadflow_systems::amg::sweep_start`], `sweep_step`, `sweep_finish`)
+//! with one halo exchange before each product, the restriction `P^T r`
+//! (the shares of the neighbours' coarse rows sent back to them) and the
+//! prolongation `P x_c` (the coarse values of `P`'s ghost columns
+//! fetched); the hand-overs send a rank's
+//! coarse residual to its receiver and its correction back; the
+//! single-rank tail runs the engine's cycle. The local work runs on the
+//! rank's threads ([`Threads`]), the communication on its own thread.
 
-use crate::assemble::LocalSystem;
-use crate::cg::{DistSolution, EquilibratedDist, residuals};
 use crate::comm::{self, Comm};
-use crate::dist::{DistMatrix, GlobalRow, IdMap, build_halo, offsets, owner_in, row_dot};
-use crate::part::{Halo, Part};
+use crate::dist::{IdMap, offsets, owner_in};
+use crate::part::{Halo, Neighbour};
+use crate::threads::Threads;
 use crate::wire::{Reader, Writer};
-use quadflow_systems::amg::{self as host, AmgSettings, Csr, Hierarchy};
-use quadflow_systems::solver::{CgSettings, Convergence, Exec, SolveError, SolveStats, Verdict};
+use quadflow_systems::amg::{
+    self as host, AmgSettings, Csr, CycleWork, Hierarchy, SmootherLevel, SweepStart, SweepWork,
+};
+use quadflow_systems::exec::to_f32;
+use quadflow_systems::solver::SolveError;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
+/// No aggregate.
 const NONE: u32 = u32::MAX;
+
+pub use crate::amg_solve::{amg_pcg, solve_amg_cg, solve_amg_cg_on};
 
 /// Parameters of the distributed part of the hierarchy.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DistAmgSettings {
-    /// Gather the operator onto rank 0 once it has at most this many rows
-    /// (the engine's host AMG builds the rest there).
-    pub gather_below: usize,
-    /// At most this many distributed levels.
-    pub max_dist_levels: usize,
+    /// While a level has fewer rows than this per active rank, half the
+    /// active ranks hand their rows to the other half (20,000: below it a
+    /// level's halo and latency cost more than its rows).
+    pub agglomerate_below: usize,
 }
 
 impl Default for DistAmgSettings {
     fn default() -> Self {
         Self {
-            gather_below: 4000,
-            max_dist_levels: 12,
+            agglomerate_below: 20_000,
         }
     }
 }
 
-/// One distributed level above the gathered one.
-#[derive(Debug, Clone)]
-struct Level {
-    a: DistMatrix,
-    inv_diag: Vec<f64>,
-    /// Prolongator from the next level: this level's owned rows, columns
-    /// the next level's owned rows (its row order) then `p_ghosts`.
-    p: Csr,
-    /// Fills / returns the ghost columns of `p`.
-    p_halo: Halo,
-    s0: f64,
-    steps: Vec<(f64, f64)>,
+/// A rank's rows of one level during the setup.
+#[derive(Debug, Clone, Default)]
+pub struct LevelMatrix {
+    /// `n x (n + g)`: own columns, then ghost columns.
+    pub a: Csr,
+    /// Rank `q` owns the global ids `offsets[q]..offsets[q + 1]`.
+    pub offsets: Vec<u64>,
+    /// Global id of every ghost column.
+    pub ghost_gid: Vec<u64>,
+    /// Fills the ghost entries of a column-space vector.
+    pub halo: Halo,
+    /// The near-null-space vector on the rows.
+    pub b: Vec<f64>,
 }
 
-/// The gathered level: rank 0's host hierarchy.
-#[derive(Debug, Clone)]
-struct Gathered {
-    /// Every rank's rows at the gathered level, in its row order, as
-    /// indices of the host hierarchy (rank 0 only).
-    ids: Vec<Vec<u64>>,
-    /// The host hierarchy (rank 0 only).
-    host: Option<Hierarchy>,
-    /// Rows of the gathered level.
-    rows: usize,
-    /// The gathered level's distributed matrix (for its row count here).
-    n_owned: usize,
+impl LevelMatrix {
+    fn n(&self) -> usize {
+        self.a.nrows()
+    }
+
+    fn global_rows(&self) -> usize {
+        *self.offsets.last().unwrap_or(&0) as usize
+    }
 }
 
-/// A distributed AMG hierarchy.
-#[derive(Debug, Clone)]
-pub struct DistHierarchy {
-    levels: Vec<Level>,
-    gathered: Gathered,
-    settings: AmgSettings,
-    /// Rows of every level (global), finest first; the gathered host
-    /// levels included.
-    pub sizes: Vec<usize>,
-    /// Stored entries of every distributed level (global) and the host
-    /// levels' operator complexity, for the report.
-    pub operator_complexity: f64,
+/// The halo plan of a rank owning the global ids `lo..lo + n` (local
+/// `0..n`) whose ghosts `ghost_gid` (local `n + k`) are owned by
+/// `ghost_owner`: every rank tells each owner which ids it needs (one
+/// all-to-all); an owner's send list follows the order asked.
+pub fn range_halo(
+    comm: &dyn Comm,
+    lo: u64,
+    n: usize,
+    ghost_gid: &[u64],
+    ghost_owner: &[u32],
+) -> Halo {
+    let p = comm.size();
+    let mut asks: Vec<Vec<u64>> = vec![Vec::new(); p];
+    let mut recv: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+    for (k, (&id, &o)) in ghost_gid.iter().zip(ghost_owner).enumerate() {
+        asks[o as usize].push(id);
+        recv.entry(o as usize).or_default().push((n + k) as u32);
+    }
+    let got = comm.alltoallv(
+        asks.iter()
+            .map(|a| {
+                let mut w = Writer::new();
+                w.u64s(a);
+                w.finish()
+            })
+            .collect(),
+    );
+    let mut nbrs: BTreeMap<usize, Neighbour> = BTreeMap::new();
+    for (q, buf) in got.iter().enumerate() {
+        let ids = Reader::new(buf).u64s();
+        if ids.is_empty() {
+            continue;
+        }
+        let send = ids
+            .iter()
+            .map(|&g| {
+                assert!(
+                    g >= lo && g < lo + n as u64,
+                    "asked for an id this rank owns"
+                );
+                (g - lo) as u32
+            })
+            .collect();
+        nbrs.insert(
+            q,
+            Neighbour {
+                rank: q,
+                send,
+                recv: Vec::new(),
+            },
+        );
+    }
+    for (q, r) in recv {
+        nbrs.entry(q)
+            .or_insert_with(|| Neighbour {
+                rank: q,
+                send: Vec::new(),
+                recv: Vec::new(),
+            })
+            .recv = r;
+    }
+    Halo {
+        neighbours: nbrs.into_values().collect(),
+    }
 }
 
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-fn dot(comm: &dyn Comm, a: &[f64], b: &[f64]) -> f64 {
-    let mut s = [a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>()];
-    comm.allreduce_sum(&mut s);
-    s[0]
-}
-
-/// `y = A x` (owned rows; `x` in column space, ghosts filled here).
-fn spmv(comm: &dyn Comm, a: &DistMatrix, x: &mut [f64], y: &mut [f64]) {
-    a.spmv(comm, x, y);
-}
-
-/// Largest eigenvalue of `D^-1 A` by Lanczos on `D^-1/2 A D^-1/2`.
-fn spectral_radius(comm: &dyn Comm, a: &DistMatrix, inv_diag: &[f64], steps: usize) -> f64 {
-    let n = a.n_owned();
-    let s: Vec<f64> = inv_diag.iter().map(|d| d.sqrt()).collect();
-    let mut v: Vec<f64> = a
-        .gid
+/// Rows given by global column ids, as one rank's rows of a level: own
+/// ids `lo..lo + rows.len()`, the others ghosts (ordered by owner under
+/// `offsets`, then id), with the halo built (collective).
+fn from_global_rows(
+    comm: &dyn Comm,
+    rows: &[(Vec<u64>, Vec<f64>)],
+    offsets: Vec<u64>,
+    b: Vec<f64>,
+) -> LevelMatrix {
+    let lo = offsets[comm.rank()];
+    let n = rows.len();
+    let hi = lo + n as u64;
+    let mut ghosts: Vec<(u32, u64)> = rows
         .iter()
-        .map(|&g| (splitmix(g) >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
+        .flat_map(|r| r.0.iter().copied())
+        .filter(|&g| g < lo || g >= hi)
+        .map(|g| (owner_in(&offsets, g) as u32, g))
         .collect();
-    let nv = dot(comm, &v, &v).sqrt();
-    if nv == 0.0 {
-        return 1.0;
+    ghosts.sort_unstable();
+    ghosts.dedup();
+    let index: IdMap<u64, u32> = ghosts
+        .iter()
+        .enumerate()
+        .map(|(k, &(_, g))| (g, (n + k) as u32))
+        .collect();
+    let mut rowptr = Vec::with_capacity(n + 1);
+    rowptr.push(0usize);
+    let (mut col, mut val) = (Vec::new(), Vec::new());
+    for (c, v) in rows {
+        for (&g, &x) in c.iter().zip(v) {
+            col.push(if g >= lo && g < hi {
+                (g - lo) as u32
+            } else {
+                index[&g]
+            });
+            val.push(x);
+        }
+        rowptr.push(col.len());
     }
-    v.iter_mut().for_each(|x| *x /= nv);
-    let mut v_prev = vec![0.0; n];
-    let mut u = vec![0.0; a.n_cols()];
-    let mut w = vec![0.0; n];
-    let (mut alphas, mut betas) = (Vec::new(), Vec::new());
-    let mut beta_prev = 0.0;
-    for _ in 0..steps.max(1) {
-        for i in 0..n {
-            u[i] = s[i] * v[i];
-        }
-        spmv(comm, a, &mut u, &mut w);
-        for i in 0..n {
-            w[i] *= s[i];
-        }
-        let alpha = dot(comm, &w, &v);
-        for i in 0..n {
-            w[i] -= alpha * v[i] + beta_prev * v_prev[i];
-        }
-        let beta = dot(comm, &w, &w).sqrt();
-        alphas.push(alpha);
-        if beta.is_nan() || beta <= 1e-12 * alpha.abs() {
-            break;
-        }
-        betas.push(beta);
-        std::mem::swap(&mut v_prev, &mut v);
-        for i in 0..n {
-            v[i] = w[i] / beta;
-        }
-        beta_prev = beta;
+    let ghost_gid: Vec<u64> = ghosts.iter().map(|g| g.1).collect();
+    let ghost_owner: Vec<u32> = ghosts.iter().map(|g| g.0).collect();
+    let halo = range_halo(comm, lo, n, &ghost_gid, &ghost_owner);
+    LevelMatrix {
+        a: Csr::new(n, n + ghosts.len(), rowptr, col, val),
+        offsets,
+        ghost_gid,
+        halo,
+        b,
     }
-    let k = alphas.len();
-    let mut t = nalgebra::DMatrix::<f64>::zeros(k, k);
-    for i in 0..k {
-        t[(i, i)] = alphas[i];
-        if i + 1 < k {
-            t[(i, i + 1)] = betas[i];
-            t[(i + 1, i)] = betas[i];
-        }
-    }
-    let ev = nalgebra::SymmetricEigen::new(t).eigenvalues;
-    ev.iter().fold(0.0f64, |m, &x| m.max(x))
 }
 
-/// Sums entries with equal column, sorted by column (a stable sort, so the
-/// sum runs in the order given).
-fn merge(mut v: Vec<(u64, f64)>) -> Vec<(u64, f64)> {
-    v.sort_by_key(|e| e.0);
-    let mut out: Vec<(u64, f64)> = Vec::with_capacity(v.len());
-    for (j, x) in v {
-        match out.last_mut() {
-            Some(l) if l.0 == j => l.1 += x,
-            _ => out.push((j, x)),
-        }
-    }
-    out
-}
-
-fn encode_rows(rows: &[(u64, Vec<(u64, f64)>)]) -> Vec<u8> {
-    let mut w = Writer::new();
-    w.u64(rows.len() as u64);
-    for (g, r) in rows {
-        let c: Vec<u64> = r.iter().map(|e| e.0).collect();
-        let v: Vec<f64> = r.iter().map(|e| e.1).collect();
-        w.u64(*g).u64s(&c).f64s(&v);
-    }
-    w.finish()
-}
-
-fn decode_rows(b: &[u8]) -> Vec<(u64, Vec<(u64, f64)>)> {
-    let mut r = Reader::new(b);
-    let n = r.u64() as usize;
+/// A rank's rows with global column ids.
+fn global_rows(m: &LevelMatrix, me: usize) -> Vec<(Vec<u64>, Vec<f64>)> {
+    let n = m.n();
+    let lo = m.offsets[me];
     (0..n)
-        .map(|_| {
-            let g = r.u64();
-            let c = r.u64s();
-            let v = r.f64s();
-            (g, c.into_iter().zip(v).collect())
+        .map(|i| {
+            let (c, v) = m.a.row(i);
+            let g = c
+                .iter()
+                .map(|&j| {
+                    let j = j as usize;
+                    if j < n {
+                        lo + j as u64
+                    } else {
+                        m.ghost_gid[j - n]
+                    }
+                })
+                .collect();
+            (g, v.to_vec())
         })
         .collect()
 }
 
-/// One level of coarsening: from `a` (with near-null-space `b` on its
-/// owned rows) to the coarse operator's rows, the coarse `B`, and `P` in
-/// global coarse ids. Returns `None` when this rank's part of the
-/// coarsening is empty and the caller should check globally.
-struct Coarsened {
-    coarse_rows: Vec<GlobalRow>,
-    coarse_b: Vec<f64>,
-    p_rows: Vec<Vec<(u64, f64)>>,
-    coarse_off: Vec<u64>,
-    inv_diag: Vec<f64>,
-    rho: f64,
+/// `A_oo`: the columns of `a` below its row count.
+fn own_block(a: &Csr) -> Csr {
+    let n = a.nrows();
+    let mut rp = Vec::with_capacity(n + 1);
+    rp.push(0usize);
+    let (mut col, mut val) = (Vec::with_capacity(a.nnz()), Vec::with_capacity(a.nnz()));
+    for i in 0..n {
+        let (c, v) = a.row(i);
+        for (&j, &x) in c.iter().zip(v) {
+            if (j as usize) < n {
+                col.push(j);
+                val.push(x);
+            }
+        }
+        rp.push(col.len());
+    }
+    Csr::new(n, n, rp, col, val)
 }
 
-fn coarsen(comm: &dyn Comm, a: &DistMatrix, b: &[f64], s: &AmgSettings) -> Coarsened {
-    let n = a.n_owned();
-    let diag: Vec<f64> = (0..n)
-        .map(|i| {
-            let (c, v) = a.a.row(i);
-            c.iter()
-                .zip(v)
-                .filter(|(j, _)| **j as usize == i)
-                .map(|(_, x)| *x)
-                .sum()
-        })
-        .collect();
-    let inv_diag: Vec<f64> = diag.iter().map(|d| 1.0 / d).collect();
-    // strength and aggregation among owned rows
-    let own = {
-        let mut rp = vec![0usize];
-        let (mut col, mut val) = (Vec::new(), Vec::new());
-        for i in 0..n {
-            let (c, v) = a.a.row(i);
-            for (&j, &x) in c.iter().zip(v) {
-                if (j as usize) < n {
-                    col.push(j);
-                    val.push(x);
-                }
-            }
-            rp.push(col.len());
-        }
-        Csr::new(n, n, rp, col, val)
-    };
-    let (sp, sj) = host::strength(Exec::Serial, &own, &diag, s.theta, s.strength);
-    let (agg, nagg) = host::aggregate(&sp, &sj);
-    let off = offsets(comm, nagg);
-    let base = off[comm.rank()];
-    let mut norm2 = vec![0.0; nagg];
-    for (i, &g) in agg.iter().enumerate() {
-        if g != NONE {
-            norm2[g as usize] += b[i] * b[i];
+/// A distributed level on a rank that holds rows of it.
+#[derive(Debug, Clone)]
+pub(crate) struct DistLevel {
+    /// `[A_oo | A_og]`.
+    pub(crate) a: Csr,
+    pub(crate) a32: Vec<f32>,
+    pub(crate) inv_diag: Vec<f64>,
+    pub(crate) halo: Halo,
+    /// `P`'s rows of this rank: columns its coarse rows (`0..nc`), then
+    /// the coarse rows of other ranks its rows reach (`p_halo`).
+    pub(crate) p: Csr,
+    pub(crate) p32: Vec<f32>,
+    /// `P^T` of those rows.
+    pub(crate) r: Csr,
+    pub(crate) r32: Vec<f32>,
+    /// Fills the ghost columns of `p` (prolongation) and returns their
+    /// shares (restriction).
+    pub(crate) p_halo: Halo,
+    /// Coarse rows of this rank.
+    pub(crate) nc: usize,
+    pub(crate) s0: f64,
+    pub(crate) steps: Vec<(f64, f64)>,
+    /// Index of the level in the hierarchy (finest 0).
+    pub(crate) index: usize,
+}
+
+impl DistLevel {
+    pub(crate) fn smoother(&self) -> SmootherLevel<'_> {
+        SmootherLevel {
+            a: &self.a,
+            a32: &self.a32,
+            inv_diag: &self.inv_diag,
+            s0: self.s0,
+            steps: &self.steps,
         }
     }
-    let norms: Vec<f64> = norm2.iter().map(|v| v.sqrt()).collect();
-    let t: Vec<f64> = (0..n)
-        .map(|i| {
-            let g = agg[i];
-            if g == NONE || norms[g as usize] == 0.0 {
-                0.0
-            } else {
-                b[i] / norms[g as usize]
-            }
-        })
-        .collect();
-    // aggregate ids (global, -1 for none) and T of the ghost columns
-    let mut gagg = vec![-1.0; a.n_cols()];
-    let mut gt = vec![0.0; a.n_cols()];
+}
+
+/// One step of a rank's V-cycle descent.
+#[derive(Debug, Clone)]
+pub(crate) enum Step {
+    /// A distributed level: smooth, restrict, (below), prolong, smooth.
+    Level(Box<DistLevel>),
+    /// Hand this rank's vector (`len` rows) to rank `to` and take the
+    /// correction back: the rank holds no rows below.
+    Send { to: usize, len: usize },
+    /// Rank `from`'s `len` rows follow this rank's rows below.
+    Recv { from: usize, len: usize },
+    /// The engine's hierarchy for the rest (one rank).
+    Tail(Box<Hierarchy>),
+}
+
+/// What a level of the hierarchy looks like across the ranks (the same on
+/// every rank).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LevelInfo {
+    /// Rows of the level.
+    pub rows: usize,
+    /// Stored entries of the level operator.
+    pub nnz: usize,
+    /// Ranks holding rows of it (1: the engine's single-process levels).
+    pub ranks: usize,
+    /// The most rows a rank holds.
+    pub max_rows: usize,
+    /// Values all ranks send in one halo exchange of the level.
+    pub halo_values: usize,
+    /// Rows handed to another rank above this level (agglomeration).
+    pub handed_rows: usize,
+}
+
+/// A distributed AMG hierarchy (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct DistHierarchy {
+    pub(crate) steps: Vec<Step>,
+    pub(crate) settings: AmgSettings,
+    /// Every level, finest first (distributed and the tail's).
+    pub levels: Vec<LevelInfo>,
+    /// Levels distributed over several ranks.
+    pub distributed: usize,
+}
+
+/// Agrees on a local error (collective): every rank fails with the first
+/// rank's message.
+fn agree_err(
+    comm: &dyn Comm,
+    err: Option<SolveError>,
+    what: &'static str,
+) -> Result<(), SolveError> {
+    match comm::agree(comm, err.as_ref().map(|e| e.to_string())) {
+        Ok(()) => Ok(()),
+        Err(message) => Err(err.unwrap_or(SolveError::Factorization {
+            method: what,
+            message,
+        })),
+    }
+}
+
+/// The result of coarsening one distributed level.
+enum Coarsened {
+    Level(Box<DistLevel>, LevelMatrix),
+    /// Coarsening stalled (no aggregate, or as many as rows, over all
+    /// ranks): the level is returned.
+    Stalled(LevelMatrix),
+}
+
+/// Coarsens the distributed level `m` (collective; a rank without rows
+/// takes part with nothing).
+fn coarsen(
+    comm: &dyn Comm,
+    threads: &Threads,
+    m: LevelMatrix,
+    s: &AmgSettings,
+    index: usize,
+) -> Result<Coarsened, SolveError> {
+    let (me, p) = (comm.rank(), comm.size());
+    let n = m.n();
+    let g = m.a.ncols() - n;
+    let a_oo = own_block(&m.a);
+    let local = threads.run(|e| {
+        let diag = a_oo.diagonal_with(e);
+        if let Some(i) = diag.iter().position(|d| d.is_nan() || *d <= 0.0) {
+            return Err(SolveError::NotPositiveDefinite {
+                method: "distributed AMG setup",
+                step: i,
+                n,
+            });
+        }
+        let (sp, sj) = host::strength(e, &a_oo, &diag, s.theta, s.strength);
+        let (agg, nagg) = host::aggregate(&sp, &sj);
+        let inv_diag: Vec<f64> = diag.iter().map(|d| 1.0 / d).collect();
+        let rho = if n == 0 {
+            0.0
+        } else {
+            let v32 = to_f32(e, a_oo.vals());
+            host::spectral_radius_with(e, &a_oo, &v32, &inv_diag, s.lanczos_steps)
+        };
+        Ok((agg, nagg, inv_diag, rho))
+    });
+    drop(a_oo);
+    let (agg, nagg, inv_diag, rho) = match local {
+        Ok(v) => {
+            agree_err(comm, None, "distributed AMG setup")?;
+            v
+        }
+        Err(e) => return Err(agree_err(comm, Some(e), "distributed AMG setup").unwrap_err()),
+    };
+    let rho = comm::max_f64(comm, rho);
+    let mut counts = [n as f64, nagg as f64];
+    comm.allreduce_sum(&mut counts);
+    if counts[1] == 0.0 || counts[1] >= counts[0] {
+        return Ok(Coarsened::Stalled(m));
+    }
+    let off_c = offsets(comm, nagg);
+    let base_c = off_c[me];
+    let (t, norms) = host::tentative(&agg, nagg, &m.b);
+    // the aggregate (global id) and T of the ghost columns, from their
+    // owners: P is smoothed with the whole operator
+    let mut gagg = vec![-1.0; n + g];
+    let mut gt = vec![0.0; n + g];
     for i in 0..n {
         if agg[i] != NONE {
-            gagg[i] = (base + agg[i] as u64) as f64;
+            gagg[i] = (base_c + agg[i] as u64) as f64;
         }
         gt[i] = t[i];
     }
-    a.halo.exchange(comm, &mut gagg, &mut |_| {});
-    a.halo.exchange(comm, &mut gt, &mut |_| {});
-    let rho = spectral_radius(comm, a, &inv_diag, s.lanczos_steps);
-    let omega = s.omega_scale / rho;
-    // smoothed prolongator rows, global coarse ids
-    let p_rows: Vec<Vec<(u64, f64)>> = (0..n)
-        .map(|i| {
-            let mut e: Vec<(u64, f64)> = Vec::new();
-            if agg[i] != NONE {
-                e.push((base + agg[i] as u64, t[i]));
-            }
-            let w = omega * inv_diag[i];
-            let (c, v) = a.a.row(i);
-            for (&j, &x) in c.iter().zip(v) {
-                let g = gagg[j as usize];
-                if g >= 0.0 {
-                    e.push((g as u64, -w * x * gt[j as usize]));
-                }
-            }
-            merge(e)
-        })
+    m.halo.exchange(comm, &mut gagg, &mut |_| {});
+    m.halo.exchange(comm, &mut gt, &mut |_| {});
+    // P's columns: this rank's aggregates, then the ghosts' (by owner, id)
+    let mut pcols: Vec<(u32, u64)> = gagg[n..]
+        .iter()
+        .filter(|&&x| x >= 0.0)
+        .map(|&x| (owner_in(&off_c, x as u64) as u32, x as u64))
         .collect();
-    // P rows of the ghosts, from their owners
-    let p = comm.size();
-    let mut send: Vec<Vec<GlobalRow>> = vec![Vec::new(); p];
-    for nb in &a.halo.neighbours {
-        for &l in &nb.send {
-            send[nb.rank].push((a.gid[l as usize], p_rows[l as usize].clone()));
-        }
-    }
-    let got = comm.alltoallv(send.iter().map(|r| encode_rows(r)).collect());
-    let mut ghost_p: IdMap<u64, Vec<(u64, f64)>> = IdMap::default();
-    for b in &got {
-        for (g, r) in decode_rows(b) {
-            ghost_p.insert(g, r);
-        }
-    }
-    let p_of = |j: usize| -> &[(u64, f64)] {
-        if j < n {
-            &p_rows[j]
+    pcols.sort_unstable();
+    pcols.dedup();
+    let mut cidx: IdMap<u64, u32> = pcols
+        .iter()
+        .enumerate()
+        .map(|(k, &(_, c))| (c, (nagg + k) as u32))
+        .collect();
+    let ncp = nagg + pcols.len();
+    let mut agg_ext = agg;
+    agg_ext.extend(
+        gagg[n..]
+            .iter()
+            .map(|&x| if x >= 0.0 { cidx[&(x as u64)] } else { NONE }),
+    );
+    let omega = s.omega_scale / rho;
+    let p_o =
+        threads.run(|e| host::smoothed_prolongator(e, &m.a, &inv_diag, &agg_ext, &gt, ncp, omega));
+    drop((agg_ext, gt, gagg));
+    let gid_of = |c: u32| -> u64 {
+        let c = c as usize;
+        if c < nagg {
+            base_c + c as u64
         } else {
-            ghost_p.get(&a.ghost_gid[j - n]).map_or(&[][..], |r| &r[..])
+            pcols[c - nagg].1
         }
     };
-    // contributions of P^T (A P), grouped by coarse row
-    let mut contrib: IdMap<u64, Vec<(u64, f64)>> = IdMap::default();
-    for i in 0..n {
-        let (c, v) = a.a.row(i);
-        let mut ap: Vec<(u64, f64)> = Vec::new();
-        for (&j, &x) in c.iter().zip(v) {
-            for &(cc, pv) in p_of(j as usize) {
-                ap.push((cc, x * pv));
-            }
+    // P rows of the ghosts, from their owners (in the order of the halo)
+    let mut send = vec![Vec::new(); p];
+    for nb in &m.halo.neighbours {
+        let mut w = Writer::new();
+        let mut lens = Vec::with_capacity(nb.send.len());
+        let mut cols = Vec::new();
+        let mut vals = Vec::new();
+        for &i in &nb.send {
+            let (c, v) = p_o.row(i as usize);
+            lens.push(c.len() as u32);
+            cols.extend(c.iter().map(|&j| gid_of(j)));
+            vals.extend_from_slice(v);
         }
-        let ap = merge(ap);
-        for &(c1, pv) in &p_rows[i] {
-            let e = contrib.entry(c1).or_default();
-            for &(c2, y) in &ap {
-                e.push((c2, pv * y));
-            }
+        w.u32s(&lens).u64s(&cols).f64s(&vals);
+        send[nb.rank] = w.finish();
+    }
+    let got = comm.alltoallv(send);
+    let mut pg: Vec<(Vec<u64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); g];
+    for nb in &m.halo.neighbours {
+        if nb.recv.is_empty() {
+            continue;
+        }
+        let mut r = Reader::new(&got[nb.rank]);
+        let (lens, cols, vals) = (r.u32s(), r.u64s(), r.f64s());
+        assert_eq!(lens.len(), nb.recv.len(), "P rows from rank {}", nb.rank);
+        let mut at = 0;
+        for (&l, &i) in lens.iter().zip(&nb.recv) {
+            let l = l as usize;
+            pg[i as usize - n] = (cols[at..at + l].to_vec(), vals[at..at + l].to_vec());
+            at += l;
         }
     }
-    // to the owners of the coarse rows, in increasing coarse id
-    let mut keys: Vec<u64> = contrib.keys().copied().collect();
-    keys.sort_unstable();
-    let mut out: Vec<Vec<GlobalRow>> = vec![Vec::new(); p];
-    for k in keys {
-        let o = owner_in(&off, k);
-        out[o].push((k, contrib.remove(&k).expect("key")));
-    }
-    let got = comm.alltoallv(out.iter().map(|r| encode_rows(r)).collect());
-    let mut rows: Vec<Vec<(u64, f64)>> = vec![Vec::new(); nagg];
-    for b in &got {
-        for (g, r) in decode_rows(b) {
-            rows[(g - base) as usize].extend(r);
-        }
-    }
-    let coarse_rows: Vec<GlobalRow> = rows
-        .into_iter()
-        .enumerate()
-        .map(|(l, r)| (base + l as u64, merge(r)))
+    drop(got);
+    // coarse ids the ghost rows of P reach beyond P's own columns
+    let lo_c = base_c;
+    let hi_c = base_c + nagg as u64;
+    let mut more: Vec<(u32, u64)> = pg
+        .iter()
+        .flat_map(|r| r.0.iter().copied())
+        .filter(|&c| (c < lo_c || c >= hi_c) && !cidx.contains_key(&c))
+        .map(|c| (owner_in(&off_c, c) as u32, c))
         .collect();
-    Coarsened {
-        coarse_rows,
-        coarse_b: norms,
-        p_rows,
-        coarse_off: off,
-        inv_diag,
-        rho,
+    more.sort_unstable();
+    more.dedup();
+    for (k, &(_, c)) in more.iter().enumerate() {
+        cidx.insert(c, (ncp + k) as u32);
     }
+    let nce = ncp + more.len();
+    let local_c = |c: u64| -> u32 {
+        if c >= lo_c && c < hi_c {
+            (c - lo_c) as u32
+        } else {
+            cidx[&c]
+        }
+    };
+    // [P_o ; P_g], then P_o^T A [P_o ; P_g]: this rank's coarse rows and
+    // its share of the rows of P's ghost columns
+    let mut rp = p_o.rowptr().to_vec();
+    let mut col = p_o.cols().to_vec();
+    let mut val = p_o.vals().to_vec();
+    for (c, v) in &pg {
+        col.extend(c.iter().map(|&x| local_c(x)));
+        val.extend_from_slice(v);
+        rp.push(col.len());
+    }
+    drop(pg);
+    let p_ext = Csr::new(n + g, nce, rp, col, val);
+    let (c_mat, r) = threads.run(|e| {
+        let r = p_o.transpose();
+        let ap = m.a.matmul(e, &p_ext);
+        (r.matmul(e, &ap), r)
+    });
+    drop(p_ext);
+    let gid_ext = |c: u32| -> u64 {
+        let c = c as usize;
+        if c < nagg {
+            base_c + c as u64
+        } else if c < ncp {
+            pcols[c - nagg].1
+        } else {
+            more[c - ncp].1
+        }
+    };
+    // the shares of other ranks' coarse rows, to their owners
+    let mut out: Vec<Writer> = (0..p).map(|_| Writer::new()).collect();
+    let mut outs: Vec<(Vec<u64>, Vec<u32>, Vec<u64>, Vec<f64>)> =
+        (0..p).map(|_| Default::default()).collect();
+    for k in nagg..ncp {
+        let (c, v) = c_mat.row(k);
+        let o = &mut outs[pcols[k - nagg].0 as usize];
+        o.0.push(pcols[k - nagg].1);
+        o.1.push(c.len() as u32);
+        o.2.extend(c.iter().map(|&j| gid_ext(j)));
+        o.3.extend_from_slice(v);
+    }
+    for (w, o) in out.iter_mut().zip(&outs) {
+        if !o.0.is_empty() {
+            w.u64s(&o.0).u32s(&o.1).u64s(&o.2).f64s(&o.3);
+        }
+    }
+    drop(outs);
+    let got = comm.alltoallv(out.into_iter().map(|w| w.finish()).collect());
+    // this rank's coarse rows: its own share, then the others' in rank
+    // order, summed in that order
+    let mut rows: Vec<Vec<(u64, f64)>> = (0..nagg)
+        .map(|k| {
+            let (c, v) = c_mat.row(k);
+            c.iter()
+                .map(|&j| gid_ext(j))
+                .zip(v.iter().copied())
+                .collect()
+        })
+        .collect();
+    drop(c_mat);
+    for buf in got.iter().filter(|b| !b.is_empty()) {
+        let mut rd = Reader::new(buf);
+        let (ids, lens, cols, vals) = (rd.u64s(), rd.u32s(), rd.u64s(), rd.f64s());
+        let mut at = 0;
+        for (&id, &l) in ids.iter().zip(&lens) {
+            let l = l as usize;
+            let row = &mut rows[(id - lo_c) as usize];
+            row.extend(
+                cols[at..at + l]
+                    .iter()
+                    .copied()
+                    .zip(vals[at..at + l].iter().copied()),
+            );
+            at += l;
+        }
+    }
+    let rows: Vec<(Vec<u64>, Vec<f64>)> = rows
+        .into_iter()
+        .map(|mut r| {
+            r.sort_by_key(|e| e.0);
+            let mut c: Vec<u64> = Vec::with_capacity(r.len());
+            let mut v: Vec<f64> = Vec::with_capacity(r.len());
+            for (j, x) in r {
+                if c.last() == Some(&j) {
+                    *v.last_mut().expect("a value") += x;
+                } else {
+                    c.push(j);
+                    v.push(x);
+                }
+            }
+            (c, v)
+        })
+        .collect();
+    let coarse = from_global_rows(comm, &rows, off_c, norms);
+    // P's own halo: the coarse values of its ghost columns come from their
+    // owners (prolongation); their restricted shares go back (restriction)
+    let p_gid: Vec<u64> = pcols.iter().map(|c| c.1).collect();
+    let p_owner: Vec<u32> = pcols.iter().map(|c| c.0).collect();
+    let p_halo = range_halo(comm, base_c, nagg, &p_gid, &p_owner);
+    let (s0, steps) = host::smoother_coefficients(s, rho);
+    let (a32, p32, r32) = threads.run(|e| {
+        (
+            to_f32(e, m.a.vals()),
+            to_f32(e, p_o.vals()),
+            to_f32(e, r.vals()),
+        )
+    });
+    let level = DistLevel {
+        a: m.a,
+        a32,
+        inv_diag,
+        halo: m.halo,
+        p: p_o,
+        p32,
+        r,
+        r32,
+        p_halo,
+        nc: nagg,
+        s0,
+        steps,
+        index,
+    };
+    Ok(Coarsened::Level(Box::new(level), coarse))
+}
+
+/// One hand-over at stride `s` (collective): rank `r + s` (`r` a multiple
+/// of `2 s`) sends its rows to `r`, which appends them after its own.
+/// Returns the merged level (empty on the senders and the idle ranks) and
+/// this rank's step, if any.
+fn hand_over(comm: &dyn Comm, m: LevelMatrix, s: usize) -> (LevelMatrix, Option<Step>, usize) {
+    let (me, p) = (comm.rank(), comm.size());
+    let sender = me % (2 * s) == s;
+    let receiver = me % (2 * s) == 0 && me + s < p;
+    let mut send = vec![Vec::new(); p];
+    let mut mine = global_rows(&m, me);
+    let mut b = m.b;
+    if sender {
+        let mut w = Writer::new();
+        let lens: Vec<u32> = mine.iter().map(|r| r.0.len() as u32).collect();
+        w.u32s(&lens)
+            .u64s(
+                &mine
+                    .iter()
+                    .flat_map(|r| r.0.iter().copied())
+                    .collect::<Vec<_>>(),
+            )
+            .f64s(
+                &mine
+                    .iter()
+                    .flat_map(|r| r.1.iter().copied())
+                    .collect::<Vec<_>>(),
+            )
+            .f64s(&b);
+        send[me - s] = w.finish();
+    }
+    let got = comm.alltoallv(send);
+    let mut step = None;
+    let mut handed = 0;
+    if sender {
+        step = Some(Step::Send {
+            to: me - s,
+            len: mine.len(),
+        });
+        handed = mine.len();
+        mine.clear();
+        b.clear();
+    } else if receiver {
+        let mut r = Reader::new(&got[me + s]);
+        let (lens, cols, vals, bb) = (r.u32s(), r.u64s(), r.f64s(), r.f64s());
+        let mut at = 0;
+        for &l in &lens {
+            let l = l as usize;
+            mine.push((cols[at..at + l].to_vec(), vals[at..at + l].to_vec()));
+            at += l;
+        }
+        b.extend_from_slice(&bb);
+        step = Some(Step::Recv {
+            from: me + s,
+            len: lens.len(),
+        });
+    }
+    let off = offsets(comm, mine.len());
+    (from_global_rows(comm, &mine, off, b), step, handed)
 }
 
 impl DistHierarchy {
-    /// Builds the hierarchy of `a` (collective) with near-null-space `b`
-    /// (owned rows, in `a`'s row order).
+    /// Builds the hierarchy of the distributed fine level `fine`
+    /// (collective): distributed levels while several ranks hold rows, then
+    /// the engine's hierarchy on the one rank left.
     pub fn new(
         comm: &dyn Comm,
-        a: DistMatrix,
-        b: Vec<f64>,
+        threads: &Threads,
+        fine: LevelMatrix,
         settings: &AmgSettings,
         dist: &DistAmgSettings,
     ) -> Result<Self, SolveError> {
-        let mut levels = Vec::new();
-        let mut a = a;
-        let mut bvec = b;
-        let mut sizes = vec![a.global_rows];
-        let mut nnz = vec![comm::sum_usize(comm, a.a.nnz())];
+        let (me, p) = (comm.rank(), comm.size());
+        let mut steps = Vec::new();
+        let mut levels: Vec<LevelInfo> = Vec::new();
+        let mut m = fine;
+        let mut stride = 1usize;
+        let active_ranks = |s: usize| p.div_ceil(s);
+        let mut stalled = false;
+        let mut handed = 0usize;
         loop {
-            let n = a.global_rows;
-            if n <= dist.gather_below.max(1) || levels.len() >= dist.max_dist_levels {
+            let rows = m.global_rows();
+            let finish =
+                stalled || rows <= settings.max_coarse || levels.len() + 1 >= settings.max_levels;
+            while active_ranks(stride) > 1
+                && (finish || rows < dist.agglomerate_below.max(1) * active_ranks(stride))
+            {
+                let (merged, step, h) = hand_over(comm, m, stride);
+                m = merged;
+                handed += h;
+                steps.extend(step);
+                stride *= 2;
+            }
+            if active_ranks(stride) == 1 {
                 break;
             }
-            let c = coarsen(comm, &a, &bvec, settings);
-            let nc = *c.coarse_off.last().expect("offsets") as usize;
-            if nc == 0 || nc as f64 > 0.9 * n as f64 {
-                break;
-            }
-            let off = c.coarse_off.clone();
-            let (ac, order) = DistMatrix::from_rows(comm, c.coarse_rows, nc, |g| owner_in(&off, g));
-            let base = off[comm.rank()];
-            // P's columns: the coarse level's owned rows (its order), then
-            // P's own ghosts
-            let mut pos = vec![0u32; order.len()];
-            for (new, &old) in order.iter().enumerate() {
-                pos[old as usize] = new as u32;
-            }
-            let nco = ac.n_owned();
-            let mut ghosts: Vec<(u32, u64)> = c
-                .p_rows
-                .iter()
-                .flatten()
-                .map(|e| e.0)
-                .filter(|&g| g < base || g >= base + nco as u64)
-                .map(|g| (owner_in(&off, g) as u32, g))
-                .collect();
-            ghosts.sort_unstable();
-            ghosts.dedup();
-            let gidx: IdMap<u64, u32> = ghosts
-                .iter()
-                .enumerate()
-                .map(|(k, &(_, g))| (g, (nco + k) as u32))
-                .collect();
-            let mut rp = vec![0usize];
-            let (mut col, mut val) = (Vec::new(), Vec::new());
-            for r in &c.p_rows {
-                for &(g, v) in r {
-                    col.push(if g >= base && g < base + nco as u64 {
-                        pos[(g - base) as usize]
-                    } else {
-                        gidx[&g]
-                    });
-                    val.push(v);
-                }
-                rp.push(col.len());
-            }
-            let pm = Csr::new(a.n_owned(), nco + ghosts.len(), rp, col, val);
-            let gg: Vec<u64> = ghosts.iter().map(|g| g.1).collect();
-            let go: Vec<u32> = ghosts.iter().map(|g| g.0).collect();
-            let p_halo = build_halo(comm, &ac.gid, nco, &gg, &go);
-            let (s0, steps) = host::smoother_coefficients(settings, c.rho);
-            let next_b: Vec<f64> = order.iter().map(|&o| c.coarse_b[o as usize]).collect();
-            levels.push(Level {
-                a,
-                inv_diag: c.inv_diag,
-                p: pm,
-                p_halo,
-                s0,
-                steps,
+            // the level's figures, then its coarsening
+            let mut f = [m.a.nnz() as f64, m.halo.send_volume() as f64, handed as f64];
+            comm.allreduce_sum(&mut f);
+            let max_rows = comm::max_f64(comm, m.n() as f64) as usize;
+            levels.push(LevelInfo {
+                rows,
+                nnz: f[0] as usize,
+                ranks: active_ranks(stride),
+                max_rows,
+                halo_values: f[1] as usize,
+                handed_rows: f[2] as usize,
             });
-            sizes.push(nc);
-            nnz.push(comm::sum_usize(comm, ac.a.nnz()));
-            a = ac;
-            bvec = next_b;
-        }
-        // gather the last level onto rank 0
-        let rows: Vec<GlobalRow> = (0..a.n_owned())
-            .map(|i| {
-                let (c, v) = a.a.row(i);
-                let r = c
-                    .iter()
-                    .zip(v)
-                    .map(|(&j, &x)| {
-                        let j = j as usize;
-                        let g = if j < a.n_owned() {
-                            a.gid[j]
-                        } else {
-                            a.ghost_gid[j - a.n_owned()]
-                        };
-                        (g, x)
-                    })
-                    .collect();
-                (a.gid[i], r)
-            })
-            .collect();
-        let mut w = Writer::new();
-        w.f64s(&bvec);
-        let mut payload = encode_rows(&rows);
-        let bbytes = w.finish();
-        payload.extend_from_slice(&(bbytes.len() as u64).to_le_bytes());
-        payload.extend_from_slice(&bbytes);
-        let got = comm::gather(comm, 0, payload);
-        let nrows = a.global_rows;
-        let mut err = None;
-        let mut host_h = None;
-        let mut host_complexity = 1.0;
-        let mut host_sizes = Vec::new();
-        let mut ids: Vec<Vec<u64>> = Vec::new();
-        if let Some(got) = got {
-            // rows, then the B values of the same rows, of every rank
-            let mut all: Vec<(Vec<GlobalRow>, Vec<f64>)> = Vec::with_capacity(got.len());
-            for buf in got {
-                let rows = decode_rows(&buf);
-                let tail = &buf[encode_rows(&rows).len()..];
-                let (len_b, rest) = tail.split_at(8);
-                let len = u64::from_le_bytes(len_b.try_into().expect("8")) as usize;
-                all.push((rows, Reader::new(&rest[..len]).f64s()));
-            }
-            // ids need not be 0..nrows (the finest level's are node ids):
-            // number them compactly in increasing id
-            let mut sorted: Vec<u64> = all.iter().flat_map(|a| a.0.iter().map(|r| r.0)).collect();
-            sorted.sort_unstable();
-            assert_eq!(sorted.len(), nrows);
-            let index: IdMap<u64, u64> = sorted
-                .iter()
-                .enumerate()
-                .map(|(k, &g)| (g, k as u64))
-                .collect();
-            let mut grows: Vec<Vec<(u64, f64)>> = vec![Vec::new(); nrows];
-            let mut gb = vec![0.0; nrows];
-            for (rows, bv) in all {
-                ids.push(rows.iter().map(|r| index[&r.0]).collect());
-                for ((g, r), bi) in rows.into_iter().zip(bv) {
-                    let k = index[&g] as usize;
-                    gb[k] = bi;
-                    grows[k] = r.into_iter().map(|(j, v)| (index[&j], v)).collect();
+            handed = 0;
+            let index = levels.len() - 1;
+            match coarsen(comm, threads, m, settings, index)? {
+                Coarsened::Level(level, coarse) => {
+                    if me % stride == 0 {
+                        steps.push(Step::Level(level));
+                    }
+                    m = coarse;
+                }
+                Coarsened::Stalled(back) => {
+                    levels.pop();
+                    stalled = true;
+                    m = back;
                 }
             }
-            let mut rp = vec![0usize];
-            let (mut col, mut val) = (Vec::new(), Vec::new());
-            for r in &grows {
-                for &(j, v) in r {
-                    col.push(j as u32);
-                    val.push(v);
-                }
-                rp.push(col.len());
-            }
-            let csr = Csr::new(nrows, nrows, rp, col, val);
-            match Hierarchy::new(Exec::Serial, csr, gb, settings) {
-                Ok(h) => {
-                    host_complexity = h.operator_complexity();
-                    host_sizes = h.sizes();
-                    host_h = Some(h);
-                }
-                Err(e) => err = Some(e),
-            }
         }
-        if let Err(msg) = comm::agree(comm, err.as_ref().map(|e| e.to_string())) {
-            return Err(err.unwrap_or(SolveError::Factorization {
-                method: "AMG setup on rank 0",
-                message: msg,
-            }));
-        }
-        // sizes and complexity of the host levels, known on rank 0
+        let distributed = levels.len();
+        let handed = comm::sum_usize(comm, handed);
+        // the engine's hierarchy on rank 0 for the rest
+        let mut tail_err = None;
         let mut info = Writer::new();
-        info.f64(host_complexity);
-        info.u64s(&host_sizes.iter().map(|&s| s as u64).collect::<Vec<_>>());
-        let mut buf = if comm.rank() == 0 {
-            info.finish()
-        } else {
-            Vec::new()
-        };
+        if me == 0 {
+            let mut s = *settings;
+            s.max_levels = settings.max_levels.saturating_sub(distributed).max(1);
+            let a = std::mem::take(&mut m.a);
+            assert_eq!(a.nrows(), a.ncols(), "one rank holds every column");
+            let b = std::mem::take(&mut m.b);
+            match threads.run(|e| Hierarchy::new(e, a, b, &s)) {
+                Ok(h) => {
+                    let sizes = h.sizes();
+                    let nnz: Vec<u64> = h.level_nnz().iter().map(|&v| v as u64).collect();
+                    info.u64s(&sizes.iter().map(|&v| v as u64).collect::<Vec<_>>())
+                        .u64s(&nnz);
+                    steps.push(Step::Tail(Box::new(h)));
+                }
+                Err(e) => tail_err = Some(e),
+            }
+        }
+        agree_err(comm, tail_err, "AMG setup of the last rank")?;
+        let mut buf = info.finish();
         comm.broadcast(0, &mut buf);
         let mut r = Reader::new(&buf);
-        let host_complexity = r.f64();
-        let host_sizes = r.u64s();
-        let fine = nnz[0] as f64;
-        let dist_nnz: usize = nnz[..nnz.len() - 1].iter().sum();
-        let last = *nnz.last().expect("a level") as f64;
-        let operator_complexity = (dist_nnz as f64 + last * host_complexity) / fine;
-        sizes.extend(host_sizes.iter().skip(1).map(|&s| s as usize));
+        let (sizes, nnz) = (r.u64s(), r.u64s());
+        for (k, (&rows, &z)) in sizes.iter().zip(&nnz).enumerate() {
+            levels.push(LevelInfo {
+                rows: rows as usize,
+                nnz: z as usize,
+                ranks: 1,
+                max_rows: rows as usize,
+                halo_values: 0,
+                handed_rows: if k == 0 { handed } else { 0 },
+            });
+        }
         Ok(Self {
-            levels,
-            gathered: Gathered {
-                ids,
-                host: host_h,
-                rows: nrows,
-                n_owned: a.n_owned(),
-            },
+            steps,
             settings: *settings,
-            sizes,
-            operator_complexity,
+            levels,
+            distributed,
         })
     }
 
-    /// Distributed levels (the gathered host levels not counted).
-    pub fn distributed_levels(&self) -> usize {
+    /// Levels in all (the engine's coarsest included).
+    pub fn levels(&self) -> usize {
         self.levels.len()
     }
 
-    /// Levels in all.
-    pub fn levels(&self) -> usize {
-        self.sizes.len()
+    /// Rows of every level, finest first.
+    pub fn sizes(&self) -> Vec<usize> {
+        self.levels.iter().map(|l| l.rows).collect()
     }
 
-    fn gathered_solve(&self, comm: &dyn Comm, b: &[f64], x: &mut [f64]) {
-        let g = &self.gathered;
-        let mut w = Writer::new();
-        w.f64s(b);
-        let got = comm::gather(comm, 0, w.finish());
-        let parts = got.map(|got| {
-            let h = g.host.as_ref().expect("rank 0 holds the host hierarchy");
-            let mut full = vec![0.0; g.rows];
-            for (q, buf) in got.iter().enumerate() {
-                let v = Reader::new(buf).f64s();
-                for (k, &gid) in g.ids[q].iter().enumerate() {
-                    full[gid as usize] = v[k];
+    /// Stored entries of all levels over those of the finest.
+    pub fn operator_complexity(&self) -> f64 {
+        let fine = self.levels.first().map_or(0, |l| l.nnz);
+        if fine == 0 {
+            return 1.0;
+        }
+        self.levels.iter().map(|l| l.nnz).sum::<usize>() as f64 / fine as f64
+    }
+
+    /// Work vectors of a V-cycle on this rank.
+    pub fn work(&self) -> CycleState {
+        let steps = self
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Level(l) => {
+                    let (n, cols, nc) = (l.a.nrows(), l.a.ncols(), l.p.ncols());
+                    StepWork {
+                        s: SweepWork::new(n, cols),
+                        x: vec![0.0; cols],
+                        bc: vec![0.0; nc],
+                        xc: vec![0.0; nc],
+                        ..Default::default()
+                    }
                 }
-            }
-            let z = h.precondition(Exec::Serial, &full);
-            g.ids
-                .iter()
-                .map(|l| {
-                    let mut w = Writer::new();
-                    w.f64s(&l.iter().map(|&gid| z[gid as usize]).collect::<Vec<_>>());
-                    w.finish()
-                })
-                .collect()
-        });
-        let mine = comm::scatter(comm, 0, parts);
-        x.copy_from_slice(&Reader::new(&mine).f64s());
+                _ => StepWork::default(),
+            })
+            .collect();
+        CycleState {
+            steps,
+            exchange_seconds: vec![0.0; self.levels.len()],
+            exchanges: vec![0; self.levels.len()],
+        }
     }
 
     /// `x = M^-1 b`: one V-cycle with a zero initial guess (collective;
-    /// `b` and `x` on the finest level's owned rows).
-    pub fn precondition(&self, comm: &dyn Comm, b: &[f64], x: &mut [f64]) {
-        self.vcycle(comm, 0, b, x);
+    /// `b` and `x` on the finest level's rows of this rank).
+    pub fn precondition(
+        &self,
+        comm: &dyn Comm,
+        threads: &Threads,
+        b: &[f64],
+        x: &mut [f64],
+        w: &mut CycleState,
+    ) {
+        let CycleState {
+            steps,
+            exchange_seconds,
+            exchanges,
+        } = w;
+        let mut t = Timing {
+            seconds: exchange_seconds,
+            count: exchanges,
+        };
+        self.vcycle(comm, threads, 0, b, x, steps, &mut t);
     }
 
-    fn vcycle(&self, comm: &dyn Comm, l: usize, b: &[f64], x: &mut [f64]) {
-        if l == self.levels.len() {
-            assert_eq!(b.len(), self.gathered.n_owned);
-            self.gathered_solve(comm, b, x);
-            return;
-        }
-        let lev = &self.levels[l];
-        let n = lev.a.n_owned();
-        let (pre, post) = (self.settings.pre_sweeps, self.settings.post_sweeps);
-        let mut xc = vec![0.0; lev.a.n_cols()];
-        let mut r = b.to_vec();
-        for k in 0..pre {
-            let start = if k == 0 { Start::Zero } else { Start::Residual };
-            sweep(comm, lev, b, &mut xc, &mut r, start, true);
-        }
-        // restriction: b_c = P^T r
-        let ncols = lev.p.ncols();
-        let mut bc = vec![0.0; ncols];
-        for i in 0..n {
-            let (c, v) = lev.p.row(i);
-            for (&j, &pv) in c.iter().zip(v) {
-                bc[j as usize] += pv * r[i];
+    #[allow(clippy::too_many_arguments)]
+    fn vcycle(
+        &self,
+        comm: &dyn Comm,
+        threads: &Threads,
+        i: usize,
+        b: &[f64],
+        x: &mut [f64],
+        w: &mut [StepWork],
+        t: &mut Timing<'_>,
+    ) {
+        let (here, below) = w.split_at_mut(1);
+        let wk = &mut here[0];
+        match &self.steps[i] {
+            Step::Level(lev) => {
+                let n = lev.a.nrows();
+                let (pre, post) = (self.settings.pre_sweeps, self.settings.post_sweeps);
+                for k in 0..pre {
+                    let start = if k == 0 {
+                        SweepStart::Zero
+                    } else {
+                        SweepStart::Residual
+                    };
+                    dist_sweep(comm, threads, lev, b, &mut wk.x, &mut wk.s, start, true, t);
+                }
+                if pre == 0 {
+                    wk.x.fill(0.0);
+                    wk.s.r.copy_from_slice(b);
+                }
+                let nc = lev.nc;
+                let (r, bc) = (&wk.s.r, &mut wk.bc);
+                threads.run(|e| lev.r.spmv_with(e, &lev.r32, r, bc));
+                t.time(lev.index, || lev.p_halo.reverse_add(comm, &mut wk.bc));
+                self.vcycle(
+                    comm,
+                    threads,
+                    i + 1,
+                    &wk.bc[..nc],
+                    &mut wk.xc[..nc],
+                    below,
+                    t,
+                );
+                t.time(lev.index, || {
+                    lev.p_halo.exchange(comm, &mut wk.xc, &mut |_| {})
+                });
+                let (xc, xf) = (&wk.xc, &mut wk.x[..n]);
+                threads.run(|e| lev.p.spmv_add_with(e, &lev.p32, xc, xf));
+                for k in 0..post {
+                    let start = if k == 0 {
+                        SweepStart::Compute
+                    } else {
+                        SweepStart::Residual
+                    };
+                    let keep = k + 1 < post;
+                    dist_sweep(comm, threads, lev, b, &mut wk.x, &mut wk.s, start, keep, t);
+                }
+                x.copy_from_slice(&wk.x[..n]);
+            }
+            Step::Send { to, len } => {
+                assert_eq!(b.len(), *len);
+                if *len > 0 {
+                    comm.exchange(&[(*to, b)], &mut [], &mut || {});
+                    comm.exchange(&[], &mut [(*to, x)], &mut || {});
+                }
+            }
+            Step::Recv { from, len } => {
+                let n = b.len();
+                wk.bc.clear();
+                wk.bc.extend_from_slice(b);
+                wk.bc.resize(n + len, 0.0);
+                if *len > 0 {
+                    comm.exchange(&[], &mut [(*from, &mut wk.bc[n..])], &mut || {});
+                }
+                wk.xc.resize(n + len, 0.0);
+                self.vcycle(comm, threads, i + 1, &wk.bc, &mut wk.xc, below, t);
+                x.copy_from_slice(&wk.xc[..n]);
+                if *len > 0 {
+                    comm.exchange(&[(*from, &wk.xc[n..])], &mut [], &mut || {});
+                }
+            }
+            Step::Tail(h) => {
+                let cw = &mut wk.cycle;
+                threads.run(|e| h.apply_with(e, b, x, cw));
             }
         }
-        lev.p_halo.reverse_add(comm, &mut bc);
-        let nco = if l + 1 < self.levels.len() {
-            self.levels[l + 1].a.n_owned()
-        } else {
-            self.gathered.n_owned
-        };
-        let mut xcoarse = vec![0.0; ncols];
-        self.vcycle(comm, l + 1, &bc[..nco], &mut xcoarse[..nco]);
-        lev.p_halo.exchange(comm, &mut xcoarse, &mut |_| {});
-        for i in 0..n {
-            xc[i] += row_dot(&lev.p, i, &xcoarse);
-        }
-        for k in 0..post {
-            let start = if k == 0 {
-                Start::Compute
-            } else {
-                Start::Residual
-            };
-            sweep(comm, lev, b, &mut xc, &mut r, start, k + 1 < post);
-        }
-        x.copy_from_slice(&xc[..n]);
     }
 }
 
-/// How a smoothing sweep starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Start {
-    Zero,
-    Residual,
-    Compute,
+/// The time spent in each level's halo exchanges.
+struct Timing<'a> {
+    seconds: &'a mut [f64],
+    count: &'a mut [u64],
 }
 
-/// One sweep of the polynomial smoother (the engine's): `d = s0 D^-1 r`,
-/// per step `x += d`, `r -= A d`, `d = c1 d + c2 D^-1 r`, last `x += d`
-/// and, with `keep_r`, `r -= A d`. `x` in column space.
-fn sweep(
+impl Timing<'_> {
+    /// Runs the exchange `f` of level `l`, timed.
+    fn time(&mut self, l: usize, f: impl FnOnce()) {
+        let t0 = Instant::now();
+        f();
+        self.seconds[l] += t0.elapsed().as_secs_f64();
+        self.count[l] += 1;
+    }
+}
+
+/// One sweep of the engine's smoother on a distributed level: its passes
+/// on the rank's threads, a halo exchange before each product.
+#[allow(clippy::too_many_arguments)]
+fn dist_sweep(
     comm: &dyn Comm,
-    lev: &Level,
+    threads: &Threads,
+    lev: &DistLevel,
     b: &[f64],
     x: &mut [f64],
-    r: &mut [f64],
-    start: Start,
+    wk: &mut SweepWork,
+    start: SweepStart,
     keep_r: bool,
+    t: &mut Timing<'_>,
 ) {
-    let a = &lev.a;
-    let n = a.n_owned();
-    let dinv = &lev.inv_diag;
-    let mut d = vec![0.0; a.n_cols()];
-    let mut q = vec![0.0; n];
-    match start {
-        Start::Zero => {
-            for i in 0..n {
-                x[i] = 0.0;
-                r[i] = b[i];
-                d[i] = lev.s0 * dinv[i] * b[i];
-            }
-        }
-        Start::Residual => {
-            for i in 0..n {
-                d[i] = lev.s0 * dinv[i] * r[i];
-            }
-        }
-        Start::Compute => {
-            a.spmv(comm, x, &mut q);
-            for i in 0..n {
-                r[i] = b[i] - q[i];
-                d[i] = lev.s0 * dinv[i] * r[i];
-            }
-        }
+    let sm = lev.smoother();
+    let mut fill = |v: &mut [f64]| t.time(lev.index, || lev.halo.exchange(comm, v, &mut |_| {}));
+    if start == SweepStart::Compute {
+        fill(x);
     }
+    threads.run(|e| host::sweep_start(e, &sm, b, x, wk, start));
     for &(c1, c2) in &lev.steps {
-        a.spmv(comm, &mut d, &mut q);
-        for i in 0..n {
-            x[i] += d[i];
-            r[i] -= q[i];
-            d[i] = c1 * d[i] + c2 * dinv[i] * r[i];
-        }
+        fill(&mut wk.d);
+        threads.run(|e| host::sweep_step(e, &sm, x, wk, c1, c2));
     }
     if keep_r {
-        a.spmv(comm, &mut d, &mut q);
-        for i in 0..n {
-            r[i] -= q[i];
-        }
+        fill(&mut wk.d);
     }
-    for i in 0..n {
-        x[i] += d[i];
-    }
+    threads.run(|e| host::sweep_finish(e, &sm, x, wk, keep_r));
 }
 
-/// CG preconditioned by the distributed V-cycle on the equilibrated
-/// system, stopped by the convergence rule every solver shares
-/// ([`quadflow_systems::solver::Convergence`]: the true residual
-/// `||b - A x|| / ||b||` at most `rtol`). Returns `x` on the owned rows and
-/// the stats the rule fills.
-pub fn amg_pcg(
-    comm: &dyn Comm,
-    h: &DistHierarchy,
-    a: &DistMatrix,
-    b: &[f64],
-    b_norm: f64,
-    settings: &CgSettings,
-) -> Result<(Vec<f64>, SolveStats), SolveError> {
-    let m = a.n_owned();
-    let mut x = vec![0.0; m];
-    let mut stats = SolveStats::default();
-    if b_norm == 0.0 {
-        stats.converged = true;
-        return Ok((x, stats));
-    }
-    let mut rule = Convergence::new(settings.rtol);
-    let rel = |rr: f64| rr.sqrt() / b_norm;
-    let norm2 = |r: &[f64]| {
-        let mut s = [r.iter().map(|v| v * v).sum::<f64>()];
-        comm.allreduce_sum(&mut s);
-        s[0]
-    };
-    let mut r = b.to_vec();
-    let mut z = vec![0.0; m];
-    let mut p = vec![0.0; a.n_cols()];
-    let mut q = vec![0.0; m];
-    let mut rr = norm2(&r);
-    h.precondition(comm, &r, &mut z);
-    p[..m].copy_from_slice(&z);
-    let mut rz = dot(comm, &r, &z);
-    let mut it = 0;
-    let verdict = loop {
-        if rel(rr) < rule.target() {
-            // the true residual b - A x replaces the recurrence's
-            let mut xc = vec![0.0; a.n_cols()];
-            xc[..m].copy_from_slice(&x);
-            a.spmv(comm, &mut xc, &mut q);
-            for i in 0..m {
-                r[i] = b[i] - q[i];
-            }
-            rr = norm2(&r);
-            match rule.judge(it, rel(rr)) {
-                Verdict::Replace => {}
-                v => break Some(v),
-            }
-            h.precondition(comm, &r, &mut z);
-            rz = dot(comm, &r, &z);
-            p[..m].copy_from_slice(&z);
-            continue;
-        }
-        if it >= settings.max_iter {
-            break None;
-        }
-        a.spmv(comm, &mut p, &mut q);
-        let pq = dot(comm, &p[..m], &q);
-        if pq.is_nan() || pq <= 0.0 {
-            return Err(SolveError::Breakdown {
-                iteration: it,
-                pap: pq,
-            });
-        }
-        let alpha = rz / pq;
-        for i in 0..m {
-            x[i] += alpha * p[i];
-            r[i] -= alpha * q[i];
-        }
-        rr = norm2(&r);
-        it += 1;
-        if rel(rr) < rule.target() {
-            continue;
-        }
-        h.precondition(comm, &r, &mut z);
-        let rz_new = dot(comm, &r, &z);
-        let beta = rz_new / rz;
-        rz = rz_new;
-        for i in 0..m {
-            p[i] = z[i] + beta * p[i];
-        }
-    };
-    stats.iterations = it;
-    rule.finish(&mut stats, verdict, rel(rr));
-    Ok((x, stats))
+/// Work vectors of one step.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StepWork {
+    s: SweepWork,
+    /// The correction on the level's columns.
+    x: Vec<f64>,
+    /// The coarse right-hand side (or, at a hand-over, the merged one).
+    bc: Vec<f64>,
+    /// The coarse correction.
+    xc: Vec<f64>,
+    cycle: CycleWork,
 }
 
-/// The distributed AMG-CG solve: equilibrate (as Jacobi-CG does), build
-/// the hierarchy, CG with the V-cycle, unscale, true residual.
-pub fn solve_amg_cg(
-    comm: &dyn Comm,
-    part: &Part,
-    sys: &LocalSystem,
-    cg: &CgSettings,
-    amg: &AmgSettings,
-    dist: &DistAmgSettings,
-) -> Result<DistSolution, SolveError> {
-    let t0 = Instant::now();
-    let eq = EquilibratedDist::new(comm, part, sys)?;
-    let nn: Vec<f64> = eq
-        .node_of_row
-        .iter()
-        .map(|&i| 1.0 / eq.d[i as usize])
-        .collect();
-    let h = DistHierarchy::new(comm, eq.a.clone(), nn, amg, dist)?;
-    let setup = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    let (x, out) = amg_pcg(comm, &h, &eq.a, &eq.b, eq.b_norm, cg)?;
-    let u = eq.unscale(&x);
-    let r = residuals(comm, part, sys, &u);
-    let stats = SolveStats {
-        setup_seconds: setup,
-        solve_seconds: t1.elapsed().as_secs_f64(),
-        decoupled_rows: eq.decoupled,
-        cg_rows: eq.a.global_rows,
-        cg_stored: comm::sum_usize(comm, eq.a.a.nnz()),
-        levels: h.levels(),
-        operator_complexity: h.operator_complexity,
-        ..out
-    };
-    Ok(DistSolution {
-        u,
-        stats,
-        true_residual: r.raw,
-        equilibrated_residual: r.equilibrated,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::assemble::tests::global_system;
-    use crate::cg::gather_u;
-    use crate::comm::ThreadComm;
-    use crate::part::build_parts;
-    use crate::partition::{Method, partition, tests::lattice};
-    use quadflow_systems::pipeline::RunConfig;
-    use std::sync::Arc;
-
-    #[test]
-    fn distributed_amg_cg_converges_like_the_host_one() {
-        let m = lattice(40, 12, true);
-        let mut cfg = RunConfig::default();
-        cfg.solver.cg.rtol = 1e-10;
-        let (k, f) = global_system(&m, cfg.clone());
-        let (us, ss) = host::solve_amg_cg(
-            &k,
-            &f,
-            &cfg.solver.cg,
-            &cfg.solver.amg,
-            Exec::Serial,
-            &mut |_, _| true,
-        )
-        .unwrap();
-        let mut one = 0;
-        for p in [1, 2, 3, 5] {
-            // gather below 100 rows: two or three distributed levels
-            let dist = DistAmgSettings {
-                gather_below: 100,
-                max_dist_levels: 12,
-            };
-            let parts = Arc::new(build_parts(&m, &partition(&m, p, Method::Rcb).unwrap()));
-            let cfg2 = cfg.clone();
-            let out = ThreadComm::run(p, move |c| {
-                let part = &parts[c.rank()];
-                let sys = LocalSystem::assemble_serial(part, cfg2.clone()).unwrap();
-                let sol =
-                    solve_amg_cg(c, part, &sys, &cfg2.solver.cg, &cfg2.solver.amg, &dist).unwrap();
-                (gather_u(c, 0, part, &sol.u), sol.stats, sol.true_residual)
-            });
-            let (u, stats, tr) = &out[0];
-            assert!(stats.converged);
-            assert!(stats.levels >= 3, "{stats:?}");
-            assert!(*tr < 2e-10, "p {p}: true residual {tr:e}");
-            if p == 1 {
-                one = stats.iterations;
-            }
-            assert!(
-                stats.iterations as f64 <= 1.3 * one as f64,
-                "p {p}: {} iterations vs {one} on one rank",
-                stats.iterations
-            );
-            let e = crate::cg::tests::rel_max(u.as_ref().unwrap(), &us);
-            assert!(e < 1e-8, "p {p}: u differs from the host AMG-CG's by {e:e}");
-            eprintln!(
-                "p {p}: {} iterations (host {}), levels {}",
-                stats.iterations, ss.iterations, stats.levels
-            );
-        }
-    }
+/// The work vectors of a rank's V-cycles, and the time its halo exchanges
+/// took per level.
+#[derive(Debug, Clone, Default)]
+pub struct CycleState {
+    steps: Vec<StepWork>,
+    /// Seconds in each level's halo exchanges (this rank).
+    pub exchange_seconds: Vec<f64>,
+    /// Halo exchanges of each level (this rank).
+    pub exchanges: Vec<u64>,
 }

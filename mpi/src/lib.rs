@@ -67,6 +67,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod amg;
+pub mod amg_solve;
 pub mod assemble;
 pub mod backend;
 pub mod cg;
@@ -79,4 +80,5 @@ pub mod kernels;
 pub mod part;
 pub mod partition;
 pub mod study;
+pub mod threads;
 pub mod wire;

@@ -430,7 +430,11 @@ pub fn solve(
         operator_complexity: complexity,
         ..Default::default()
     };
-    rule.finish(&mut stats, verdict, rr_last.sqrt() / b_norm.max(f64::MIN_POSITIVE));
+    rule.finish(
+        &mut stats,
+        verdict,
+        rr_last.sqrt() / b_norm.max(f64::MIN_POSITIVE),
+    );
     Ok((
         GpuSolveOutcome {
             u: u_host,
