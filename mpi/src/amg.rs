@@ -50,8 +50,8 @@
 //! rank's threads ([`Threads`]), the communication on its own thread.
 
 use crate::comm::{self, Comm};
-use crate::dist::{IdMap, offsets, owner_in};
-use crate::part::{Halo, Neighbour};
+use crate::dist::{IdMap, offsets, owner_in, range_halo};
+use crate::part::Halo;
 use crate::threads::Threads;
 use crate::wire::{Reader, Writer};
 use quadflow_systems::amg::{
@@ -59,7 +59,6 @@ use quadflow_systems::amg::{
 };
 use quadflow_systems::exec::to_f32;
 use quadflow_systems::solver::SolveError;
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// No aggregate.
@@ -106,72 +105,6 @@ impl LevelMatrix {
 
     fn global_rows(&self) -> usize {
         *self.offsets.last().unwrap_or(&0) as usize
-    }
-}
-
-/// The halo plan of a rank owning the global ids `lo..lo + n` (local
-/// `0..n`) whose ghosts `ghost_gid` (local `n + k`) are owned by
-/// `ghost_owner`: every rank tells each owner which ids it needs (one
-/// all-to-all); an owner's send list follows the order asked.
-pub fn range_halo(
-    comm: &dyn Comm,
-    lo: u64,
-    n: usize,
-    ghost_gid: &[u64],
-    ghost_owner: &[u32],
-) -> Halo {
-    let p = comm.size();
-    let mut asks: Vec<Vec<u64>> = vec![Vec::new(); p];
-    let mut recv: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
-    for (k, (&id, &o)) in ghost_gid.iter().zip(ghost_owner).enumerate() {
-        asks[o as usize].push(id);
-        recv.entry(o as usize).or_default().push((n + k) as u32);
-    }
-    let got = comm.alltoallv(
-        asks.iter()
-            .map(|a| {
-                let mut w = Writer::new();
-                w.u64s(a);
-                w.finish()
-            })
-            .collect(),
-    );
-    let mut nbrs: BTreeMap<usize, Neighbour> = BTreeMap::new();
-    for (q, buf) in got.iter().enumerate() {
-        let ids = Reader::new(buf).u64s();
-        if ids.is_empty() {
-            continue;
-        }
-        let send = ids
-            .iter()
-            .map(|&g| {
-                assert!(
-                    g >= lo && g < lo + n as u64,
-                    "asked for an id this rank owns"
-                );
-                (g - lo) as u32
-            })
-            .collect();
-        nbrs.insert(
-            q,
-            Neighbour {
-                rank: q,
-                send,
-                recv: Vec::new(),
-            },
-        );
-    }
-    for (q, r) in recv {
-        nbrs.entry(q)
-            .or_insert_with(|| Neighbour {
-                rank: q,
-                send: Vec::new(),
-                recv: Vec::new(),
-            })
-            .recv = r;
-    }
-    Halo {
-        neighbours: nbrs.into_values().collect(),
     }
 }
 

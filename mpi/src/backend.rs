@@ -256,7 +256,10 @@ impl Backend for Mpi {
         match phase {
             // one rank: the local backend's own solve, unchanged (its
             // device-resident path on a gpu), as a run without MPI
-            Phase::Solve if self.one_rank() => self.local.systems(Phase::Solve),
+            Phase::Solve if self.one_rank() => self
+                .local
+                .systems(Phase::Solve)
+                .map(|s| (s, note_nnz.into_configs()).chain().into_configs()),
             Phase::Solve => {
                 // a device local backend's own hand-over: the system to the
                 // host before, u to the device after
@@ -426,9 +429,13 @@ fn solve(world: &mut World) {
     let comm = g.comm();
     // a rank with local = "parallel" computes on the parallel backend's
     // pool, the others on their own thread
-    let threads = world
-        .get_resource::<ParallelRuntime>()
-        .map_or_else(Threads::serial, |rt| Threads::pool(rt.pool.clone()));
+    let threads = match world.get_resource::<ParallelRuntime>() {
+        Some(rt) => Threads::pool(rt.pool.clone()),
+        // a GPU rank's host work (the AMG hierarchy) on its share of the
+        // node's cores
+        None if run.device && settings.method == SolverMethod::AmgCg => Threads::node_share(),
+        None => Threads::serial(),
+    };
     let _span = tracing::info_span!("mpi::solve", method = settings.method.name()).entered();
     let mut report = SolveReport {
         threads: threads.count(),
@@ -448,8 +455,13 @@ fn solve(world: &mut World) {
         }
         SolverMethod::AmgCg => {
             report.path = format!(
-                "AMG-CG: the engine's setup and smoother on each rank's block ({} thread(s) a rank), fewer ranks below {} rows a rank, the engine's hierarchy on the last",
+                "AMG-CG: the engine's setup and smoother on each rank's block ({} thread(s) a rank{}), fewer ranks below {} rows a rank, the engine's hierarchy on the last",
                 threads.count(),
+                if run.device {
+                    ", on the host: the system comes from the device"
+                } else {
+                    ""
+                },
                 run.dist.agglomerate_below
             );
             crate::amg::solve_amg_cg_on(
@@ -586,6 +598,11 @@ impl SolveReport {
             summary,
         }
     }
+}
+
+/// One rank: its matrix is the whole one (the figure the group reports).
+fn note_nnz(run: Res<MpiRun>, sys: Res<LinearSystem>) {
+    run.group.set_owned_nnz(sys.nnz);
 }
 
 fn record(world: &mut World, e: PipelineError) {

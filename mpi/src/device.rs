@@ -696,6 +696,38 @@ mod tests {
         assert_eq!(pick(5, &v).unwrap(), "3");
     }
 
+    /// `kernels/mpi_cg.cu` compiles with NVRTC (where the library is on
+    /// the library path; the skip is logged otherwise) and defines every
+    /// kernel the host launches.
+    #[test]
+    fn the_kernels_compile_with_nvrtc() {
+        // SAFETY: only tries to dlopen the library.
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            let line = "quadflow_mpi::device::tests::the_kernels_compile_with_nvrtc: NVRTC (libnvrtc.so) not on the library path (pip install nvidia-cuda-nvrtc gives one)";
+            eprintln!("SKIPPED {line}");
+            if let Some(log) = std::env::var_os("QUADFLOW_SKIP_LOG") {
+                use std::io::Write;
+                let _ = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+            }
+            return;
+        }
+        let bin = compile::compile(SOURCE, "mpi_cg", "sm_90", &["--std=c++17".to_string()])
+            .expect("kernels/mpi_cg.cu compiles");
+        assert!(bin.starts_with(b"\x7fELF"));
+        for k in NAMES {
+            let name = k.as_bytes();
+            assert!(
+                bin.windows(name.len() + 1)
+                    .any(|w| &w[..name.len()] == name && w[name.len()] == 0),
+                "{k} missing from the CUBIN"
+            );
+        }
+    }
+
     #[test]
     fn the_kernel_source_defines_every_kernel() {
         for n in NAMES {

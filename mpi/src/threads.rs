@@ -40,6 +40,33 @@ impl Threads {
         Self { pool: Some(pool) }
     }
 
+    /// A pool of this rank's share of its node's cores (the cores over
+    /// the ranks the launcher says the node runs: `OMPI_COMM_WORLD_LOCAL_SIZE`,
+    /// `MPI_LOCALNRANKS`, `SLURM_NTASKS_PER_NODE`), for the host work of a
+    /// rank whose local backend keeps no pool of its own (a GPU rank's AMG
+    /// setup and cycle).
+    pub fn node_share() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let local = [
+            "OMPI_COMM_WORLD_LOCAL_SIZE",
+            "MPI_LOCALNRANKS",
+            "SLURM_NTASKS_PER_NODE",
+        ]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.trim().parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+        let t = (cores / local).max(1);
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .thread_name(|i| format!("quadflow-rank-{i}"))
+            .build()
+        {
+            Ok(p) => Self::pool(Arc::new(p)),
+            Err(_) => Self::serial(),
+        }
+    }
+
     /// The pool, if any.
     pub fn thread_pool(&self) -> Option<&Arc<rayon::ThreadPool>> {
         self.pool.as_ref()
