@@ -665,6 +665,7 @@ impl DistHierarchy {
             while active_ranks(stride) > 1
                 && (finish || rows < dist.agglomerate_below.max(1) * active_ranks(stride))
             {
+                let _s = tracing::info_span!("mpi::amg_hand_over", stride).entered();
                 let (merged, step, h) = hand_over(comm, m, stride);
                 m = merged;
                 handed += h;
@@ -688,6 +689,7 @@ impl DistHierarchy {
             });
             handed = 0;
             let index = levels.len() - 1;
+            let _s = tracing::info_span!("mpi::amg_level", index, rows).entered();
             match coarsen(comm, threads, m, settings, index)? {
                 Coarsened::Level(level, coarse) => {
                     if me % stride == 0 {
@@ -713,6 +715,7 @@ impl DistHierarchy {
             let a = std::mem::take(&mut m.a);
             assert_eq!(a.nrows(), a.ncols(), "one rank holds every column");
             let b = std::mem::take(&mut m.b);
+            let _s = tracing::info_span!("mpi::amg_tail", rows = a.nrows()).entered();
             match threads.run(|e| Hierarchy::new(e, a, b, &s)) {
                 Ok(h) => {
                     let sizes = h.sizes();
