@@ -298,6 +298,10 @@ fn agree_err(
     }
 }
 
+/// Shares of coarse rows for one rank: row ids, row lengths, column ids,
+/// values.
+type Shares = (Vec<u64>, Vec<u32>, Vec<u64>, Vec<f64>);
+
 /// The result of coarsening one distributed level.
 enum Coarsened {
     Level(Box<DistLevel>, LevelMatrix),
@@ -485,8 +489,7 @@ fn coarsen(
     };
     // the shares of other ranks' coarse rows, to their owners
     let mut out: Vec<Writer> = (0..p).map(|_| Writer::new()).collect();
-    let mut outs: Vec<(Vec<u64>, Vec<u32>, Vec<u64>, Vec<f64>)> =
-        (0..p).map(|_| Default::default()).collect();
+    let mut outs: Vec<Shares> = (0..p).map(|_| Default::default()).collect();
     for k in nagg..ncp {
         let (c, v) = c_mat.row(k);
         let o = &mut outs[pcols[k - nagg].0 as usize];

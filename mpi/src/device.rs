@@ -18,8 +18,8 @@
 //! after it, while the device runs the owned rows' direction update
 //! (launched, not waited for); the ghosts received are copied up and
 //! scattered, then the ghosts' direction, the product and the update. At
-//! the convergence rule's checks the device computes the true residual `b
-//! - A x` (`x`'s ghosts exchanged as `r`'s). The halo is staged through
+//! the convergence rule's checks the device computes the true residual
+//! `b - A x` (`x`'s ghosts exchanged as `r`'s). The halo is staged through
 //! host buffers. Reductions come back as one or two partial sums per block,
 //! which the host adds in block order. The same split of the work as the
 //! host's [`crate::kernels::SplitKernels`], its twin, which the tests run
