@@ -115,3 +115,40 @@ fn below_the_rounding_floor_is_not_converged_and_says_why() {
         assert!(st.recurrence_residual > 1e-14 && st.recurrence_residual < 1e-9);
     }
 }
+
+/// The floor the rule stops at is the solution's own: the residual of the
+/// `u` a stalled solve returns is within a small factor of the residual
+/// of the exact solution rounded to `f64` (modelled by perturbing `u` by
+/// a random half unit in the last place), so no `f64` solution does
+/// much better and "not converged" below it is the honest answer.
+#[test]
+fn the_stall_is_at_the_floor_of_f64_solutions() {
+    let text = "[mesh]\ngenerate = \"venturi\"\nnodes = 20000\n[solver]\nmethod = \"amg-cg\"\nrtol = 1e-14\nallow_unconverged = true\n";
+    let plan = Scene::parse(text, "<test>").unwrap().plan().unwrap();
+    let r = run::run(&plan, None).unwrap();
+    assert!(!r.solution.stats.converged);
+    let loaded = run::load_mesh(&plan).unwrap();
+    let sys = run::assemble_on(&plan, &loaded, true).unwrap().system;
+    let u = &r.solution.u;
+    let got = quadflow_systems::solver::residuals(&sys.k, &sys.f, u).equilibrated;
+    // u perturbed by a uniform half-ulp relative error (splitmix64 draws)
+    let mut z = 0x2545_f491_4f6c_dd1du64;
+    let perturbed: Vec<f64> = u
+        .iter()
+        .map(|&v| {
+            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut h = z;
+            h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            h ^= h >> 31;
+            let unit = (h >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+            v * (1.0 + unit * f64::EPSILON)
+        })
+        .collect();
+    let floor = quadflow_systems::solver::residuals(&sys.k, &sys.f, &perturbed).equilibrated;
+    eprintln!("stalled at {got:.3e}; u rounded at random: {floor:.3e}");
+    assert!(
+        got < 3.0 * floor && floor < 3.0 * got,
+        "stalled {got:e}, the rounding of u alone {floor:e}"
+    );
+}

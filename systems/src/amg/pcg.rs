@@ -18,17 +18,18 @@ pub struct AmgCgOutcome {
 /// CG preconditioned by one V-cycle of `h` on the equilibrated system
 /// `A x = b` (`A = h.fine()`), `x0 = 0`, `b_norm = ||b||` over every row
 /// of the system (decoupled ones included). Looks when the recurrence
-/// residual satisfies `||r|| < target ||b||` and stops when the true
-/// residual `||b - A x|| / ||b||` is at most `rtol`; above it, CG goes on
-/// from the recomputed residual ([`Convergence`], the rule of every
-/// solver). `progress(iteration, relative_residual)` is called every
-/// iteration.
+/// residual satisfies `||r|| < target ||b||` and stops when `check(x)`,
+/// the true equilibrated residual of the solution `u` that `x` unscales to
+/// (what the run reports), is at most `rtol`; above it, CG goes on from
+/// the recomputed `b - A x` ([`Convergence`], the rule of every solver).
+/// `progress(iteration, relative_residual)` is called every iteration.
 pub fn amg_pcg(
     exec: Exec,
     h: &Hierarchy,
     b: &[f64],
     b_norm: f64,
     settings: &CgSettings,
+    check: &dyn Fn(&[f64]) -> f64,
     progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<AmgCgOutcome, SolveError> {
     let a = h.fine();
@@ -50,27 +51,30 @@ pub fn amg_pcg(
     let mut p = z.clone();
     let mut rz = dot(exec, &r, &z);
     let mut it = 0;
-    // `r = b - A x` and `r.r`
+    // `r = b - A x` (in double-double: `sparse::Dd`) and `r.r`
     let true_residual = |x: &[f64], r: &mut [f64]| -> f64 {
         map_blocks_mut(exec, r, |s, rb| {
-            let mut a2 = 0.0;
-            for (l, ri) in rb.iter_mut().enumerate() {
-                let i = s + l;
-                let v = b[i] - a.row_dot(i, x);
-                *ri = v;
-                a2 += v * v;
-            }
-            a2
+            a.residual_exact_rows(s..s + rb.len(), b, x, rb);
+            rb.iter().map(|v| v * v).sum::<f64>()
         })
         .iter()
         .sum()
     };
+    // The iterate is `base + x`: CG updates `x` from zero after every
+    // check, and the check folds it into `base` with one rounding, so
+    // that the corrections after a replacement are not added to the
+    // large `base` step by step (each addition would round at its scale).
+    let mut base = vec![0.0; m];
     let verdict = loop {
         if rel(rr) < rule.target() {
-            // check the true residual (rounding lets the recurrence drift
-            // below it); replace the residual by it
-            rr = true_residual(&x, &mut r);
-            match rule.judge(it, rel(rr)) {
+            // fold, then check the true residual (rounding lets the
+            // recurrence drift below it); replace the residual by it
+            for (bi, xi) in base.iter_mut().zip(x.iter_mut()) {
+                *bi += *xi;
+                *xi = 0.0;
+            }
+            rr = true_residual(&base, &mut r);
+            match rule.judge(it, check(&base)) {
                 Verdict::Replace => {}
                 v => break Some(v),
             }
@@ -139,7 +143,10 @@ pub fn amg_pcg(
             });
         }
     };
+    for (bi, xi) in base.iter_mut().zip(&x) {
+        *bi += *xi;
+    }
     stats.iterations = it;
     rule.finish(&mut stats, verdict, rel(rr));
-    Ok(AmgCgOutcome { x, stats })
+    Ok(AmgCgOutcome { x: base, stats })
 }

@@ -4,7 +4,7 @@ use super::pcg::amg_pcg;
 use super::settings::AmgSettings;
 use super::setup::Hierarchy;
 use crate::exec::Exec;
-use crate::solver::{CgSettings, EquilibratedSystem, Scaling, SolveError, SolveStats};
+use crate::solver::{CgSettings, EquilibratedSystem, Scaling, SolveError, SolveStats, residuals};
 use crate::sparse::{Csr, SymCsr};
 use std::ops::Deref;
 use std::time::Instant;
@@ -82,7 +82,8 @@ pub fn solve_amg_cg(
     let t1 = Instant::now();
     let out = {
         let _s = tracing::info_span!("amg_cg").entered();
-        amg_pcg(exec, &h, &sys.b, sys.b_norm, cg, progress)?
+        let check = |x: &[f64]| residuals(k, f, &sys.unscale(x)).equilibrated;
+        amg_pcg(exec, &h, &sys.b, sys.b_norm, cg, &check, progress)?
     };
     let a = h.fine();
     let stats = SolveStats {

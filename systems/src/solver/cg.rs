@@ -217,14 +217,16 @@ pub struct CgOutcome {
 
 /// Jacobi-preconditioned CG on an equilibrated system, SciPy's iteration:
 /// look when `||r|| < rtol ||b||` is found at the top of an iteration, then
-/// stop only if the true residual `||b - A x|| / ||b||` is at most `rtol`
-/// too ([`Convergence`]: otherwise the residual is replaced by the
-/// recomputed one and the iteration goes on, restarted).
+/// stop only if `check(x)`, the true equilibrated residual of the solution
+/// `u` that `x` unscales to (what the run reports), is at most `rtol` too
+/// ([`Convergence`]: otherwise the residual is replaced by the recomputed
+/// `b - A x` and the iteration goes on, restarted).
 /// `progress(iteration, relative_residual)` is called every 50 iterations.
 pub fn pcg(
     sys: &EquilibratedSystem,
     settings: &CgSettings,
     kernels: &mut dyn CgKernels,
+    check: &dyn Fn(&[f64]) -> f64,
     progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<CgOutcome, SolveError> {
     let m = sys.a.n();
@@ -257,23 +259,28 @@ pub fn pcg(
     let mut it = 0;
     // the iteration of the last (re)start: its direction is z alone
     let mut restart = 0;
+    // The iterate is `base + x`: the loop updates `x`, and each check folds
+    // it into `base` with one rounding and restarts `x` from zero, so that
+    // corrections after a replacement are not rounded at `base`'s scale.
+    let mut base = vec![0.0; m];
     let verdict = loop {
         if rr.sqrt() < rule.target() * sys.b_norm {
-            // the pending `x += alpha p`, then the true residual
+            // the pending `x += alpha p`, the fold, then the true residual
             if it > restart {
                 kernels.axpy(alpha, &p, &mut x);
             }
             alpha = 0.0;
             restart = it;
-            let ax = {
-                let _s = tracing::trace_span!("cg_true_residual").entered();
-                sys.a.get().mul(&x)
-            };
-            for ((ri, bi), axi) in r.iter_mut().zip(&sys.b).zip(&ax) {
-                *ri = bi - axi;
+            for (bi, xi) in base.iter_mut().zip(x.iter_mut()) {
+                *bi += *xi;
+                *xi = 0.0;
             }
+            r = {
+                let _s = tracing::trace_span!("cg_true_residual").entered();
+                sys.a.get().residual_exact(&sys.b, &base)
+            };
             (rr, rz) = dots(&r);
-            match rule.judge(it, rr.sqrt() / sys.b_norm) {
+            match rule.judge(it, check(&base)) {
                 Verdict::Replace => continue,
                 v => break Some(v),
             }
@@ -314,8 +321,11 @@ pub fn pcg(
     if it > restart {
         kernels.axpy(alpha, &p, &mut x);
     }
+    for (bi, xi) in base.iter_mut().zip(&x) {
+        *bi += *xi;
+    }
     stats.iterations = it;
     rule.finish(&mut stats, verdict, rr.sqrt() / sys.b_norm);
     stats.solve_seconds = t0.elapsed().as_secs_f64();
-    Ok(CgOutcome { x, stats })
+    Ok(CgOutcome { x: base, stats })
 }

@@ -175,12 +175,14 @@ fn ratio(num: f64, den: f64) -> f64 {
     }
 }
 
-/// The raw and the equilibrated relative residual of `u` ([`Residuals`]).
+/// The raw and the equilibrated relative residual of `u` ([`Residuals`]),
+/// `f - K u` computed in double-double (`sparse::Dd`): what is left is the
+/// error of `u` itself, not of computing the residual.
 pub fn residuals(k: &SymCsr, f: &[f64], u: &[f64]) -> Residuals {
-    let ku = k.mul(u);
+    let res = k.residual_exact(f, u);
     let (mut num, mut den, mut num_eq, mut den_eq) = (0.0, 0.0, 0.0, 0.0);
     for i in 0..k.n {
-        let r = f[i] - ku[i];
+        let r = res[i];
         let d = k.val[k.diag_slot(i)].abs();
         let w = if d > 0.0 { 1.0 / d } else { 1.0 };
         num += r * r;
@@ -208,7 +210,8 @@ pub fn solve_cg_jacobi(
         EquilibratedSystem::new(k, f)?
     };
     let setup = t0.elapsed().as_secs_f64();
-    let out = pcg(&sys, settings, kernels, progress)?;
+    let check = |x: &[f64]| residuals(k, f, &sys.unscale(x)).equilibrated;
+    let out = pcg(&sys, settings, kernels, &check, progress)?;
     let mut stats = out.stats;
     stats.setup_seconds = setup;
     Ok((sys.unscale(&out.x), stats))

@@ -7,9 +7,11 @@
 //! entry (unused nodes receive the penalty there). Indices are `u32`.
 
 mod csr;
+mod exact;
 
 pub use csr::Csr;
 pub(crate) use csr::SPGEMM_BLOCK;
+pub use exact::Dd;
 
 use crate::element::{NODES, SYM_ENTRIES, SYM_PAIRS};
 use crate::exec::Disjoint;
