@@ -8,8 +8,10 @@
 //! `p.q`, `x += alpha p`, `r -= alpha q`, the V-cycle, then one all-reduce
 //! of `(r.r, r.z)` together (and of a stop flag): two all-reduces, as
 //! Jacobi-CG. When the recurrence residual meets the rule's target, the
-//! V-cycle just run is not used: the true residual `b - A x` (one
-//! exchange of `x`) is judged instead.
+//! V-cycle just run is not used: the iterate is folded (`base += x`, as
+//! the engine's loop does), `b - A base` in double-double (one exchange of
+//! `base`) replaces the residual, and the rule judges the true residual of
+//! the `u` it unscales to.
 
 use crate::amg::{CycleState, DistAmgSettings, DistHierarchy, LevelInfo, LevelMatrix};
 use crate::assemble::LocalSystem;
@@ -18,7 +20,7 @@ use crate::comm::{self, Comm};
 use crate::part::Part;
 use crate::threads::Threads;
 use quadflow_systems::amg::AmgSettings;
-use quadflow_systems::exec::{blocks2, dot};
+use quadflow_systems::exec::{blocks2, dot, map_blocks_mut};
 use quadflow_systems::solver::{CgSettings, Convergence, SolveError, SolveStats, Verdict};
 use std::time::Instant;
 
@@ -55,14 +57,18 @@ impl AmgReport {
 }
 
 /// CG preconditioned by the distributed V-cycle of `h` on the rank's
-/// equilibrated rows `eq` (`A x = b`). Returns `x` on the owned rows, the
-/// stats the rule fills and the cycle's work (with its exchange times).
+/// equilibrated rows `eq` (`A x = b`), stopped when `check(x)` (collective:
+/// the true equilibrated residual of the `u` that `x` unscales to, on the
+/// original system) is at most `rtol`. Returns `x` on the owned rows, the
+/// stats the rule fills, the cycle's work (with its exchange times) and
+/// the V-cycles applied.
 pub fn amg_pcg(
     comm: &dyn Comm,
     threads: &Threads,
     h: &DistHierarchy,
     eq: &EquilibratedDist,
     settings: &CgSettings,
+    check: &mut dyn FnMut(&[f64]) -> f64,
     progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<(Vec<f64>, SolveStats, CycleState, usize), SolveError> {
     let a = &eq.a;
@@ -85,6 +91,10 @@ pub fn amg_pcg(
     let mut z = vec![0.0; m];
     let mut p = vec![0.0; cols];
     let mut q = vec![0.0; m];
+    // The iterate is `base + x`: CG updates `x` from zero after every
+    // check, and the check folds it into `base` (column space: its ghosts
+    // are fetched for the residual), as the engine's loop does.
+    let mut base = vec![0.0; cols];
     let mut precondition = |r: &[f64], z: &mut [f64], w: &mut CycleState| {
         cycles += 1;
         h.precondition(comm, threads, r, z, w);
@@ -98,20 +108,26 @@ pub fn amg_pcg(
     let mut stop = false;
     let verdict = loop {
         if rel(rr) < rule.target() {
-            // the true residual b - A x replaces the recurrence's
-            eq.halo.exchange(comm, &mut x, &mut |_| {});
+            // fold, then the true residual b - A base (double-double)
+            // replaces the recurrence's; the rule judges the residual of
+            // the u it unscales to
+            for (bi, xi) in base[..m].iter_mut().zip(x[..m].iter_mut()) {
+                *bi += *xi;
+                *xi = 0.0;
+            }
+            eq.halo.exchange(comm, &mut base, &mut |_| {});
             let mut g = [threads.run(|e| {
-                a.spmv(e, &x, &mut q);
-                let mut t = 0.0;
-                for i in 0..m {
-                    r[i] = b[i] - q[i];
-                    t += r[i] * r[i];
-                }
-                t
+                let bs = &base;
+                map_blocks_mut(e, &mut r, |st, rb| {
+                    a.residual_exact_rows(st..st + rb.len(), b, bs, rb);
+                    rb.iter().map(|v| v * v).sum::<f64>()
+                })
+                .iter()
+                .sum()
             })];
             comm.allreduce_sum(&mut g);
             rr = g[0];
-            match rule.judge(it, rel(rr)) {
+            match rule.judge(it, check(&base[..m])) {
                 Verdict::Replace => {}
                 v => break Some(v),
             }
@@ -180,10 +196,13 @@ pub fn amg_pcg(
             })
         });
     };
+    for (bi, xi) in base[..m].iter_mut().zip(&x[..m]) {
+        *bi += *xi;
+    }
     stats.iterations = it;
     rule.finish(&mut stats, verdict, rel(rr));
-    x.truncate(m);
-    Ok((x, stats, w, cycles))
+    base.truncate(m);
+    Ok((base, stats, w, cycles))
 }
 
 /// The distributed AMG-CG solve on the rank's own thread (see
@@ -248,7 +267,8 @@ pub fn solve_amg_cg_on(
     let t1 = Instant::now();
     let (x, out, w, cycles) = {
         let _s = tracing::info_span!("mpi::amg_cg").entered();
-        amg_pcg(comm, threads, &h, &eq, cg, progress)?
+        let mut check = |x: &[f64]| residuals(comm, part, sys, &eq.unscale(x)).equilibrated;
+        amg_pcg(comm, threads, &h, &eq, cg, &mut check, progress)?
     };
     let solve = t1.elapsed().as_secs_f64();
     let u = eq.unscale(&x);

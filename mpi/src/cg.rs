@@ -38,7 +38,7 @@
 
 use crate::assemble::LocalSystem;
 use crate::comm::{self, Comm};
-use crate::dist::{offsets, row_dot};
+use crate::dist::offsets;
 use crate::kernels::{EngineKernels, LocalKernels};
 use crate::part::{Halo, Neighbour, Part};
 use crate::threads::Threads;
@@ -102,9 +102,12 @@ fn exchange_r(
 ///    `progress`); [`LocalKernels::update`].
 ///
 /// When the recurrence residual is below the rule's target: the pending
-/// `x += alpha p`, `x`'s ghosts exchanged, `r = b - A x`
-/// ([`LocalKernels::replace_residual`]), one all-reduce, and the rule's
-/// verdict (converged, replace and restart, or stalled).
+/// `x += alpha p` folded into the iterate `base`, its ghosts exchanged,
+/// `r = b - A base` in double-double ([`LocalKernels::replace_residual`]),
+/// one all-reduce, and the rule's verdict on `check(base)` (collective: the
+/// true equilibrated residual of the `u` that `base` unscales to, on the
+/// original system: what the run reports) (converged, replace and restart,
+/// or stalled).
 ///
 /// `progress(iteration, relative residual)` is called every 50 iterations
 /// on every rank; a `false` from any rank stops every rank with
@@ -114,6 +117,7 @@ pub fn pcg(
     eq: &EquilibratedDist,
     kernels: &mut dyn LocalKernels,
     settings: &CgSettings,
+    check: &mut dyn FnMut(&[f64]) -> f64,
     progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<DistCgOutcome, SolveError> {
     let t0 = Instant::now();
@@ -138,7 +142,7 @@ pub fn pcg(
     let (mut it, mut restart, mut stop) = (0usize, 0usize, false);
     let verdict = loop {
         // round 1: r's ghosts, (r.r, r.z), the interior product
-        let mut check = false;
+        let mut look = false;
         let mut go = false;
         exchange_r(comm, halo, kernels, &mut bufs, &mut |k| {
             comm.allreduce_sum(&mut s);
@@ -147,25 +151,27 @@ pub fn pcg(
                 // travels with the next all-reduce
                 stop = !progress(it, rr.sqrt() / b_norm);
             }
-            check = rr.sqrt() < rule.target() * b_norm;
-            go = !check && it < settings.max_iter;
+            look = rr.sqrt() < rule.target() * b_norm;
+            go = !look && it < settings.max_iter;
             if go {
                 beta = if it == restart { 0.0 } else { rz / rho_prev };
                 k.product_interior(beta, alpha);
             }
         });
-        if check {
+        if look {
             // the true residual replaces the recurrence's
             if it > restart {
                 kernels.flush(alpha);
             }
             alpha = 0.0;
             restart = it;
+            kernels.fold();
             let (sends, recvs) = &mut bufs;
-            kernels.pack_x(halo, sends);
+            kernels.pack_iterate(halo, sends);
             halo.post(comm, sends, recvs, &mut || {});
-            kernels.unpack_x(halo, recvs);
+            kernels.unpack_iterate(halo, recvs);
             let mine = kernels.replace_residual();
+            let base = kernels.iterate();
             let failure = kernels.take_failure();
             let mut g = [mine[0], failure.is_some() as u8 as f64];
             comm.allreduce_sum(&mut g);
@@ -173,7 +179,7 @@ pub fn pcg(
                 return Err(kernel_failure(comm, failure));
             }
             rr = g[0];
-            match rule.judge(it, rr.sqrt() / b_norm) {
+            match rule.judge(it, check(&base)) {
                 Verdict::Replace => {
                     s = mine;
                     continue;
@@ -475,8 +481,9 @@ pub fn true_relative_residual(
 }
 
 /// The raw and the equilibrated relative residual of the whole system
-/// (the engine's [`quadflow_systems::solver::Residuals`], summed over the
-/// ranks; collective).
+/// (the engine's [`quadflow_systems::solver::Residuals`], `f - K u` in
+/// double-double as the engine computes it, summed over the ranks;
+/// collective).
 pub fn residuals(
     comm: &dyn Comm,
     part: &Part,
@@ -486,9 +493,12 @@ pub fn residuals(
     let mut u = vec![0.0; part.node_gid.len()];
     u[..part.owned].copy_from_slice(u_owned);
     part.halo.exchange(comm, &mut u, &mut |_| {});
+    let mut res = vec![0.0; part.owned];
+    sys.k
+        .residual_exact_rows(0..part.owned, &sys.f, &u, &mut res);
     let mut s = [0.0; 4];
     for i in 0..part.owned {
-        let r = sys.f[i] - row_dot(&sys.k, i, &u);
+        let r = res[i];
         let (c, v) = sys.k.row(i);
         let d = c
             .iter()
@@ -585,7 +595,8 @@ pub fn solve_cg_jacobi_with(
     }
     let mut k = made.expect("agreed");
     let setup = t0.elapsed().as_secs_f64();
-    let out = pcg(comm, &eq, k.as_mut(), settings, progress)?;
+    let mut check = |x: &[f64]| residuals(comm, part, sys, &eq.unscale(x)).equilibrated;
+    let out = pcg(comm, &eq, k.as_mut(), settings, &mut check, progress)?;
     drop(k);
     let u = eq.unscale(&out.x);
     let mut stats = out.stats;

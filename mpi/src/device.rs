@@ -112,7 +112,7 @@ pub fn choose_device() -> Option<String> {
 }
 
 /// Kernel names of `kernels/mpi_cg.cu`.
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 8] = [
     "qf_mpi_direction",
     "qf_mpi_gather",
     "qf_mpi_scatter",
@@ -120,6 +120,7 @@ const NAMES: [&str; 7] = [
     "qf_mpi_update",
     "qf_mpi_axpy",
     "qf_mpi_residual",
+    "qf_mpi_fold",
 ];
 
 fn err(what: &str, e: impl std::fmt::Debug) -> String {
@@ -160,7 +161,7 @@ fn load(st: &GpuState) -> Result<Arc<CudaModule>, String> {
 /// documentation).
 pub struct DeviceKernels {
     stream: Arc<CudaStream>,
-    f: [CudaFunction; 7],
+    f: [CudaFunction; 8],
     n: usize,
     cols: usize,
     blocks: u32,
@@ -172,8 +173,10 @@ pub struct DeviceKernels {
     inv_diag_host: Vec<f64>,
     /// `b` on the owned rows (for the true residual).
     b: CudaSlice<f64>,
-    /// Column space: owned rows, then ghosts (for the true residual).
+    /// The correction since the last fold (owned rows).
     x: CudaSlice<f64>,
+    /// The folded iterate, column space: owned rows, then ghosts.
+    base: CudaSlice<f64>,
     r: CudaSlice<f64>,
     p: CudaSlice<f64>,
     q: CudaSlice<f64>,
@@ -228,7 +231,7 @@ impl DeviceKernels {
             for (r, name) in f.into_iter().zip(NAMES) {
                 out.push(r.map_err(|e| err(name, e))?);
             }
-            <[CudaFunction; 7]>::try_from(out).map_err(|_| "seven kernels".to_string())?
+            <[CudaFunction; 8]>::try_from(out).map_err(|_| "eight kernels".to_string())?
         };
         let up32 = |v: &[u32]| s.clone_htod(if v.is_empty() { &[0u32][..] } else { v });
         let up64 = |v: &[f64]| s.clone_htod(if v.is_empty() { &[0f64][..] } else { v });
@@ -267,6 +270,7 @@ impl DeviceKernels {
             inv_diag_host: eq.inv_diag.clone(),
             b: alloc(n).map_err(e)?,
             x: alloc(cols).map_err(e)?,
+            base: alloc(cols).map_err(e)?,
             r: alloc(cols).map_err(e)?,
             p: alloc(cols).map_err(e)?,
             q: alloc(n).map_err(e)?,
@@ -298,25 +302,22 @@ impl DeviceKernels {
         }
     }
 
-    /// `q = A v` (`v` = `p`, or `x` with `of_x`) on the owned rows, the
-    /// blocks' shares of `v.q` into `partials`.
-    fn launch_spmv(&mut self, of_x: bool) -> Result<(), String> {
+    /// `q = A p` on the owned rows, the blocks' shares of `p.q` into
+    /// `partials`.
+    fn launch_spmv(&mut self) -> Result<(), String> {
         let (lo, hi) = (0i32, self.n as i32);
         let mut l = self.stream.launch_builder(&self.f[3]);
         l.arg(&lo)
             .arg(&hi)
             .arg(&self.rowptr)
             .arg(&self.col)
-            .arg(&self.val);
-        if of_x {
-            l.arg(&self.x);
-        } else {
-            l.arg(&self.p);
-        }
-        l.arg(&mut self.q).arg(&mut self.partials);
+            .arg(&self.val)
+            .arg(&self.p)
+            .arg(&mut self.q)
+            .arg(&mut self.partials);
         // SAFETY: the arguments match qf_mpi_spmv's signature; rowptr has
-        // n + 1 entries, columns index p and x (n + ghosts), the partials
-        // buffer holds a value per block (at most 8 x SMs blocks).
+        // n + 1 entries, columns index p (n + ghosts), the partials buffer
+        // holds a value per block (at most 8 x SMs blocks).
         unsafe { l.launch(cfg(self.spmv_blocks)) }
             .map(|_| ())
             .map_err(|e| err("qf_mpi_spmv", e))
@@ -362,9 +363,9 @@ impl DeviceKernels {
         Ok(h)
     }
 
-    /// The values of `r` (or `x`) the neighbours need, gathered on the
+    /// The values of `r` (or `base`) the neighbours need, gathered on the
     /// device and copied into `bufs`.
-    fn pack_of(&mut self, of_x: bool, halo: &Halo, bufs: &mut [Vec<f64>]) {
+    fn pack_of(&mut self, of_base: bool, halo: &Halo, bufs: &mut [Vec<f64>]) {
         self.run("halo to the host", |k| {
             let m = k.send_host.len() as i32;
             if m == 0 {
@@ -372,14 +373,14 @@ impl DeviceKernels {
             }
             let mut l = k.stream.launch_builder(&k.f[1]);
             l.arg(&m).arg(&k.send_idx);
-            if of_x {
-                l.arg(&k.x);
+            if of_base {
+                l.arg(&k.base);
             } else {
                 l.arg(&k.r);
             }
             l.arg(&mut k.send);
             // SAFETY: qf_mpi_gather's signature; send holds m values,
-            // send_idx m owned rows of r and x.
+            // send_idx m owned rows of r and base.
             unsafe { l.launch(cfg(grid(m as usize, BLOCK, 1024))) }
                 .map_err(|e| err("qf_mpi_gather", e))?;
             k.stream
@@ -396,8 +397,9 @@ impl DeviceKernels {
         }
     }
 
-    /// The received ghost values of `r` (or `x`) copied up and scattered.
-    fn unpack_of(&mut self, of_x: bool, halo: &Halo, bufs: &[Vec<f64>]) {
+    /// The received ghost values of `r` (or `base`) copied up and
+    /// scattered.
+    fn unpack_of(&mut self, of_base: bool, halo: &Halo, bufs: &[Vec<f64>]) {
         let mut at = 0;
         for (nb, b) in halo.neighbours.iter().zip(bufs) {
             let m = nb.recv.len();
@@ -415,13 +417,13 @@ impl DeviceKernels {
             k.bytes_up += 8 * m as u64;
             let mut l = k.stream.launch_builder(&k.f[2]);
             l.arg(&m).arg(&k.recv_idx).arg(&k.recv);
-            if of_x {
-                l.arg(&mut k.x);
+            if of_base {
+                l.arg(&mut k.base);
             } else {
                 l.arg(&mut k.r);
             }
             // SAFETY: qf_mpi_scatter's signature; recv_idx indexes the
-            // ghost entries of r and x.
+            // ghost entries of r and base.
             unsafe { l.launch(cfg(grid(m as usize, BLOCK, 1024))) }
                 .map(|_| ())
                 .map_err(|e| err("qf_mpi_scatter", e))
@@ -459,6 +461,7 @@ impl LocalKernels for DeviceKernels {
                     .map_err(e)?;
             }
             k.stream.memset_zeros(&mut k.x).map_err(e)?;
+            k.stream.memset_zeros(&mut k.base).map_err(e)?;
             k.stream.memset_zeros(&mut k.p).map_err(e)?;
             k.bytes_up += 16 * b.len() as u64;
             Ok(())
@@ -486,7 +489,7 @@ impl LocalKernels for DeviceKernels {
         let mut pq = 0.0;
         self.run("product", |k| {
             k.launch_direction(n, cols, beta, alpha_prev)?;
-            k.launch_spmv(false)?;
+            k.launch_spmv()?;
             pq = k.read_partials(blocks)?.iter().sum::<f64>();
             Ok(())
         });
@@ -527,11 +530,25 @@ impl LocalKernels for DeviceKernels {
         });
     }
 
-    fn pack_x(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
+    fn fold(&mut self) {
+        let blocks = self.blocks;
+        self.run("fold", |k| {
+            let n = k.n as i32;
+            let mut l = k.stream.launch_builder(&k.f[7]);
+            l.arg(&n).arg(&mut k.x).arg(&mut k.base);
+            // SAFETY: qf_mpi_fold's signature; x and base hold n entries
+            // at least.
+            unsafe { l.launch(cfg(blocks)) }
+                .map(|_| ())
+                .map_err(|e| err("qf_mpi_fold", e))
+        });
+    }
+
+    fn pack_iterate(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
         self.pack_of(true, halo, bufs);
     }
 
-    fn unpack_x(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
+    fn unpack_iterate(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
         self.unpack_of(true, halo, bufs);
     }
 
@@ -539,16 +556,19 @@ impl LocalKernels for DeviceKernels {
         let mut s = [0.0; 2];
         let blocks = grid(self.n, BLOCK, self.blocks.max(1));
         self.run("true residual", |k| {
-            k.launch_spmv(true)?;
             let n = k.n as i32;
             let mut l = k.stream.launch_builder(&k.f[6]);
             l.arg(&n)
+                .arg(&k.rowptr)
+                .arg(&k.col)
+                .arg(&k.val)
                 .arg(&k.b)
-                .arg(&k.q)
+                .arg(&k.base)
                 .arg(&k.inv_diag)
                 .arg(&mut k.r)
                 .arg(&mut k.partials);
-            // SAFETY: qf_mpi_residual's signature; partials hold two
+            // SAFETY: qf_mpi_residual's signature; rowptr has n + 1
+            // entries, columns index base (n + ghosts), partials hold two
             // values per block.
             unsafe { l.launch(cfg(blocks)) }.map_err(|e| err("qf_mpi_residual", e))?;
             s = k.read_pairs(blocks as usize)?;
@@ -557,14 +577,13 @@ impl LocalKernels for DeviceKernels {
         s
     }
 
-    fn solution(&mut self, alpha_last: f64) -> Vec<f64> {
+    fn iterate(&mut self) -> Vec<f64> {
         let mut x = vec![0.0; self.n];
-        self.flush(alpha_last);
-        self.run("solution", |k| {
+        self.run("the iterate", |k| {
             if k.n > 0 {
                 k.stream
-                    .memcpy_dtoh(&k.x.slice(..k.n), &mut x[..])
-                    .map_err(|e| err("copying x", e))?;
+                    .memcpy_dtoh(&k.base.slice(..k.n), &mut x[..])
+                    .map_err(|e| err("copying the iterate", e))?;
             }
             k.bytes_down += 8 * k.n as u64;
             Ok(())
@@ -660,14 +679,20 @@ impl LocalKernels for Counted {
     fn flush(&mut self, alpha: f64) {
         self.k.flush(alpha)
     }
-    fn pack_x(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
-        self.k.pack_x(halo, bufs)
+    fn fold(&mut self) {
+        self.k.fold()
     }
-    fn unpack_x(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
-        self.k.unpack_x(halo, bufs)
+    fn pack_iterate(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
+        self.k.pack_iterate(halo, bufs)
+    }
+    fn unpack_iterate(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
+        self.k.unpack_iterate(halo, bufs)
     }
     fn replace_residual(&mut self) -> [f64; 2] {
         self.k.replace_residual()
+    }
+    fn iterate(&mut self) -> Vec<f64> {
+        self.k.iterate()
     }
     fn solution(&mut self, alpha_last: f64) -> Vec<f64> {
         self.k.solution(alpha_last)

@@ -59,17 +59,29 @@ pub trait LocalKernels {
     fn update(&mut self, alpha: f64) -> [f64; 2];
     /// `x += alpha p` (the pending update, before the true residual).
     fn flush(&mut self, alpha: f64);
-    /// Copies the values of `x` each neighbour needs into `bufs`.
-    fn pack_x(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]);
-    /// Writes the received ghost values of `x`.
-    fn unpack_x(&mut self, halo: &Halo, bufs: &[Vec<f64>]);
-    /// `r = b - A x` on the owned rows (the ghosts of `x` in): the true
-    /// residual replaces the recurrence's; returns the partial `(r.r,
-    /// r.z)`.
+    /// Folds the correction into the iterate: `base += x`, `x = 0` (the
+    /// iterate is `base + x`; CG updates `x` from zero after each check,
+    /// so that its corrections are not rounded at `base`'s scale, as the
+    /// engine's loop does).
+    fn fold(&mut self);
+    /// Copies the values of the iterate `base` each neighbour needs into
+    /// `bufs`.
+    fn pack_iterate(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]);
+    /// Writes the received ghost values of `base`.
+    fn unpack_iterate(&mut self, halo: &Halo, bufs: &[Vec<f64>]);
+    /// `r = b - A base` on the owned rows in double-double (the ghosts of
+    /// `base` in): the true residual replaces the recurrence's; returns the
+    /// partial `(r.r, r.z)`.
     fn replace_residual(&mut self) -> [f64; 2];
-    /// `x += alpha_last p` (the pending update), then `x` on the owned
-    /// rows.
-    fn solution(&mut self, alpha_last: f64) -> Vec<f64>;
+    /// The iterate `base` on the owned rows.
+    fn iterate(&mut self) -> Vec<f64>;
+    /// `x += alpha_last p` (the pending update), folded into `base`; then
+    /// `base` on the owned rows.
+    fn solution(&mut self, alpha_last: f64) -> Vec<f64> {
+        self.flush(alpha_last);
+        self.fold();
+        self.iterate()
+    }
     /// A failure of the local work since the last call (a device error),
     /// taken; the solver agrees on it with the other ranks.
     fn take_failure(&mut self) -> Option<String> {
@@ -191,7 +203,9 @@ impl SplitBlocks {
 
 /// [`LocalKernels`] on the host: the engine's fused kernels on the own
 /// block, the ghost block after the halo (see the module documentation).
-pub struct EngineKernels {
+pub struct EngineKernels<'a> {
+    /// The full rows (for the true residual).
+    a: &'a Csr,
     m: SplitBlocks,
     kernels: Box<dyn CgKernels + Send>,
     inv_diag: Vec<f64>,
@@ -202,20 +216,22 @@ pub struct EngineKernels {
     r: Vec<f64>,
     p: Vec<f64>,
     q: Vec<f64>,
-    /// Ghost entries of `r`, `p`, `x`.
+    /// Ghost entries of `r`, `p`.
     rg: Vec<f64>,
     pg: Vec<f64>,
-    xg: Vec<f64>,
+    /// The iterate folded at the checks, column space.
+    base: Vec<f64>,
     pq: f64,
 }
 
-impl EngineKernels {
+impl<'a> EngineKernels<'a> {
     /// Kernels for the rank's rows `eq` running the engine's `kernels`.
-    pub fn new(eq: &EquilibratedDist, kernels: Box<dyn CgKernels + Send>) -> Self {
+    pub fn new(eq: &'a EquilibratedDist, kernels: Box<dyn CgKernels + Send>) -> Self {
         let m = SplitBlocks::new(&eq.a);
         let n = eq.a.nrows();
         let g = eq.a.ncols() - n;
         Self {
+            a: &eq.a,
             m,
             kernels,
             inv_diag: eq.inv_diag.clone(),
@@ -227,7 +243,7 @@ impl EngineKernels {
             q: vec![0.0; n],
             rg: vec![0.0; g],
             pg: vec![0.0; g],
-            xg: vec![0.0; g],
+            base: vec![0.0; n + g],
             pq: 0.0,
         }
     }
@@ -237,12 +253,8 @@ impl EngineKernels {
     }
 }
 
-/// Packs the entries `send` of a vector split into own (`v`) and ghost
-/// (`vg`, from `n`) parts.
-fn pack_split(v: &[f64], halo: &Halo, bufs: &mut [Vec<f64>]) {
-    pack(v, halo, bufs);
-}
-
+/// The received ghost values into `vg`, the ghost part (from column `n`)
+/// of a column-space vector.
 fn unpack_split(vg: &mut [f64], n: usize, halo: &Halo, bufs: &[Vec<f64>]) {
     for (nb, b) in halo.neighbours.iter().zip(bufs) {
         for (&i, &x) in nb.recv.iter().zip(b) {
@@ -251,18 +263,24 @@ fn unpack_split(vg: &mut [f64], n: usize, halo: &Halo, bufs: &[Vec<f64>]) {
     }
 }
 
-impl LocalKernels for EngineKernels {
+impl LocalKernels for EngineKernels<'_> {
     fn start(&mut self, b: &[f64]) -> [f64; 2] {
         self.b.copy_from_slice(b);
         self.r.copy_from_slice(b);
-        for v in [&mut self.x, &mut self.p, &mut self.rg, &mut self.pg] {
+        for v in [
+            &mut self.x,
+            &mut self.p,
+            &mut self.rg,
+            &mut self.pg,
+            &mut self.base,
+        ] {
             v.fill(0.0);
         }
         dots(&self.r, &self.inv_diag)
     }
 
     fn pack(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
-        pack_split(&self.r, halo, bufs);
+        pack(&self.r, halo, bufs);
     }
 
     fn unpack(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
@@ -302,28 +320,30 @@ impl LocalKernels for EngineKernels {
         self.kernels.axpy(alpha, &self.p, &mut self.x);
     }
 
-    fn pack_x(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
-        pack_split(&self.x, halo, bufs);
+    fn fold(&mut self) {
+        for (b, x) in self.base.iter_mut().zip(self.x.iter_mut()) {
+            *b += *x;
+            *x = 0.0;
+        }
     }
 
-    fn unpack_x(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
-        let n = self.n();
-        unpack_split(&mut self.xg, n, halo, bufs);
+    fn pack_iterate(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
+        pack(&self.base, halo, bufs);
+    }
+
+    fn unpack_iterate(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
+        unpack(&mut self.base, halo, bufs);
     }
 
     fn replace_residual(&mut self) -> [f64; 2] {
-        let mut ax = self.m.own.get().mul(&self.x);
-        let none = vec![0.0; self.n()];
-        self.m.add_ghost_product(&self.xg, &mut ax, &none);
-        for ((r, &b), &y) in self.r.iter_mut().zip(&self.b).zip(&ax) {
-            *r = b - y;
-        }
+        let n = self.n();
+        self.a
+            .residual_exact_rows(0..n, &self.b, &self.base, &mut self.r);
         dots(&self.r, &self.inv_diag)
     }
 
-    fn solution(&mut self, alpha_last: f64) -> Vec<f64> {
-        self.kernels.axpy(alpha_last, &self.p, &mut self.x);
-        self.x.clone()
+    fn iterate(&mut self) -> Vec<f64> {
+        self.base[..self.n()].to_vec()
     }
 
     fn bytes_per_iteration(&self) -> usize {
@@ -349,8 +369,10 @@ pub struct SplitKernels<'a> {
     /// owned rows, then ghosts
     inv_diag: &'a [f64],
     b: Vec<f64>,
-    /// column space: owned rows, then ghosts
+    /// the correction since the last fold (owned rows)
     x: Vec<f64>,
+    /// the folded iterate, column space: owned rows, then ghosts
+    base: Vec<f64>,
     /// column space: owned rows, then ghosts
     r: Vec<f64>,
     /// column space: owned rows, then ghosts
@@ -368,7 +390,8 @@ impl<'a> SplitKernels<'a> {
             a: &eq.a,
             inv_diag: &eq.inv_diag_cols,
             b: vec![0.0; n],
-            x: vec![0.0; cols],
+            x: vec![0.0; n],
+            base: vec![0.0; cols],
             r: vec![0.0; cols],
             p: vec![0.0; cols],
             q: vec![0.0; n],
@@ -394,6 +417,7 @@ impl LocalKernels for SplitKernels<'_> {
         self.r.fill(0.0);
         self.r[..n].copy_from_slice(b);
         self.x.fill(0.0);
+        self.base.fill(0.0);
         self.p.fill(0.0);
         dots(&self.r[..n], self.inv_diag)
     }
@@ -443,25 +467,30 @@ impl LocalKernels for SplitKernels<'_> {
         }
     }
 
-    fn pack_x(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
-        pack(&self.x, halo, bufs);
+    fn fold(&mut self) {
+        for (b, x) in self.base.iter_mut().zip(self.x.iter_mut()) {
+            *b += *x;
+            *x = 0.0;
+        }
     }
 
-    fn unpack_x(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
-        unpack(&mut self.x, halo, bufs);
+    fn pack_iterate(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
+        pack(&self.base, halo, bufs);
+    }
+
+    fn unpack_iterate(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
+        unpack(&mut self.base, halo, bufs);
     }
 
     fn replace_residual(&mut self) -> [f64; 2] {
         let n = self.q.len();
-        for i in 0..n {
-            self.r[i] = self.b[i] - row_dot(self.a, i, &self.x);
-        }
+        self.a
+            .residual_exact_rows(0..n, &self.b, &self.base, &mut self.r[..n]);
         dots(&self.r[..n], self.inv_diag)
     }
 
-    fn solution(&mut self, alpha_last: f64) -> Vec<f64> {
-        self.flush(alpha_last);
-        self.x[..self.q.len()].to_vec()
+    fn iterate(&mut self) -> Vec<f64> {
+        self.base[..self.q.len()].to_vec()
     }
 
     fn bytes_per_iteration(&self) -> usize {
