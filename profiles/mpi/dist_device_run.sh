@@ -29,7 +29,7 @@ t() {
   local rc=$?
   echo "[rc $rc, $(python3 -c "print(round($EPOCHREALTIME-$s,3))") s] ${*:2}"
 }
-sum() { grep -E "^(  solve |  total |solver|          AMG|mpi       solve|mpi       AMG level 0|mpi       communication)" "$1" | sed 's/^/    /'; }
+sum() { grep -E "^(  load |  assembly |  solve |  total |solver|          AMG|          [0-9]+ CG rows|mpi       [0-9]+ ranks|mpi       solve|mpi       AMG level|mpi       communication|gpu )" "$1" | sed 's/^/    /'; }
 date -u
 nvidia-smi -L
 lscpu | grep -E "Model name|^CPU\(s\)"
