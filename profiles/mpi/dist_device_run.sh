@@ -66,10 +66,15 @@ for s in "" "$A"; do
   t 90 $MR -n 2 $Q run /tmp/v.toml --backend mpi --partitioner rcb --mpi-local gpu $s -o /tmp/v2.h5 > /tmp/log 2>&1; sum /tmp/log
 done
 
-echo "== 3. 16-core host, venturi 1.3M, AMG-CG to 1e-10"
+# the same venturi, levels kept on more ranks (agglomerate_below 5000)
+cat /tmp/v.toml > /tmp/v5k.toml
+printf '[mpi]\nagglomerate_below = 5000\n' >> /tmp/v5k.toml
+echo "== 3. 16-core host, venturi 1.3M, AMG-CG to 1e-10 (mpi: agglomerate_below 20000, then 5000)"
 for r in 1 2; do
   t 60 $Q run /tmp/v.toml --backend parallel --threads 16 $A -o /tmp/p16.h5 > /tmp/log 2>&1; sum /tmp/log
-  t 60 $MR -n 4 $Q run /tmp/v.toml --backend mpi --partitioner rcb --mpi-local parallel --threads 4 $A -o /tmp/m4.h5 > /tmp/log 2>&1; sum /tmp/log
-  t 60 $MR -n 16 $Q run /tmp/v.toml --backend mpi --partitioner rcb $A -o /tmp/m16.h5 > /tmp/log 2>&1; sum /tmp/log
+  for v in v v5k; do
+    t 60 $MR -n 4 $Q run /tmp/$v.toml --backend mpi --partitioner rcb --mpi-local parallel --threads 4 $A -o /tmp/m4.h5 > /tmp/log 2>&1; sum /tmp/log
+    t 60 $MR -n 16 $Q run /tmp/$v.toml --backend mpi --partitioner rcb $A -o /tmp/m16.h5 > /tmp/log 2>&1; sum /tmp/log
+  done
 done
 date -u
