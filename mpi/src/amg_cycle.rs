@@ -1,10 +1,10 @@
-//! The distributed V-cycle of a [`DistHierarchy`] (see [`crate::amg`]):
+//! The distributed V-cycle of a [`crate::amg::DistHierarchy`] (see [`crate::amg`]):
 //! on a distributed level the engine's smoother passes with a halo
 //! exchange before each product, the restriction and prolongation with
 //! `P`'s halo, the hand-overs to fewer ranks, the engine's cycle on the
 //! last rank.
 
-use crate::amg::{DistHierarchy, DistLevel, Step};
+use crate::amg_setup::{DistHierarchy, DistLevel, Step};
 use crate::comm::Comm;
 use crate::threads::Threads;
 use quadflow_systems::amg::{self as host, CycleWork, SweepStart, SweepWork};

@@ -13,7 +13,8 @@
 //! `base`) replaces the residual, and the rule judges the true residual of
 //! the `u` it unscales to.
 
-use crate::amg::{CycleState, DistAmgSettings, DistHierarchy, LevelInfo, LevelMatrix};
+use crate::amg_cycle::CycleState;
+use crate::amg_setup::{DistAmgSettings, DistHierarchy, LevelInfo, LevelMatrix};
 use crate::assemble::LocalSystem;
 use crate::cg::{DistSolution, EquilibratedDist, residuals};
 use crate::comm::{self, Comm};

@@ -564,7 +564,11 @@ pub fn solve_cg_jacobi_on(
     progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<DistSolution, SolveError> {
     solve_cg_jacobi_with(comm, part, sys, settings, progress, &mut |eq| {
-        Ok(Box::new(EngineKernels::new(eq, threads.cg_kernels())))
+        Ok(Box::new(EngineKernels::new(
+            &eq.a,
+            &eq.inv_diag_cols,
+            threads.cg_kernels(),
+        )))
     })
 }
 
@@ -697,7 +701,10 @@ pub(crate) mod tests {
                     let cg = &cfg2.solver.cg;
                     let sol = if split {
                         solve_cg_jacobi_with(c, part, &sys, cg, &mut |_, _| true, &mut |eq| {
-                            Ok(Box::new(crate::kernels::SplitKernels::new(eq)))
+                            Ok(Box::new(crate::kernels::SplitKernels::new(
+                                &eq.a,
+                                &eq.inv_diag_cols,
+                            )))
                         })
                     } else {
                         solve_cg_jacobi(c, part, &sys, cg, &mut |_, _| true)

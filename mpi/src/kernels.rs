@@ -27,7 +27,6 @@
 //!   ([`crate::device`]), which cannot scatter the transposed triangle
 //!   without atomics.
 
-use crate::cg::EquilibratedDist;
 use crate::dist::row_dot;
 use crate::part::Halo;
 use quadflow_systems::amg::Csr;
@@ -225,17 +224,21 @@ pub struct EngineKernels<'a> {
 }
 
 impl<'a> EngineKernels<'a> {
-    /// Kernels for the rank's rows `eq` running the engine's `kernels`.
-    pub fn new(eq: &'a EquilibratedDist, kernels: Box<dyn CgKernels + Send>) -> Self {
-        let m = SplitBlocks::new(&eq.a);
-        let n = eq.a.nrows();
-        let g = eq.a.ncols() - n;
+    /// Kernels for a rank's rows `a` (`[A_oo | A_og]`, an equilibrated
+    /// system's: [`crate::cg::EquilibratedDist`]) with the Jacobi weights
+    /// `inv_diag_cols` (its rows, then its ghost columns), running the
+    /// engine's `kernels`.
+    pub fn new(a: &'a Csr, inv_diag_cols: &[f64], kernels: Box<dyn CgKernels + Send>) -> Self {
+        let m = SplitBlocks::new(a);
+        let n = a.nrows();
+        let g = a.ncols() - n;
+        assert_eq!(inv_diag_cols.len(), n + g);
         Self {
-            a: &eq.a,
+            a,
             m,
             kernels,
-            inv_diag: eq.inv_diag.clone(),
-            inv_diag_g: eq.inv_diag_cols[n..].to_vec(),
+            inv_diag: inv_diag_cols[..n].to_vec(),
+            inv_diag_g: inv_diag_cols[n..].to_vec(),
             b: vec![0.0; n],
             x: vec![0.0; n],
             r: vec![0.0; n],
@@ -381,14 +384,15 @@ pub struct SplitKernels<'a> {
 }
 
 impl<'a> SplitKernels<'a> {
-    /// Kernels for the rank's rows `eq`.
-    pub fn new(eq: &'a EquilibratedDist) -> Self {
-        let n = eq.a.nrows();
-        let cols = eq.a.ncols();
-        assert_eq!(eq.inv_diag_cols.len(), cols);
+    /// Kernels for a rank's rows `a` with the Jacobi weights
+    /// `inv_diag_cols` (as [`EngineKernels::new`]).
+    pub fn new(a: &'a Csr, inv_diag_cols: &'a [f64]) -> Self {
+        let n = a.nrows();
+        let cols = a.ncols();
+        assert_eq!(inv_diag_cols.len(), cols);
         Self {
-            a: &eq.a,
-            inv_diag: &eq.inv_diag_cols,
+            a,
+            inv_diag: inv_diag_cols,
             b: vec![0.0; n],
             x: vec![0.0; n],
             base: vec![0.0; cols],
@@ -545,11 +549,16 @@ mod tests {
                         solve_cg_jacobi_with(c, part, &sys, &steps, &mut |_, _| true, &mut |eq| {
                             Ok(match kind {
                                 0 => Box::new(EngineKernels::new(
-                                    eq,
+                                    &eq.a,
+                                    &eq.inv_diag_cols,
                                     crate::threads::Threads::serial().cg_kernels(),
                                 )),
-                                1 => Box::new(EngineKernels::new(eq, threads.cg_kernels())),
-                                _ => Box::new(SplitKernels::new(eq)),
+                                1 => Box::new(EngineKernels::new(
+                                    &eq.a,
+                                    &eq.inv_diag_cols,
+                                    threads.cg_kernels(),
+                                )),
+                                _ => Box::new(SplitKernels::new(&eq.a, &eq.inv_diag_cols)),
                             })
                         })
                         .unwrap();

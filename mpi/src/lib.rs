@@ -23,7 +23,7 @@
 //! - [`cg`]: distributed Jacobi-CG on the equilibrated system (the engine's
 //!   fused kernels on each rank's own block, [`kernels`], plus its ghost
 //!   block), stopped by the engine's convergence rule.
-//! - [`amg`], [`amg_cycle`], [`amg_solve`]: distributed smoothed-aggregation AMG-CG with
+//! - [`amg`] ([`amg_setup`], [`amg_cycle`], [`amg_solve`]): distributed smoothed-aggregation AMG-CG with
 //!   the engine's setup and smoother on each rank's rows, fewer ranks as
 //!   levels shrink, the engine's hierarchy on the last rank.
 //! - [`threads`]: a rank's local work on its thread pool, its
@@ -77,6 +77,7 @@
 
 pub mod amg;
 pub mod amg_cycle;
+pub mod amg_setup;
 pub mod amg_solve;
 pub mod assemble;
 pub mod backend;

@@ -1,6 +1,6 @@
 //! Applying the hierarchy: the polynomial smoother and the V-cycle.
 
-use super::setup::{Coarse, Hierarchy};
+use super::setup::{Coarse, Hierarchy, Level};
 use crate::exec::{Exec, blocks1, blocks2, blocks3};
 use crate::sparse::Csr;
 
@@ -145,7 +145,7 @@ impl Hierarchy {
             };
             sweep(
                 exec,
-                &lev.smoother(),
+                &smoother_of(lev),
                 b,
                 x,
                 &mut wk.s,
@@ -179,7 +179,7 @@ impl Hierarchy {
             let keep = k + 1 < post;
             sweep(
                 exec,
-                &lev.smoother(),
+                &smoother_of(lev),
                 b,
                 x,
                 &mut wk.s,
@@ -193,6 +193,17 @@ impl Hierarchy {
     /// `z = M^-1 r`: one V-cycle with a zero initial guess.
     pub(super) fn apply(&self, exec: Exec, r: &[f64], z: &mut [f64], w: &mut [Work]) {
         self.vcycle(exec, 0, r, z, w);
+    }
+}
+
+/// A level of the hierarchy as the smoother reads it.
+fn smoother_of(lev: &Level) -> SmootherLevel<'_> {
+    SmootherLevel {
+        a: &lev.a,
+        a32: &lev.v32,
+        inv_diag: &lev.inv_diag,
+        s0: lev.s0,
+        steps: &lev.steps,
     }
 }
 

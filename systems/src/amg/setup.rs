@@ -314,19 +314,6 @@ pub(super) struct Level {
     pub(super) steps: Vec<(f64, f64)>,
 }
 
-impl Level {
-    /// The level as the smoother reads it.
-    pub(super) fn smoother(&self) -> super::cycle::SmootherLevel<'_> {
-        super::cycle::SmootherLevel {
-            a: &self.a,
-            a32: &self.v32,
-            inv_diag: &self.inv_diag,
-            s0: self.s0,
-            steps: &self.steps,
-        }
-    }
-}
-
 /// The coarsest level's solver.
 #[derive(Debug, Clone)]
 pub(super) enum Coarse {
