@@ -166,9 +166,9 @@ fn check_mesh(
                 ),
             );
         }
-        // AMG-CG to 1e-10: default (fewer ranks below 20,000 rows a rank)
+        // AMG-CG to 1e-10: default (fewer ranks below 5,000 rows a rank)
         // and deep (levels distributed down to 100 rows a rank)
-        for (label, below) in [("", 20_000usize), (" deep", 100)] {
+        for (label, below) in [("", 5_000usize), (" deep", 100)] {
             let mut s = DistSettings {
                 run: cfg_amg.clone(),
                 split: Split::Method(method),

@@ -31,7 +31,7 @@
 //!    halo plan of their own, and `P`'s columns one (`p_halo`).
 //!
 //! **Fewer ranks as levels shrink**: while a level has fewer than
-//! [`DistAmgSettings::agglomerate_below`] rows per active rank, half the
+//! [`DistAmgSettings::agglomerate_below`] (5,000) rows per active rank, half the
 //! active ranks hand their rows (global column ids) to the other half
 //! (rank `r + s` to `r` at stride `s`), which append them after their
 //! own; the level's halo is rebuilt. Once one rank holds a level, it runs

@@ -19,15 +19,21 @@ const NONE: u32 = u32::MAX;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DistAmgSettings {
     /// While a level has fewer rows than this per active rank, half the
-    /// active ranks hand their rows to the other half (20,000: below it a
-    /// level's halo and latency cost more than its rows).
+    /// active ranks hand their rows to the other half (5,000). Lower keeps
+    /// more ranks busy on the coarse levels, higher saves their latency:
+    /// with 20,000 the 1.3M venturi's second level (~130k rows) on 16
+    /// ranks would go to 4 of them and its third (~20k) to one, the other
+    /// ranks waiting for about half a fine level's work every V-cycle;
+    /// with 5,000 the second stays on all 16 and the third on 4 (a V-cycle
+    /// within ~10% of the evenly spread work). PETSc's GAMG reduces ranks
+    /// far later (`-pc_gamg_process_eq_limit`, 50 rows a rank).
     pub agglomerate_below: usize,
 }
 
 impl Default for DistAmgSettings {
     fn default() -> Self {
         Self {
-            agglomerate_below: 20_000,
+            agglomerate_below: 5_000,
         }
     }
 }

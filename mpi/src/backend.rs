@@ -55,7 +55,7 @@ pub struct MpiSection {
     pub partitioner: String,
     /// AMG-CG: while a level has fewer rows than this per active rank,
     /// half the active ranks hand their rows to the other half; one rank
-    /// left runs the engine's hierarchy (20,000).
+    /// left runs the engine's hierarchy (5,000).
     pub agglomerate_below: usize,
 }
 

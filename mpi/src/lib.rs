@@ -39,7 +39,7 @@
 //! (one message per rank). Assembly and the solve stay distributed: one
 //! rank runs its local backend's own solve; several run the engine's
 //! kernels and AMG setup on their rows. AMG's levels move onto fewer
-//! ranks as they shrink (below 20,000 rows a rank, half the ranks hand
+//! ranks as they shrink (below 5,000 rows a rank, half the ranks hand
 //! their rows to the other half); the rank holding the last of them runs
 //! the engine's own hierarchy (`quadflow_systems::amg::Hierarchy`) below.
 //! `u` is gathered onto rank 0 at the end.

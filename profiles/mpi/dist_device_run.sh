@@ -7,7 +7,8 @@
 #     mpirun -n 1 and -n 2 --mpi-local gpu, Jacobi-CG and AMG-CG (1e-10);
 #  3. the 16-core host, the same venturi, AMG-CG to 1e-10: --backend parallel
 #     (16 threads) against mpirun -n 4 --mpi-local parallel --threads 4 and
-#     mpirun -n 16, alternating, two rounds.
+#     mpirun -n 16 (agglomerate_below 5000, the default, and 20000),
+#     alternating, two rounds.
 # Staged folder (git-ignored): quadflow (built with --features mpi,
 # stripped), check_results, this script as run.sh, meshes/*.h5 and the
 # serial references meshes/<name>.serial.h5, <name>.serial-amg.h5.
@@ -66,13 +67,14 @@ for s in "" "$A"; do
   t 90 $MR -n 2 $Q run /tmp/v.toml --backend mpi --partitioner rcb --mpi-local gpu $s -o /tmp/v2.h5 > /tmp/log 2>&1; sum /tmp/log
 done
 
-# the same venturi, levels kept on more ranks (agglomerate_below 5000)
-cat /tmp/v.toml > /tmp/v5k.toml
-printf '[mpi]\nagglomerate_below = 5000\n' >> /tmp/v5k.toml
-echo "== 3. 16-core host, venturi 1.3M, AMG-CG to 1e-10 (mpi: agglomerate_below 20000, then 5000)"
+# the same venturi, fewer ranks sooner (agglomerate_below 20000, against
+# the default 5000)
+cat /tmp/v.toml > /tmp/v20k.toml
+printf '[mpi]\nagglomerate_below = 20000\n' >> /tmp/v20k.toml
+echo "== 3. 16-core host, venturi 1.3M, AMG-CG to 1e-10 (mpi: agglomerate_below 5000, then 20000)"
 for r in 1 2; do
   t 60 $Q run /tmp/v.toml --backend parallel --threads 16 $A -o /tmp/p16.h5 > /tmp/log 2>&1; sum /tmp/log
-  for v in v v5k; do
+  for v in v v20k; do
     t 60 $MR -n 4 $Q run /tmp/$v.toml --backend mpi --partitioner rcb --mpi-local parallel --threads 4 $A -o /tmp/m4.h5 > /tmp/log 2>&1; sum /tmp/log
     t 60 $MR -n 16 $Q run /tmp/$v.toml --backend mpi --partitioner rcb $A -o /tmp/m16.h5 > /tmp/log 2>&1; sum /tmp/log
   done
