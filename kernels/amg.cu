@@ -190,43 +190,39 @@ __device__ __forceinline__ void qf_amg_pq(int n, const u32* __restrict__ rowptr,
   if (qf_grid_sum<1>(acc, partials, counter) && threadIdx.x == 0) out[0] = acc[0];
 }
 
-// r = b - A x (double precision), out[0] = r.r, out[1] = r.W.r.
-template <int G>
-__device__ __forceinline__ void qf_amg_resid(int n, const u32* __restrict__ rowptr,
-                                             const u32* __restrict__ col,
-                                             const double* __restrict__ val,
-                                             const double* __restrict__ b,
-                                             const double* __restrict__ x,
-                                             const double* __restrict__ w,
-                                             double* __restrict__ r, double* partials,
-                                             u32* counter, double* out) {
-  double acc[2] = {0.0, 0.0};
-  QF_GROUP_ROWS(G, row, lane, {
-    const double ax = qf_group_row<G>(rowptr, col, val, x, row, n, lane);
-    if (lane == 0 && row < n) {
-      const double v = b[row] - ax;
-      r[row] = v;
-      acc[0] += v * v;
-      acc[1] += v * v * w[row];
-    }
-  })
-  if (qf_grid_sum<2>(acc, partials, counter) && threadIdx.x == 0) {
-    out[0] = acc[0];
-    out[1] = acc[1];
+// r = b - A x (double precision, in double-double: qf_dd, the host's
+// `residual_exact_rows`), out[0] = r.r; one thread per row.
+extern "C" __global__ void qf_amg_resid(int n, const u32* __restrict__ rowptr,
+                                        const u32* __restrict__ col,
+                                        const double* __restrict__ val,
+                                        const double* __restrict__ b,
+                                        const double* __restrict__ x,
+                                        double* __restrict__ r, double* partials,
+                                        u32* counter, double* out) {
+  double acc[1] = {0.0};
+  QF_FOR(row, n) {
+    qf_dd res = {b[row], 0.0};
+    for (u32 k = rowptr[row]; k < rowptr[row + 1]; ++k) qf_dd_sub_prod(res, val[k], x[col[k]]);
+    const double v = qf_dd_value(res);
+    r[row] = v;
+    acc[0] += v * v;
   }
+  if (qf_grid_sum<1>(acc, partials, counter) && threadIdx.x == 0) out[0] = acc[0];
 }
 
-// x += alpha p, r -= alpha q; out[0] = r.r, out[1] = r.W.r.
+// x += alpha p, r -= alpha q; out[0] = r.r.
 extern "C" __global__ void qf_amg_update(int n, double alpha, const double* __restrict__ p,
                                          const double* __restrict__ q,
-                                         const double* __restrict__ w,
                                          double* __restrict__ x, double* __restrict__ r,
                                          double* partials, u32* counter, double* out) {
-  double acc[2];
-  if (qf_cg_step(n, alpha, p, q, w, x, r, partials, counter, acc) && threadIdx.x == 0) {
-    out[0] = acc[0];
-    out[1] = acc[1];
+  double acc[1] = {0.0};
+  QF_FOR(i, n) {
+    x[i] += alpha * p[i];
+    const double v = r[i] - alpha * q[i];
+    r[i] = v;
+    acc[0] += v * v;
   }
+  if (qf_grid_sum<1>(acc, partials, counter) && threadIdx.x == 0) out[0] = acc[0];
 }
 
 // out[0] = a.b.
@@ -282,12 +278,6 @@ extern "C" __global__ void qf_amg_unscale(int m, const u32* __restrict__ rows,
       int n, const u32* rowptr, const u32* col, const double* val,               \
       const double* p, double* q, double* partials, u32* counter, double* out) { \
     qf_amg_pq<G>(n, rowptr, col, val, p, q, partials, counter, out);             \
-  }                                                                              \
-  extern "C" __global__ void qf_amg_resid_g##G(                                  \
-      int n, const u32* rowptr, const u32* col, const double* val,               \
-      const double* b, const double* x, const double* w, double* r,              \
-      double* partials, u32* counter, double* out) {                             \
-    qf_amg_resid<G>(n, rowptr, col, val, b, x, w, r, partials, counter, out);    \
   }
 QF_AMG_GROUP(2)
 QF_AMG_GROUP(4)

@@ -9,7 +9,7 @@
 //
 // Steps (one level; the first prepares the equilibrated system):
 //   qf_as_diag, scan, qf_as_compact, qf_as_fill: D K D on the coupled rows
-//     (original order kept: no renumbering), b = D f, weights, B = 1/d;
+//     (original order kept: no renumbering), b = D f, B = 1/d;
 //   qf_as_inv_diag: 1/a_ii, sqrt(1/a_ii), a_ii (not positive: flagged);
 //   qf_as_strength_count/fill: strong couplings (`amg::strength`);
 //   qf_as_mis_init/max/update: a maximal distance-2 independent set of
@@ -62,14 +62,14 @@ extern "C" __global__ void qf_as_diag(int n, const u32* __restrict__ rowptr,
 }
 
 // For coupled row i (new index k = cidx[i]): rows[k] = i, its row start
-// in A (every decoupled row before it had one entry), b = d f, weight
-// 1/d^2, near-null-space B = 1/d, dk = d. cidx[n] is the coupled count m.
+// in A (every decoupled row before it had one entry), b = d f,
+// near-null-space B = 1/d, dk = d. cidx[n] is the coupled count m.
 extern "C" __global__ void qf_as_compact(int n, const u32* __restrict__ rowptr,
                                          const u32* __restrict__ cidx,
                                          const double* __restrict__ d,
                                          const double* __restrict__ f,
                                          u32* __restrict__ rows, u32* __restrict__ arow,
-                                         double* __restrict__ b, double* __restrict__ w,
+                                         double* __restrict__ b,
                                          double* __restrict__ bnull,
                                          double* __restrict__ dk) {
   QF_FOR(i, n) {
@@ -79,7 +79,6 @@ extern "C" __global__ void qf_as_compact(int n, const u32* __restrict__ rowptr,
     arow[k] = rowptr[i] - ((u32)i - k);
     const double di = d[i];
     b[k] = __dmul_rn(di, f[i]);
-    w[k] = 1.0 / __dmul_rn(di, di);
     bnull[k] = 1.0 / di;
     dk[k] = di;
   }

@@ -1,7 +1,8 @@
 // cg_persistent.cu: the Jacobi-PCG iteration of cg.cu as ONE persistent
 // kernel that runs a whole chunk of iterations, its blocks meeting at grid
-// barriers instead of kernel boundaries. Same arithmetic, same history
-// ring, same stop flag as the three kernels of cg.cu (the host loop
+// barriers instead of kernel boundaries. Same arithmetic (qf_cg_dir), same
+// history ring, same stop flag, restart iteration and threshold
+// (flags[QF_FLAG_RESTART], ctl[QF_CTL_ATOL]) as the kernels of cg.cu (the host loop
 // `gpu::loop_ctl::run_chunked` drives both), so the iteration count and
 // the stopping rule are unchanged; what goes is the launch gap between
 // kernels, which dominates short iterations (y_tube_195k: 3 launches of a
@@ -83,15 +84,17 @@ __device__ __forceinline__ void qf_cg_persistent(
     int n, int it0, int nit, int ring, const u32* __restrict__ rowptr,
     const C* __restrict__ col, const double* __restrict__ val,
     const double* __restrict__ inv_diag, double* x, double* r, double* p,
-    double* q, double* hist, int* flags, double atol, double* partials,
+    double* q, double* hist, int* flags, const double* ctl, double* partials,
     u32* bar) {
   if (*(volatile int*)&flags[QF_FLAG_STOP]) return;
+  const double atol = ctl[QF_CTL_ATOL];
+  const int restart = flags[QF_FLAG_RESTART];
   // partials: 3 * gridDim.x doubles of block sums; the totals go to the
   // three doubles after them (the host sizes the buffer for both)
   double* tot = partials + 3 * gridDim.x;
   double rr = __ldcg(&hist[QF_HIST * (it0 % ring)]);
   double rz = __ldcg(&hist[QF_HIST * (it0 % ring) + 1]);
-  double rz_prev = it0 > 0 ? __ldcg(&hist[QF_HIST * ((it0 - 1) % ring) + 1]) : 1.0;
+  double rz_prev = it0 > restart ? __ldcg(&hist[QF_HIST * ((it0 - 1) % ring) + 1]) : 1.0;
   constexpr int PER_WARP = 32 / G;
   const int lane = threadIdx.x % G;
   const int gw = (threadIdx.x & 31) / G;
@@ -103,8 +106,8 @@ __device__ __forceinline__ void qf_cg_persistent(
       if (lead) flags[QF_FLAG_STOP] = 1;
       return;
     }
-    const double beta = it == 0 ? 0.0 : rz / rz_prev;
-    QF_FOR(i, n) p[i] = r[i] * inv_diag[i] + beta * p[i];
+    const double beta = it == restart ? 0.0 : rz / rz_prev;
+    QF_FOR(i, n) p[i] = qf_cg_dir(r[i], inv_diag[i], beta, p[i]);
     qf_grid_barrier(bar, partials, tot);
     double acc[1] = {0.0};
     for (int base = warp * PER_WARP; base < n; base += nwarps * PER_WARP) {
@@ -148,6 +151,7 @@ __device__ __forceinline__ void qf_cg_persistent(
       double* h1 = hist + QF_HIST * ((it + 1) % ring);
       h1[0] = rr;
       h1[1] = rz;
+      flags[QF_FLAG_ITER] = it + 1;
     }
   }
 }
@@ -157,19 +161,19 @@ __device__ __forceinline__ void qf_cg_persistent(
       int n, int it0, int nit, int ring, const u32* __restrict__ rowptr,         \
       const u32* __restrict__ col, const double* __restrict__ val,               \
       const double* __restrict__ inv_diag, double* x, double* r, double* p,      \
-      double* q, double* hist, int* flags, double atol, double* partials,        \
+      double* q, double* hist, int* flags, const double* ctl, double* partials,        \
       u32* bar) {                                                                \
     qf_cg_persistent<G, u32>(n, it0, nit, ring, rowptr, col, val, inv_diag, x,   \
-                             r, p, q, hist, flags, atol, partials, bar);         \
+                             r, p, q, hist, flags, ctl, partials, bar);         \
   }                                                                              \
   extern "C" __global__ void qf_cg_persistent16_g##G(     \
       int n, int it0, int nit, int ring, const u32* __restrict__ rowptr,         \
       const short* __restrict__ col, const double* __restrict__ val,             \
       const double* __restrict__ inv_diag, double* x, double* r, double* p,      \
-      double* q, double* hist, int* flags, double atol, double* partials,        \
+      double* q, double* hist, int* flags, const double* ctl, double* partials,        \
       u32* bar) {                                                                \
     qf_cg_persistent<G, short>(n, it0, nit, ring, rowptr, col, val, inv_diag, x, \
-                               r, p, q, hist, flags, atol, partials, bar);       \
+                               r, p, q, hist, flags, ctl, partials, bar);       \
   }
 QF_PERSISTENT(4)
 QF_PERSISTENT(8)

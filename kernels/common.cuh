@@ -23,7 +23,13 @@ typedef unsigned int u32;
 #define QF_FLAG_NONFINITE 3   // equilibration: a NaN or infinite value was met
 #define QF_FLAG_BAD_ELEMENT 4 // quadrature: smallest degenerate element (INT_MAX: none)
 #define QF_FLAG_MISSING 5     // assembly/boundary: a pair missing from the pattern (bug)
+#define QF_FLAG_ITER 6        // CG: the iteration whose top the next kernel is at
+#define QF_FLAG_RESTART 7     // CG: iteration of the last (re)start (beta = 0 there)
 #define QF_FLAGS 8
+
+// Slots of the CG control buffer `ctl` (doubles).
+#define QF_CTL_ATOL 0         // CG: the stopping threshold target * ||b||
+#define QF_CTL 2
 
 // Doubles per iteration in the CG history ring: rr, rz, pq, (pad).
 #define QF_HIST 4
@@ -110,11 +116,10 @@ __device__ __forceinline__ bool qf_grid_sum(double (&v)[NV], double* partials,
   return true;
 }
 
-// The CG step of the Jacobi-CG and AMG-CG loops: x += alpha p,
-// r -= alpha q over the grid-stride rows, then the grid sums of r.r and
-// r.(w r) (w = 1/diag for Jacobi, the unscaled-residual weights for AMG).
-// Returns true in the block that finished the sums; its thread 0 holds
-// them in acc. Every thread of every block must call it.
+// The Jacobi-CG step: x += alpha p, r -= alpha q over the grid-stride
+// rows, then the grid sums of r.r and r.(inv_diag r). Returns true in the
+// block that finished the sums; its thread 0 holds them in acc. Every
+// thread of every block must call it.
 __device__ __forceinline__ bool qf_cg_step(int n, double alpha,
                                            const double* __restrict__ p,
                                            const double* __restrict__ q,
@@ -133,6 +138,41 @@ __device__ __forceinline__ bool qf_cg_step(int n, double alpha,
   }
   return qf_grid_sum<2>(acc, partials, counter);
 }
+
+// The Jacobi-CG search direction of one row: z + beta p with z = r *
+// inv_diag, rounded the same way wherever it is computed (the separate
+// direction kernel, the SpMV that forms it on the fly, the persistent
+// kernel): one product, one fused multiply-add, no contraction left to
+// the compiler. With beta = 0 (a (re)start) it is z exactly.
+__device__ __forceinline__ double qf_cg_dir(double r, double inv_diag, double beta,
+                                            double p) {
+  return __fma_rn(beta, p, __dmul_rn(r, inv_diag));
+}
+
+// Double-double accumulation (`sparse::Dd` on the host): a sum held as an
+// unevaluated pair hi + lo, each product a * x added without error (its
+// rounding error from one fma, equal to Dekker's TwoProduct) and each sum
+// by Knuth's TwoSum, in the host's order of operations; the residuals of
+// the convergence rule and the reported residuals are computed this way,
+// so that what is left is the error of the solution, not of computing the
+// residual.
+struct qf_dd {
+  double hi, lo;
+};
+
+// d -= a * x.
+__device__ __forceinline__ void qf_dd_sub_prod(qf_dd& d, double a, double x) {
+  const double p = __dmul_rn(a, x);
+  const double pe = __fma_rn(a, x, -p);
+  const double s = __dadd_rn(d.hi, -p);
+  const double bb = __dsub_rn(s, d.hi);
+  const double se = __dadd_rn(__dsub_rn(d.hi, __dsub_rn(s, bb)), __dsub_rn(-p, bb));
+  d.hi = s;
+  d.lo = __dadd_rn(d.lo, __dsub_rn(se, pe));
+}
+
+// The pair's value, rounded once.
+__device__ __forceinline__ double qf_dd_value(qf_dd d) { return __dadd_rn(d.hi, d.lo); }
 
 // Column of entry k of row `row`: absolute (u32) or a 16-bit offset from
 // the row (meshes numbered with a bandwidth below 2^15: 2 bytes a column

@@ -6,8 +6,9 @@
 //
 //   1. qf_node_degree: elements per node (atomic counts into cnt[0..n)).
 //   2. scan cnt[0..n] (cnt[n] = 0) -> ne_ptr, the node-to-element offsets.
-//   3. qf_node_fill: node-to-element lists (atomic cursors; the order in a
-//      list does not matter, the rows are sorted next).
+//   3. qf_node_fill: node-to-element lists (atomic cursors), then
+//      qf_node_sort: each list ascending (the row-wise assembly visits a
+//      node's elements in element order; the rows below do not care).
 //   4. qf_row_count: distinct neighbours per row -> rowlen[0..n), and the
 //      number of decoupled rows (length <= 1).
 //   5. scan rowlen[0..n] (rowlen[n] = 0) -> rowptr; the total is nnz.
@@ -43,6 +44,24 @@ extern "C" __global__ void qf_node_fill(int ne, const u32* __restrict__ conn,
       const u32 v = __ldg(&conn[(size_t)e * QF_NODES + a]);
       const u32 k = atomicAdd(&cursor[v], 1u);
       adj[ptr[v] + k] = (u32)e;
+    }
+  }
+}
+
+// Sorts each node's element list ascending (insertion sort: a node has a
+// handful of elements).
+extern "C" __global__ void qf_node_sort(int n, const u32* __restrict__ ptr,
+                                        u32* __restrict__ adj) {
+  QF_FOR(v, n) {
+    const u32 s = ptr[v], e = ptr[v + 1];
+    for (u32 a = s + 1; a < e; ++a) {
+      const u32 c = adj[a];
+      u32 b = a;
+      while (b > s && adj[b - 1] > c) {
+        adj[b] = adj[b - 1];
+        --b;
+      }
+      adj[b] = c;
     }
   }
 }

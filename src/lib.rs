@@ -9,6 +9,7 @@
 //! - [`viz`]: pictures (the rasteriser, field plots).
 //! - [`trace`]: Chrome traces and flamegraphs of a run.
 //! - [`bench`]: benchmark suites.
+//! - [`serve`]: `quadflow serve`, the study in a browser.
 //! - [`cli`]: the command line.
 //! - [`error`]: the application's error type.
 
@@ -20,6 +21,7 @@ pub mod generate;
 pub mod io;
 pub mod run;
 pub mod scene;
+pub mod serve;
 pub mod trace;
 pub mod viz;
 

@@ -34,6 +34,7 @@ const APP: &[&[&str]] = &[
     &["error"],
     &["run", "trace"],
     &["bench"],
+    &["serve"],
     &["cli"],
 ];
 

@@ -1,6 +1,6 @@
 //! The `quadflow` command line: argument parsing and dispatch to one
 //! module per subcommand ([`run`], [`mesh`], [`plot`]; `bench` is
-//! [`crate::bench`]).
+//! [`crate::bench`], `serve` [`crate::serve`]).
 
 pub mod mesh;
 pub mod plot;
@@ -43,6 +43,9 @@ enum Command {
     Mesh(mesh::MeshArgs),
     /// Draw a field of a results file as a PNG picture.
     Plot(plot::PlotArgs),
+    /// Serve the study in a browser: meshes, solves with live progress,
+    /// the field on the mesh, the executors compared (see the README).
+    Serve(crate::serve::ServeArgs),
 }
 
 #[derive(clap::Args)]
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
         Some(Command::BenchCase { scene, out }) => crate::bench::bench_case(&scene, &out),
         Some(Command::Mesh(a)) => mesh::mesh_command(&a).map(|s| print!("{s}")),
         Some(Command::Plot(a)) => plot::plot_command(&a).map(|s| print!("{s}")),
+        Some(Command::Serve(a)) => crate::serve::serve(&a),
         None => run::cmd_run(run::RunArgs::default(), &[]),
     };
     match result {

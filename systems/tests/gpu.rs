@@ -376,6 +376,16 @@ fn device_pattern_equals_host(label: &str, mesh: &Mesh) {
     assert_eq!(dp.shape, host.shape(), "{label}");
     assert_eq!(dev.rowptr, host.rowptr, "{label}: row starts");
     assert_eq!(dev.col, host.col, "{label}: columns");
+    // the node-to-element lists, sorted: the serial scatter's order
+    let (ptr, adj) = quadflow_systems::sparse::node_elements(mesh.nodes(), &mesh.elements);
+    let dptr = st
+        .download(&mut report, "t", &dp.node_ptr, mesh.nodes() + 1)
+        .unwrap();
+    let dadj = st
+        .download(&mut report, "t", &dp.node_el, adj.len())
+        .unwrap();
+    assert_eq!(dptr, ptr, "{label}: node list starts");
+    assert_eq!(dadj, adj, "{label}: node lists");
 }
 
 #[test]
@@ -438,8 +448,17 @@ fn data_crosses_the_bus_once_and_the_ptx_is_cached() {
         reports.push(r);
     }
     assert!(!reports[0].cache_hit && reports[0].nvrtc_seconds > 0.0);
+    assert_eq!(reports[0].modules_reused, 0);
+    assert!(reports[0].cache_file.as_ref().unwrap().starts_with(&dir));
+    // the second run of the process finds its modules loaded already: no
+    // compile, no cache read, no module load (a server's warm solve)
     assert!(reports[1].cache_hit && reports[1].nvrtc_seconds == 0.0);
-    assert!(reports[1].cache_file.as_ref().unwrap().starts_with(&dir));
+    assert_eq!(reports[1].modules_reused, reports[1].modules.len());
+    assert!(
+        reports[1].module_load_seconds < 0.01,
+        "{}",
+        reports[1].module_load_seconds
+    );
     let r = &reports[1];
     assert!(!r.device_name.is_empty());
     // up: coordinates, connectivity, small boundary lists (the pattern is
@@ -472,19 +491,26 @@ fn check_interval_and_spmv_group_do_not_change_the_iteration() {
     let mesh = curved(40, 12);
     let cfg = RunConfig::default();
     let mut counts = BTreeMap::new();
-    let mut us = vec![];
-    for (check_every, group, short_columns, cg_loop) in [
-        (1, None, true, CgLoop::Launches),
-        (7, None, true, CgLoop::Launches),
-        (7, Some(8), true, CgLoop::Launches),
-        (7, Some(8), false, CgLoop::Launches),
-        (32, Some(2), true, CgLoop::Launches),
-        (1000, Some(8), true, CgLoop::Launches),
-        (32, Some(32), true, CgLoop::Launches),
-        (1, Some(8), true, CgLoop::Persistent),
-        (7, Some(8), true, CgLoop::Persistent),
-        (7, Some(8), false, CgLoop::Persistent),
-        (32, Some(4), true, CgLoop::Persistent),
+    let mut us = BTreeMap::new();
+    use CgLoop::{Graph, Launches, Persistent};
+    for (check_every, group, short_columns, cg_loop, fuse) in [
+        (1, None, true, Launches, false),
+        (7, None, true, Launches, false),
+        (7, Some(8), true, Launches, false),
+        (7, Some(8), false, Launches, false),
+        (32, Some(2), true, Launches, true),
+        (1000, Some(8), true, Graph, true),
+        (32, Some(32), true, Graph, true),
+        (1, Some(8), true, Persistent, false),
+        (7, Some(8), true, Persistent, false),
+        (7, Some(8), false, Persistent, false),
+        (32, Some(4), true, Persistent, false),
+        // the loop and the kernel count change nothing, bit for bit
+        (7, Some(8), true, Launches, true),
+        (7, Some(8), true, Graph, false),
+        (7, Some(8), true, Graph, true),
+        (32, Some(8), true, Graph, true),
+        (1, Some(8), true, Graph, true),
     ] {
         // the options go to the backend itself, so that preparing it
         // compiles the persistent kernel where it is asked for
@@ -495,6 +521,7 @@ fn check_interval_and_spmv_group_do_not_change_the_iteration() {
                 spmv_group: group,
                 short_columns,
                 cg_loop,
+                fuse_direction: Some(fuse),
                 ..GpuCgOptions::default()
             },
             ..Gpu::default()
@@ -510,45 +537,401 @@ fn check_interval_and_spmv_group_do_not_change_the_iteration() {
         let report = p.world.resource::<GpuReport>();
         assert!(report.bandwidth > 0 && report.bandwidth < 1000);
         assert_eq!(report.short_columns, short_columns);
-        assert_eq!(report.cg_loop, Some(cg_loop.name()));
+        assert_eq!(report.cg_loop, Some(cg_loop.name()), "{report:?}");
+        assert_eq!(report.cg_graph_error, None);
+        let kernels = match (cg_loop, fuse) {
+            (Persistent, _) => 1,
+            (_, true) => 2,
+            (_, false) => 3,
+        };
+        assert_eq!(report.cg_kernels, kernels);
         let sol = p.world.resource::<Solution>();
+        assert!(sol.stats.converged);
+        if cg_loop == Graph {
+            // one launch per full chunk (more after a residual
+            // replacement, which goes on from the iteration it checked)
+            assert!(
+                report.cg_graph_launches >= sol.stats.iterations.div_ceil(check_every),
+                "{report:?}"
+            );
+        } else {
+            assert_eq!(report.cg_graph_launches, 0);
+        }
         eprintln!(
-            "check every {check_every}, group {group:?}, short {short_columns}, {}: {} it",
+            "check every {check_every}, group {group:?}, short {short_columns}, {} ({kernels} kernels): {} it",
             cg_loop.name(),
             sol.stats.iterations
         );
-        counts.insert(
-            (check_every, group, short_columns, cg_loop.name()),
-            sol.stats.iterations,
-        );
-        us.push(sol.u.clone());
+        let key = (check_every, group, short_columns, cg_loop.name(), fuse);
+        counts.insert(key, sol.stats.iterations);
+        us.insert(key, sol.u.clone());
     }
     let first = *counts.values().next().unwrap();
     // the same device arithmetic: the same count whatever the check
     // interval; the SpMV group changes the summation order only
     assert_eq!(
-        counts[&(1, None, true, "launches")],
-        counts[&(7, None, true, "launches")],
+        counts[&(1, None, true, "launches", false)],
+        counts[&(7, None, true, "launches", false)],
         "{counts:?}"
     );
     assert_eq!(
-        counts[&(1, Some(8), true, "persistent")],
-        counts[&(7, Some(8), true, "persistent")],
+        counts[&(1, Some(8), true, "persistent", false)],
+        counts[&(7, Some(8), true, "persistent", false)],
         "{counts:?}"
     );
     // 16-bit or 32-bit columns: the same products
-    assert_eq!(us[2], us[3]);
-    assert_eq!(us[8], us[9]);
-    assert_eq!(us[7], us[8]);
+    let base = &us[&(7, Some(8), true, "launches", false)];
+    assert_eq!(&us[&(7, Some(8), false, "launches", false)], base);
+    assert_eq!(
+        us[&(7, Some(8), true, "persistent", false)],
+        us[&(7, Some(8), false, "persistent", false)]
+    );
+    assert_eq!(
+        us[&(1, Some(8), true, "persistent", false)],
+        us[&(7, Some(8), true, "persistent", false)]
+    );
+    // launched or replayed, two kernels or three, any check interval: the
+    // same iterate bit for bit
+    for key in [
+        (7, Some(8), true, "launches", true),
+        (7, Some(8), true, "graph", false),
+        (7, Some(8), true, "graph", true),
+        (32, Some(8), true, "graph", true),
+        (1, Some(8), true, "graph", true),
+    ] {
+        assert_eq!(&us[&key], base, "{key:?}");
+        assert_eq!(
+            counts[&key],
+            counts[&(7, Some(8), true, "launches", false)],
+            "{key:?}"
+        );
+    }
     for c in counts.values() {
         assert!(
             (*c as f64 - first as f64).abs() <= (0.01 * first as f64).max(1.0),
             "{counts:?}"
         );
     }
-    assert_eq!(us[0], us[1]);
-    for u in &us {
-        assert!(rel_diff(u, &us[0]) < 1e-8);
+    assert_eq!(
+        us[&(1, None, true, "launches", false)],
+        us[&(7, None, true, "launches", false)]
+    );
+    for u in us.values() {
+        assert!(rel_diff(u, base) < 1e-8);
+    }
+}
+
+/// A run of `mesh` under `cfg` on the gpu with `options`.
+fn run_with(
+    mesh: &Mesh,
+    cfg: &RunConfig,
+    options: GpuCgOptions,
+    strategy: GpuSolveStrategy,
+) -> Pipeline {
+    let mut reg = Registry::with_serial();
+    reg.register(Gpu {
+        strategy,
+        cg: options,
+        ..Gpu::default()
+    });
+    let mut p = Pipeline::new(
+        Arc::new(mesh.clone()),
+        cfg.clone(),
+        &reg,
+        &PhasePlan::uniform("gpu"),
+    )
+    .unwrap();
+    p.run().unwrap();
+    p
+}
+
+/// "Converged" means the true equilibrated residual, recomputed from the
+/// solution, is at most rtol, on every GPU loop and solver; a tolerance
+/// below the rounding floor ends as stalled, not converged, saying so.
+#[test]
+fn converged_runs_meet_rtol_in_the_true_residual() {
+    if !gpu_present() {
+        return;
+    }
+    let mesh = curved(120, 40);
+    let custom = GpuSolveStrategy::Custom;
+    let opts = |cg_loop: CgLoop, amg_setup: AmgSetupSite| GpuCgOptions {
+        cg_loop,
+        amg_setup,
+        ..GpuCgOptions::default()
+    };
+    let dev = AmgSetupSite::Device;
+    for (label, method, strategy, options, rtol) in [
+        (
+            "jacobi graph",
+            SolverMethod::CgJacobi,
+            custom,
+            opts(CgLoop::Graph, dev),
+            1e-8,
+        ),
+        (
+            "jacobi graph",
+            SolverMethod::CgJacobi,
+            custom,
+            opts(CgLoop::Graph, dev),
+            1e-11,
+        ),
+        (
+            "jacobi launches",
+            SolverMethod::CgJacobi,
+            custom,
+            opts(CgLoop::Launches, dev),
+            1e-11,
+        ),
+        (
+            "jacobi persistent",
+            SolverMethod::CgJacobi,
+            custom,
+            opts(CgLoop::Persistent, dev),
+            1e-11,
+        ),
+        (
+            "jacobi vendor",
+            SolverMethod::CgJacobi,
+            GpuSolveStrategy::Vendor,
+            opts(CgLoop::Auto, dev),
+            1e-11,
+        ),
+        (
+            "amg device setup",
+            SolverMethod::AmgCg,
+            custom,
+            opts(CgLoop::Auto, dev),
+            1e-10,
+        ),
+        (
+            "amg host setup",
+            SolverMethod::AmgCg,
+            custom,
+            opts(CgLoop::Auto, AmgSetupSite::Host),
+            1e-11,
+        ),
+    ] {
+        let mut cfg = RunConfig::default();
+        cfg.solver.method = method;
+        cfg.solver.cg.rtol = rtol;
+        let p = run_with(&mesh, &cfg, options, strategy);
+        let s = p.world.resource::<Solution>();
+        eprintln!(
+            "{label} rtol {rtol:e}: {} it (first check {:?}, {} replacements), judged {:.3e}, from u {:.3e}",
+            s.stats.iterations,
+            s.stats.first_check_iteration,
+            s.stats.replacements,
+            s.stats.recurrence_residual,
+            s.equilibrated_residual
+        );
+        assert!(s.stats.converged, "{label}");
+        assert_eq!(s.stats.not_converged, None, "{label}");
+        // the rule judges the residual the run reports: that of u on the
+        // original system (f - K u in double-double), recomputed from the
+        // iterate at the check; after a converged check the correction is
+        // zero, so the reported one is the judged one, bit for bit
+        assert!(
+            s.equilibrated_residual > 0.0 && s.equilibrated_residual <= rtol,
+            "{label}: true equilibrated residual {:e} at rtol {rtol:e}",
+            s.equilibrated_residual
+        );
+        assert_eq!(
+            s.stats.recurrence_residual.to_bits(),
+            s.equilibrated_residual.to_bits(),
+            "{label}: judged {:e}, reported {:e}",
+            s.stats.recurrence_residual,
+            s.equilibrated_residual
+        );
+        assert!(
+            s.stats
+                .first_check_iteration
+                .is_some_and(|c| c <= s.stats.iterations)
+        );
+    }
+    // below the floor: stalled, reported, not converged
+    for (label, method, strategy, options) in [
+        (
+            "jacobi graph",
+            SolverMethod::CgJacobi,
+            custom,
+            opts(CgLoop::Graph, dev),
+        ),
+        (
+            "jacobi persistent",
+            SolverMethod::CgJacobi,
+            custom,
+            opts(CgLoop::Persistent, dev),
+        ),
+        (
+            "jacobi vendor",
+            SolverMethod::CgJacobi,
+            GpuSolveStrategy::Vendor,
+            opts(CgLoop::Auto, dev),
+        ),
+        ("amg", SolverMethod::AmgCg, custom, opts(CgLoop::Auto, dev)),
+    ] {
+        let mut cfg = RunConfig::default();
+        cfg.solver.method = method;
+        cfg.solver.cg.rtol = 1e-18;
+        cfg.solver.allow_unconverged = true;
+        let p = run_with(&grid(24, 8, 3.0, 1.0), &cfg, options, strategy);
+        let s = p.world.resource::<Solution>();
+        eprintln!(
+            "{label} rtol 1e-18: {} it, {:?}, {} replacements",
+            s.stats.iterations, s.stats.not_converged, s.stats.replacements
+        );
+        assert!(!s.stats.converged, "{label}");
+        assert!(
+            matches!(s.stats.not_converged, Some(quadflow_systems::solver::NotConverged::Stalled(x)) if x > 1e-18),
+            "{label}: {:?}",
+            s.stats.not_converged
+        );
+    }
+}
+
+/// The deterministic device assembly (row by row in element order, the
+/// Robin edges node by node in edge order, then the penalties) equals its
+/// CPU twin bit for bit, from the device's own quadrature data; the atomic
+/// assembly equals it to rounding.
+#[test]
+fn device_assembly_equals_its_cpu_twin_bit_for_bit() {
+    if !gpu_present() {
+        return;
+    }
+    use quadflow_systems::boundary::resolve;
+    use quadflow_systems::gpu::assemble::{Load, gather, penalties, robin_gather};
+    use quadflow_systems::gpu::pattern::FullPattern;
+    let mesh = curved(60, 24);
+    let mut cfg = RunConfig::default();
+    cfg.physics.source = Source::Constant(0.7);
+    cfg.boundaries.robin[0].p = 0.5;
+    cfg.boundaries.dirichlet[0].value = Value::Function(Arc::new(|_, y| 0.3 * y));
+    let plan = PhasePlan(["gpu", "gpu", "gpu", "serial", "serial"].map(String::from));
+    for deterministic in [true, false] {
+        let mut reg = Registry::with_serial();
+        reg.register(Gpu {
+            cg: GpuCgOptions {
+                deterministic,
+                ..GpuCgOptions::default()
+            },
+            ..Gpu::default()
+        });
+        let mut p = Pipeline::new(Arc::new(mesh.clone()), cfg.clone(), &reg, &plan).unwrap();
+        p.run().unwrap();
+        assert_eq!(
+            p.world.resource::<GpuReport>().deterministic_assembly,
+            Some(deterministic)
+        );
+        let st = p.world.resource::<GpuState>();
+        let ne = mesh.elements.len();
+        let mut report = GpuReport::default();
+        let qd = st
+            .download(&mut report, "qd", st.qd.as_ref().unwrap(), 36 * ne)
+            .unwrap();
+        let fp = FullPattern::build(mesh.nodes(), &mesh.elements).unwrap();
+        let load = Load {
+            mode: 1,
+            src: 0.7,
+            fq: &[],
+        };
+        let (mut val, mut f) = gather(&fp, &mesh.elements, &qd, &load);
+        let res = resolve(&mesh, &cfg.boundaries).unwrap();
+        let edges: Vec<[u32; 3]> = res.robin_edges.iter().map(|e| e.nodes).collect();
+        let pg: Vec<(f64, f64)> = res
+            .robin_edges
+            .iter()
+            .map(|e| {
+                let r = &cfg.boundaries.robin[e.part as usize];
+                (r.p, r.gamma)
+            })
+            .collect();
+        robin_gather(&fp, &mesh.x, &mesh.y, &edges, &pg, &mut val, &mut f);
+        penalties(
+            &fp,
+            &res.dirichlet,
+            &res.unused,
+            cfg.boundaries.penalty,
+            &mut val,
+            &mut f,
+        );
+        let twin = fp.upper(&val);
+        let sys = p.world.resource::<LinearSystem>();
+        assert_eq!(sys.k.col, twin.col);
+        let (dk, df) = (rel_diff(&sys.k.val, &twin.val), rel_diff(&sys.f, &f));
+        eprintln!("deterministic {deterministic}: device K vs twin {dk:.1e}, f {df:.1e}");
+        if deterministic {
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&sys.k.val), bits(&twin.val), "K");
+            assert_eq!(bits(&sys.f), bits(&f), "f");
+        } else {
+            assert!(dk < 1e-14 && df < 1e-14, "{dk:e} {df:e}");
+        }
+    }
+}
+
+/// Identical runs give identical answers on every GPU solver (the default
+/// deterministic assembly; reductions in a fixed order).
+#[test]
+fn identical_runs_give_identical_answers() {
+    if !gpu_present() {
+        return;
+    }
+    let mesh = curved(200, 60);
+    for (label, method, strategy, cg_loop) in [
+        (
+            "jacobi graph",
+            SolverMethod::CgJacobi,
+            GpuSolveStrategy::Custom,
+            CgLoop::Graph,
+        ),
+        (
+            "jacobi persistent",
+            SolverMethod::CgJacobi,
+            GpuSolveStrategy::Custom,
+            CgLoop::Persistent,
+        ),
+        (
+            "jacobi vendor",
+            SolverMethod::CgJacobi,
+            GpuSolveStrategy::Vendor,
+            CgLoop::Auto,
+        ),
+        (
+            "amg",
+            SolverMethod::AmgCg,
+            GpuSolveStrategy::Custom,
+            CgLoop::Auto,
+        ),
+    ] {
+        let mut cfg = RunConfig::default();
+        cfg.solver.method = method;
+        cfg.solver.cg.rtol = if method == SolverMethod::AmgCg {
+            1e-10
+        } else {
+            1e-8
+        };
+        let options = GpuCgOptions {
+            cg_loop,
+            ..GpuCgOptions::default()
+        };
+        let runs: Vec<(Vec<f64>, usize)> = (0..3)
+            .map(|_| {
+                let p = run_with(&mesh, &cfg, options, strategy);
+                let s = p.world.resource::<Solution>();
+                (s.u.clone(), s.stats.iterations)
+            })
+            .collect();
+        eprintln!("{label}: {} it", runs[0].1);
+        for (k, r) in runs.iter().enumerate().skip(1) {
+            assert_eq!(r.1, runs[0].1, "{label}: run {k}");
+            assert!(
+                r.0.iter()
+                    .zip(&runs[0].0)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{label}: run {k} gave another u"
+            );
+        }
     }
 }
 

@@ -6,20 +6,26 @@
 //!
 //! The V-cycle is a program of kernel launches ([`super::amg_cycle`]).
 //!
-//! The CG loop mirrors [`crate::amg::amg_pcg`] (same stopping rule on the
-//! recurrence residual and on the residual of the original system, same
-//! checks and restarts) with its scalars read back to the host: three
-//! small reads per iteration (`p.q`, the residual norms, `r.z`), which at
-//! 40 to 60 iterations cost far less than the cycles.
+//! The CG loop mirrors [`crate::amg::amg_pcg`] (the convergence rule every
+//! solver shares, [`Convergence`]: the recurrence says when to look; there
+//! the correction is folded into the iterate `base + x`, the residual
+//! `b - A base` is recomputed in double-double and replaces the
+//! recurrence's, and the residual of the `u` the iterate gives, on the
+//! original system, decides; a replacement restarts the direction) with
+//! its scalars read back to the host: three small reads per iteration
+//! (`p.q`, `r.r`, `r.z`), which at 40 to 60 iterations cost far less than
+//! the cycles. Every reduction sums per-block partials in block order:
+//! identical runs give identical iterates.
 
 pub use super::amg_cycle::{CycleOp, cycle_program};
 use super::amg_cycle::{DevHierarchy, DevMat, i32n, rows_cfg, upload_mat};
 use super::amg_setup;
-use super::cg::{GpuSolveOutcome, device_true_residual};
+use super::cg::GpuSolveOutcome;
 use super::device::{Ctx, Device, GResult};
 use super::launch;
 use super::options::AmgSetupSite;
 use super::pattern::DeviceSystem;
+use super::replace::{device_true_residual, fold};
 use super::report::GpuReport;
 use crate::amg::{AmgSettings, AmgSystem, Hierarchy};
 use crate::solver::{CgSettings, Convergence, Exec, Residuals, SolveError, SolveStats, Verdict};
@@ -29,8 +35,9 @@ use std::time::Instant;
 struct CgBuffers {
     a: DevMat<f64>,
     b: CudaSlice<f64>,
-    w: CudaSlice<f64>,
+    /// The CG correction: the iterate is `base + x` (folded at checks).
     x: CudaSlice<f64>,
+    base: CudaSlice<f64>,
     r: CudaSlice<f64>,
     z: CudaSlice<f64>,
     p: CudaSlice<f64>,
@@ -70,31 +77,29 @@ impl CgBuffers {
         Ok(read_out(st, report, &self.out, 1)?[0])
     }
 
-    /// `rt = b - A x`, returns `(rt.rt, rt.W.rt)`.
-    fn residual(&mut self, st: &Device, report: &mut GpuReport) -> GResult<(f64, f64)> {
+    /// `rt = b - A base` (double-double), returns `rt.rt`.
+    fn residual(&mut self, st: &Device, report: &mut GpuReport) -> GResult<f64> {
         let a = &self.a;
         let n = i32n(a.pat.n)?;
-        let name = format!("qf_amg_resid_g{}", a.pat.group);
-        let mut lb = st.stream.launch_builder(st.func(&name)?);
+        let mut lb = st.stream.launch_builder(st.func("qf_amg_resid")?);
         lb.arg(&n)
             .arg(&*a.pat.rowptr)
             .arg(&*a.pat.col)
             .arg(&a.val)
             .arg(&self.b)
-            .arg(&self.x)
-            .arg(&self.w)
+            .arg(&self.base)
             .arg(&mut self.rt)
             .arg(&st.partials)
             .arg(&st.counter)
             .arg(&mut self.out);
         // SAFETY: as above.
-        unsafe { lb.launch(rows_cfg(st, a.pat.n, a.pat.group)) }.ctx(&name)?;
-        let v = read_out(st, report, &self.out, 2)?;
-        Ok((v[0], v[1]))
+        unsafe { lb.launch(launch::per_row_reduce(a.pat.n, st.sms).config()) }
+            .ctx("qf_amg_resid")?;
+        Ok(read_out(st, report, &self.out, 1)?[0])
     }
 
-    /// `x += alpha p`, `r -= alpha q`; returns `(r.r, r.W.r)`.
-    fn update(&mut self, st: &Device, report: &mut GpuReport, alpha: f64) -> GResult<(f64, f64)> {
+    /// `x += alpha p`, `r -= alpha q`; returns `r.r`.
+    fn update(&mut self, st: &Device, report: &mut GpuReport, alpha: f64) -> GResult<f64> {
         let n = self.a.pat.n;
         let n32 = i32n(n)?;
         let mut lb = st.stream.launch_builder(st.func("qf_amg_update")?);
@@ -102,7 +107,6 @@ impl CgBuffers {
             .arg(&alpha)
             .arg(&self.p)
             .arg(&self.q)
-            .arg(&self.w)
             .arg(&mut self.x)
             .arg(&mut self.r)
             .arg(&st.partials)
@@ -110,8 +114,7 @@ impl CgBuffers {
             .arg(&mut self.out);
         // SAFETY: as above.
         unsafe { lb.launch(launch::per_row_reduce(n, st.sms).config()) }.ctx("qf_amg_update")?;
-        let v = read_out(st, report, &self.out, 2)?;
-        Ok((v[0], v[1]))
+        Ok(read_out(st, report, &self.out, 1)?[0])
     }
 
     /// `r.z`.
@@ -151,7 +154,6 @@ struct Original {
     direct: CudaSlice<f64>,
     u: CudaSlice<f64>,
     res: CudaSlice<f64>,
-    group: u32,
 }
 
 impl Original {
@@ -178,7 +180,7 @@ impl Original {
             // SAFETY: as above; rows are a permutation of distinct rows below n.
             unsafe { lb.launch(launch::per_item(m).config()) }.ctx("qf_amg_unscale")?;
         }
-        device_true_residual(st, sys, report, &self.u, self.n, self.group, &mut self.res)
+        device_true_residual(st, sys, report, &self.u, self.n, &mut self.res)
     }
 }
 
@@ -226,8 +228,6 @@ fn prepare_host(
         (sys, h)
     };
     let m = h.fine().nrows();
-    let mean_full = if n == 0 { 0.0 } else { nnz as f64 / n as f64 };
-    let weights = sys.weights();
     let _s = tracing::info_span!("gpu_amg_upload").entered();
     let a = h.fine();
     let fine = upload_mat(st, report, a, a.vals(), None)?;
@@ -235,8 +235,8 @@ fn prepare_host(
     let bufs = CgBuffers {
         a: fine,
         b: st.upload(report, "AMG right-hand side", &sys.b)?,
-        w: st.upload(report, "AMG right-hand side", &weights)?,
         x: st.zeros(m)?,
+        base: st.zeros(m)?,
         r: st.upload(report, "AMG right-hand side", &sys.b)?,
         z: st.zeros(m)?,
         p: st.zeros(m)?,
@@ -252,7 +252,6 @@ fn prepare_host(
         direct: st.upload(report, "AMG row numbering", &sys.direct)?,
         u: st.zeros(n)?,
         res: st.zeros(4)?,
-        group: launch::spmv_group(mean_full),
     };
     let rr: f64 = sys.b.iter().map(|v| v * v).sum();
     Ok(Prepared {
@@ -276,20 +275,19 @@ fn prepare_device(
     report: &mut GpuReport,
     amg: &AmgSettings,
 ) -> GResult<Prepared> {
-    let (n, nnz) = (sys_dev.pattern.n, sys_dev.pattern.nnz());
+    let n = sys_dev.pattern.n;
     let _s = tracing::info_span!("gpu_amg_setup_device", n).entered();
     let sys = amg_setup::equilibrate(st, report, sys_dev)?;
     let m = sys.a.rows;
     let h = amg_setup::build(st, report, sys.a, sys.bnull, amg)?;
     let (levels, complexity, sizes) = (h.levels(), h.operator_complexity(), h.sizes());
     let (dev, fine) = DevHierarchy::from_device(st, h, amg)?;
-    let mean_full = if n == 0 { 0.0 } else { nnz as f64 / n as f64 };
     let mut bufs = CgBuffers {
         a: fine,
         r: st.stream.clone_dtod(&sys.b).ctx("copy")?,
         b: sys.b,
-        w: sys.w,
         x: st.zeros(m)?,
+        base: st.zeros(m)?,
         z: st.zeros(m)?,
         p: st.zeros(m)?,
         q: st.zeros(m)?,
@@ -298,7 +296,7 @@ fn prepare_device(
     };
     // r.r of r = b (x = 0)
     let rr = if m > 0 {
-        bufs.residual(st, report)?.0
+        bufs.residual(st, report)?
     } else {
         0.0
     };
@@ -309,7 +307,6 @@ fn prepare_device(
         direct: sys.direct,
         u: st.zeros(n)?,
         res: st.zeros(4)?,
-        group: launch::spmv_group(mean_full),
     };
     Ok(Prepared {
         dev,
@@ -374,8 +371,15 @@ pub fn solve(
         let mut it = 0;
         let verdict = loop {
             if rel(rr) < rule.target() {
-                let (tr, _) = bufs.residual(st, report)?;
-                match rule.judge(it, rel(tr)) {
+                // fold, replace the residual by b - A base, judge the
+                // residual of the u the iterate gives (what the run
+                // reports)
+                fold(st, m, &mut bufs.x, &mut bufs.base)?;
+                let tr = bufs.residual(st, report)?;
+                let judged = orig
+                    .residual(st, sys_dev, report, &bufs.base, m)?
+                    .equilibrated;
+                match rule.judge(it, judged) {
                     Verdict::Replace => {}
                     v => break Some(v),
                 }
@@ -398,7 +402,7 @@ pub fn solve(
                 .into());
             }
             let alpha = rz / pq;
-            (rr, _) = bufs.update(st, report, alpha)?;
+            rr = bufs.update(st, report, alpha)?;
             it += 1;
             if !progress(it, rel(rr)) {
                 return Err(SolveError::Interrupted { iteration: it }.into());
@@ -414,8 +418,13 @@ pub fn solve(
         };
         (it, verdict, rr)
     };
-    // u = D x~ with the decoupled rows, and the true residual
-    let residuals = orig.residual(st, sys_dev, report, &bufs.x, m)?;
+    // the iterate base + x, u = D x~ with the decoupled rows, and the true
+    // residual (after a converged check x is zero and u the very u the
+    // rule judged)
+    if m > 0 {
+        fold(st, m, &mut bufs.x, &mut bufs.base)?;
+    }
+    let residuals = orig.residual(st, sys_dev, report, &bufs.base, m)?;
     let u_host = st.download(report, "solution", &orig.u, orig.n)?;
     st.sync()?;
     let solve_seconds = t1.elapsed().as_secs_f64();
@@ -446,7 +455,6 @@ pub fn solve(
     ))
 }
 
-#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use super::*;

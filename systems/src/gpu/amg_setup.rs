@@ -62,8 +62,6 @@ pub struct DevAmgSystem {
     pub a: DevCsr,
     /// `D f` on the coupled rows.
     pub b: CudaSlice<f64>,
-    /// `1 / d^2` of the coupled rows.
-    pub w: CudaSlice<f64>,
     /// The near-null-space vector `1 / d` of the coupled rows.
     pub bnull: CudaSlice<f64>,
     /// `d` of the coupled rows.
@@ -220,7 +218,6 @@ pub fn equilibrate(
     let mut rows = zeros::<u32>(dev, m)?;
     let mut arow = zeros::<u32>(dev, m + 1)?;
     let mut b = zeros::<f64>(dev, m)?;
-    let mut w = zeros::<f64>(dev, m)?;
     let mut bnull = zeros::<f64>(dev, m)?;
     let mut dk = zeros::<f64>(dev, m)?;
     {
@@ -233,7 +230,6 @@ pub fn equilibrate(
             .arg(&mut rows)
             .arg(&mut arow)
             .arg(&mut b)
-            .arg(&mut w)
             .arg(&mut bnull)
             .arg(&mut dk);
         // SAFETY: as above.
@@ -282,7 +278,6 @@ pub fn equilibrate(
             val: aval,
         },
         b,
-        w,
         bnull,
         dk,
         rows,

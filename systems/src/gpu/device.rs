@@ -61,6 +61,36 @@ pub fn device_available() -> bool {
             .unwrap_or(false)
 }
 
+/// Total memory of device `ordinal` in bytes, `None` where there is no
+/// usable device (sizes a test's largest mesh to the card).
+pub fn total_memory(ordinal: usize) -> Option<u64> {
+    probe_driver().ok()?;
+    guard(|| {
+        let ctx = CudaContext::new(ordinal).ctx("creating the CUDA context")?;
+        let (_, total) = ctx.mem_get_info().ctx("cuMemGetInfo")?;
+        Ok(total as u64)
+    })
+    .ok()
+}
+
+/// A module loaded on a device, with its kernels.
+struct LoadedModule {
+    ordinal: usize,
+    /// The kernel cache it was obtained through (a process has one; tests
+    /// give each case its own, which keeps their loads apart).
+    cache: Option<std::path::PathBuf>,
+    name: &'static str,
+    module: Arc<CudaModule>,
+    functions: Vec<(String, CudaFunction)>,
+}
+
+/// Every module loaded by this process, per device: a later run of the
+/// same process (the server's solves, a Python session) reuses them
+/// instead of reading the kernel cache and loading them again. The
+/// modules keep their (primary) context retained; the kernel sources are
+/// those compiled into this binary, so a module's name identifies it.
+static LOADED: std::sync::Mutex<Vec<LoadedModule>> = std::sync::Mutex::new(Vec::new());
+
 /// The loaded kernels by name.
 pub struct KernelSet(HashMap<String, CudaFunction>);
 
@@ -150,14 +180,33 @@ impl Device {
 
         let arch = kernels::arch_name(major, minor);
         report.arch = arch.to_string();
-        let (obtained, nvrtc) = compile::obtain(modules, arch, cache)?;
+        report.modules = modules.iter().map(|m| m.name.to_string()).collect();
+        // modules an earlier run of this process loaded on this device
+        let mut funcs = HashMap::new();
+        let mut mods = Vec::new();
+        let mut missing = Vec::new();
+        {
+            let loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+            for spec in modules {
+                match loaded.iter().find(|l| {
+                    l.ordinal == ordinal && l.name == spec.name && l.cache.as_deref() == cache.dir()
+                }) {
+                    Some(l) => {
+                        funcs.extend(l.functions.iter().cloned());
+                        mods.push(l.module.clone());
+                    }
+                    None => missing.push(*spec),
+                }
+            }
+        }
+        report.modules_reused = modules.len() - missing.len();
+        let (obtained, nvrtc) = compile::obtain(&missing, arch, cache)?;
         report.nvrtc_seconds = nvrtc;
         report.modules_compiled = obtained.iter().filter(|o| !o.origin.is_hit()).count();
         report.cache_hit = report.modules_compiled == 0;
         report.cache_file = obtained
             .iter()
             .find_map(|o| o.origin.path().map(|p| p.to_path_buf()));
-        report.modules = obtained.iter().map(|o| o.spec.name.to_string()).collect();
         let t1 = Instant::now();
         // load the modules side by side (the driver turns PTX into machine
         // code here on a machine that has not seen it before)
@@ -200,8 +249,6 @@ impl Device {
                 })
                 .collect()
         });
-        let mut funcs = HashMap::new();
-        let mut mods = Vec::new();
         for (o, l) in obtained.iter().zip(loaded) {
             let (module, recompile_secs) = l?;
             if recompile_secs > 0.0 {
@@ -209,11 +256,23 @@ impl Device {
                 report.cache_hit = false;
                 report.modules_compiled += 1;
             }
+            let mut functions = Vec::new();
             for name in (o.spec.kernels)() {
                 let f = module.load_function(&name).ctx(&format!("kernel {name}"))?;
-                funcs.insert(name, f);
+                functions.push((name, f));
             }
-            mods.push(module);
+            funcs.extend(functions.iter().cloned());
+            mods.push(module.clone());
+            LOADED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(LoadedModule {
+                    ordinal,
+                    cache: cache.dir().map(|d| d.to_path_buf()),
+                    name: o.spec.name,
+                    module,
+                    functions,
+                });
         }
         let kernels = KernelSet(funcs);
         report.module_load_seconds = t1.elapsed().as_secs_f64();

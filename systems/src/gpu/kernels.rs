@@ -35,8 +35,9 @@ pub const SOURCES: [(&str, &str); 13] = [
     ),
 ];
 
-/// Thread-group sizes for which the SpMV and residual kernels are
-/// instantiated (`qf_cg_spmv_g{G}`, `qf_cg_spmv16_g{G}`, `qf_residual_g{G}`).
+/// Thread-group sizes for which the SpMV kernels are instantiated
+/// (`qf_cg_spmv_g{G}`, `qf_cg_spmv16_g{G}`, `qf_cg_spmvd_g{G}`,
+/// `qf_cg_spmvd16_g{G}`, and the AMG row kernels).
 pub const SPMV_GROUPS: [u32; 5] = [2, 4, 8, 16, 32];
 
 /// Thread-group sizes of the persistent CG kernel
@@ -45,13 +46,12 @@ pub const PERSISTENT_GROUPS: [u32; 3] = [4, 8, 16];
 
 /// The AMG kernels instantiated for every group size of [`SPMV_GROUPS`]
 /// (`amg.cu`; the name gets `_g{G}`).
-pub const AMG_GROUP_KERNELS: [&str; 6] = [
+pub const AMG_GROUP_KERNELS: [&str; 5] = [
     "qf_amg_compute_start",
     "qf_amg_step",
     "qf_amg_last",
     "qf_amg_spmv",
     "qf_amg_pq",
-    "qf_amg_resid",
 ];
 
 /// One NVRTC program: `common.cuh` and some kernel files, compiled,
@@ -101,7 +101,7 @@ pub mod module {
     pub const ELEMENTS: ModuleSpec = ModuleSpec {
         name: "elements",
         files: &["quadrature.cu", "assemble.cu"],
-        kernels: || names(&["qf_quadrature", "qf_assemble"]),
+        kernels: || names(&["qf_quadrature", "qf_assemble_rows", "qf_assemble"]),
     };
     /// Pattern, boundary, post-processing.
     pub const MESH: ModuleSpec = ModuleSpec {
@@ -111,8 +111,10 @@ pub mod module {
             names(&[
                 "qf_node_degree",
                 "qf_node_fill",
+                "qf_node_sort",
                 "qf_row_count",
                 "qf_row_fill",
+                "qf_robin_rows",
                 "qf_robin",
                 "qf_penalty",
                 "qf_post",
@@ -125,23 +127,34 @@ pub mod module {
         files: &["scan.cu"],
         kernels: || names(&["qf_scan_tiles", "qf_scan_tops", "qf_scan_add"]),
     };
-    /// Equilibration, un-scaling, the true residual (every solve).
+    /// Equilibration, un-scaling, the true residual, the Jacobi-CG loops'
+    /// residual replacement and restart (every solve).
     pub const SOLVE: ModuleSpec = ModuleSpec {
         name: "solve",
         files: &["equilibrate.cu", "residual.cu"],
         kernels: || {
-            let mut v = names(&["qf_eq_diag", "qf_eq_scale_init", "qf_unscale"]);
-            v.extend(grouped(&["qf_residual"], &SPMV_GROUPS));
-            v
+            names(&[
+                "qf_eq_diag",
+                "qf_eq_scale_init",
+                "qf_unscale",
+                "qf_residual",
+                "qf_eq_residual",
+                "qf_cg_fold",
+                "qf_cg_restart",
+            ])
         },
     };
-    /// The Jacobi-CG iteration as three launches.
+    /// The Jacobi-CG iteration's kernels (launched one by one or captured
+    /// as a graph).
     pub const CG: ModuleSpec = ModuleSpec {
         name: "cg",
         files: &["cg.cu"],
         kernels: || {
             let mut v = names(&["qf_cg_direction", "qf_cg_update", "qf_cg_delta_cols"]);
-            v.extend(grouped(&["qf_cg_spmv", "qf_cg_spmv16"], &SPMV_GROUPS));
+            v.extend(grouped(
+                &["qf_cg_spmv", "qf_cg_spmv16", "qf_cg_spmvd", "qf_cg_spmvd16"],
+                &SPMV_GROUPS,
+            ));
             v
         },
     };
@@ -163,6 +176,7 @@ pub mod module {
         kernels: || {
             let mut v = names(&[
                 "qf_amg_zero_start",
+                "qf_amg_resid",
                 "qf_amg_residual_start",
                 "qf_amg_zero_copy",
                 "qf_amg_add",
@@ -235,8 +249,20 @@ pub mod flag {
     pub const BAD_ELEMENT: usize = 4;
     /// A pair missing from the pattern.
     pub const MISSING: usize = 5;
+    /// CG: the iteration whose top the next kernel is at.
+    pub const ITER: usize = 6;
+    /// CG: the iteration of the last (re)start.
+    pub const RESTART: usize = 7;
     /// Length of the buffer.
     pub const LEN: usize = 8;
+}
+
+/// Slots of the CG control buffer (mirrors `QF_CTL_*` in `common.cuh`).
+pub mod ctl {
+    /// The stopping threshold `target ||b||`.
+    pub const ATOL: usize = 0;
+    /// Length of the buffer.
+    pub const LEN: usize = 2;
 }
 
 /// Doubles per iteration in the CG history ring (`QF_HIST`).
@@ -379,7 +405,6 @@ mod tests {
         }
         for g in SPMV_GROUPS {
             assert!(p.contains(&format!("QF_SPMV({g})")));
-            assert!(p.contains(&format!("QF_RESIDUAL({g})")));
             assert!(p.contains(&format!("QF_AMG_GROUP({g})")));
         }
         for k in AMG_GROUP_KERNELS {
@@ -392,7 +417,11 @@ mod tests {
             (flag::NONFINITE, "QF_FLAG_NONFINITE"),
             (flag::BAD_ELEMENT, "QF_FLAG_BAD_ELEMENT"),
             (flag::MISSING, "QF_FLAG_MISSING"),
+            (flag::ITER, "QF_FLAG_ITER"),
+            (flag::RESTART, "QF_FLAG_RESTART"),
             (flag::LEN, "QF_FLAGS"),
+            (ctl::ATOL, "QF_CTL_ATOL"),
+            (ctl::LEN, "QF_CTL"),
             (HIST, "QF_HIST"),
         ] {
             assert!(p.contains(&format!("#define {name} {k}")), "{name}");

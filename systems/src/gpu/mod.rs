@@ -21,9 +21,12 @@
 //!   [`launch`] (grid and block sizes), [`compile`] (only the modules a run
 //!   needs, compiled in parallel), [`device`] (context, stream,
 //!   loaded kernels, counted transfers: [`device::Device`]);
-//! - [`pattern`] (the full CSR pattern and the device system), [`loop_ctl`]
-//!   (host control of the CG loop), [`vendor`] (cuBLAS and cuSPARSE),
-//!   [`persistent`] (the persistent CG kernel);
+//! - [`pattern`] (the full CSR pattern and the device system),
+//!   [`assemble`] (the assembly's launches and their CPU twin),
+//!   [`loop_ctl`] (host control of the CG loop and the convergence rule),
+//!   [`replace`] (the rule's residual replacement on the device),
+//!   [`vendor`] (cuBLAS and cuSPARSE), [`persistent`] (the persistent CG
+//!   kernel);
 //! - [`cg`] (the equilibrated Jacobi-PCG, [`GpuSolveStrategy::Custom`] or
 //!   [`GpuSolveStrategy::Vendor`]), [`amg_setup`] (the AMG hierarchy built
 //!   on the device) and its CPU twin [`amg_twin`], [`amg_cycle`] (the
@@ -40,6 +43,7 @@ pub mod amg;
 pub mod amg_cycle;
 pub mod amg_setup;
 pub mod amg_twin;
+pub mod assemble;
 pub mod cache;
 pub mod cg;
 pub mod compile;
@@ -52,11 +56,12 @@ pub mod options;
 pub mod pattern;
 pub mod persistent;
 pub mod phases;
+pub mod replace;
 pub mod report;
 pub mod state;
 pub mod vendor;
 
-pub use device::{device_available, prewarm};
+pub use device::{device_available, prewarm, total_memory};
 pub use options::{AmgSetupSite, CgLoop, GpuCgOptions, GpuSolveStrategy};
 pub use report::{GpuReport, Transfer};
 pub use state::GpuState;
@@ -94,11 +99,13 @@ impl GpuReport {
                 ),
             ],
             summary: vec![format!(
-                "{} ({}), NVRTC {:.3} s ({}), init {:.3} s, module load {:.3} s, {:.1} MB to device, {:.1} MB back, {} host syncs, peak device memory {:.2} GB{}",
+                "{} ({}), NVRTC {:.3} s ({}), init {:.3} s, module load {:.3} s, {:.1} MB to device, {:.1} MB back, {} host syncs, peak device memory {:.2} GB{}{}{}",
                 self.device_name,
                 self.arch,
                 self.nvrtc_seconds,
-                if self.cache_hit {
+                if self.modules_reused == self.modules.len() && !self.modules.is_empty() {
+                    "modules loaded by an earlier run of this process".to_string()
+                } else if self.cache_hit {
                     "kernel cache hit".to_string()
                 } else {
                     format!(
@@ -116,6 +123,22 @@ impl GpuReport {
                 match self.amg_setup {
                     Some(site) => format!(", AMG setup on the {site}"),
                     None => String::new(),
+                },
+                match self.cg_loop {
+                    Some(l) => format!(
+                        ", CG loop {l} ({} kernels an iteration{})",
+                        self.cg_kernels,
+                        if self.cg_graph_launches > 0 {
+                            format!(", {} graph launches", self.cg_graph_launches)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    None => String::new(),
+                },
+                match self.deterministic_assembly {
+                    Some(false) => ", assembly with atomic additions",
+                    _ => "",
                 }
             )],
         }
@@ -133,10 +156,18 @@ pub struct GpuSection {
     pub check_every: usize,
     /// CUDA device ordinal.
     pub device: usize,
-    /// How the custom CG's iterations are launched: `auto`, `launches`
-    /// (three kernels per iteration) or `persistent` (one cooperative
-    /// kernel per chunk).
+    /// How the custom CG's iterations are launched: `auto` (the graph),
+    /// `launches` (the kernels one by one), `graph` (the iterations
+    /// between two checks replayed from one CUDA graph) or `persistent`
+    /// (one cooperative kernel per chunk).
     pub cg_loop: String,
+    /// Two kernels per custom CG iteration, the SpMV forming the
+    /// direction (`true`), or three (`false`); absent: by size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuse_direction: Option<bool>,
+    /// Every matrix entry summed in a fixed order, identical runs giving
+    /// identical answers (`true`), or atomic additions (`false`).
+    pub deterministic: bool,
     /// Where AMG-CG's hierarchy is built: `device` or `host`.
     pub amg_setup: String,
 }
@@ -148,6 +179,8 @@ impl Default for GpuSection {
             check_every: GpuCgOptions::default().check_every,
             device: 0,
             cg_loop: CgLoop::default().name().into(),
+            fuse_direction: GpuCgOptions::default().fuse_direction,
+            deterministic: GpuCgOptions::default().deterministic,
             amg_setup: AmgSetupSite::default().name().into(),
         }
     }
@@ -173,8 +206,9 @@ impl GpuSection {
             SettingError::key(
                 "cg_loop",
                 format!(
-                    "unknown CG loop \"{}\" (available: auto, launches, persistent)",
-                    self.cg_loop
+                    "unknown CG loop \"{}\" (available: {})",
+                    self.cg_loop,
+                    CgLoop::NAMES.join(", ")
                 ),
             )
         })?;
@@ -190,6 +224,8 @@ impl GpuSection {
         let mut b = Gpu::with_strategy(strategy);
         b.cg.check_every = self.check_every;
         b.cg.cg_loop = cg_loop;
+        b.cg.fuse_direction = self.fuse_direction;
+        b.cg.deterministic = self.deterministic;
         b.cg.amg_setup = amg_setup;
         b.device = self.device;
         Ok(b)
@@ -381,11 +417,12 @@ pub fn upload_quadrature(
     report_failure(&mut failure, r);
 }
 
-/// Assembly: full-CSR pattern, element matrices and scatter on the
+/// Assembly: full-CSR pattern, element matrices and their sums on the
 /// device.
 pub fn assembly(
     mesh: Res<MeshRes>,
     physics: Res<Physics>,
+    options: Res<GpuCgOptions>,
     mut st: ResMut<GpuState>,
     mut report: ResMut<GpuReport>,
     mut sys: ResMut<LinearSystem>,
@@ -393,7 +430,13 @@ pub fn assembly(
 ) {
     let _s = tracing::info_span!("gpu::assembly").entered();
     let r = guard(|| {
-        sys.nnz = phases::assemble(&mut st, &mut report, &mesh.0, &physics)?;
+        sys.nnz = phases::assemble(
+            &mut st,
+            &mut report,
+            &mesh.0,
+            &physics,
+            options.deterministic,
+        )?;
         st.sync()
     });
     report_failure(&mut failure, r);
@@ -426,6 +469,7 @@ pub fn upload_system(
 pub fn boundary(
     mesh: Res<MeshRes>,
     bc: Res<Boundaries>,
+    options: Res<GpuCgOptions>,
     mut st: ResMut<GpuState>,
     mut report: ResMut<GpuReport>,
     mut boundary_report: ResMut<BoundaryReport>,
@@ -438,8 +482,14 @@ pub fn boundary(
         Err(e) => return fail(&mut failure, e),
     };
     let r = guard(|| {
-        *boundary_report =
-            phases::apply_boundary(&mut st, &mut report, &mesh.0, &bc.0, &selection)?;
+        *boundary_report = phases::apply_boundary(
+            &mut st,
+            &mut report,
+            &mesh.0,
+            &bc.0,
+            &selection,
+            options.deterministic,
+        )?;
         st.sync()
     });
     report_failure(&mut failure, r);
@@ -571,11 +621,22 @@ mod tests {
         assert_eq!(b.cg.amg_setup, AmgSetupSite::Host);
         let d = GpuSection::default().backend().unwrap();
         assert_eq!(d.cg.cg_loop, CgLoop::Auto);
+        assert!(d.cg.fuse_direction.is_none() && d.cg.deterministic);
+        let g = GpuSection {
+            cg_loop: "graph".into(),
+            fuse_direction: Some(false),
+            deterministic: false,
+            ..GpuSection::default()
+        }
+        .backend()
+        .unwrap();
+        assert_eq!(g.cg.cg_loop, CgLoop::Graph);
+        assert!(g.cg.fuse_direction == Some(false) && !g.cg.deterministic);
         assert_eq!(d.cg.amg_setup, AmgSetupSite::Device);
         for (section, key) in [
             (
                 GpuSection {
-                    cg_loop: "graph".into(),
+                    cg_loop: "graphs".into(),
                     ..GpuSection::default()
                 },
                 "cg_loop",

@@ -5,16 +5,25 @@
 /// none (it never won on the H200; see [`super::persistent`]).
 pub const PERSISTENT_MAX_ROWS: usize = 0;
 
+/// Systems below this many rows run the custom Jacobi-CG iteration in two
+/// kernels (the SpMV forms the direction: one grid-wide step less, which
+/// is what short iterations pay for), larger ones in three (one gathered
+/// vector per entry instead of three, which is what long iterations pay
+/// for), unless [`GpuCgOptions::fuse_direction`] says.
+pub const FUSED_MAX_ROWS: usize = 500_000;
+
 /// How the custom strategy's iterations are launched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CgLoop {
     /// By the number of rows: persistent below
-    /// [`PERSISTENT_MAX_ROWS`] (none: the launches won
-    /// at every size measured).
+    /// [`PERSISTENT_MAX_ROWS`] (none: it never won), the graph otherwise.
     #[default]
     Auto,
-    /// Three kernels per iteration (`cg.cu`).
+    /// The iteration's kernels launched one by one (`cg.cu`).
     Launches,
+    /// The iterations between two host checks captured once as a CUDA
+    /// graph and replayed: one launch per chunk (`gpu::cg`).
+    Graph,
     /// One persistent cooperative kernel per chunk (`cg_persistent.cu`).
     Persistent,
 }
@@ -26,7 +35,7 @@ impl CgLoop {
     pub fn resolve(self, rows: usize) -> CgLoop {
         match self {
             CgLoop::Auto if rows < PERSISTENT_MAX_ROWS => CgLoop::Persistent,
-            CgLoop::Auto => CgLoop::Launches,
+            CgLoop::Auto => CgLoop::Graph,
             other => other,
         }
     }
@@ -36,6 +45,7 @@ impl CgLoop {
         match self {
             CgLoop::Auto => "auto",
             CgLoop::Launches => "launches",
+            CgLoop::Graph => "graph",
             CgLoop::Persistent => "persistent",
         }
     }
@@ -45,10 +55,14 @@ impl CgLoop {
         match s {
             "auto" => Some(Self::Auto),
             "launches" => Some(Self::Launches),
+            "graph" => Some(Self::Graph),
             "persistent" => Some(Self::Persistent),
             _ => None,
         }
     }
+
+    /// All names.
+    pub const NAMES: &'static [&'static str] = &["auto", "launches", "graph", "persistent"];
 }
 
 use bevy_ecs::prelude::*;
@@ -89,7 +103,8 @@ impl GpuSolveStrategy {
     pub const NAMES: &'static [&'static str] = &["custom", "vendor"];
 }
 
-/// Tuning of the custom CG.
+/// Tuning of the backend: the custom CG's loop and kernels, the AMG
+/// setup's site, the assembly's order.
 #[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GpuCgOptions {
     /// Iterations launched between two host convergence checks (each
@@ -102,9 +117,18 @@ pub struct GpuCgOptions {
     /// numbering's bandwidth allows (`true`; a sixth less matrix traffic,
     /// the same arithmetic).
     pub short_columns: bool,
-    /// Three launches per iteration or one persistent kernel per chunk
+    /// Launches, a graph per chunk or one persistent kernel per chunk
     /// ([`CgLoop::Auto`]: by size).
     pub cg_loop: CgLoop,
+    /// The custom iteration in two kernels, the SpMV forming the search
+    /// direction on the fly (`Some(true)`), or three (a direction kernel
+    /// first); `None`: two below [`FUSED_MAX_ROWS`] rows. The same
+    /// arithmetic bit for bit.
+    pub fuse_direction: Option<bool>,
+    /// Every matrix entry and right-hand side value summed in a fixed
+    /// order (row-wise assembly, `true`: identical runs give identical
+    /// answers) or scattered with atomic additions (`false`).
+    pub deterministic: bool,
     /// Where AMG-CG's hierarchy is built ([`AmgSetupSite::Device`]).
     pub amg_setup: AmgSetupSite,
 }
@@ -146,6 +170,8 @@ impl Default for GpuCgOptions {
             spmv_group: None,
             short_columns: true,
             cg_loop: CgLoop::Auto,
+            fuse_direction: None,
+            deterministic: true,
             amg_setup: AmgSetupSite::Device,
         }
     }

@@ -285,7 +285,8 @@ pub struct DeviceSystem {
     pub f: CudaSlice<f64>,
 }
 
-/// The full pattern on the device.
+/// The full pattern on the device, with the node-to-element lists it was
+/// built from (the row-wise assembly reads them, then they go).
 pub struct DevicePattern {
     /// Row starts, `n + 1` entries.
     pub rowptr: CudaSlice<u32>,
@@ -293,6 +294,11 @@ pub struct DevicePattern {
     pub col: CudaSlice<u32>,
     /// Its size.
     pub shape: PatternShape,
+    /// Starts of the node-to-element lists, `n + 1` entries.
+    pub node_ptr: CudaSlice<u32>,
+    /// The elements of every node, ascending (an element twice where the
+    /// node is twice in it).
+    pub node_el: CudaSlice<u32>,
 }
 
 fn i32_len(n: usize, what: &str) -> GResult<i32> {
@@ -341,9 +347,9 @@ pub fn scan_in_place(
 
 /// Builds the full pattern of a mesh of `n` nodes on the device from its
 /// connectivity `conn` (8 nodes per element, `ne` elements, already on
-/// the device): node-to-element adjacency by counting, scan and filling,
-/// then per row the sorted distinct neighbours, counted, scanned into row
-/// starts and written (`kernels/pattern.cu`). One synchronisation (to
+/// the device): node-to-element adjacency by counting, scan, filling and
+/// sorting, then per row the sorted distinct neighbours, counted, scanned
+/// into row starts and written (`kernels/pattern.cu`). One synchronisation (to
 /// read the entry count and the decoupled rows, 16 bytes); nothing else
 /// crosses the bus. Equal to [`FullPattern::build`] (`tests/gpu.rs`).
 pub fn build_on_device(
@@ -382,6 +388,13 @@ pub fn build_on_device(
         unsafe { b.launch(launch::per_item(ne).config()) }.ctx("qf_node_fill")?;
     }
     drop(cursor);
+    {
+        let f = st.func("qf_node_sort")?;
+        let mut b = st.stream.launch_builder(f);
+        b.arg(&n32).arg(&ne_ptr).arg(&mut adj);
+        // SAFETY: as above.
+        unsafe { b.launch(launch::per_item(n).config()) }.ctx("qf_node_sort")?;
+    }
     // 4-5: row lengths, scanned into row starts; meta = [nnz, decoupled]
     let mut rowptr = st.zeros::<u32>(n + 1)?;
     let mut meta = st.zeros::<u64>(2)?;
@@ -425,6 +438,8 @@ pub fn build_on_device(
             entries: nnz,
             decoupled,
         },
+        node_ptr: ne_ptr,
+        node_el: adj,
     })
 }
 

@@ -13,9 +13,10 @@
 //! 77.6 / 87.2, 192 / 230, 529 / 651. The three launches win or tie at
 //! every size (the short iterations are bound by the latency of three
 //! dependent grid-wide steps, which a grid barrier does not shorten), so
-//! [`CgLoop::Auto`] launches them everywhere; the persistent kernel stays
-//! selectable and tested (same iteration count and the same `u` within
-//! rounding).
+//! [`CgLoop::Auto`] does not pick it (the three launches, now two kernels
+//! replayed from a graph per chunk, are the default); the persistent
+//! kernel stays selectable and tested (same iteration count within one and
+//! the same `u` within rounding).
 
 use super::device::{Ctx, Device, GResult};
 use super::kernels::PERSISTENT_GROUPS;
@@ -141,8 +142,8 @@ pub struct PersistentArgs<'a> {
     pub hist: &'a mut CudaSlice<f64>,
     /// Ring slots.
     pub ring: usize,
-    /// Stopping threshold.
-    pub atol: f64,
+    /// The loop's control values (the threshold; `kernels::ctl`).
+    pub ctl: &'a CudaSlice<f64>,
 }
 
 impl PersistentCg {
@@ -175,7 +176,7 @@ impl PersistentCg {
             .arg(a.q)
             .arg(a.hist)
             .arg(&dev.flags)
-            .arg(&a.atol)
+            .arg(a.ctl)
             .arg(&dev.partials)
             .arg(&mut self.bar);
         // SAFETY: argument types and buffer sizes match the kernel; the grid
@@ -191,18 +192,24 @@ mod tests {
 
     #[test]
     fn loop_choice_by_size() {
-        assert_eq!(CgLoop::Auto.resolve(195_853), CgLoop::Launches);
-        assert_eq!(CgLoop::Auto.resolve(0), CgLoop::Launches);
+        assert_eq!(CgLoop::Auto.resolve(195_853), CgLoop::Graph);
+        assert_eq!(CgLoop::Auto.resolve(0), CgLoop::Graph);
         assert_eq!(
             CgLoop::Auto.resolve(PERSISTENT_MAX_ROWS + 1_000_000),
-            CgLoop::Launches
+            CgLoop::Graph
         );
         assert_eq!(CgLoop::Launches.resolve(10), CgLoop::Launches);
         assert_eq!(CgLoop::Persistent.resolve(1 << 30), CgLoop::Persistent);
-        for l in [CgLoop::Auto, CgLoop::Launches, CgLoop::Persistent] {
+        for l in [
+            CgLoop::Auto,
+            CgLoop::Launches,
+            CgLoop::Graph,
+            CgLoop::Persistent,
+        ] {
             assert_eq!(CgLoop::parse(l.name()), Some(l));
+            assert!(CgLoop::NAMES.contains(&l.name()));
         }
-        assert_eq!(CgLoop::parse("graph"), None);
+        assert_eq!(CgLoop::parse("graphs"), None);
     }
 
     #[test]

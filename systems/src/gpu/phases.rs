@@ -1,6 +1,7 @@
 //! Quadrature, assembly, boundary and post-processing on the device, and
 //! the transfers at phase boundaries shared with host backends.
 
+use super::assemble;
 use super::device::{Ctx, GResult, backend_error};
 use super::kernels::flag;
 use super::launch;
@@ -138,12 +139,15 @@ pub fn upload_quadrature(
 }
 
 /// Builds the full-CSR pattern on the device ([`pattern::build_on_device`])
-/// and assembles `K` and `f` there. Returns the full non-zero count.
+/// and assembles `K` and `f` there, row by row in element order
+/// (`deterministic`) or with atomic additions ([`assemble::elements`]).
+/// Returns the full non-zero count.
 pub fn assemble(
     st: &mut GpuState,
     report: &mut GpuReport,
     mesh: &Mesh,
     physics: &Physics,
+    deterministic: bool,
 ) -> GResult<usize> {
     use rayon::prelude::*;
     ensure_geometry(st, report, mesh)?;
@@ -155,6 +159,7 @@ pub fn assemble(
     };
     let nnz = dp.shape.nnz();
     report.device_nnz = nnz;
+    report.deterministic_assembly = Some(deterministic);
     // Source values at the Gauss points when f is a function of position
     // (evaluated on the host, elements in parallel: the closure cannot run
     // on the device).
@@ -175,7 +180,6 @@ pub fn assemble(
         Some(v) => st.upload(report, "source at Gauss points", &v)?,
         None => st.zeros::<f64>(1)?,
     };
-    let (rowptr, col) = (dp.rowptr, dp.col);
     let mut val = st.zeros::<f64>(nnz)?;
     let mut f = st.zeros::<f64>(dp.shape.n)?;
     st.reset_flags(report)?;
@@ -185,22 +189,15 @@ pub fn assemble(
             .qd
             .as_ref()
             .ok_or_else(|| backend_error("no quadrature data on the device"))?;
-        let ne32 = i32_len(ne, "elements")?;
-        let func = st.func("qf_assemble")?;
-        let mut b = st.stream.launch_builder(func);
-        b.arg(&ne32)
-            .arg(&g.conn)
-            .arg(qd)
-            .arg(&rowptr)
-            .arg(&col)
-            .arg(&mut val)
-            .arg(&mut f)
-            .arg(&mode)
-            .arg(&src)
-            .arg(&fq)
-            .arg(&st.flags);
-        // SAFETY: argument types and buffer sizes match the kernel.
-        unsafe { b.launch(launch::per_item(ne).config()) }.ctx("qf_assemble")?;
+        let inputs = assemble::ElementInputs {
+            ne,
+            conn: &g.conn,
+            qd,
+            mode,
+            src,
+            fq: &fq,
+        };
+        assemble::elements(st, &dp, &inputs, &mut val, &mut f, deterministic)?;
     }
     let flags = st.read_flags(report)?;
     if flags[flag::MISSING] != 0 {
@@ -208,8 +205,12 @@ pub fn assemble(
             "assembly: an element pair is missing from the pattern (internal error)",
         ));
     }
+    // the node-to-element lists go with `dp`'s other fields
+    let pattern::DevicePattern {
+        rowptr, col, shape, ..
+    } = dp;
     st.system = Some(DeviceSystem {
-        pattern: dp.shape,
+        pattern: shape,
         rowptr,
         col,
         val,
@@ -269,18 +270,22 @@ pub fn upload_system(st: &mut GpuState, report: &mut GpuReport, sys: &LinearSyst
 }
 
 /// Adds the resolved boundary (Robin edges, Dirichlet and unused-node
-/// penalties) to the device system, in the serial order.
+/// penalties) to the device system, in the serial order: the Robin edges
+/// node by node in edge order (`deterministic`) or with atomic additions
+/// ([`assemble::robin`]), then the penalties (each node once per list).
 pub fn apply_boundary(
     st: &mut GpuState,
     report: &mut GpuReport,
     mesh: &Mesh,
     cfg: &BoundaryConfig,
     res: &Resolved,
+    deterministic: bool,
 ) -> GResult<BoundaryReport> {
     ensure_geometry(st, report, mesh)?;
     st.reset_flags(report)?;
     // Robin edges: nodes and (p, gamma) per edge.
-    let nodes: Vec<u32> = res.robin_edges.iter().flat_map(|e| e.nodes).collect();
+    let edge_nodes: Vec<[u32; 3]> = res.robin_edges.iter().map(|e| e.nodes).collect();
+    let nodes: Vec<u32> = edge_nodes.iter().flatten().copied().collect();
     let pg: Vec<f64> = res
         .robin_edges
         .iter()
@@ -293,6 +298,17 @@ pub fn apply_boundary(
     let dir_vals: Vec<f64> = res.dirichlet.iter().map(|d| d.1).collect();
     let d_nodes = st.upload(report, "robin edges", &nodes)?;
     let d_pg = st.upload(report, "robin parameters", &pg)?;
+    let rows = if deterministic && !edge_nodes.is_empty() {
+        let r = assemble::RobinRows::new(&edge_nodes);
+        Some(assemble::DeviceRobinRows {
+            nodes: st.upload(report, "robin edges", &r.nodes)?,
+            ptr: st.upload(report, "robin edges", &r.ptr)?,
+            edges: st.upload(report, "robin edges", &r.edges)?,
+            count: r.nodes.len(),
+        })
+    } else {
+        None
+    };
     let d_dn = st.upload(report, "dirichlet nodes", &dir_nodes)?;
     let d_dv = st.upload(report, "dirichlet values", &dir_vals)?;
     let d_un = st.upload(report, "unused nodes", &res.unused)?;
@@ -308,24 +324,15 @@ pub fn apply_boundary(
         let stream = &st.dev.stream;
         let flags = &st.dev.flags;
         let penalty = cfg.penalty;
-        if !res.robin_edges.is_empty() {
-            let m = i32_len(res.robin_edges.len(), "edges")?;
-            let func = st.dev.kernels.get("qf_robin")?;
-            let mut b = stream.launch_builder(func);
-            b.arg(&m)
-                .arg(&d_nodes)
-                .arg(&d_pg)
-                .arg(&g.x)
-                .arg(&g.y)
-                .arg(&s.rowptr)
-                .arg(&s.col)
-                .arg(&mut s.val)
-                .arg(&mut s.f)
-                .arg(flags);
-            // SAFETY: argument types and buffer sizes match the kernel.
-            unsafe { b.launch(launch::per_item(res.robin_edges.len()).config()) }
-                .ctx("qf_robin")?;
-        }
+        let inputs = assemble::RobinInputs {
+            edges: res.robin_edges.len(),
+            nodes: &d_nodes,
+            pg: &d_pg,
+            x: &g.x,
+            y: &g.y,
+            rows: rows.as_ref(),
+        };
+        assemble::robin(&st.dev, &s.rowptr, &s.col, &inputs, &mut s.val, &mut s.f)?;
         for (list, vals, with_values, len) in [
             (&d_dn, &d_dv, 1i32, res.dirichlet.len()),
             (&d_un, &d_dv, 0i32, res.unused.len()),

@@ -68,9 +68,23 @@ pub struct GpuReport {
     /// cache); `nvrtc_seconds` is the wall time of compiling them in
     /// parallel.
     pub modules_compiled: usize,
-    /// How the Jacobi-CG iterations were driven (`launches`, `persistent`),
-    /// once the custom solve ran.
+    /// Modules already loaded on the device by an earlier run of this
+    /// process (a server, a Python session): neither read nor loaded again.
+    pub modules_reused: usize,
+    /// How the Jacobi-CG iterations were driven (`launches`, `graph`,
+    /// `persistent`), once the custom solve ran.
     pub cg_loop: Option<&'static str>,
+    /// Kernels per Jacobi-CG iteration (2: the SpMV forms the direction;
+    /// 3: a direction kernel first; 1: the persistent kernel).
+    pub cg_kernels: u32,
+    /// Graph launches of the Jacobi-CG loop (one per chunk).
+    pub cg_graph_launches: usize,
+    /// Why capturing the CG iterations as a graph failed, where it did
+    /// (the loop then launched them one by one).
+    pub cg_graph_error: Option<String>,
+    /// Whether the assembly summed every entry in a fixed order
+    /// (`[gpu] deterministic`), once it ran.
+    pub deterministic_assembly: Option<bool>,
     /// Where the AMG hierarchy was built (`device` or `host`), once an
     /// AMG-CG solve ran.
     pub amg_setup: Option<&'static str>,

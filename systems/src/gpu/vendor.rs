@@ -1,11 +1,18 @@
 //! The vendor strategy's libraries: cuBLAS for the vector operations and
 //! cuSPARSE for the SpMV, with the CG scalars on the host (execution model 6,
 //! the CuPy
-//! version: `cupyx.scipy.sparse.linalg.cg` runs this way).
+//! version: `cupyx.scipy.sparse.linalg.cg` runs this way), stopped by the
+//! convergence rule every solver shares ([`Convergence`]; the true residual
+//! is recomputed by the backend's own kernel, `replace::true_residual`).
+//!
+//! Both libraries give the same answer every run: cuBLAS's dot products
+//! reduce without atomics by default (`CUBLAS_ATOMICS_NOT_ALLOWED`) and the
+//! SpMV uses `CUSPARSE_SPMV_CSR_ALG2`, the deterministic CSR algorithm
+//! (`ALG1`, the default, may differ in the last bits from run to run).
 
-use super::device::{Ctx, GResult, backend_error, raw};
+use super::device::{Ctx, Device, GResult, backend_error, raw};
 use super::loop_ctl::{LoopEnd, LoopInput, positive};
-use super::report::GpuReport;
+use crate::solver::{Convergence, Verdict};
 use cudarc::cublas::{CudaBlas, sys as blas};
 use cudarc::cusparse::sys as sp;
 use cudarc::driver::{CudaSlice, CudaStream};
@@ -122,16 +129,26 @@ pub struct VendorBuffers<'a> {
     pub z: &'a mut CudaSlice<f64>,
 }
 
+/// The convergence rule's check: `check(it, x, r)` folds the correction
+/// `x` into the iterate (zeroing it), replaces `r` by `b - A x` and returns
+/// `r.r` and the relative residual the rule judges (that of `u`).
+pub type Check<'a> =
+    dyn FnMut(usize, &mut CudaSlice<f64>, &mut CudaSlice<f64>) -> GResult<(f64, f64)> + 'a;
+
 /// The CG loop with cuSPARSE and cuBLAS; same iteration as
-/// `solver::pcg`, scalars on the host.
+/// `solver::pcg`, scalars on the host, `x` the correction of an iterate
+/// `base + x` that `check` folds, stopped by `rule` (judging what `check`
+/// returns). Returns the end and the host round trips.
 pub fn run(
     libs: &VendorLibs,
-    stream: &Arc<CudaStream>,
+    st: &Device,
     b: VendorBuffers<'_>,
     input: &LoopInput,
-    report: &mut GpuReport,
+    rule: &mut Convergence,
+    check: &mut Check<'_>,
     progress: &mut dyn FnMut(usize, f64) -> bool,
-) -> GResult<LoopEnd> {
+) -> GResult<(LoopEnd, usize)> {
+    let stream = &st.stream;
     let n = input.n;
     let nnz = b.col.len().min(input.nnz);
     let (n32, nnz_i64) = (
@@ -162,7 +179,8 @@ pub fn run(
         p: std::ptr::null_mut(),
         q: std::ptr::null_mut(),
     };
-    let alg = sp::cusparseSpMVAlg_t::CUSPARSE_SPMV_CSR_ALG1;
+    // the deterministic CSR algorithm (identical runs, identical answers)
+    let alg = sp::cusparseSpMVAlg_t::CUSPARSE_SPMV_CSR_ALG2;
     let op = sp::cusparseOperation_t::CUSPARSE_OPERATION_NON_TRANSPOSE;
     let r64 = sp::cudaDataType::CUDA_R_64F;
     let one = 1.0f64;
@@ -237,9 +255,20 @@ pub fn run(
     syncs += 1;
     let mut rho_prev = 0.0;
     let mut it = 0usize;
+    // the iteration of the last (re)start: its direction is z alone
+    let mut restart = 0usize;
     let end = loop {
-        if rr.sqrt() < input.atol {
-            break LoopEnd::converged(it, rr);
+        if rr.sqrt() < rule.target() * input.b_norm {
+            let judged;
+            (rr, judged) = check(it, &mut *b.x, &mut *b.r)?;
+            syncs += 2;
+            match rule.judge(it, judged) {
+                Verdict::Replace => {
+                    restart = it;
+                    continue;
+                }
+                v => break LoopEnd::judged(it, v, rr),
+            }
         }
         if it >= input.max_iter {
             break LoopEnd::capped(it, rr);
@@ -263,7 +292,7 @@ pub fn run(
             "cublasDdgmm",
         )?;
         let rz = dot(r, z)?;
-        if it == 0 {
+        if it == restart {
             // SAFETY: length-n device vectors.
             blas_ok(
                 unsafe { blas::cublasDcopy_v2(h, n32, z, 1, p, 1) },
@@ -294,9 +323,8 @@ pub fn run(
             return Err(crate::solver::SolveError::Interrupted { iteration: it }.into());
         }
     };
-    report.host_syncs += syncs;
     stream.synchronize().ctx("synchronize")?;
     drop(d);
     drop(work);
-    Ok(end)
+    Ok((end, syncs))
 }
