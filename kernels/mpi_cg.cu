@@ -113,7 +113,63 @@ extern "C" __global__ void qf_mpi_update(int n, double alpha, const double* __re
     }
 }
 
-// x += alpha p (the last pending update).
+// a + b as s + e exactly (Knuth's TwoSum); the _rn intrinsics keep the
+// compiler from contracting or reordering the operations.
+__device__ __forceinline__ void qf_mpi_two_sum(double a, double b, double* s, double* e) {
+    const double t = __dadd_rn(a, b);
+    const double bb = __dsub_rn(t, a);
+    *e = __dadd_rn(__dsub_rn(a, __dsub_rn(t, bb)), __dsub_rn(b, bb));
+    *s = t;
+}
+
+// r = b - A base on the owned rows in double-double (products exact by
+// FMA, sums by TwoSum, rounded once per row; the true residual replaces
+// the recurrence's at the convergence rule's checks, as the host's
+// Csr::residual_exact_rows computes it); the block's shares of r.r and
+// r.(inv_diag r) into partials[2 blockIdx.x] and partials[2 blockIdx.x + 1].
+extern "C" __global__ void qf_mpi_residual(int n, const unsigned* __restrict__ rowptr,
+                                           const unsigned* __restrict__ col,
+                                           const double* __restrict__ val,
+                                           const double* __restrict__ b,
+                                           const double* __restrict__ base,
+                                           const double* __restrict__ inv_diag,
+                                           double* __restrict__ r, double* __restrict__ partials) {
+    double rr = 0.0, rz = 0.0;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        double hi = b[i], lo = 0.0;
+        const unsigned e = rowptr[i + 1];
+        for (unsigned k = rowptr[i]; k < e; ++k) {
+            const double a = val[k], x = base[col[k]];
+            const double p = __dmul_rn(a, x);
+            const double pe = fma(a, x, -p);
+            double s, se;
+            qf_mpi_two_sum(hi, -p, &s, &se);
+            hi = s;
+            lo = __dadd_rn(lo, __dsub_rn(se, pe));
+        }
+        const double v = __dadd_rn(hi, lo);
+        r[i] = v;
+        rr += v * v;
+        rz += v * v * inv_diag[i];
+    }
+    const double a = qf_mpi_block_sum(rr);
+    const double c = qf_mpi_block_sum(rz);
+    if (threadIdx.x == 0) {
+        partials[2 * blockIdx.x] = a;
+        partials[2 * blockIdx.x + 1] = c;
+    }
+}
+
+// base += x, x = 0 on the owned rows (the correction folded into the
+// iterate at a check).
+extern "C" __global__ void qf_mpi_fold(int n, double* __restrict__ x, double* __restrict__ base) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        base[i] += x[i];
+        x[i] = 0.0;
+    }
+}
+
+// x += alpha p (the pending update).
 extern "C" __global__ void qf_mpi_axpy(int n, double alpha, const double* __restrict__ p,
                                        double* __restrict__ x) {
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)

@@ -21,6 +21,12 @@
 #   bad element in the third rank's block, a missing file): every rank
 #   exits non-zero printing the message, no results file;
 # - waiting by polling (QUADFLOW_MPI_WAIT=poll) gives the same results;
+# - AMG-CG on 4, 6 and 8 ranks with levels distributed and handed over to
+#   fewer ranks (and y_tube_195k on 4 and 8): iterations within +20%;
+# - a rank killed with SIGKILL during the solve: the run ends non-zero
+#   within 30 s, no results file;
+# - with a GPU: local = "gpu" on 1 and 2 ranks, Jacobi-CG and AMG-CG, u
+#   within 1e-9 of serial's (skipped and logged without one);
 # - the communicator itself and the distributed AMG with deep distributed
 #   levels (mpi_driver).
 #
@@ -206,6 +212,163 @@ PY
   fi
 else
   ko "s_duct_16k P=3 --xdmf: the run failed"
+fi
+
+# AMG-CG on 4 to 8 ranks (oversubscribed), levels distributed down to a
+# few hundred rows a rank and handed over to fewer ranks: iterations within
+# +20% of serial's (check_results), u as serial's
+m="$root/tests/data/meshes/s_duct_16k.h5"
+for p in 4 6 8; do
+  for part in metis rcb; do
+    cat > "$work/deep.toml" <<EOF
+[mesh]
+file = "$m"
+[backend]
+default = "mpi"
+[mpi]
+partitioner = "$part"
+agglomerate_below = 300
+[solver]
+method = "amg-cg"
+rtol = 1e-10
+EOF
+    r="$work/s_duct_16k.$p.$part.deep.h5"
+    if mpirun_p "$p" "$q" run "$work/deep.toml" -q -o "$r"; then
+      check "$p" "$r" "$work/s_duct_16k.serial-amg.h5"
+    else
+      ko "s_duct_16k P=$p $part amg-cg deep: the run failed"
+    fi
+  done
+done
+if [ -z "${QUICK:-}" ] && [ -f "$shared/meshes/y_tube_195k.h5" ]; then
+  for p in 4 8; do
+    r="$work/y_tube_195k.$p.amg.h5"
+    if mpirun_p "$p" "$q" run --mesh "$shared/meshes/y_tube_195k.h5" --backend mpi \
+      --solver amg-cg --rtol 1e-10 -q -o "$r"; then
+      check "$p" "$r" "$work/y_tube_195k.serial-amg.h5"
+    else
+      ko "y_tube_195k P=$p amg-cg: the run failed"
+    fi
+  done
+fi
+
+# a rank killed (SIGKILL) during the solve ends the whole run: non-zero
+# exit within 30 s, no results file, no rank left behind
+killed() {
+  local r="$work/killed.h5" log="$work/killed.log" pid ranks c victim t0 rc waited dt left
+  cat > "$work/long.toml" <<EOF
+[mesh]
+generate = "venturi"
+nodes = 200000
+[backend]
+default = "mpi"
+[solver]
+rtol = 1e-12
+max_iterations = 1000000
+EOF
+  # how long the run takes to reach its solve: the same run with a short
+  # solve, its whole wall time (start, mesh, split, assembly, 50 CG
+  # iterations, results); the kill comes at twice that, well into the
+  # solve to 1e-12 (thousands of iterations)
+  sed 's/^max_iterations = .*/max_iterations = 50\nallow_unconverged = true/' "$work/long.toml" >"$work/short.toml"
+  local s0 s1 lead
+  s0=$(date +%s.%N)
+  mpirun --oversubscribe --allow-run-as-root -n 3 "$q" run "$work/short.toml" -q -o "$work/short.h5" >/dev/null 2>&1 || true
+  s1=$(date +%s.%N)
+  lead="$(python3 -c "import sys; print(f'{2 * (float(sys.argv[1]) - float(sys.argv[2])) + 2:.1f}')" "$s1" "$s0")"
+  rm -f "$r"
+  mpirun --oversubscribe --allow-run-as-root -n 3 "$q" run "$work/long.toml" -q -o "$r" >"$log" 2>&1 &
+  pid=$!
+  # the ranks: processes of this command whose MPI rank is set
+  ranks=""
+  for _ in $(seq 150); do
+    ranks=""
+    for c in $(pgrep -f "$q run $work/long.toml" || true); do
+      if tr '\0' '\n' <"/proc/$c/environ" 2>/dev/null | grep -q '^OMPI_COMM_WORLD_RANK='; then
+        ranks="$ranks $c"
+      fi
+    done
+    [ "$(wc -w <<<"$ranks")" -eq 3 ] && break
+    sleep 0.2
+  done
+  victim=""
+  for c in $ranks; do
+    if tr '\0' '\n' <"/proc/$c/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1'; then victim=$c; fi
+  done
+  if [ -z "$victim" ]; then
+    ko "killed rank: the 3 ranks were not found"
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" || true
+    return
+  fi
+  sleep "$lead"
+  if ! kill -0 "$pid" 2>/dev/null; then
+    ko "killed rank: the run ended before the kill"
+    cat "$log"
+    return
+  fi
+  t0=$(date +%s.%N)
+  kill -9 "$victim"
+  waited=0
+  while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt 300 ]; do
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    ko "killed rank: the run still runs 30 s after rank 1 was killed"
+    kill -9 "$pid" $ranks 2>/dev/null || true
+    wait "$pid" || true
+    return
+  fi
+  set +e
+  wait "$pid"
+  rc=$?
+  set -e
+  dt="$(python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.2f}')" "$(date +%s.%N)" "$t0")"
+  # the other ranks go with mpirun (give the system a moment to reap them)
+  for _ in $(seq 50); do
+    left=""
+    for c in $ranks; do
+      if [ -e "/proc/$c" ] && ! grep -q '^State:.*Z' "/proc/$c/status" 2>/dev/null; then left="$left $c"; fi
+    done
+    [ -z "$left" ] && break
+    sleep 0.2
+  done
+  if [ "$rc" -ne 0 ] && [ ! -e "$r" ] && [ -z "$left" ]; then
+    ok "rank 1 of 3 killed during the solve (at $lead s): the run ended in $dt s with exit $rc, no results file, no rank left"
+  else
+    ko "rank 1 of 3 killed: exit $rc after $dt s$([ -e "$r" ] && echo ', results written')$([ -n "$left" ] && echo ", ranks left:$left")"
+    cat "$log"
+  fi
+}
+killed
+
+# GPU ranks (local = "gpu"), where this machine has a GPU: 1 and 2 ranks on
+# the card, Jacobi-CG and AMG-CG, u within 1e-9 of serial's, iterations as
+# above (1% and +20%); without a GPU the skip is logged
+if nvidia-smi -L >/dev/null 2>&1; then
+  for m in venturi_341 s_duct_16k; do
+    mm="$root/tests/data/meshes/$m.h5"
+    for p in 1 2; do
+      r="$work/$m.$p.gpu.h5"
+      if mpirun_p "$p" "$q" run --mesh "$mm" --backend mpi --mpi-local gpu -q -o "$r"; then
+        CHECK_U_TOL=1e-9 check "$p" "$r" "$work/$m.serial.h5"
+      else
+        ko "$m P=$p local gpu: the run failed"
+      fi
+      r="$work/$m.$p.gpu.amg.h5"
+      if mpirun_p "$p" "$q" run --mesh "$mm" --backend mpi --mpi-local gpu --solver amg-cg --rtol 1e-10 -q -o "$r"; then
+        CHECK_U_TOL=1e-9 check "$p" "$r" "$work/$m.serial-amg.h5"
+      else
+        ko "$m P=$p local gpu amg-cg: the run failed"
+      fi
+    done
+  done
+else
+  echo "SKIPPED: no GPU (nvidia-smi -L failed): the local = \"gpu\" tests did not run"
+  if [ -n "${QUADFLOW_SKIP_LOG:-}" ]; then
+    echo "mpi/run-tests.sh: local = \"gpu\" on 1 and 2 ranks (no GPU on this machine)" >> "$QUADFLOW_SKIP_LOG"
+  fi
 fi
 
 # outside mpirun: one rank

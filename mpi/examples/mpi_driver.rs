@@ -5,7 +5,7 @@
 //!                                       distributed Jacobi-CG against serial (iterations
 //!                                       within 1%, u within 1e-10 relative) and AMG-CG
 //!                                       to 1e-10 (true residual, u against the host
-//!                                       AMG-CG, iterations within +30% of it)
+//!                                       AMG-CG, iterations within +20% of it)
 //! mpi_driver venturi NODES              a generated venturi, the same checks
 //! mpi_driver bad more-ranks|empty-part  bad input: must fail on every rank
 //! ```
@@ -166,15 +166,15 @@ fn check_mesh(
                 ),
             );
         }
-        // AMG-CG to 1e-10: default (gathered below 4000 rows) and deep
-        // (distributed down to 60 rows)
-        for (label, gather) in [("", 4000usize), (" deep", 60)] {
+        // AMG-CG to 1e-10: default (fewer ranks below 5,000 rows a rank)
+        // and deep (levels distributed down to 100 rows a rank)
+        for (label, below) in [("", 5_000usize), (" deep", 100)] {
             let mut s = DistSettings {
                 run: cfg_amg.clone(),
                 split: Split::Method(method),
                 ..Default::default()
             };
-            s.amg.gather_below = gather;
+            s.amg.agglomerate_below = below;
             let r = driver::run(comm, 0, mesh, &s, &reg)?;
             if let (Some((_, am, _)), Some(u)) = (&serial, &r.u) {
                 // the one-process count: the same distributed solver on
@@ -186,7 +186,8 @@ fn check_mesh(
                     r.stats.converged
                         && r.true_residual <= 1.5e-10
                         && e <= 1e-7
-                        && it <= (1.3 * it1).ceil(),
+                        && it <= (1.2 * am.1.iterations as f64).ceil()
+                        && (p > 1 || it == it1),
                     format!(
                         "{name} amg-cg{label} {} P={p}: {} iterations (one process {}, host AMG {}), {} levels, true residual {:.2e}, u rel diff to host AMG {e:.2e}, setup {:.3}s solve {:.3}s",
                         method.name(),

@@ -22,12 +22,15 @@
 //! run does for every kind, costs nothing) and is finalised when the run
 //! ends and the group is dropped.
 
+use crate::amg_solve::AmgReport;
 use crate::group::{Group, Started, Summary};
 use crate::partition::Method;
+use crate::threads::Threads;
 use bevy_ecs::prelude::*;
 use quadflow_systems::components::failure::check_converged;
 use quadflow_systems::components::*;
 use quadflow_systems::config::{self, BackendKind, Flag, FlagValue, SettingError, Table};
+use quadflow_systems::parallel::ParallelRuntime;
 use quadflow_systems::pipeline::{
     Backend, Memory, Phase, PhasePlan, PhaseSystems, ProcessGroup, Registry,
 };
@@ -56,6 +59,10 @@ pub struct MpiSection {
     /// holds the whole mesh; the results written by every rank) or `lead`
     /// (rank 0 reads it whole, splits it, gathers the results and writes).
     pub read: String,
+    /// AMG-CG: while a level has fewer rows than this per active rank,
+    /// half the active ranks hand their rows to the other half; one rank
+    /// left runs the engine's hierarchy (5,000).
+    pub agglomerate_below: usize,
 }
 
 impl Default for MpiSection {
@@ -64,6 +71,7 @@ impl Default for MpiSection {
             local: "serial".into(),
             partitioner: "auto".into(),
             read: "blocks".into(),
+            agglomerate_below: crate::amg::DistAmgSettings::default().agglomerate_below,
         }
     }
 }
@@ -205,11 +213,20 @@ impl BackendKind for MpiKind {
                 "this build has no METIS (feature metis of quadflow-mpi); use \"rcb\"",
             ));
         }
+        if s.agglomerate_below == 0 {
+            return Err(SettingError::key(
+                "agglomerate_below",
+                "must be at least 1 (rows a rank)",
+            ));
+        }
         Ok(Arc::new(Mpi {
             local,
             local_name,
             method,
             read,
+            dist: crate::amg::DistAmgSettings {
+                agglomerate_below: s.agglomerate_below,
+            },
             starter: self.starter.clone(),
             group: Mutex::new(None),
         }))
@@ -223,6 +240,7 @@ pub struct Mpi {
     local_name: &'static str,
     method: Method,
     read: crate::group::Read,
+    dist: crate::amg::DistAmgSettings,
     starter: Starter,
     group: Mutex<Option<Arc<Group>>>,
 }
@@ -232,6 +250,8 @@ pub struct Mpi {
 pub struct MpiRun {
     /// The group (communicator, this rank's part).
     pub group: Arc<Group>,
+    /// The distributed AMG's settings.
+    pub dist: crate::amg::DistAmgSettings,
     /// Whether the local backend keeps its system on a device (the
     /// distributed CG then runs the device kernels).
     pub device: bool,
@@ -240,6 +260,12 @@ pub struct MpiRun {
 impl Mpi {
     fn started(&self) -> Option<Arc<Group>> {
         self.group.lock().expect("group").clone()
+    }
+
+    /// Whether the run's group has one rank (the solve is then the local
+    /// backend's own).
+    fn one_rank(&self) -> bool {
+        self.started().is_some_and(|g| g.size() == 1)
     }
 }
 
@@ -250,6 +276,12 @@ impl Backend for Mpi {
 
     fn systems(&self, phase: Phase) -> Option<PhaseSystems> {
         match phase {
+            // one rank: the local backend's own solve, unchanged (its
+            // device-resident path on a gpu), as a run without MPI
+            Phase::Solve if self.one_rank() => self
+                .local
+                .systems(Phase::Solve)
+                .map(|s| (s, note_nnz.into_configs()).chain().into_configs()),
             Phase::Solve => {
                 // a device local backend's own hand-over: the system to the
                 // host before, u to the device after
@@ -325,13 +357,31 @@ impl Backend for Mpi {
         // the local backend prepares for the phases it runs for us (a gpu
         // backend compiles the kernel modules of the phases its plan names)
         let plan = world.resource::<PhasePlan>().clone();
-        world.insert_resource(local_plan(&plan, self.local.name()));
+        let mut lp = local_plan(&plan, self.local.name());
+        if group.size() == 1 {
+            // one rank solves with the local backend's own solve
+            lp.set(Phase::Solve, self.local.name());
+        }
+        world.insert_resource(lp);
         let prepared = self.local.prepare(world);
         world.insert_resource(plan);
         prepared?;
+        let one = group.size() == 1;
         world.insert_resource(MpiRun {
             group,
+            dist: self.dist,
             device: self.local.memory() != Memory::Host,
+        });
+        world.insert_resource(SolveReport {
+            path: if one {
+                format!(
+                    "one rank: the {} backend's own solve (no halo, no agglomeration)",
+                    self.local_name
+                )
+            } else {
+                String::new()
+            },
+            ..Default::default()
         });
         Ok(())
     }
@@ -339,6 +389,11 @@ impl Backend for Mpi {
     fn report(&self, world: &World) -> BackendReport {
         let mut r = self.local.report(world);
         if let Some(s) = world.get_resource::<Summary>() {
+            let mine = s.report();
+            r.attributes.extend(mine.attributes);
+            r.summary.extend(mine.summary);
+        }
+        if let Some(s) = world.get_resource::<SolveReport>() {
             let mine = s.report();
             r.attributes.extend(mine.attributes);
             r.summary.extend(mine.summary);
@@ -395,24 +450,61 @@ fn solve(world: &mut World) {
     let mut hook = std::mem::take(&mut *world.resource_mut::<ProgressHook>());
     let progress = &mut |it: usize, res: f64| hook.report(it, res);
     let comm = g.comm();
+    // a rank with local = "parallel" computes on the parallel backend's
+    // pool, the others on their own thread
+    let threads = match world.get_resource::<ParallelRuntime>() {
+        Some(rt) => Threads::with_team(rt.pool.clone(), rt.team.clone()),
+        // a GPU rank's host work (the AMG hierarchy) on its share of the
+        // node's cores
+        None if run.device && settings.method == SolverMethod::AmgCg => Threads::node_share(),
+        None => Threads::serial(),
+    };
     let _span = tracing::info_span!("mpi::solve", method = settings.method.name()).entered();
+    let mut report = SolveReport {
+        threads: threads.count(),
+        ..Default::default()
+    };
     let result = match settings.method {
         SolverMethod::CgJacobi if run.device => {
+            report.path = "Jacobi-CG: the rank's rows and vectors on its device, the halo staged through host buffers".into();
             crate::device::solve_cg_jacobi(world, comm, &part, &sys, &settings.cg, progress)
         }
         SolverMethod::CgJacobi => {
-            crate::cg::solve_cg_jacobi(comm, &part, &sys, &settings.cg, progress)
+            report.path = format!(
+                "Jacobi-CG: the engine's fused kernels on {} thread(s) a rank, plus the ghost block",
+                threads.count()
+            );
+            crate::cg::solve_cg_jacobi_on(comm, &part, &sys, &settings.cg, &threads, progress)
         }
-        SolverMethod::AmgCg => crate::amg::solve_amg_cg(
-            comm,
-            &part,
-            &sys,
-            &settings.cg,
-            &settings.amg,
-            &Default::default(),
-        ),
+        SolverMethod::AmgCg => {
+            report.path = format!(
+                "AMG-CG: the engine's setup and smoother on each rank's block ({} thread(s) a rank{}), fewer ranks below {} rows a rank, the engine's hierarchy on the last",
+                threads.count(),
+                if run.device {
+                    ", on the host: the system comes from the device"
+                } else {
+                    ""
+                },
+                run.dist.agglomerate_below
+            );
+            crate::amg::solve_amg_cg_on(
+                comm,
+                &part,
+                &sys,
+                &settings.cg,
+                &settings.amg,
+                &run.dist,
+                &threads,
+                progress,
+            )
+            .map(|(sol, amg)| {
+                report.amg = Some(amg);
+                sol
+            })
+        }
         SolverMethod::Cholesky => unreachable!("refused in prepare"),
     };
+    world.insert_resource(report);
     *world.resource_mut::<ProgressHook>() = hook;
     match result {
         Ok(sol) => {
@@ -433,6 +525,107 @@ fn solve(world: &mut World) {
         // the distributed solvers fail on every rank alike
         Err(e) => record(world, e.into()),
     }
+}
+
+/// What the distributed solve of a rank reports: which path ran, the
+/// threads of a rank, and, for AMG-CG, the per-level figures (rows per
+/// rank, halo bytes per V-cycle, time in exchanges).
+#[derive(Resource, Debug, Clone, Default)]
+pub struct SolveReport {
+    /// The solve's path, in words.
+    pub path: String,
+    /// Threads a rank computed on.
+    pub threads: usize,
+    /// AMG-CG's levels.
+    pub amg: Option<AmgReport>,
+}
+
+impl SolveReport {
+    /// Attributes of the results file and lines of the run summary.
+    pub fn report(&self) -> BackendReport {
+        let mut attributes: Vec<(String, Attr)> = Vec::new();
+        let mut summary = Vec::new();
+        if !self.path.is_empty() {
+            attributes.push(("mpi_solve_path".into(), Attr::Str(self.path.clone())));
+            summary.push(format!("solve: {}", self.path));
+        }
+        if self.threads > 0 {
+            attributes.push((
+                "mpi_threads_per_rank".into(),
+                Attr::Int(self.threads as i64),
+            ));
+        }
+        if let Some(a) = &self.amg {
+            let bytes = a.halo_bytes_per_cycle();
+            let ints = |f: &dyn Fn(&crate::amg::LevelInfo) -> usize| {
+                Attr::Str(
+                    a.levels
+                        .iter()
+                        .map(|l| f(l).to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )
+            };
+            attributes.extend([
+                (
+                    "mpi_amg_distributed_levels".into(),
+                    Attr::Int(a.distributed as i64),
+                ),
+                ("mpi_amg_level_rows".into(), ints(&|l| l.rows)),
+                ("mpi_amg_level_ranks".into(), ints(&|l| l.ranks)),
+                (
+                    "mpi_amg_level_max_rows_per_rank".into(),
+                    ints(&|l| l.max_rows),
+                ),
+                ("mpi_amg_level_handed_rows".into(), ints(&|l| l.handed_rows)),
+                (
+                    "mpi_amg_level_halo_bytes_per_cycle".into(),
+                    Attr::Str(
+                        bytes
+                            .iter()
+                            .map(|b| b.to_string())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
+                ),
+                (
+                    "mpi_amg_level_exchange_seconds".into(),
+                    Attr::Str(
+                        a.exchange_seconds
+                            .iter()
+                            .map(|s| format!("{s:.6}"))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
+                ),
+                ("mpi_amg_cycles".into(), Attr::Int(a.cycles as i64)),
+            ]);
+            for (k, l) in a.levels.iter().enumerate() {
+                summary.push(format!(
+                    "AMG level {k}: {} rows on {} rank(s) (at most {} a rank){}; halo {} bytes a V-cycle, {:.4} s in exchanges",
+                    l.rows,
+                    l.ranks,
+                    l.max_rows,
+                    if l.handed_rows > 0 {
+                        format!(", {} rows handed over above it", l.handed_rows)
+                    } else {
+                        String::new()
+                    },
+                    bytes[k],
+                    a.exchange_seconds.get(k).copied().unwrap_or(0.0)
+                ));
+            }
+        }
+        BackendReport {
+            attributes,
+            summary,
+        }
+    }
+}
+
+/// One rank: its matrix is the whole one (the figure the group reports).
+fn note_nnz(run: Res<MpiRun>, sys: Res<LinearSystem>) {
+    run.group.set_owned_nnz(sys.nnz);
 }
 
 fn record(world: &mut World, e: PipelineError) {

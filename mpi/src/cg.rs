@@ -1,39 +1,49 @@
 //! Distributed Jacobi-CG on the equilibrated system: the reference
-//! configuration of SPEC, as the engine's `solver.rs` runs it on one
-//! process, over the ranks' owned rows.
+//! configuration of SPEC, as the engine's `solver` runs it on one process,
+//! over the ranks' owned rows.
 //!
 //! **Setup** ([`EquilibratedDist::new`]): `d = 1 / sqrt|K_ii|` on the
 //! owned rows (exact: owned rows are complete), `d` of the ghosts from
 //! their owners (one halo exchange), `A = D K D` on the owned rows that
 //! have an off-diagonal entry, `b = D f`, `||D f||` over every row (one
 //! all-reduce). Rows without couplings (unused nodes) are solved directly
-//! (`u = f / K_ii`) and left out of CG, as the engine does.
+//! (`u = f / K_ii`) and left out of CG, as the engine does. The coupled
+//! rows are renumbered by the engine's reverse Cuthill-McKee over the
+//! couplings among them (on one rank: the engine's order), and a rank's
+//! rows are `[A_oo | A_og]`: its own block (square, symmetric: what the
+//! engine's kernels run on) and the couplings to the ghost columns, whose
+//! values come from their owners through the halo plan. Rows get global
+//! ids `offset(rank) + row` (what the AMG setup addresses rows by).
 //!
-//! **Iteration** ([`pcg`]): SciPy's PCG with the Jacobi preconditioner,
-//! stop when `||r|| < rtol ||b||` at the top of an iteration, `x0 = 0`.
-//! Per iteration: the direction update and `q = A p`, with the halo
-//! exchange of `p` (non-blocking messages) in flight while the rows that
-//! need no ghost value are computed; one all-reduce of `p.q`; `r -= alpha
-//! q` and one all-reduce of `(r.r, r.z)` fused (`x += alpha p` is folded
-//! into the next iteration's first pass, as in the engine). That is two
-//! all-reduces and one neighbour exchange per iteration, as few as CG
-//! allows without reformulating it (a pipelined CG would fuse the two at
-//! the cost of a different rounding). The sums differ from the engine's
-//! only in their order, so iterations agree to a few and `u` to the
-//! solve's tolerance.
+//! **Iteration** ([`pcg`]): SciPy's PCG with the Jacobi preconditioner, `x0
+//! = 0`, and the convergence rule of every solver
+//! ([`quadflow_systems::solver::Convergence`]): when the recurrence
+//! residual meets the rule's target, the true residual `b - A x` is
+//! computed across the ranks (one exchange of `x`'s ghosts), judged, and
+//! on the rule's word replaces `r`, CG restarting from it. Per iteration:
+//! the new `r`'s ghosts travel while the all-reduce of `(r.r, r.z)` and
+//! the engine's fused pass A over the rank's own block run
+//! ([`LocalKernels::product_interior`]); then the ghost block's product
+//! and one all-reduce of `p.q`; then pass B. That is two all-reduces and
+//! one neighbour exchange per iteration, as few as CG allows without
+//! reformulating it (a pipelined CG would fuse the two at the cost of a
+//! different rounding). The sums differ from the engine's only in their
+//! order, so iterations agree to a few and `u` to the solve's tolerance.
 //!
 //! The local work is behind [`LocalKernels`]: the host's
-//! [`FusedKernels`] (two passes over the upper triangle, the engine's
-//! bytes per row) or the device's ([`crate::gpu`]), with the halo values
-//! staged through host buffers in [`LocalKernels::pack`] and
-//! [`LocalKernels::unpack`].
+//! [`EngineKernels`] (the engine's serial or multi-threaded fused passes,
+//! [`quadflow_systems::solver::CgKernels`], plus the ghost block), its
+//! split twin [`crate::kernels::SplitKernels`], or the device's
+//! ([`crate::device`]).
 
 use crate::assemble::LocalSystem;
 use crate::comm::{self, Comm};
-use crate::dist::{DistMatrix, GlobalRow, IdMap, row_dot};
-use crate::kernels::{FusedKernels, LocalKernels};
-use crate::part::{Halo, Part};
-use quadflow_systems::solver::{CgSettings, SolveError, SolveStats};
+use crate::dist::offsets;
+use crate::kernels::{EngineKernels, LocalKernels};
+use crate::part::{Halo, Neighbour, Part};
+use crate::threads::Threads;
+use quadflow_systems::amg::Csr;
+use quadflow_systems::solver::{CgSettings, Convergence, SolveError, SolveStats, Verdict};
 use std::time::Instant;
 
 /// Result of [`pcg`].
@@ -41,8 +51,22 @@ use std::time::Instant;
 pub struct DistCgOutcome {
     /// `x` on the owned rows of the matrix.
     pub x: Vec<f64>,
-    /// Iterations, convergence, final recurrence residual, time.
+    /// Iterations, convergence (the rule's verdict), time.
     pub stats: SolveStats,
+}
+
+/// Send and receive buffers of a halo plan, sized.
+pub(crate) fn halo_buffers(halo: &Halo) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    (
+        halo.neighbours
+            .iter()
+            .map(|n| vec![0.0; n.send.len()])
+            .collect(),
+        halo.neighbours
+            .iter()
+            .map(|n| vec![0.0; n.recv.len()])
+            .collect(),
+    )
 }
 
 /// The new `r` of the rows the neighbours need into their ghosts, with
@@ -62,14 +86,13 @@ fn exchange_r(
     k.unpack(halo, recvs);
 }
 
-/// Distributed Jacobi-PCG on `A x = b` (`A` the rank's rows of an
-/// equilibrated matrix), SciPy's stopping rule against `b_norm` (the norm
-/// over every row of the system, decoupled ones included). Every rank
-/// calls it; all return the same iteration count, or the same error.
+/// Distributed Jacobi-PCG on the rank's equilibrated rows `eq` (`A x =
+/// b`), stopped by the convergence rule against `eq.b_norm` (the norm over
+/// every row of the system, decoupled ones included). Every rank calls
+/// it; all return the same iteration count and verdict, or the same
+/// error.
 ///
-/// Per iteration, two rounds of communication, as few as CG allows without
-/// reformulating it (a pipelined CG would fuse them at the cost of a
-/// different rounding):
+/// Per iteration, two rounds of communication:
 /// 1. the neighbour exchange of the new `r` (the ghosts each rank keeps)
 ///    with, in flight, the all-reduce of `(r.r, r.z)` and, once it has
 ///    given the stopping test and `beta`, the part of the product that
@@ -78,66 +101,94 @@ fn exchange_r(
 ///    flags for a local failure of the kernels and for a stop asked by
 ///    `progress`); [`LocalKernels::update`].
 ///
+/// When the recurrence residual is below the rule's target: the pending
+/// `x += alpha p` folded into the iterate `base`, its ghosts exchanged,
+/// `r = b - A base` in double-double ([`LocalKernels::replace_residual`]),
+/// one all-reduce, and the rule's verdict on `check(base)` (collective: the
+/// true equilibrated residual of the `u` that `base` unscales to, on the
+/// original system: what the run reports) (converged, replace and restart,
+/// or stalled).
+///
 /// `progress(iteration, relative residual)` is called every 50 iterations
 /// on every rank; a `false` from any rank stops every rank with
 /// [`SolveError::Interrupted`].
 pub fn pcg(
     comm: &dyn Comm,
-    m: &DistMatrix,
-    b: &[f64],
-    b_norm: f64,
+    eq: &EquilibratedDist,
     kernels: &mut dyn LocalKernels,
     settings: &CgSettings,
+    check: &mut dyn FnMut(&[f64]) -> f64,
     progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<DistCgOutcome, SolveError> {
     let t0 = Instant::now();
+    let b_norm = eq.b_norm;
+    let halo = &eq.halo;
     let mut stats = SolveStats {
-        cg_rows: m.global_rows,
+        cg_rows: eq.global_rows,
         ..Default::default()
     };
     stats.bytes_per_iteration = comm::sum_usize(comm, kernels.bytes_per_iteration());
     if b_norm == 0.0 {
         stats.converged = true;
         return Ok(DistCgOutcome {
-            x: vec![0.0; m.n_owned()],
+            x: vec![0.0; eq.a.nrows()],
             stats,
         });
     }
-    let atol = settings.rtol * b_norm;
-    let mut bufs = (
-        m.halo
-            .neighbours
-            .iter()
-            .map(|n| vec![0.0; n.send.len()])
-            .collect::<Vec<_>>(),
-        m.halo
-            .neighbours
-            .iter()
-            .map(|n| vec![0.0; n.recv.len()])
-            .collect::<Vec<_>>(),
-    );
-    let mut s = kernels.start(b);
+    let mut rule = Convergence::new(settings.rtol);
+    let mut bufs = halo_buffers(halo);
+    let mut s = kernels.start(&eq.b);
     let (mut rr, mut rz, mut rho_prev, mut alpha, mut beta) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    let (mut it, mut stop) = (0usize, false);
-    loop {
+    let (mut it, mut restart, mut stop) = (0usize, 0usize, false);
+    let verdict = loop {
         // round 1: r's ghosts, (r.r, r.z), the interior product
+        let mut look = false;
         let mut go = false;
-        exchange_r(comm, &m.halo, kernels, &mut bufs, &mut |k| {
+        exchange_r(comm, halo, kernels, &mut bufs, &mut |k| {
             comm.allreduce_sum(&mut s);
             [rr, rz] = s;
             if it > 0 && it % 50 == 0 {
                 // travels with the next all-reduce
                 stop = !progress(it, rr.sqrt() / b_norm);
             }
-            go = rr.sqrt() >= atol && it < settings.max_iter;
+            look = rr.sqrt() < rule.target() * b_norm;
+            go = !look && it < settings.max_iter;
             if go {
-                beta = if it == 0 { 0.0 } else { rz / rho_prev };
+                beta = if it == restart { 0.0 } else { rz / rho_prev };
                 k.product_interior(beta, alpha);
             }
         });
+        if look {
+            // the true residual replaces the recurrence's
+            if it > restart {
+                kernels.flush(alpha);
+            }
+            alpha = 0.0;
+            restart = it;
+            kernels.fold();
+            let (sends, recvs) = &mut bufs;
+            kernels.pack_iterate(halo, sends);
+            halo.post(comm, sends, recvs, &mut || {});
+            kernels.unpack_iterate(halo, recvs);
+            let mine = kernels.replace_residual();
+            let base = kernels.iterate();
+            let failure = kernels.take_failure();
+            let mut g = [mine[0], failure.is_some() as u8 as f64];
+            comm.allreduce_sum(&mut g);
+            if g[1] > 0.0 {
+                return Err(kernel_failure(comm, failure));
+            }
+            rr = g[0];
+            match rule.judge(it, check(&base)) {
+                Verdict::Replace => {
+                    s = mine;
+                    continue;
+                }
+                v => break Some(v),
+            }
+        }
         if !go {
-            stats.converged = rr.sqrt() < atol;
-            break;
+            break None;
         }
         // round 2: the rest of the product, p.q
         let pq = kernels.product_rest(beta, alpha);
@@ -148,14 +199,7 @@ pub fn pcg(
             return Err(SolveError::Interrupted { iteration: it });
         }
         if pq[1] > 0.0 {
-            let msg = match comm::agree(comm, failure) {
-                Err(m) => m,
-                Ok(()) => "a rank's kernels failed".into(),
-            };
-            return Err(SolveError::Factorization {
-                method: "distributed CG",
-                message: msg,
-            });
+            return Err(kernel_failure(comm, failure));
         }
         let pq = pq[0];
         if pq.is_nan() || pq <= 0.0 {
@@ -168,27 +212,61 @@ pub fn pcg(
         rho_prev = rz;
         s = kernels.update(alpha);
         it += 1;
-    }
+    };
     stats.iterations = it;
-    stats.recurrence_residual = rr.sqrt() / b_norm;
-    let x = kernels.solution(alpha);
+    rule.finish(&mut stats, verdict, rr.sqrt() / b_norm);
+    let pending = if it > restart { alpha } else { 0.0 };
+    let x = kernels.solution(pending);
+    if let Some(f) = kernels.take_failure() {
+        // the solution's copy failed on this rank (collective below)
+        let _ = comm::agree(comm, Some(f.clone()));
+        return Err(SolveError::Factorization {
+            method: "distributed CG",
+            message: f,
+        });
+    }
+    if let Err(message) = comm::agree(comm, None) {
+        return Err(SolveError::Factorization {
+            method: "distributed CG",
+            message,
+        });
+    }
     stats.solve_seconds = t0.elapsed().as_secs_f64();
     Ok(DistCgOutcome { x, stats })
 }
 
-/// The equilibrated, decoupled system of a rank.
+/// The error every rank returns when some rank's kernels failed
+/// (collective).
+fn kernel_failure(comm: &dyn Comm, failure: Option<String>) -> SolveError {
+    let msg = match comm::agree(comm, failure) {
+        Err(m) => m,
+        Ok(()) => "a rank's kernels failed".into(),
+    };
+    SolveError::Factorization {
+        method: "distributed CG",
+        message: msg,
+    }
+}
+
+/// The equilibrated, decoupled system of a rank (see the module
+/// documentation).
 #[derive(Debug, Clone)]
 pub struct EquilibratedDist {
-    /// `D K D` on the coupled owned rows (interior first).
-    pub a: DistMatrix,
-    /// `D f` on those rows.
+    /// `D K D` on the coupled owned rows (reverse Cuthill-McKee order):
+    /// `n` rows; columns `0..n` the rank's own block, `n..n + g` the ghost
+    /// columns (the part's ghost nodes, in its order); each row's columns
+    /// ascending.
+    pub a: Csr,
+    /// Fills the ghost entries (`n..`) of a column-space vector.
+    pub halo: Halo,
+    /// `D f` on the rows.
     pub b: Vec<f64>,
-    /// `1 / diag(D K D)` on those rows.
+    /// `1 / diag(D K D)` on the rows.
     pub inv_diag: Vec<f64>,
-    /// `inv_diag` on those rows, then on the ghost columns of `a` (from
-    /// their owners).
+    /// `inv_diag` on the rows, then on the ghost columns (from their
+    /// owners).
     pub inv_diag_cols: Vec<f64>,
-    /// For each row of `a`, its local node id.
+    /// For each row, its local node id.
     pub node_of_row: Vec<u32>,
     /// `d` on the local nodes (owned and ghosts).
     pub d: Vec<f64>,
@@ -200,6 +278,15 @@ pub struct EquilibratedDist {
     pub f_norm: f64,
     /// Decoupled rows of the whole system.
     pub decoupled: usize,
+    /// Coupled rows of the whole system.
+    pub global_rows: usize,
+    /// Rank `q`'s rows have the global ids `offsets[q]..offsets[q + 1]`
+    /// (row `i` of this rank: `offsets[rank] + i`).
+    pub offsets: Vec<u64>,
+    /// Global id of every ghost column.
+    pub ghost_gid: Vec<u64>,
+    /// Owner of every ghost column.
+    pub ghost_owner: Vec<u32>,
 }
 
 impl EquilibratedDist {
@@ -237,86 +324,133 @@ impl EquilibratedDist {
             });
         }
         part.halo.exchange(comm, &mut d, &mut |_| {});
+        // the coupled rows (an off-diagonal entry: the engine's rule; a
+        // rank's rows are complete, and the pattern symmetric)
         let mut sums = [0.0, 0.0, 0.0];
         let mut direct = vec![0.0; o];
-        let mut rows: Vec<GlobalRow> = Vec::with_capacity(o);
-        let mut node_of: Vec<u32> = Vec::with_capacity(o);
-        let mut bvals: Vec<f64> = Vec::with_capacity(o);
-        let mut dvals: Vec<f64> = Vec::with_capacity(o);
+        let mut coupled_of = vec![u32::MAX; o];
+        let mut coupled: Vec<u32> = Vec::with_capacity(o);
         for i in 0..o {
             let fi = d[i] * sys.f[i];
             sums[0] += fi * fi;
             sums[1] += sys.f[i] * sys.f[i];
-            let (c, v) = k.row(i);
-            if c.len() <= 1 {
+            if k.row(i).0.len() <= 1 {
                 direct[i] = sys.f[i] / kdiag[i];
                 sums[2] += 1.0;
-                continue;
+            } else {
+                coupled_of[i] = coupled.len() as u32;
+                coupled.push(i as u32);
             }
-            let row: Vec<(u64, f64)> = c
-                .iter()
-                .zip(v)
-                .map(|(&j, &x)| (part.node_gid[j as usize] as u64, d[i] * x * d[j as usize]))
-                .collect();
-            rows.push((part.node_gid[i] as u64, row));
-            node_of.push(i as u32);
-            bvals.push(fi);
-            dvals.push(1.0 / (d[i] * kdiag[i] * d[i]));
         }
         comm.allreduce_sum(&mut sums);
+        let m = coupled.len();
         // Reverse Cuthill-McKee over the couplings among the rank's own
         // rows (the engine's ordering): mesh files number nodes with no
         // locality, and the product's reads of `p` then miss the cache.
-        // Rows keep this order inside the interior and boundary groups.
         let perm = {
-            let row_of: IdMap<u64, u32> = rows
-                .iter()
-                .enumerate()
-                .map(|(r, (g, _))| (*g, r as u32))
-                .collect();
             let mut ptr = vec![0u32];
             let mut adj = Vec::new();
-            for (g, row) in &rows {
+            for &l in &coupled {
                 adj.extend(
-                    row.iter()
-                        .filter(|(j, _)| j != g)
-                        .filter_map(|(j, _)| row_of.get(j).copied()),
+                    k.row(l as usize)
+                        .0
+                        .iter()
+                        .filter(|&&j| (j as usize) < o && j != l)
+                        .map(|&j| coupled_of[j as usize]),
                 );
                 ptr.push(adj.len() as u32);
             }
-            quadflow_systems::ordering::rcm(rows.len(), &ptr, &adj)
+            quadflow_systems::ordering::rcm(m, &ptr, &adj)
         };
-        let mut slots: Vec<Option<GlobalRow>> = rows.into_iter().map(Some).collect();
-        let rows: Vec<GlobalRow> = perm
-            .iter()
-            .map(|&o| slots[o as usize].take().expect("a permutation"))
-            .collect();
-        let node_of: Vec<u32> = perm.iter().map(|&o| node_of[o as usize]).collect();
-        let bvals: Vec<f64> = perm.iter().map(|&o| bvals[o as usize]).collect();
-        let dvals: Vec<f64> = perm.iter().map(|&o| dvals[o as usize]).collect();
-        let global_rows = comm::sum_usize(comm, rows.len());
-        let owner: IdMap<u64, usize> = part.node_gid[o..]
-            .iter()
-            .zip(&part.ghost_owner)
-            .map(|(&g, &q)| (g as u64, q as usize))
-            .collect();
-        let (a, order) = DistMatrix::from_rows(comm, rows, global_rows, |g| owner[&g]);
-        let pick = |v: &[f64]| order.iter().map(|&r| v[r as usize]).collect::<Vec<f64>>();
-        let inv_diag = pick(&dvals);
+        let mut pos = vec![u32::MAX; o];
+        for (new, &old) in perm.iter().enumerate() {
+            pos[coupled[old as usize] as usize] = new as u32;
+        }
+        let col_of = |j: usize| -> u32 {
+            if j < o {
+                let c = pos[j];
+                assert_ne!(c, u32::MAX, "a coupled row's column is a coupled row");
+                c
+            } else {
+                (m + j - o) as u32
+            }
+        };
+        let mut rowptr = Vec::with_capacity(m + 1);
+        rowptr.push(0usize);
+        let mut col: Vec<u32> = Vec::with_capacity(k.nnz());
+        let mut val: Vec<f64> = Vec::with_capacity(k.nnz());
+        let mut node_of_row = Vec::with_capacity(m);
+        let mut b = Vec::with_capacity(m);
+        let mut inv_diag = Vec::with_capacity(m);
+        let mut row: Vec<(u32, f64)> = Vec::new();
+        for &old in &perm {
+            let i = coupled[old as usize] as usize;
+            let (c, v) = k.row(i);
+            row.clear();
+            row.extend(
+                c.iter()
+                    .zip(v)
+                    .map(|(&j, &x)| (col_of(j as usize), d[i] * x * d[j as usize])),
+            );
+            row.sort_unstable_by_key(|e| e.0);
+            for &(j, x) in &row {
+                col.push(j);
+                val.push(x);
+            }
+            rowptr.push(col.len());
+            node_of_row.push(i as u32);
+            b.push(d[i] * sys.f[i]);
+            inv_diag.push(1.0 / (d[i] * kdiag[i] * d[i]));
+        }
+        let g = nl - o;
+        if val.iter().any(|v| !v.is_finite()) {
+            err = Some(SolveError::NonFinite);
+        }
+        if let Err(msg) = comm::agree(comm, err.as_ref().map(|e| e.to_string())) {
+            return Err(err.unwrap_or(SolveError::Factorization {
+                method: "distributed equilibration",
+                message: msg,
+            }));
+        }
+        let a = Csr::new(m, m + g, rowptr, col, val);
+        // the part's halo plan in the rows' numbering
+        let halo = Halo {
+            neighbours: part
+                .halo
+                .neighbours
+                .iter()
+                .map(|nb| Neighbour {
+                    rank: nb.rank,
+                    send: nb.send.iter().map(|&l| col_of(l as usize)).collect(),
+                    recv: nb.recv.iter().map(|&l| col_of(l as usize)).collect(),
+                })
+                .collect(),
+        };
         let mut inv_diag_cols = inv_diag.clone();
-        inv_diag_cols.resize(a.n_cols(), 0.0);
-        a.halo.exchange(comm, &mut inv_diag_cols, &mut |_| {});
+        inv_diag_cols.resize(m + g, 0.0);
+        halo.exchange(comm, &mut inv_diag_cols, &mut |_| {});
+        let off = offsets(comm, m);
+        let base = off[comm.rank()];
+        let mut ids: Vec<f64> = (0..m + g)
+            .map(|i| if i < m { (base + i as u64) as f64 } else { 0.0 })
+            .collect();
+        halo.exchange(comm, &mut ids, &mut |_| {});
         Ok(Self {
-            b: pick(&bvals),
+            a,
+            halo,
+            b,
             inv_diag,
             inv_diag_cols,
-            node_of_row: order.iter().map(|&r| node_of[r as usize]).collect(),
-            a,
+            node_of_row,
             d,
             direct,
             b_norm: sums[0].sqrt(),
             f_norm: sums[1].sqrt(),
             decoupled: sums[2] as usize,
+            global_rows: *off.last().expect("offsets") as usize,
+            ghost_gid: ids[m..].iter().map(|&v| v as u64).collect(),
+            ghost_owner: part.ghost_owner.clone(),
+            offsets: off,
         })
     }
 
@@ -327,6 +461,11 @@ impl EquilibratedDist {
             u[i as usize] = self.d[i as usize] * x[k];
         }
         u
+    }
+
+    /// Rows of the rank.
+    pub fn n_owned(&self) -> usize {
+        self.a.nrows()
     }
 }
 
@@ -342,8 +481,9 @@ pub fn true_relative_residual(
 }
 
 /// The raw and the equilibrated relative residual of the whole system
-/// (the engine's [`quadflow_systems::solver::Residuals`], summed over the
-/// ranks; collective).
+/// (the engine's [`quadflow_systems::solver::Residuals`], `f - K u` in
+/// double-double as the engine computes it, summed over the ranks;
+/// collective).
 pub fn residuals(
     comm: &dyn Comm,
     part: &Part,
@@ -353,9 +493,12 @@ pub fn residuals(
     let mut u = vec![0.0; part.node_gid.len()];
     u[..part.owned].copy_from_slice(u_owned);
     part.halo.exchange(comm, &mut u, &mut |_| {});
+    let mut res = vec![0.0; part.owned];
+    sys.k
+        .residual_exact_rows(0..part.owned, &sys.f, &u, &mut res);
     let mut s = [0.0; 4];
     for i in 0..part.owned {
-        let r = sys.f[i] - row_dot(&sys.k, i, &u);
+        let r = res[i];
         let (c, v) = sys.k.row(i);
         let d = c
             .iter()
@@ -398,7 +541,8 @@ pub struct DistSolution {
 }
 
 /// The reference solve over the ranks: equilibrate, distributed
-/// Jacobi-PCG with [`FusedKernels`], unscale, true residual.
+/// Jacobi-PCG with the engine's serial fused kernels ([`EngineKernels`]),
+/// unscale, true residual.
 pub fn solve_cg_jacobi(
     comm: &dyn Comm,
     part: &Part,
@@ -406,8 +550,25 @@ pub fn solve_cg_jacobi(
     settings: &CgSettings,
     progress: &mut dyn FnMut(usize, f64) -> bool,
 ) -> Result<DistSolution, SolveError> {
+    solve_cg_jacobi_on(comm, part, sys, settings, &Threads::serial(), progress)
+}
+
+/// [`solve_cg_jacobi`] with the engine's fused kernels on the rank's
+/// threads (the parallel backend's on a pool).
+pub fn solve_cg_jacobi_on(
+    comm: &dyn Comm,
+    part: &Part,
+    sys: &LocalSystem,
+    settings: &CgSettings,
+    threads: &Threads,
+    progress: &mut dyn FnMut(usize, f64) -> bool,
+) -> Result<DistSolution, SolveError> {
     solve_cg_jacobi_with(comm, part, sys, settings, progress, &mut |eq| {
-        Ok(Box::new(FusedKernels::new(&eq.a, &eq.inv_diag_cols)))
+        Ok(Box::new(EngineKernels::new(
+            &eq.a,
+            &eq.inv_diag_cols,
+            threads.cg_kernels(),
+        )))
     })
 }
 
@@ -417,7 +578,7 @@ pub type KernelFactory<'f> =
     dyn for<'e> FnMut(&'e EquilibratedDist) -> Result<Box<dyn LocalKernels + 'e>, String> + 'f;
 
 /// [`solve_cg_jacobi`] with the local kernels `make` builds (the host's
-/// [`FusedKernels`], the device's, [`SplitKernels`]).
+/// [`EngineKernels`], the device's, [`crate::kernels::SplitKernels`]).
 pub fn solve_cg_jacobi_with(
     comm: &dyn Comm,
     part: &Part,
@@ -438,22 +599,24 @@ pub fn solve_cg_jacobi_with(
     }
     let mut k = made.expect("agreed");
     let setup = t0.elapsed().as_secs_f64();
-    let out = pcg(
-        comm,
-        &eq.a,
-        &eq.b,
-        eq.b_norm,
-        k.as_mut(),
-        settings,
-        progress,
-    )?;
+    let mut check = |x: &[f64]| residuals(comm, part, sys, &eq.unscale(x)).equilibrated;
+    let out = pcg(comm, &eq, k.as_mut(), settings, &mut check, progress)?;
     drop(k);
     let u = eq.unscale(&out.x);
     let mut stats = out.stats;
     stats.setup_seconds = setup;
     stats.decoupled_rows = eq.decoupled;
     // the upper triangle's entries, as the engine counts them
-    stats.cg_stored = (comm::sum_usize(comm, eq.a.a.nnz()) + eq.a.global_rows) / 2;
+    let own: usize = (0..eq.a.nrows())
+        .map(|i| {
+            eq.a.row(i)
+                .0
+                .iter()
+                .filter(|&&j| (j as usize) < eq.a.nrows())
+                .count()
+        })
+        .sum();
+    stats.cg_stored = (comm::sum_usize(comm, own) + eq.global_rows) / 2;
     let r = residuals(comm, part, sys, &u);
     Ok(DistSolution {
         u,

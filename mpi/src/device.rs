@@ -15,11 +15,12 @@
 //! and `p`) stay on the device; per iteration, the new `r` of the rows the
 //! neighbours need is gathered on the device and copied to a host buffer,
 //! the messages travel while the all-reduce of `(r.r, r.z)` runs and,
-//! after it, while the device runs the owned rows' direction update and
-//! the interior rows' product (launched, not waited for); the ghosts
-//! received are copied up and scattered, then the ghosts' direction and
-//! the boundary rows' product, the update. The halo is staged through host
-//! buffers. Reductions come back as one or two partial sums per block,
+//! after it, while the device runs the owned rows' direction update
+//! (launched, not waited for); the ghosts received are copied up and
+//! scattered, then the ghosts' direction, the product and the update. At
+//! the convergence rule's checks the device computes the true residual
+//! `b - A x` (`x`'s ghosts exchanged as `r`'s). The halo is staged through
+//! host buffers. Reductions come back as one or two partial sums per block,
 //! which the host adds in block order. The same split of the work as the
 //! host's [`crate::kernels::SplitKernels`], its twin, which the tests run
 //! where there is no GPU.
@@ -111,13 +112,15 @@ pub fn choose_device() -> Option<String> {
 }
 
 /// Kernel names of `kernels/mpi_cg.cu`.
-const NAMES: [&str; 6] = [
+const NAMES: [&str; 8] = [
     "qf_mpi_direction",
     "qf_mpi_gather",
     "qf_mpi_scatter",
     "qf_mpi_spmv",
     "qf_mpi_update",
     "qf_mpi_axpy",
+    "qf_mpi_residual",
+    "qf_mpi_fold",
 ];
 
 fn err(what: &str, e: impl std::fmt::Debug) -> String {
@@ -158,9 +161,8 @@ fn load(st: &GpuState) -> Result<Arc<CudaModule>, String> {
 /// documentation).
 pub struct DeviceKernels {
     stream: Arc<CudaStream>,
-    f: [CudaFunction; 6],
+    f: [CudaFunction; 8],
     n: usize,
-    n_interior: usize,
     cols: usize,
     blocks: u32,
     spmv_blocks: u32,
@@ -169,12 +171,16 @@ pub struct DeviceKernels {
     val: CudaSlice<f64>,
     inv_diag: CudaSlice<f64>,
     inv_diag_host: Vec<f64>,
+    /// `b` on the owned rows (for the true residual).
+    b: CudaSlice<f64>,
+    /// The correction since the last fold (owned rows).
     x: CudaSlice<f64>,
+    /// The folded iterate, column space: owned rows, then ghosts.
+    base: CudaSlice<f64>,
     r: CudaSlice<f64>,
     p: CudaSlice<f64>,
     q: CudaSlice<f64>,
     partials: CudaSlice<f64>,
-    partials_b: CudaSlice<f64>,
     send_idx: CudaSlice<u32>,
     send: CudaSlice<f64>,
     send_host: Vec<f64>,
@@ -217,15 +223,15 @@ impl DeviceKernels {
         eq: &EquilibratedDist,
     ) -> Result<Self, String> {
         let s = st.stream.clone();
-        let a = &eq.a.a;
+        let a = &eq.a;
         let n = a.nrows();
         let f = NAMES.map(|name| module.load_function(name));
         let f = {
-            let mut out = Vec::with_capacity(6);
+            let mut out = Vec::with_capacity(NAMES.len());
             for (r, name) in f.into_iter().zip(NAMES) {
                 out.push(r.map_err(|e| err(name, e))?);
             }
-            <[CudaFunction; 6]>::try_from(out).map_err(|_| "six kernels".to_string())?
+            <[CudaFunction; 8]>::try_from(out).map_err(|_| "eight kernels".to_string())?
         };
         let up32 = |v: &[u32]| s.clone_htod(if v.is_empty() { &[0u32][..] } else { v });
         let up64 = |v: &[f64]| s.clone_htod(if v.is_empty() { &[0f64][..] } else { v });
@@ -234,7 +240,7 @@ impl DeviceKernels {
             .iter()
             .map(|&v| u32::try_from(v).map_err(|_| "over 2^32 entries on a rank".to_string()))
             .collect::<Result<_, _>>()?;
-        let halo = &eq.a.halo;
+        let halo = &eq.halo;
         let send_idx: Vec<u32> = halo
             .neighbours
             .iter()
@@ -246,15 +252,15 @@ impl DeviceKernels {
             .flat_map(|nb| nb.recv.clone())
             .collect();
         let max_blocks = 8 * st.sms.max(1);
-        let blocks = grid(eq.a.n_cols(), BLOCK, max_blocks);
+        let cols = a.ncols();
+        let blocks = grid(cols, BLOCK, max_blocks);
         let spmv_blocks = grid(n * GROUP as usize, BLOCK, max_blocks);
         let alloc = |len: usize| s.alloc_zeros::<f64>(len.max(1));
         let e = |x| err("device memory", x);
         let k = Self {
             f,
             n,
-            n_interior: eq.a.n_interior,
-            cols: eq.a.n_cols(),
+            cols,
             blocks,
             spmv_blocks,
             rowptr: up32(&rowptr).map_err(e)?,
@@ -262,12 +268,13 @@ impl DeviceKernels {
             val: up64(a.vals()).map_err(e)?,
             inv_diag: up64(&eq.inv_diag_cols).map_err(e)?,
             inv_diag_host: eq.inv_diag.clone(),
-            x: alloc(n).map_err(e)?,
-            r: alloc(eq.a.n_cols()).map_err(e)?,
-            p: alloc(eq.a.n_cols()).map_err(e)?,
+            b: alloc(n).map_err(e)?,
+            x: alloc(cols).map_err(e)?,
+            base: alloc(cols).map_err(e)?,
+            r: alloc(cols).map_err(e)?,
+            p: alloc(cols).map_err(e)?,
             q: alloc(n).map_err(e)?,
             partials: alloc(2 * max_blocks as usize).map_err(e)?,
-            partials_b: alloc(max_blocks as usize).map_err(e)?,
             send: alloc(send_idx.len()).map_err(e)?,
             send_host: vec![0.0; send_idx.len()],
             send_idx: up32(&send_idx).map_err(e)?,
@@ -275,7 +282,7 @@ impl DeviceKernels {
             recv_host: vec![0.0; recv_idx.len()],
             recv_idx: up32(&recv_idx).map_err(e)?,
             failure: None,
-            bytes_up: (4 * (n + 1) + 12 * a.nnz() + 8 * eq.a.n_cols()) as u64,
+            bytes_up: (4 * (n + 1) + 12 * a.nnz() + 8 * cols) as u64,
             bytes_down: 0,
             stream: s,
         };
@@ -295,10 +302,10 @@ impl DeviceKernels {
         }
     }
 
-    /// `q = A p` on the rows `lo..hi`, the blocks' shares of `p.q` into
-    /// `partials` (`b`: into `partials_b`).
-    fn launch_spmv(&mut self, lo: usize, hi: usize, b: bool) -> Result<(), String> {
-        let (lo, hi) = (lo as i32, hi as i32);
+    /// `q = A p` on the owned rows, the blocks' shares of `p.q` into
+    /// `partials`.
+    fn launch_spmv(&mut self) -> Result<(), String> {
+        let (lo, hi) = (0i32, self.n as i32);
         let mut l = self.stream.launch_builder(&self.f[3]);
         l.arg(&lo)
             .arg(&hi)
@@ -306,15 +313,11 @@ impl DeviceKernels {
             .arg(&self.col)
             .arg(&self.val)
             .arg(&self.p)
-            .arg(&mut self.q);
-        if b {
-            l.arg(&mut self.partials_b);
-        } else {
-            l.arg(&mut self.partials);
-        }
+            .arg(&mut self.q)
+            .arg(&mut self.partials);
         // SAFETY: the arguments match qf_mpi_spmv's signature; rowptr has
-        // n + 1 entries, columns index p (n + ghosts), the partials buffers
-        // hold a value per block (at most 8 x SMs blocks, allocated).
+        // n + 1 entries, columns index p (n + ghosts), the partials buffer
+        // holds a value per block (at most 8 x SMs blocks).
         unsafe { l.launch(cfg(self.spmv_blocks)) }
             .map(|_| ())
             .map_err(|e| err("qf_mpi_spmv", e))
@@ -343,22 +346,99 @@ impl DeviceKernels {
             .arg(&alpha_prev)
             .arg(&mut self.p)
             .arg(&mut self.x);
-        // SAFETY: qf_mpi_direction's signature; r, inv_diag, p hold cols
-        // entries (hi <= cols), x n (written below n only).
+        // SAFETY: qf_mpi_direction's signature; r, inv_diag, p, x hold
+        // cols entries (hi <= cols; x written below n only).
         unsafe { l.launch(cfg(blocks)) }
             .map(|_| ())
             .map_err(|e| err("qf_mpi_direction", e))
     }
 
-    /// The first `len` values of a partials buffer (synchronises).
-    fn read_partials(&mut self, b: bool, len: usize) -> Result<Vec<f64>, String> {
+    /// The first `len` values of the partials buffer (synchronises).
+    fn read_partials(&mut self, len: usize) -> Result<Vec<f64>, String> {
         let mut h = vec![0.0; len];
-        let src = if b { &self.partials_b } else { &self.partials };
         self.stream
-            .memcpy_dtoh(&src.slice(..len), &mut h[..])
+            .memcpy_dtoh(&self.partials.slice(..len), &mut h[..])
             .map_err(|e| err("copying partial sums", e))?;
         self.bytes_down += 8 * len as u64;
         Ok(h)
+    }
+
+    /// The values of `r` (or `base`) the neighbours need, gathered on the
+    /// device and copied into `bufs`.
+    fn pack_of(&mut self, of_base: bool, halo: &Halo, bufs: &mut [Vec<f64>]) {
+        self.run("halo to the host", |k| {
+            let m = k.send_host.len() as i32;
+            if m == 0 {
+                return Ok(());
+            }
+            let mut l = k.stream.launch_builder(&k.f[1]);
+            l.arg(&m).arg(&k.send_idx);
+            if of_base {
+                l.arg(&k.base);
+            } else {
+                l.arg(&k.r);
+            }
+            l.arg(&mut k.send);
+            // SAFETY: qf_mpi_gather's signature; send holds m values,
+            // send_idx m owned rows of r and base.
+            unsafe { l.launch(cfg(grid(m as usize, BLOCK, 1024))) }
+                .map_err(|e| err("qf_mpi_gather", e))?;
+            k.stream
+                .memcpy_dtoh(&k.send, &mut k.send_host[..])
+                .map_err(|e| err("copying halo values", e))?;
+            k.bytes_down += 8 * m as u64;
+            Ok(())
+        });
+        let mut at = 0;
+        for (nb, b) in halo.neighbours.iter().zip(bufs.iter_mut()) {
+            let m = nb.send.len();
+            b.copy_from_slice(&self.send_host[at..at + m]);
+            at += m;
+        }
+    }
+
+    /// The received ghost values of `r` (or `base`) copied up and
+    /// scattered.
+    fn unpack_of(&mut self, of_base: bool, halo: &Halo, bufs: &[Vec<f64>]) {
+        let mut at = 0;
+        for (nb, b) in halo.neighbours.iter().zip(bufs) {
+            let m = nb.recv.len();
+            self.recv_host[at..at + m].copy_from_slice(b);
+            at += m;
+        }
+        self.run("ghosts to the device", |k| {
+            let m = k.recv_host.len() as i32;
+            if m == 0 {
+                return Ok(());
+            }
+            k.stream
+                .memcpy_htod(&k.recv_host[..], &mut k.recv)
+                .map_err(|e| err("copying ghost values", e))?;
+            k.bytes_up += 8 * m as u64;
+            let mut l = k.stream.launch_builder(&k.f[2]);
+            l.arg(&m).arg(&k.recv_idx).arg(&k.recv);
+            if of_base {
+                l.arg(&mut k.base);
+            } else {
+                l.arg(&mut k.r);
+            }
+            // SAFETY: qf_mpi_scatter's signature; recv_idx indexes the
+            // ghost entries of r and base.
+            unsafe { l.launch(cfg(grid(m as usize, BLOCK, 1024))) }
+                .map(|_| ())
+                .map_err(|e| err("qf_mpi_scatter", e))
+        });
+    }
+
+    /// Sums of the two-value partials of `blocks` blocks.
+    fn read_pairs(&mut self, blocks: usize) -> Result<[f64; 2], String> {
+        let h = self.read_partials(2 * blocks)?;
+        let mut s = [0.0; 2];
+        for c in h.chunks_exact(2) {
+            s[0] += c[0];
+            s[1] += c[1];
+        }
+        Ok(s)
     }
 }
 
@@ -376,91 +456,41 @@ impl LocalKernels for DeviceKernels {
                 k.stream
                     .memcpy_htod(b, &mut k.r.slice_mut(..b.len()))
                     .map_err(e)?;
+                k.stream
+                    .memcpy_htod(b, &mut k.b.slice_mut(..b.len()))
+                    .map_err(e)?;
             }
             k.stream.memset_zeros(&mut k.x).map_err(e)?;
+            k.stream.memset_zeros(&mut k.base).map_err(e)?;
             k.stream.memset_zeros(&mut k.p).map_err(e)?;
-            k.bytes_up += 8 * b.len() as u64;
+            k.bytes_up += 16 * b.len() as u64;
             Ok(())
         });
         s
     }
 
     fn pack(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
-        self.run("halo to the host", |k| {
-            let m = k.send_host.len() as i32;
-            if m == 0 {
-                return Ok(());
-            }
-            let mut l = k.stream.launch_builder(&k.f[1]);
-            l.arg(&m).arg(&k.send_idx).arg(&k.r).arg(&mut k.send);
-            // SAFETY: qf_mpi_gather's signature; send holds m values,
-            // send_idx m owned rows of r.
-            unsafe { l.launch(cfg(grid(m as usize, BLOCK, 1024))) }
-                .map_err(|e| err("qf_mpi_gather", e))?;
-            k.stream
-                .memcpy_dtoh(&k.send, &mut k.send_host[..])
-                .map_err(|e| err("copying halo values", e))?;
-            k.bytes_down += 8 * m as u64;
-            Ok(())
-        });
-        let mut at = 0;
-        for (nb, b) in halo.neighbours.iter().zip(bufs.iter_mut()) {
-            let m = nb.send.len();
-            b.copy_from_slice(&self.send_host[at..at + m]);
-            at += m;
-        }
+        self.pack_of(false, halo, bufs);
     }
 
     fn unpack(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
-        let mut at = 0;
-        for (nb, b) in halo.neighbours.iter().zip(bufs) {
-            let m = nb.recv.len();
-            self.recv_host[at..at + m].copy_from_slice(b);
-            at += m;
-        }
-        self.run("ghosts to the device", |k| {
-            let m = k.recv_host.len() as i32;
-            if m == 0 {
-                return Ok(());
-            }
-            k.stream
-                .memcpy_htod(&k.recv_host[..], &mut k.recv)
-                .map_err(|e| err("copying ghost values", e))?;
-            k.bytes_up += 8 * m as u64;
-            let mut l = k.stream.launch_builder(&k.f[2]);
-            l.arg(&m).arg(&k.recv_idx).arg(&k.recv).arg(&mut k.r);
-            // SAFETY: qf_mpi_scatter's signature; recv_idx indexes the
-            // ghost entries of r.
-            unsafe { l.launch(cfg(grid(m as usize, BLOCK, 1024))) }
-                .map(|_| ())
-                .map_err(|e| err("qf_mpi_scatter", e))
-        });
+        self.unpack_of(false, halo, bufs);
     }
 
     fn product_interior(&mut self, beta: f64, alpha_prev: f64) {
-        // launched only: the device computes while the host waits for the
-        // ghosts
-        let (n, ni) = (self.n, self.n_interior);
-        self.run("interior product", |k| {
-            k.launch_direction(0, n, beta, alpha_prev)?;
-            k.launch_spmv(0, ni, false)
-        });
+        // launched only: the device updates the owned rows' direction
+        // while the host waits for the ghosts
+        let n = self.n;
+        self.run("direction", |k| k.launch_direction(0, n, beta, alpha_prev));
     }
 
     fn product_rest(&mut self, beta: f64, alpha_prev: f64) -> f64 {
-        let (n, ni, cols, blocks) = (
-            self.n,
-            self.n_interior,
-            self.cols,
-            self.spmv_blocks as usize,
-        );
+        let (n, cols, blocks) = (self.n, self.cols, self.spmv_blocks as usize);
         let mut pq = 0.0;
-        self.run("boundary product", |k| {
+        self.run("product", |k| {
             k.launch_direction(n, cols, beta, alpha_prev)?;
-            k.launch_spmv(ni, n, true)?;
-            let a = k.read_partials(false, blocks)?;
-            let b = k.read_partials(true, blocks)?;
-            pq = a.iter().sum::<f64>() + b.iter().sum::<f64>();
+            k.launch_spmv()?;
+            pq = k.read_partials(blocks)?.iter().sum::<f64>();
             Ok(())
         });
         pq
@@ -481,29 +511,79 @@ impl LocalKernels for DeviceKernels {
             // SAFETY: qf_mpi_update's signature; partials hold two values
             // per block (at most 8 x SMs blocks).
             unsafe { l.launch(cfg(blocks)) }.map_err(|e| err("qf_mpi_update", e))?;
-            let h = k.read_partials(false, 2 * blocks as usize)?;
-            for c in h.chunks_exact(2) {
-                s[0] += c[0];
-                s[1] += c[1];
-            }
+            s = k.read_pairs(blocks as usize)?;
             Ok(())
         });
         s
     }
 
-    fn solution(&mut self, alpha_last: f64) -> Vec<f64> {
-        let mut x = vec![0.0; self.n];
+    fn flush(&mut self, alpha: f64) {
         let blocks = self.blocks;
-        self.run("solution", |k| {
+        self.run("x update", |k| {
             let n = k.n as i32;
             let mut l = k.stream.launch_builder(&k.f[5]);
-            l.arg(&n).arg(&alpha_last).arg(&k.p).arg(&mut k.x);
+            l.arg(&n).arg(&alpha).arg(&k.p).arg(&mut k.x);
             // SAFETY: qf_mpi_axpy's signature.
-            unsafe { l.launch(cfg(blocks)) }.map_err(|e| err("qf_mpi_axpy", e))?;
+            unsafe { l.launch(cfg(blocks)) }
+                .map(|_| ())
+                .map_err(|e| err("qf_mpi_axpy", e))
+        });
+    }
+
+    fn fold(&mut self) {
+        let blocks = self.blocks;
+        self.run("fold", |k| {
+            let n = k.n as i32;
+            let mut l = k.stream.launch_builder(&k.f[7]);
+            l.arg(&n).arg(&mut k.x).arg(&mut k.base);
+            // SAFETY: qf_mpi_fold's signature; x and base hold n entries
+            // at least.
+            unsafe { l.launch(cfg(blocks)) }
+                .map(|_| ())
+                .map_err(|e| err("qf_mpi_fold", e))
+        });
+    }
+
+    fn pack_iterate(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
+        self.pack_of(true, halo, bufs);
+    }
+
+    fn unpack_iterate(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
+        self.unpack_of(true, halo, bufs);
+    }
+
+    fn replace_residual(&mut self) -> [f64; 2] {
+        let mut s = [0.0; 2];
+        let blocks = grid(self.n, BLOCK, self.blocks.max(1));
+        self.run("true residual", |k| {
+            let n = k.n as i32;
+            let mut l = k.stream.launch_builder(&k.f[6]);
+            l.arg(&n)
+                .arg(&k.rowptr)
+                .arg(&k.col)
+                .arg(&k.val)
+                .arg(&k.b)
+                .arg(&k.base)
+                .arg(&k.inv_diag)
+                .arg(&mut k.r)
+                .arg(&mut k.partials);
+            // SAFETY: qf_mpi_residual's signature; rowptr has n + 1
+            // entries, columns index base (n + ghosts), partials hold two
+            // values per block.
+            unsafe { l.launch(cfg(blocks)) }.map_err(|e| err("qf_mpi_residual", e))?;
+            s = k.read_pairs(blocks as usize)?;
+            Ok(())
+        });
+        s
+    }
+
+    fn iterate(&mut self) -> Vec<f64> {
+        let mut x = vec![0.0; self.n];
+        self.run("the iterate", |k| {
             if k.n > 0 {
                 k.stream
-                    .memcpy_dtoh(&k.x.slice(..k.n), &mut x[..])
-                    .map_err(|e| err("copying x", e))?;
+                    .memcpy_dtoh(&k.base.slice(..k.n), &mut x[..])
+                    .map_err(|e| err("copying the iterate", e))?;
             }
             k.bytes_down += 8 * k.n as u64;
             Ok(())
@@ -596,6 +676,24 @@ impl LocalKernels for Counted {
     fn update(&mut self, alpha: f64) -> [f64; 2] {
         self.k.update(alpha)
     }
+    fn flush(&mut self, alpha: f64) {
+        self.k.flush(alpha)
+    }
+    fn fold(&mut self) {
+        self.k.fold()
+    }
+    fn pack_iterate(&mut self, halo: &Halo, bufs: &mut [Vec<f64>]) {
+        self.k.pack_iterate(halo, bufs)
+    }
+    fn unpack_iterate(&mut self, halo: &Halo, bufs: &[Vec<f64>]) {
+        self.k.unpack_iterate(halo, bufs)
+    }
+    fn replace_residual(&mut self) -> [f64; 2] {
+        self.k.replace_residual()
+    }
+    fn iterate(&mut self) -> Vec<f64> {
+        self.k.iterate()
+    }
     fn solution(&mut self, alpha_last: f64) -> Vec<f64> {
         self.k.solution(alpha_last)
     }
@@ -621,6 +719,38 @@ mod tests {
         // a restricted list is honoured: ranks share its entries
         let v: Vec<String> = ["3"].map(String::from).to_vec();
         assert_eq!(pick(5, &v).unwrap(), "3");
+    }
+
+    /// `kernels/mpi_cg.cu` compiles with NVRTC (where the library is on
+    /// the library path; the skip is logged otherwise) and defines every
+    /// kernel the host launches.
+    #[test]
+    fn the_kernels_compile_with_nvrtc() {
+        // SAFETY: only tries to dlopen the library.
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            let line = "quadflow_mpi::device::tests::the_kernels_compile_with_nvrtc: NVRTC (libnvrtc.so) not on the library path (pip install nvidia-cuda-nvrtc gives one)";
+            eprintln!("SKIPPED {line}");
+            if let Some(log) = std::env::var_os("QUADFLOW_SKIP_LOG") {
+                use std::io::Write;
+                let _ = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+            }
+            return;
+        }
+        let bin = compile::compile(SOURCE, "mpi_cg", "sm_90", &["--std=c++17".to_string()])
+            .expect("kernels/mpi_cg.cu compiles");
+        assert!(bin.starts_with(b"\x7fELF"));
+        for k in NAMES {
+            let name = k.as_bytes();
+            assert!(
+                bin.windows(name.len() + 1)
+                    .any(|w| &w[..name.len()] == name && w[name.len()] == 0),
+                "{k} missing from the CUBIN"
+            );
+        }
     }
 
     #[test]

@@ -1,10 +1,6 @@
-//! Distributed sparse matrices: a rank's owned rows with columns in local
-//! numbering (owned rows first, then ghost columns), and the halo plan
-//! that fills the ghost entries of a vector from their owners.
-//!
-//! Rows are ordered **interior first**: rows `0..n_interior` have no ghost
-//! column, so a product can compute them while the halo messages are in
-//! flight and the remaining (boundary) rows after.
+//! What the distributed solvers share: global ids of rows (rank `q` owns
+//! the ids `offsets[q]..offsets[q + 1]`), halo plans built from the ids a
+//! rank needs, a hasher for ids.
 
 use crate::comm::Comm;
 use crate::part::{Halo, Neighbour};
@@ -44,71 +40,48 @@ impl Hasher for IdHasher {
 /// A map keyed by ids, with [`IdHasher`].
 pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
-/// One row given by global ids: `(row, [(column, value)])`.
-pub type GlobalRow = (u64, Vec<(u64, f64)>);
-
-/// A rank's rows of a distributed square matrix.
-#[derive(Debug, Clone)]
-pub struct DistMatrix {
-    /// Owned rows: `n_owned x (n_owned + ghosts)`, local columns.
-    pub a: Csr,
-    /// Global id of every owned row (in row order).
-    pub gid: Vec<u64>,
-    /// Global id of every ghost column (`n_owned + g`).
-    pub ghost_gid: Vec<u64>,
-    /// Owner of every ghost column.
-    pub ghost_owner: Vec<u32>,
-    /// Rows `0..n_interior` have no ghost column.
-    pub n_interior: usize,
-    /// Fills the ghost entries of column-space vectors.
-    pub halo: Halo,
-    /// Rows of the whole matrix.
-    pub global_rows: usize,
-}
-
-/// Builds the halo plan of a rank that needs the ghost ids `ghost_gid`
-/// (owned by `ghost_owner`, ghost `g` at local index `base + g`) and owns
-/// the ids `owned_gid` (at local index `i`): every rank tells each owner
-/// which ids it needs (one all-to-all); the owner's send list follows the
-/// order asked.
-pub fn build_halo(
+/// The halo plan of a rank owning the global ids `lo..lo + n` (local
+/// `0..n`) whose ghosts `ghost_gid` (local `n + k`) are owned by
+/// `ghost_owner`: every rank tells each owner which ids it needs (one
+/// all-to-all); an owner's send list follows the order asked.
+pub fn range_halo(
     comm: &dyn Comm,
-    owned_gid: &[u64],
-    base: usize,
+    lo: u64,
+    n: usize,
     ghost_gid: &[u64],
     ghost_owner: &[u32],
 ) -> Halo {
     let p = comm.size();
     let mut asks: Vec<Vec<u64>> = vec![Vec::new(); p];
     let mut recv: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
-    for (g, (&id, &o)) in ghost_gid.iter().zip(ghost_owner).enumerate() {
+    for (k, (&id, &o)) in ghost_gid.iter().zip(ghost_owner).enumerate() {
         asks[o as usize].push(id);
-        recv.entry(o as usize).or_default().push((base + g) as u32);
+        recv.entry(o as usize).or_default().push((n + k) as u32);
     }
-    let send = asks
-        .iter()
-        .map(|a| {
-            let mut w = Writer::new();
-            w.u64s(a);
-            w.finish()
-        })
-        .collect();
-    let got = comm.alltoallv(send);
-    let local: IdMap<u64, u32> = owned_gid
-        .iter()
-        .enumerate()
-        .map(|(i, &g)| (g, i as u32))
-        .collect();
+    let got = comm.alltoallv(
+        asks.iter()
+            .map(|a| {
+                let mut w = Writer::new();
+                w.u64s(a);
+                w.finish()
+            })
+            .collect(),
+    );
     let mut nbrs: BTreeMap<usize, Neighbour> = BTreeMap::new();
     for (q, buf) in got.iter().enumerate() {
         let ids = Reader::new(buf).u64s();
         if ids.is_empty() {
             continue;
         }
-        assert_ne!(q, comm.rank(), "a rank never asks itself");
-        let send: Vec<u32> = ids
+        let send = ids
             .iter()
-            .map(|g| *local.get(g).expect("asked for an id this rank owns"))
+            .map(|&g| {
+                assert!(
+                    g >= lo && g < lo + n as u64,
+                    "asked for an id this rank owns"
+                );
+                (g - lo) as u32
+            })
             .collect();
         nbrs.insert(
             q,
@@ -130,112 +103,6 @@ pub fn build_halo(
     }
     Halo {
         neighbours: nbrs.into_values().collect(),
-    }
-}
-
-impl DistMatrix {
-    /// Builds a rank's part from its rows given by global ids (every rank
-    /// calls it: it builds the halo collectively). `owner_of` names the
-    /// owner of any global id that is not one of these rows. Rows are
-    /// reordered interior first (each group keeping the given order);
-    /// ghosts are numbered by owner, then global id. Returns the matrix
-    /// and, for each of its rows, the position of that row in `rows`.
-    pub fn from_rows(
-        comm: &dyn Comm,
-        rows: Vec<GlobalRow>,
-        global_rows: usize,
-        owner_of: impl Fn(u64) -> usize,
-    ) -> (Self, Vec<u32>) {
-        let mut own: IdMap<u64, u32> =
-            IdMap::with_capacity_and_hasher(rows.len(), Default::default());
-        for (i, (g, _)) in rows.iter().enumerate() {
-            own.insert(*g, i as u32);
-        }
-        let interior: Vec<bool> = rows
-            .iter()
-            .map(|r| r.1.iter().all(|(j, _)| own.contains_key(j)))
-            .collect();
-        let mut order: Vec<u32> = (0..rows.len() as u32)
-            .filter(|&i| interior[i as usize])
-            .collect();
-        let n_interior = order.len();
-        order.extend((0..rows.len() as u32).filter(|&i| !interior[i as usize]));
-        let n = rows.len();
-        let mut local_row = vec![0u32; n];
-        for (new, &old) in order.iter().enumerate() {
-            local_row[old as usize] = new as u32;
-        }
-        // ghosts by (owner, id)
-        let mut ghosts: Vec<(u32, u64)> = rows
-            .iter()
-            .flat_map(|r| r.1.iter().map(|(j, _)| *j))
-            .filter(|j| !own.contains_key(j))
-            .map(|j| (owner_of(j) as u32, j))
-            .collect();
-        ghosts.sort_unstable();
-        ghosts.dedup();
-        let ghost_index: IdMap<u64, u32> = ghosts
-            .iter()
-            .enumerate()
-            .map(|(g, &(_, j))| (j, (n + g) as u32))
-            .collect();
-        let col_of = |j: u64| match own.get(&j) {
-            Some(&i) => local_row[i as usize],
-            None => ghost_index[&j],
-        };
-        let mut rowptr = Vec::with_capacity(n + 1);
-        rowptr.push(0usize);
-        let mut col = Vec::new();
-        let mut val = Vec::new();
-        for &old in &order {
-            for &(j, v) in &rows[old as usize].1 {
-                col.push(col_of(j));
-                val.push(v);
-            }
-            rowptr.push(col.len());
-        }
-        let gid: Vec<u64> = order.iter().map(|&o| rows[o as usize].0).collect();
-        let ghost_gid: Vec<u64> = ghosts.iter().map(|g| g.1).collect();
-        let ghost_owner: Vec<u32> = ghosts.iter().map(|g| g.0).collect();
-        let halo = build_halo(comm, &gid, n, &ghost_gid, &ghost_owner);
-        let a = Csr::new(n, n + ghosts.len(), rowptr, col, val);
-        (
-            Self {
-                a,
-                gid,
-                ghost_gid,
-                ghost_owner,
-                n_interior,
-                halo,
-                global_rows,
-            },
-            order,
-        )
-    }
-
-    /// Owned rows.
-    pub fn n_owned(&self) -> usize {
-        self.a.nrows()
-    }
-
-    /// Owned rows plus ghost columns (the length of column-space vectors).
-    pub fn n_cols(&self) -> usize {
-        self.a.ncols()
-    }
-
-    /// `y = A x` on the owned rows; `x` has `n_cols` entries, its ghost
-    /// entries are filled here (overlapped with the interior rows).
-    pub fn spmv(&self, comm: &dyn Comm, x: &mut [f64], y: &mut [f64]) {
-        let ni = self.n_interior;
-        let (yi, yb) = y.split_at_mut(ni);
-        self.halo.exchange(comm, x, &mut |xr| {
-            for (i, yv) in yi.iter_mut().enumerate() {
-                *yv = row_dot(&self.a, i, xr);
-            }
-        });
-        for (k, yv) in yb.iter_mut().enumerate() {
-            *yv = row_dot(&self.a, ni + k, x);
-        }
     }
 }
 
@@ -275,50 +142,67 @@ mod tests {
     use super::*;
     use crate::comm::ThreadComm;
 
-    /// 1D Laplacian of `n` rows split in contiguous blocks.
-    fn lap_rows(rank: usize, p: usize, n: usize) -> Vec<GlobalRow> {
-        let (s, e) = (rank * n / p, (rank + 1) * n / p);
-        (s..e)
-            .map(|i| {
-                let mut r = vec![(i as u64, 2.0)];
-                if i > 0 {
-                    r.push((i as u64 - 1, -1.0));
-                }
-                if i + 1 < n {
-                    r.push((i as u64 + 1, -1.0));
-                }
-                (i as u64, r)
-            })
-            .collect()
-    }
-
+    /// A 1D Laplacian of `n` rows split in contiguous blocks, ghosts
+    /// numbered after the rank's rows: `A x` with the ghosts fetched
+    /// through [`range_halo`] is the global product.
     #[test]
     fn distributed_product_equals_global_product() {
         let n = 50;
         for p in [1, 2, 3, 4] {
             let out = ThreadComm::run(p, move |c| {
-                let rows = lap_rows(c.rank(), c.size(), n);
-                let counts = rows.len();
-                let off = offsets(c, counts);
-                let (m, _) = DistMatrix::from_rows(c, rows, n, |g| owner_in(&off, g));
-                let mut x: Vec<f64> = (0..m.n_cols())
+                let (s, e) = (c.rank() * n / p, (c.rank() + 1) * n / p);
+                let off = offsets(c, e - s);
+                assert_eq!(off[c.rank()], s as u64);
+                let mut ghosts: Vec<u64> = Vec::new();
+                if s > 0 {
+                    ghosts.push(s as u64 - 1);
+                }
+                if e < n {
+                    ghosts.push(e as u64);
+                }
+                let owners: Vec<u32> = ghosts.iter().map(|&g| owner_in(&off, g) as u32).collect();
+                let halo = range_halo(c, s as u64, e - s, &ghosts, &owners);
+                let m = e - s;
+                let col = |g: usize| -> u32 {
+                    if g >= s && g < e {
+                        (g - s) as u32
+                    } else {
+                        (m + ghosts.iter().position(|&x| x == g as u64).unwrap()) as u32
+                    }
+                };
+                let mut rp = vec![0usize];
+                let (mut cols, mut vals) = (Vec::new(), Vec::new());
+                for i in s..e {
+                    cols.push(col(i));
+                    vals.push(2.0);
+                    if i > 0 {
+                        cols.push(col(i - 1));
+                        vals.push(-1.0);
+                    }
+                    if i + 1 < n {
+                        cols.push(col(i + 1));
+                        vals.push(-1.0);
+                    }
+                    rp.push(cols.len());
+                }
+                let a = Csr::new(m, m + ghosts.len(), rp, cols, vals);
+                let mut x: Vec<f64> = (0..a.ncols())
                     .map(|l| {
-                        if l < m.n_owned() {
-                            (m.gid[l] as f64).powi(2)
+                        if l < m {
+                            ((s + l) as f64).powi(2)
                         } else {
                             f64::NAN
                         }
                     })
                     .collect();
-                let mut y = vec![0.0; m.n_owned()];
-                m.spmv(c, &mut x, &mut y);
-                m.gid.iter().copied().zip(y).collect::<Vec<_>>()
+                halo.exchange(c, &mut x, &mut |_| {});
+                (s..e)
+                    .map(|i| (i, row_dot(&a, i - s, &x)))
+                    .collect::<Vec<_>>()
             });
-            let mut all: Vec<(u64, f64)> = out.into_iter().flatten().collect();
-            all.sort_by_key(|a| a.0);
+            let all: Vec<(usize, f64)> = out.into_iter().flatten().collect();
             assert_eq!(all.len(), n);
-            for (i, (g, v)) in all.into_iter().enumerate() {
-                assert_eq!(g as usize, i);
+            for (i, v) in all {
                 let x = |k: i64| {
                     if k < 0 || k >= n as i64 {
                         0.0

@@ -30,10 +30,18 @@
 //!   neighbour exchange, all-to-all, broadcast) with a single-rank and an
 //!   in-process multi-rank (threads) implementation, and rsmpi's behind
 //!   the feature `mpi`.
-//! - [`dist`]: distributed sparse matrices (owned rows, local columns,
-//!   interior rows first) and halo plans built from global ids.
-//! - [`cg`]: distributed Jacobi-CG on the equilibrated system.
-//! - [`amg`]: distributed smoothed-aggregation AMG-CG.
+//! - [`dist`]: global row ids by rank and halo plans built from the ids a
+//!   rank needs.
+//! - [`cg`]: distributed Jacobi-CG on the equilibrated system (the engine's
+//!   fused kernels on each rank's own block, [`kernels`], plus its ghost
+//!   block), stopped by the engine's convergence rule.
+//! - [`amg`] ([`amg_setup`], [`amg_cycle`], [`amg_solve`]): distributed
+//!   smoothed-aggregation AMG-CG with the engine's setup and smoother on each rank's rows, fewer ranks as
+//!   levels shrink, the engine's hierarchy on the last rank.
+//! - [`threads`]: a rank's local work on its thread pool, its
+//!   communication on its own thread.
+//! - [`device`]: one GPU per rank, the distributed Jacobi-CG's kernels on
+//!   it.
 //! - [`driver`]: the whole distributed run (partition and distribute on
 //!   rank 0, assemble, solve, gather), with errors agreed by every rank.
 //! - [`group`]: the process group of a run (both ways of reading, the
@@ -48,12 +56,13 @@
 //! back to the blocks and every rank writes its rows of the results file.
 //! Read by the lead: the mesh is read and partitioned on rank 0 and the
 //! parts scattered (one message per rank), and `u` and the element fields
-//! are gathered onto rank 0 at the end. Either way assembly and the fine
-//! levels of both solvers stay distributed; AMG's coarse operator, once
-//! it is small (a few thousand rows), is gathered onto rank 0, where the
-//! engine's host AMG (`quadflow_systems::amg::Hierarchy`) takes over the
-//! rest of the hierarchy; each V-cycle gathers the coarse residual there
-//! and scatters the correction back.
+//! are gathered onto rank 0 at the end. Either way assembly and the solve
+//! stay distributed: one rank runs its local backend's own solve; several
+//! run the engine's kernels and AMG setup on their rows. AMG's levels move
+//! onto fewer ranks as they shrink (below 5,000 rows a rank, half the
+//! ranks hand their rows to the other half); the rank holding the last of
+//! them runs the engine's own hierarchy
+//! (`quadflow_systems::amg::Hierarchy`) below.
 //!
 //! ## Plugging it into the pipeline (for the `mpi` backend)
 //! 1. Before the pipeline exists: every rank reads its blocks and
@@ -67,8 +76,8 @@
 //!    backend (`serial`, `parallel`, `gpu`) runs quadrature, assembly and
 //!    boundary unchanged ([`assemble::assemble_local`] shows the plan).
 //! 2. Solve phase of the `mpi` backend: [`assemble::LocalSystem::from_assembled`]
-//!    on the `LinearSystem` resource, then [`cg::solve_cg_jacobi`] or
-//!    [`amg::solve_amg_cg`] with the rank's communicator; write
+//!    on the `LinearSystem` resource, then [`cg::solve_cg_jacobi_on`] or
+//!    [`amg::solve_amg_cg_on`] with the rank's communicator and threads; write
 //!    [`cg::with_ghosts`] of the owned `u` into `Solution.u` (local
 //!    numbering), so that the local post phase can run on the part.
 //! 3. Post: every rank post-processes its local elements; the per-element
@@ -92,6 +101,9 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod amg;
+pub mod amg_cycle;
+pub mod amg_setup;
+pub mod amg_solve;
 pub mod assemble;
 pub mod backend;
 pub mod bound;
@@ -108,4 +120,5 @@ pub mod partition;
 pub mod rcb;
 pub mod slice;
 pub mod study;
+pub mod threads;
 pub mod wire;

@@ -131,6 +131,58 @@ fn amg_cg_and_the_parallel_local_executor() {
     assert!(e <= 1e-10, "local parallel: u differs by {e:e}");
 }
 
+/// AMG-CG on 2 to 8 ranks with levels distributed down to a few hundred
+/// rows a rank (and handed over to fewer ranks), on the rank's threads
+/// too: iterations within +20% of the engine's, `u` as serial's; one rank
+/// runs the local backend's own solve (its iterations, to the bit).
+#[test]
+fn distributed_amg_levels_stay_within_the_iteration_bound() {
+    let mesh = data("data/meshes/s_duct_16k.h5");
+    let amg = "[solver]\nmethod = \"amg-cg\"\nrtol = 1e-10\n";
+    let s = serial(&serial_scene(&mesh, amg));
+    let its = s.solution.stats.iterations as f64;
+    for (p, extra) in [
+        (1, ""),
+        (2, "[mpi]\nagglomerate_below = 300\n"),
+        (
+            3,
+            "[mpi]\nagglomerate_below = 500\nlocal = \"parallel\"\n[parallel]\nthreads = 2\n",
+        ),
+        (5, "[mpi]\nagglomerate_below = 300\npartitioner = \"rcb\"\n"),
+        (8, "[mpi]\nagglomerate_below = 200\n"),
+    ] {
+        let r = lead(ranks(p, &scene(&mesh, &format!("{amg}{extra}")), None));
+        let st = &r.solution.stats;
+        assert!(st.converged, "P={p}");
+        assert!(
+            st.iterations as f64 <= (1.2 * its).ceil(),
+            "P={p}: {} iterations against serial's {its}",
+            st.iterations
+        );
+        let e = rel_max(&r.solution.u, &s.solution.u);
+        assert!(e <= 1e-7, "P={p}: u differs from serial AMG-CG's by {e:e}");
+        let attrs = r.attributes();
+        let get = |k: &str| attrs.iter().find(|(n, _)| n == k).map(|a| a.1.clone());
+        let path = match get("mpi_solve_path") {
+            Some(quadflow_systems::components::Attr::Str(s)) => s,
+            other => panic!("P={p}: mpi_solve_path {other:?}"),
+        };
+        if p == 1 {
+            assert!(path.starts_with("one rank"), "{path}");
+            assert_eq!(st.iterations, s.solution.stats.iterations);
+        } else {
+            assert!(path.starts_with("AMG-CG"), "{path}");
+            match get("mpi_amg_distributed_levels") {
+                Some(quadflow_systems::components::Attr::Int(d)) => {
+                    assert!(d >= 1, "P={p}: {d} distributed levels")
+                }
+                other => panic!("P={p}: {other:?}"),
+            }
+            assert!(get("mpi_amg_level_halo_bytes_per_cycle").is_some());
+        }
+    }
+}
+
 #[test]
 fn bad_input_fails_on_every_rank_with_one_message() {
     let fx = |n: &str| data(&format!("fixtures/mpi/{n}.msh"));
@@ -184,6 +236,7 @@ fn the_mpi_section_is_checked() {
         ("[mpi]\nlocal = \"cuda\"\n", "mpi.local"),
         ("[mpi]\npartitioner = \"scotch\"\n", "mpi.partitioner"),
         ("[mpi]\nranks = 4\n", "ranks"),
+        ("[mpi]\nagglomerate_below = 0\n", "agglomerate_below"),
     ] {
         let e = Scene::parse_with(&scene(&mesh, extra), "<test>", &cat)
             .and_then(|s| s.plan_with(&cat))

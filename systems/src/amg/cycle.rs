@@ -64,15 +64,6 @@ impl<T: Copy + Into<f64> + Sync> Op<'_, T> {
 }
 
 impl Level {
-    /// The level's operator in single precision.
-    pub(super) fn op_a(&self) -> Op<'_, f32> {
-        Op {
-            a: &self.a,
-            v: &self.v32,
-            nw: self.na.as_ref(),
-        }
-    }
-
     /// The level's operator in double precision (CG's product on the
     /// finest level).
     pub(super) fn op_a64(&self) -> Op<'_, f64> {
@@ -92,9 +83,67 @@ pub(super) struct Work {
     b: Vec<f64>,
     /// Correction of this level (the caller's on the finest level).
     x: Vec<f64>,
-    r: Vec<f64>,
-    d: Vec<f64>,
-    d2: Vec<f64>,
+    /// The smoother's vectors.
+    s: SweepWork,
+}
+
+/// The work vectors of a whole V-cycle of a [`Hierarchy`], kept between
+/// cycles by a caller that applies it many times
+/// ([`Hierarchy::cycle_work`], [`Hierarchy::apply_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct CycleWork(Vec<Work>);
+
+/// The vectors of one smoothing sweep ([`sweep`]): the residual `r` on the
+/// rows, the correction steps `d`, `d2` on the columns (the rows, then a
+/// rank's ghost columns in the distributed solve).
+#[derive(Debug, Clone, Default)]
+pub struct SweepWork {
+    /// Residual `b - A x` (rows).
+    pub r: Vec<f64>,
+    /// Current step (columns).
+    pub d: Vec<f64>,
+    /// Next step (columns).
+    pub d2: Vec<f64>,
+}
+
+impl SweepWork {
+    /// Work for a level of `rows` rows and `cols >= rows` columns.
+    pub fn new(rows: usize, cols: usize) -> Self {
+        Self {
+            r: vec![0.0; rows],
+            d: vec![0.0; cols],
+            d2: vec![0.0; cols],
+        }
+    }
+}
+
+/// One level as the smoother sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct SmootherLevel<'a> {
+    /// The operator: `rows x cols`, `cols >= rows`; the columns past the
+    /// rows are a rank's ghost columns (distributed solve).
+    pub a: &'a Csr,
+    /// `a`'s values in single precision (what the products read).
+    pub a32: &'a [f32],
+    /// `a`'s narrow index (6 bytes an entry instead of 8), where it has
+    /// one: the same sums, fewer bytes.
+    pub narrow: Option<&'a Narrow>,
+    /// `1 / a_ii` on the rows.
+    pub inv_diag: &'a [f64],
+    /// First scale: `d = s0 D^-1 r`.
+    pub s0: f64,
+    /// Per step `(c1, c2)`: `d = c1 d + c2 D^-1 r`.
+    pub steps: &'a [(f64, f64)],
+}
+
+impl<'a> SmootherLevel<'a> {
+    fn op(&self) -> Op<'a, f32> {
+        Op {
+            a: self.a,
+            v: self.a32,
+            nw: self.narrow,
+        }
+    }
 }
 
 /// Bytes one product streams for a matrix of `rows` rows and `nnz`
@@ -103,7 +152,6 @@ pub(super) struct Work {
 fn stream_bytes(rows: usize, nnz: usize, value: usize, narrow: bool) -> usize {
     nnz * (value + if narrow { 2 } else { 4 }) + 8 * rows
 }
-
 impl Hierarchy {
     /// Bytes one V-cycle (as [`Hierarchy::apply`] runs it) moves through
     /// memory at least: every matrix it applies streamed once per product
@@ -188,6 +236,20 @@ impl Hierarchy {
         z
     }
 
+    /// The work vectors of a V-cycle, for [`Hierarchy::apply_with`].
+    pub fn cycle_work(&self) -> CycleWork {
+        CycleWork(self.work())
+    }
+
+    /// `z = M^-1 r` (one V-cycle from a zero guess) with work vectors kept
+    /// by the caller.
+    pub fn apply_with(&self, exec: Exec, r: &[f64], z: &mut [f64], w: &mut CycleWork) {
+        if w.0.is_empty() {
+            w.0 = self.work();
+        }
+        self.apply(exec, r, z, &mut w.0);
+    }
+
     pub(super) fn work(&self) -> Vec<Work> {
         let mut w: Vec<Work> = self
             .levels
@@ -200,9 +262,7 @@ impl Hierarchy {
                 Work {
                     b: vec![0.0; nbx],
                     x: vec![0.0; nbx],
-                    r: vec![0.0; n],
-                    d: vec![0.0; n],
-                    d2: vec![0.0; n],
+                    s: SweepWork::new(n, n),
                 }
             })
             .collect();
@@ -253,12 +313,16 @@ impl Hierarchy {
         let (pre, post) = (self.settings.pre_sweeps, self.settings.post_sweeps);
         // Pre-smoothing from x = 0, leaving r = b - A x.
         for k in 0..pre {
-            let start = if k == 0 { Start::Zero } else { Start::Residual };
-            sweep(exec, lev, b, x, wk, start, true, false);
+            let start = if k == 0 {
+                SweepStart::Zero
+            } else {
+                SweepStart::Residual
+            };
+            sweep_local(exec, &smoother_of(lev), b, x, &mut wk.s, start, true, false);
         }
         if pre == 0 {
             x.iter_mut().for_each(|v| *v = 0.0);
-            wk.r.copy_from_slice(b);
+            wk.s.r.copy_from_slice(b);
         }
         // Coarse correction.
         let (bc, xc) = {
@@ -278,7 +342,7 @@ impl Hierarchy {
                 nw: lev.np.as_ref(),
             },
         );
-        rop.spmv(exec, &wk.r, &mut bc);
+        rop.spmv(exec, &wk.s.r, &mut bc);
         self.vcycle(exec, l + 1, &bc, &mut xc, below, false);
         pop.spmv_add(exec, &xc, x);
         below[0].b = bc;
@@ -287,12 +351,21 @@ impl Hierarchy {
         let mut dot = None;
         for k in 0..post {
             let start = if k == 0 {
-                Start::Compute
+                SweepStart::Compute
             } else {
-                Start::Residual
+                SweepStart::Residual
             };
             let last = k + 1 == post;
-            dot = sweep(exec, lev, b, x, wk, start, !last, last && want_dot);
+            dot = sweep_local(
+                exec,
+                &smoother_of(lev),
+                b,
+                x,
+                &mut wk.s,
+                start,
+                !last,
+                last && want_dot,
+            );
         }
         dot
     }
@@ -312,9 +385,21 @@ impl Hierarchy {
     }
 }
 
+/// A level of the hierarchy as the smoother reads it.
+fn smoother_of(lev: &Level) -> SmootherLevel<'_> {
+    SmootherLevel {
+        a: &lev.a,
+        a32: &lev.v32,
+        narrow: lev.na.as_ref(),
+        inv_diag: &lev.inv_diag,
+        s0: lev.s0,
+        steps: &lev.steps,
+    }
+}
+
 /// How a smoothing sweep starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Start {
+pub enum SweepStart {
     /// From `x = 0` (so `r = b`).
     Zero,
     /// From the residual `r = b - A x` in the work vector.
@@ -326,66 +411,137 @@ enum Start {
 /// One sweep of the polynomial smoother on `A x = b` (`A` in single
 /// precision): `d = s0 D^-1 r`, then per step `x += d`, `r -= A d`,
 /// `d = c1 d + c2 D^-1 r` (one fused pass each), last `x += d` and, with
-/// `keep_r`, `r -= A d` (otherwise `r` is left stale). With `dot_b`
-/// (and not `keep_r`), returns `b.x` of the new `x`, the same bits as
-/// [`crate::exec::dot`].
+/// `keep_r`, `r -= A d` (otherwise `r` is left stale): [`sweep_start`],
+/// [`sweep_step`] per step, [`sweep_finish`].
+///
+/// `x`, `wk.d` and `wk.d2` have an entry per column of `A`; where `A` has
+/// more columns than rows (a rank's rows of a distributed level: its
+/// own block, then its ghost columns) `ghosts(v)` fills the entries of
+/// `v` past the rows before every pass that multiplies `v` (one halo
+/// exchange a product). On one process `A` is square and `ghosts` does
+/// nothing. (A caller that must run the passes elsewhere, such as on a
+/// rank's thread pool with the exchanges on its own thread, calls the
+/// three passes itself in this order.) The engine's own V-cycle runs the
+/// same passes, with the start from zero fused into the first step and
+/// `b.x` fused into the last pass where it can.
 #[allow(clippy::too_many_arguments)]
-fn sweep(
+pub fn sweep(
     exec: Exec,
-    lev: &Level,
+    lev: &SmootherLevel<'_>,
     b: &[f64],
     x: &mut [f64],
-    wk: &mut Work,
-    start: Start,
+    wk: &mut SweepWork,
+    start: SweepStart,
+    keep_r: bool,
+    ghosts: &mut dyn FnMut(&mut [f64]),
+) {
+    if start == SweepStart::Compute {
+        ghosts(x);
+    }
+    sweep_start(exec, lev, b, x, wk, start);
+    for &(c1, c2) in lev.steps {
+        ghosts(&mut wk.d);
+        sweep_step(exec, lev, x, wk, c1, c2);
+    }
+    if keep_r {
+        ghosts(&mut wk.d);
+    }
+    sweep_finish(exec, lev, x, wk, keep_r);
+}
+
+/// [`sweep`] on a square level (one process): the start from `x = 0`
+/// fused with the first step (`d = s0 D^-1 b` formed where read; the same
+/// values as the two passes, one pass less) and, with `dot_b` (and not
+/// `keep_r`), `b.x` of the new `x` returned from the last pass, the same
+/// bits as [`crate::exec::dot`].
+#[allow(clippy::too_many_arguments)]
+fn sweep_local(
+    exec: Exec,
+    lev: &SmootherLevel<'_>,
+    b: &[f64],
+    x: &mut [f64],
+    wk: &mut SweepWork,
+    start: SweepStart,
     keep_r: bool,
     dot_b: bool,
 ) -> Option<f64> {
-    let a = lev.op_a();
-    let dinv = &lev.inv_diag;
-    let s0 = lev.s0;
-    let n = lev.a.nrows();
-    assert!(b.len() == n && x.len() == n && dinv.len() == n);
-    let mut steps = &lev.steps[..];
-    match start {
-        Start::Zero if !steps.is_empty() => {
-            // the first step fused with the start from x = 0 (r = b,
-            // d = s0 D^-1 b, computed where read): the same values as the
-            // two passes, one pass less
-            let (c1, c2) = steps[0];
-            steps = &steps[1..];
-            blocks3(exec, x, &mut wk.r, &mut wk.d2, |s, xb, rb, db| {
-                for l in 0..xb.len() {
-                    let i = s + l;
-                    let q = a.dot_scaled(i, dinv, b, s0);
-                    let di = s0 * dinv[i] * b[i];
-                    xb[l] = 0.0 + di;
-                    let ri = b[i] - q;
-                    rb[l] = ri;
-                    db[l] = c1 * di + c2 * dinv[i] * ri;
-                }
-            });
-            std::mem::swap(&mut wk.d, &mut wk.d2);
-        }
-        Start::Zero => blocks3(exec, x, &mut wk.r, &mut wk.d, |s, xb, rb, db| {
+    let n = check(lev, x, wk);
+    assert!(b.len() == n && lev.a.ncols() == n);
+    let mut steps = lev.steps;
+    if start == SweepStart::Zero && !steps.is_empty() {
+        let (a, dinv, s0) = (lev.op(), lev.inv_diag, lev.s0);
+        let (c1, c2) = steps[0];
+        steps = &steps[1..];
+        blocks3(exec, x, &mut wk.r, &mut wk.d2, |s, xb, rb, db| {
             for l in 0..xb.len() {
                 let i = s + l;
-                xb[l] = 0.0;
-                rb[l] = b[i];
-                db[l] = s0 * dinv[i] * b[i];
+                let q = a.dot_scaled(i, dinv, b, s0);
+                let di = s0 * dinv[i] * b[i];
+                xb[l] = 0.0 + di;
+                let ri = b[i] - q;
+                rb[l] = ri;
+                db[l] = c1 * di + c2 * dinv[i] * ri;
             }
-        }),
-        Start::Residual => {
+        });
+        std::mem::swap(&mut wk.d, &mut wk.d2);
+    } else {
+        sweep_start(exec, lev, b, x, wk, start);
+    }
+    for &(c1, c2) in steps {
+        sweep_step(exec, lev, x, wk, c1, c2);
+    }
+    finish(exec, lev, x, wk, keep_r, dot_b.then_some(b))
+}
+
+fn check(lev: &SmootherLevel<'_>, x: &[f64], wk: &SweepWork) -> usize {
+    let (n, cols) = (lev.a.nrows(), lev.a.ncols());
+    assert!(x.len() == cols && lev.inv_diag.len() == n);
+    assert!(wk.r.len() == n && wk.d.len() == cols && wk.d2.len() == cols);
+    n
+}
+
+/// The first pass of a [`sweep`]: `d = s0 D^-1 r` with `r = b` and `x = 0`
+/// ([`SweepStart::Zero`]), `r` as it is ([`SweepStart::Residual`]) or
+/// `r = b - A x` computed ([`SweepStart::Compute`]: the ghosts of `x`
+/// filled).
+pub fn sweep_start(
+    exec: Exec,
+    lev: &SmootherLevel<'_>,
+    b: &[f64],
+    x: &mut [f64],
+    wk: &mut SweepWork,
+    start: SweepStart,
+) {
+    let n = check(lev, x, wk);
+    assert_eq!(b.len(), n);
+    let (a, dinv, s0) = (lev.op(), lev.inv_diag, lev.s0);
+    match start {
+        SweepStart::Zero => blocks3(
+            exec,
+            &mut x[..n],
+            &mut wk.r,
+            &mut wk.d[..n],
+            |s, xb, rb, db| {
+                for l in 0..xb.len() {
+                    let i = s + l;
+                    xb[l] = 0.0;
+                    rb[l] = b[i];
+                    db[l] = s0 * dinv[i] * b[i];
+                }
+            },
+        ),
+        SweepStart::Residual => {
             let r = &wk.r;
-            blocks1(exec, &mut wk.d, |s, db| {
+            blocks1(exec, &mut wk.d[..n], |s, db| {
                 for (l, di) in db.iter_mut().enumerate() {
                     *di = s0 * dinv[s + l] * r[s + l];
                 }
                 0.0
             });
         }
-        Start::Compute => {
+        SweepStart::Compute => {
             let xr = &*x;
-            blocks2(exec, &mut wk.r, &mut wk.d, |s, rb, db| {
+            blocks2(exec, &mut wk.r, &mut wk.d[..n], |s, rb, db| {
                 for l in 0..rb.len() {
                     let i = s + l;
                     let ri = b[i] - a.dot(i, xr);
@@ -395,9 +551,27 @@ fn sweep(
             });
         }
     }
-    for &(c1, c2) in steps {
-        let d = &wk.d;
-        blocks3(exec, x, &mut wk.r, &mut wk.d2, |s, xb, rb, db| {
+}
+
+/// One step of a [`sweep`] (the ghosts of `wk.d` filled): `x += d`,
+/// `r -= A d`, `d = c1 d + c2 D^-1 r`, one fused pass.
+pub fn sweep_step(
+    exec: Exec,
+    lev: &SmootherLevel<'_>,
+    x: &mut [f64],
+    wk: &mut SweepWork,
+    c1: f64,
+    c2: f64,
+) {
+    let n = check(lev, x, wk);
+    let (a, dinv) = (lev.op(), lev.inv_diag);
+    let d = &wk.d;
+    blocks3(
+        exec,
+        &mut x[..n],
+        &mut wk.r,
+        &mut wk.d2[..n],
+        |s, xb, rb, db| {
             for l in 0..xb.len() {
                 let i = s + l;
                 let q = a.dot(i, d);
@@ -406,13 +580,40 @@ fn sweep(
                 rb[l] = ri;
                 db[l] = c1 * d[i] + c2 * dinv[i] * ri;
             }
-        });
-        std::mem::swap(&mut wk.d, &mut wk.d2);
-    }
+        },
+    );
+    std::mem::swap(&mut wk.d, &mut wk.d2);
+}
+
+/// The last pass of a [`sweep`]: `x += d` and, with `keep_r` (the ghosts
+/// of `wk.d` filled), `r -= A d`.
+pub fn sweep_finish(
+    exec: Exec,
+    lev: &SmootherLevel<'_>,
+    x: &mut [f64],
+    wk: &mut SweepWork,
+    keep_r: bool,
+) {
+    finish(exec, lev, x, wk, keep_r, None);
+}
+
+/// [`sweep_finish`]; with `dot_b = Some(b)` (and not `keep_r`) also
+/// `b.x` of the new `x`, each block's while it is in cache, summed as
+/// `exec::dot` sums it.
+fn finish(
+    exec: Exec,
+    lev: &SmootherLevel<'_>,
+    x: &mut [f64],
+    wk: &mut SweepWork,
+    keep_r: bool,
+    dot_b: Option<&[f64]>,
+) -> Option<f64> {
+    let n = check(lev, x, wk);
+    let a = lev.op();
     let d = &wk.d;
     if keep_r {
-        assert!(!dot_b, "the dot is fused with the last sweep only");
-        blocks2(exec, x, &mut wk.r, |s, xb, rb| {
+        assert!(dot_b.is_none(), "the dot is fused with the last sweep only");
+        blocks2(exec, &mut x[..n], &mut wk.r, |s, xb, rb| {
             for l in 0..xb.len() {
                 let i = s + l;
                 xb[l] += d[i];
@@ -421,22 +622,19 @@ fn sweep(
         });
         None
     } else {
-        // with `dot_b`, the block's `b.x` once updated (while it is in
-        // cache), as `exec::dot` sums it
-        let dot = blocks1(exec, x, |s, xb| {
+        let dot = blocks1(exec, &mut x[..n], |s, xb| {
             for (l, xi) in xb.iter_mut().enumerate() {
                 *xi += d[s + l];
             }
-            if dot_b {
-                b[s..s + xb.len()]
+            match dot_b {
+                Some(b) => b[s..s + xb.len()]
                     .iter()
                     .zip(xb.iter())
                     .map(|(p, q)| p * q)
-                    .sum()
-            } else {
-                0.0
+                    .sum(),
+                None => 0.0,
             }
         });
-        dot_b.then_some(dot)
+        dot_b.map(|_| dot)
     }
 }

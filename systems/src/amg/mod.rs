@@ -103,11 +103,14 @@ pub(crate) mod tests;
 
 pub use crate::exec::BLOCK;
 pub use crate::sparse::Csr;
+pub use cycle::{
+    CycleWork, SmootherLevel, SweepStart, SweepWork, sweep, sweep_finish, sweep_start, sweep_step,
+};
 pub use pcg::{AmgCgOutcome, amg_pcg};
 pub use settings::{AmgSettings, Smoother, Strength};
 pub use setup::{
-    Hierarchy, LevelData, aggregate, smoother_coefficients, spectral_radius, strength,
-    tridiagonal_max,
+    Hierarchy, LevelData, aggregate, smoothed_prolongator, smoother_coefficients, spectral_radius,
+    spectral_radius_with, strength, tentative, tridiagonal_max,
 };
 pub use system::{AmgSystem, solve_amg_cg};
 

@@ -128,8 +128,9 @@ pub fn spectral_radius(exec: Exec, a: &Csr, inv_diag: &[f64], steps: usize) -> f
 }
 
 /// [`spectral_radius`] with the values `vals` on `a`'s pattern (the
-/// single-precision copy: an estimate needs no more).
-fn spectral_radius_with<T: Copy + Into<f64> + Sync>(
+/// single-precision copy: an estimate needs no more). `a` must be square
+/// (the distributed solve runs it on a rank's own block).
+pub fn spectral_radius_with<T: Copy + Into<f64> + Sync>(
     exec: Exec,
     a: &Csr,
     vals: &[T],
@@ -208,9 +209,38 @@ pub fn tridiagonal_max(alphas: &[f64], betas: &[f64]) -> f64 {
     ev.iter().fold(0.0f64, |m, &x| m.max(x))
 }
 
+/// The tentative prolongator of the aggregation `agg` (`nagg`
+/// aggregates) from the near-null-space vector `b`: the entry `t[i]` of
+/// every row (in column `agg[i]`; zero for rows in no aggregate),
+/// normalised per aggregate, and the coarse near-null-space vector (the
+/// per-aggregate norms).
+pub fn tentative(agg: &[u32], nagg: usize, b: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let mut norm2 = vec![0.0; nagg];
+    for (i, &g) in agg.iter().enumerate() {
+        if g != NONE {
+            norm2[g as usize] += b[i] * b[i];
+        }
+    }
+    let norms: Vec<f64> = norm2.iter().map(|v| v.sqrt()).collect();
+    let t: Vec<f64> = agg
+        .iter()
+        .enumerate()
+        .map(|(i, &g)| {
+            if g == NONE || norms[g as usize] == 0.0 {
+                0.0
+            } else {
+                b[i] / norms[g as usize]
+            }
+        })
+        .collect();
+    (t, norms)
+}
+
 /// The smoothed prolongator `P = (I - omega D^-1 A) T` of the tentative
 /// `T` (one entry `t[i]` per aggregated row `i`, in column `agg[i]`).
-fn smoothed_prolongator(
+/// Columns of `a` at or past `agg.len()` (a rank's ghost columns) must not
+/// occur: `a` is square here.
+pub fn smoothed_prolongator(
     exec: Exec,
     a: &Csr,
     inv_diag: &[f64],
@@ -377,24 +407,7 @@ impl Hierarchy {
                 spectral_radius_with(exec, &a, &v32, &inv_diag, settings.lanczos_steps)
             };
             // Tentative prolongator from `bvec`.
-            let mut norm2 = vec![0.0; nagg];
-            for (i, &g) in agg.iter().enumerate() {
-                if g != NONE {
-                    norm2[g as usize] += bvec[i] * bvec[i];
-                }
-            }
-            let norms: Vec<f64> = norm2.iter().map(|v| v.sqrt()).collect();
-            let t: Vec<f64> = agg
-                .iter()
-                .enumerate()
-                .map(|(i, &g)| {
-                    if g == NONE || norms[g as usize] == 0.0 {
-                        0.0
-                    } else {
-                        bvec[i] / norms[g as usize]
-                    }
-                })
-                .collect();
+            let (t, norms) = tentative(&agg, nagg, &bvec);
             let omega = settings.omega_scale / rho;
             let p = {
                 let _s = tracing::info_span!("amg_prolongator", n).entered();
@@ -474,6 +487,13 @@ impl Hierarchy {
     pub fn sizes(&self) -> Vec<usize> {
         let mut v: Vec<usize> = self.levels.iter().map(|l| l.a.nrows()).collect();
         v.push(self.coarse_a.nrows());
+        v
+    }
+
+    /// Stored entries of every level's operator, finest first.
+    pub fn level_nnz(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.levels.iter().map(|l| l.a.nnz()).collect();
+        v.push(self.coarse_a.nnz());
         v
     }
 

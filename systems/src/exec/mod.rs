@@ -238,7 +238,7 @@ fn blocks_n<const N: usize, R: Send>(
 
 /// `f(start, block)` for the [`BLOCK`]-row blocks of `y`; returns the
 /// sum of the results in block order.
-pub(crate) fn blocks1(
+pub fn blocks1(
     exec: Exec,
     y: &mut [f64],
     f: impl Fn(usize, &mut [f64]) -> f64 + Sync + Send,
@@ -248,7 +248,7 @@ pub(crate) fn blocks1(
 
 /// `f(start, block)` for the [`BLOCK`]-row blocks of `y`; the results in
 /// block order.
-pub(crate) fn map_blocks_mut<R: Send>(
+pub fn map_blocks_mut<R: Send>(
     exec: Exec,
     y: &mut [f64],
     f: impl Fn(usize, &mut [f64]) -> R + Sync + Send,
@@ -258,7 +258,7 @@ pub(crate) fn map_blocks_mut<R: Send>(
 
 /// `f(start, y_block, z_block)` for the [`BLOCK`]-row blocks of two
 /// row-aligned vectors; the results in block order.
-pub(crate) fn blocks2<R: Send>(
+pub fn blocks2<R: Send>(
     exec: Exec,
     y: &mut [f64],
     z: &mut [f64],
@@ -279,7 +279,7 @@ pub(crate) fn blocks3(
 }
 
 /// `v` in single precision (rounded to nearest).
-pub(crate) fn to_f32(exec: Exec, v: &[f64]) -> Vec<f32> {
+pub fn to_f32(exec: Exec, v: &[f64]) -> Vec<f32> {
     let mut out = vec![0.0f32; v.len()];
     {
         let places = Disjoint::slice(&mut out);
@@ -296,7 +296,8 @@ pub(crate) fn to_f32(exec: Exec, v: &[f64]) -> Vec<f32> {
     out
 }
 
-pub(crate) fn dot(exec: Exec, a: &[f64], b: &[f64]) -> f64 {
+/// `a.b`, summed per block in block order.
+pub fn dot(exec: Exec, a: &[f64], b: &[f64]) -> f64 {
     sum_blocks(exec, a.len(), |r| {
         a[r.clone()].iter().zip(&b[r]).map(|(x, y)| x * y).sum()
     })
