@@ -122,8 +122,12 @@ fn block_reads_name_what_is_wrong() {
 struct Threads {
     rank: usize,
     size: usize,
-    shared: Arc<(Barrier, Mutex<Vec<Option<String>>>, Mutex<Vec<u8>>)>,
+    shared: Arc<Shared>,
 }
+
+/// What the in-process ranks share: a barrier, each rank's failure, the
+/// bytes written.
+type Shared = (Barrier, Mutex<Vec<Option<String>>>, Mutex<Vec<u8>>);
 
 impl Threads {
     fn group(p: usize) -> Vec<Threads> {

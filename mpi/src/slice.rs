@@ -509,7 +509,8 @@ mod validation {
         let m = lattice(6, 5, true);
         let base = Arrays::of(&m);
         let last = m.elements.len() - 1;
-        let cases: Vec<(&str, Box<dyn Fn(&mut Arrays)>)> = vec![
+        type Spoil = Box<dyn Fn(&mut Arrays)>;
+        let cases: Vec<(&str, Spoil)> = vec![
             ("nan", Box::new(|a: &mut Arrays| a.y[40] = f64::NAN)),
             (
                 "range",

@@ -227,7 +227,7 @@ fn a_bad_element_in_the_third_block_fails_every_rank() {
         let out = dir.path().join("r.h5");
         let msgs: Vec<String> = ranks_writing(p, &scene_read(&mesh, "", "blocks"), &out)
             .into_iter()
-            .map(|r| r.err().expect("every rank fails"))
+            .map(|r| r.expect_err("every rank fails"))
             .collect();
         for m in &msgs {
             assert_eq!(*m, one, "every rank says what one process says");

@@ -58,7 +58,7 @@ impl Layout {
 
     /// Interior positions (not an end) of line `a` that are nodes.
     fn interior(&self, a: usize) -> usize {
-        if a % 2 == 0 {
+        if a.is_multiple_of(2) {
             self.inner - 2
         } else {
             (self.inner - 3) / 2
@@ -80,7 +80,11 @@ impl Layout {
             return self.ends[a][1];
         }
         let new_end = (self.line_first[a] as u32 == self.ends[a][0]) as u64;
-        let before = if a % 2 == 0 { b - 1 } else { (b - 1) / 2 };
+        let before = if a.is_multiple_of(2) {
+            b - 1
+        } else {
+            (b - 1) / 2
+        };
         (self.line_first[a] + new_end + before as u64) as u32
     }
 

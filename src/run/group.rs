@@ -67,8 +67,11 @@ pub struct Blocks {
     /// The mesh's rows of the blocks (`x`, `y` of the node block, the
     /// elements of the element block), when the results file carries the
     /// mesh.
-    pub mesh: Option<(Vec<f64>, Vec<f64>, Vec<[u32; 8]>)>,
+    pub mesh: Option<OwnedMeshRows>,
 }
+
+/// The mesh's rows of a block, owned: `x`, `y` of the nodes, the elements.
+pub type OwnedMeshRows = (Vec<f64>, Vec<f64>, Vec<[u32; 8]>);
 
 /// The source of the plan's mesh a block at a time, when it can be read
 /// so (an HDF5 file, or a generator); `None` for a gmsh file, which the
@@ -123,10 +126,11 @@ pub(super) fn run_group_with(
     blocks: bool,
 ) -> Result<Option<RunResult>, AppError> {
     let whole = !blocks || plan.outputs.vtu.is_some() || plan.outputs.png.is_some();
-    if group.reads_blocks() && !whole {
-        if let Some(source) = blocks_of(plan) {
-            return run_blocks(plan, group, source, progress).map(Some);
-        }
+    if group.reads_blocks()
+        && !whole
+        && let Some(source) = blocks_of(plan)
+    {
+        return run_blocks(plan, group, source, progress).map(Some);
     }
     let lead = group.is_lead();
     for b in plan.planned_backends() {

@@ -218,7 +218,7 @@ pub(super) fn read_rows_into<T: Target>(
     let row = shape[1..]
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(usize::try_from(d).ok()?))?;
-    if row == 0 || out.len() % row != 0 || first.checked_add(out.len() / row)? > rows {
+    if row == 0 || !out.len().is_multiple_of(row) || first.checked_add(out.len() / row)? > rows {
         return None;
     }
     if out.is_empty() {

@@ -42,8 +42,11 @@ pub struct BlockRows<'a> {
     pub pressure: &'a [f64],
     /// The mesh's rows (`x`, `y` of the node block, the element block),
     /// when the file carries the mesh (every process or none).
-    pub mesh: Option<(&'a [f64], &'a [f64], &'a [[u32; 8]])>,
+    pub mesh: Option<MeshRows<'a>>,
 }
+
+/// A block of the mesh's rows: `x`, `y` of the nodes, the elements.
+pub type MeshRows<'a> = (&'a [f64], &'a [f64], &'a [[u32; 8]]);
 
 /// A [`Write`] that turns writes of zero bytes only into holes (it seeks
 /// over them), so that the data regions of a template cost neither

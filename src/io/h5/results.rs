@@ -193,6 +193,9 @@ pub fn write_results_with(
     write_atomic(path, b)
 }
 
+/// The mesh a results file carries: `x`, `y` and the elements (`quad8`).
+pub type CarriedMesh = (Vec<f64>, Vec<f64>, Vec<[i64; 8]>);
+
 /// The mesh a results file carries ([`ResultsMesh`]: `xy` and `quad8`),
 /// as node coordinates and connectivity; `None` when it carries none.
 ///
@@ -200,9 +203,7 @@ pub fn write_results_with(
 ///
 /// An [`H5Error`] naming the file when it cannot be read, or `xy` or
 /// `quad8` is there with the wrong shape or type, or one without the other.
-pub fn read_results_mesh(
-    path: &Path,
-) -> Result<Option<(Vec<f64>, Vec<f64>, Vec<[i64; 8]>)>, H5Error> {
+pub fn read_results_mesh(path: &Path) -> Result<Option<CarriedMesh>, H5Error> {
     with_file(path, |f| {
         let names = f
             .file
