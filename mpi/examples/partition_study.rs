@@ -4,17 +4,22 @@
 //! per iteration (`quadflow_mpi::study`), as a Markdown table; then the
 //! I/O of the block read and the parallel write at each rank count (bytes
 //! per rank, modelled seconds on a parallel file system, against the lead
-//! doing it alone).
+//! doing it alone). With `--gpu h100|h200`, instead: the multi-GPU model
+//! (`quadflow_mpi::study::gpu_model`), Jacobi-CG per iteration with one
+//! GPU per RCB part, for NVLink and a 400 Gb/s network, CUDA-aware and
+//! staged.
 //!
 //! ```text
 //! cargo run --release -p quadflow-mpi --example partition_study -- \
 //!     [--nodes 10000000] [--parts 2,4,8,...] [--methods rcb,metis] [--out FILE.md]
-//!     [--io-only] [--node-bw 5e9] [--ranks-per-node 8]
+//!     [--io-only] [--node-bw 5e9] [--ranks-per-node 8] [--gpu h100|h200]
 //! ```
 
 use quadflow::generate::{self, Geometry};
 use quadflow_mpi::partition::{Method, partition, quality};
-use quadflow_mpi::study::{FileSystem, Machine, block_io, compute_bytes, io_model, model};
+use quadflow_mpi::study::{
+    FileSystem, Gpu, GpuLink, Machine, block_io, compute_bytes, gpu_model, io_model, model,
+};
 use quadflow_systems::mesh::{Mesh, OrientationPolicy};
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -65,7 +70,12 @@ fn main() {
         mesh.nodes(),
         mesh.elements.len()
     );
-    let io_only = args.iter().any(|a| a == "--io-only");
+    let gpu = arg(&args, "--gpu").map(|g| match g {
+        "h100" => Gpu::H100,
+        "h200" => Gpu::H200,
+        other => panic!("--gpu h100|h200, not {other}"),
+    });
+    let io_only = args.iter().any(|a| a == "--io-only") || gpu.is_some();
     let q1 = quality(&mesh, &partition(&mesh, 1, Method::Rcb).expect("1 part"));
     let one = model(&q1, &mach);
     let mut head = String::new();
@@ -128,6 +138,14 @@ fn main() {
             out.push_str(&line);
         }
     }
+    if let Some(g) = gpu {
+        gpu_table(&mesh, &parts, &g, &mut out);
+        let _ = writeln!(out, "\ntotal {:.0} s", t0.elapsed().as_secs_f64());
+        if let Some(path) = arg(&args, "--out") {
+            std::fs::write(path, out).expect("write --out");
+        }
+        return;
+    }
     // the I/O of the block read and the parallel write
     let fs = FileSystem {
         node_bw: arg(&args, "--node-bw").map_or(5e9, |s| s.parse().expect("--node-bw B")),
@@ -179,5 +197,57 @@ fn main() {
     println!("peak resident memory {:.0} MiB", peak_rss_mib());
     if let Some(path) = arg(&args, "--out") {
         std::fs::write(path, out).expect("write --out");
+    }
+}
+
+/// The multi-GPU table: Jacobi-CG per iteration with one GPU per rank on
+/// RCB parts, for each way the halo travels.
+fn gpu_table(mesh: &Mesh, parts: &[usize], g: &Gpu, out: &mut String) {
+    let links = [
+        GpuLink::NVLINK,
+        GpuLink::NODE_STAGED,
+        GpuLink::NET400,
+        GpuLink::NET400_STAGED,
+    ];
+    let mut head = format!(
+        "Jacobi-CG, one {} per rank ({:.2} TB/s, {:.0} us of launches and 2 x {:.0} us of synchronisation an iteration), RCB parts; us per iteration (speed-up over one GPU) for each way the halo travels.\n\n| GPUs | rows/GPU max | MB/GPU/it | nbrs max | halo KiB/GPU max | compute us |",
+        g.name,
+        g.hbm_bw / 1e12,
+        g.launches * 1e6,
+        g.sync * 1e6
+    );
+    for l in &links {
+        let _ = write!(head, " {} |", l.name);
+    }
+    head.push_str("\n| ---: | ---: | ---: | ---: | ---: | ---: |");
+    head.push_str(&" ---: |".repeat(links.len()));
+    head.push('\n');
+    print!("{head}");
+    out.push_str(&head);
+    let q1 = quality(mesh, &partition(mesh, 1, Method::Rcb).expect("1 part"));
+    let base: Vec<f64> = links.iter().map(|l| gpu_model(&q1, g, l).total).collect();
+    for &p in std::iter::once(&1).chain(parts.iter().filter(|&&p| p > 1)) {
+        let q = quality(mesh, &partition(mesh, p, Method::Rcb).expect("rcb"));
+        let worst = q
+            .per_part
+            .iter()
+            .max_by_key(|s| compute_bytes(s.owned_nodes, s.row_entries))
+            .expect("a part");
+        let m0 = gpu_model(&q, g, &links[0]);
+        let mut line = format!(
+            "| {p} | {} | {:.1} | {} | {:.1} | {:.1} |",
+            worst.owned_nodes,
+            compute_bytes(worst.owned_nodes, worst.row_entries) as f64 / 1e6,
+            m0.max_neighbours,
+            m0.max_halo_bytes as f64 / 1024.0,
+            m0.compute * 1e6
+        );
+        for (l, b) in links.iter().zip(&base) {
+            let m = gpu_model(&q, g, l);
+            let _ = write!(line, " {:.1} ({:.2}x) |", m.total * 1e6, b / m.total);
+        }
+        line.push('\n');
+        print!("{line}");
+        out.push_str(&line);
     }
 }

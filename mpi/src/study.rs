@@ -110,6 +110,137 @@ pub fn model(q: &Quality, m: &Machine) -> IterationModel {
     }
 }
 
+/// One GPU per rank, for the multi-GPU model ([`gpu_model`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gpu {
+    /// Name in the tables.
+    pub name: &'static str,
+    /// Device memory bandwidth (bytes/s, a measured copy's).
+    pub hbm_bw: f64,
+    /// Seconds of launches per iteration that the bytes do not hide (the
+    /// kernels of a distributed iteration are launched one by one: a CUDA
+    /// graph cannot hold the MPI calls between them).
+    pub launches: f64,
+    /// Seconds to bring a reduction's few scalars to the host (a copy and
+    /// a stream synchronisation), twice per iteration.
+    pub sync: f64,
+}
+
+impl Gpu {
+    /// An H100 SXM (HBM3, 3.35 TB/s nominal; 3.0 TB/s taken as its copy).
+    pub const H100: Gpu = Gpu {
+        name: "H100",
+        hbm_bw: 3.0e12,
+        launches: 24e-6,
+        sync: 10e-6,
+    };
+    /// An H200 (HBM3e, 4.8 TB/s nominal; 4.25 TB/s measured by copy on the
+    /// device machine, `profiles/gpu_h200/`).
+    pub const H200: Gpu = Gpu {
+        name: "H200",
+        hbm_bw: 4.25e12,
+        launches: 24e-6,
+        sync: 10e-6,
+    };
+}
+
+/// How the halo travels between two GPU ranks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GpuLink {
+    /// Name in the tables.
+    pub name: &'static str,
+    /// Latency per message (s).
+    pub latency: f64,
+    /// Bandwidth per rank (bytes/s).
+    pub bw: f64,
+    /// Staged through host memory: packed on the device, copied to a
+    /// pinned host buffer, sent, copied back and unpacked (two more copies
+    /// over PCIe, each with its latency); else handed to a CUDA-aware MPI
+    /// as device pointers.
+    pub staged: bool,
+}
+
+impl GpuLink {
+    /// NVLink (NVSwitch) through a CUDA-aware MPI: 3 us, 200 GB/s.
+    pub const NVLINK: GpuLink = GpuLink {
+        name: "NVLink, CUDA-aware",
+        latency: 3e-6,
+        bw: 200e9,
+        staged: false,
+    };
+    /// NVLink's node, staged through the host (shared memory between the
+    /// ranks: 1 us, 10 GB/s).
+    pub const NODE_STAGED: GpuLink = GpuLink {
+        name: "one node, staged",
+        latency: 1e-6,
+        bw: 10e9,
+        staged: true,
+    };
+    /// A 400 Gb/s network (InfiniBand NDR) with GPUDirect RDMA: 3 us,
+    /// 50 GB/s.
+    pub const NET400: GpuLink = GpuLink {
+        name: "400 Gb/s, GPUDirect",
+        latency: 3e-6,
+        bw: 50e9,
+        staged: false,
+    };
+    /// The same network, staged through the host.
+    pub const NET400_STAGED: GpuLink = GpuLink {
+        name: "400 Gb/s, staged",
+        latency: 3e-6,
+        bw: 50e9,
+        staged: true,
+    };
+}
+
+/// PCIe 5 x16 between a GPU and its host: what a staged halo pays twice.
+const PCIE_BW: f64 = 50e9;
+/// Latency of one host-device copy (s).
+const PCIE_LATENCY: f64 = 8e-6;
+
+/// Models one distributed Jacobi-CG iteration with one GPU per rank on the
+/// partition measured by `q`: compute = the rank's bytes
+/// ([`compute_bytes`]) over the device bandwidth plus the launches;
+/// halo = its messages and bytes on `link` (staged: plus the two copies
+/// over PCIe); reductions = two all-reduces, each a device-host
+/// synchronisation plus `ceil(log2 P)` latencies. The iteration is the
+/// slowest rank's compute + halo (no overlap: an upper bound) plus the
+/// reductions. One GPU has no halo and no all-reduce but still its two
+/// synchronisations (the host reads the residual).
+pub fn gpu_model(q: &Quality, g: &Gpu, link: &GpuLink) -> IterationModel {
+    let p = q.parts.max(1);
+    let (mut worst, mut wc, mut wh) = (0.0f64, 0.0f64, 0.0f64);
+    let (mut max_bytes, mut sum_bytes, mut max_nb) = (0, 0usize, 0);
+    for s in &q.per_part {
+        let c = compute_bytes(s.owned_nodes, s.row_entries) as f64 / g.hbm_bw + g.launches;
+        let bytes = 8 * s.send_values;
+        let mut h = 0.0;
+        if s.neighbours > 0 {
+            h = s.neighbours as f64 * link.latency + bytes as f64 / link.bw;
+            if link.staged {
+                h += 2.0 * (PCIE_LATENCY + bytes as f64 / PCIE_BW);
+            }
+        }
+        worst = worst.max(c + h);
+        wc = wc.max(c);
+        wh = wh.max(h);
+        max_bytes = max_bytes.max(bytes);
+        sum_bytes += bytes;
+        max_nb = max_nb.max(s.neighbours);
+    }
+    let steps = (p as f64).log2().ceil();
+    let red = 2.0 * (g.sync + steps * link.latency);
+    IterationModel {
+        compute: wc,
+        halo: wh,
+        reductions: red,
+        total: worst + red,
+        max_halo_bytes: max_bytes,
+        mean_halo_bytes: sum_bytes as f64 / p as f64,
+        max_neighbours: max_nb,
+    }
+}
+
 /// The parallel file system of the I/O model: a bandwidth per node, shared
 /// by the ranks of the node.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -278,5 +409,25 @@ mod tests {
         assert_eq!(four.reductions, 2.0 * 2.0 * mach.latency);
         // strips of a 40 x 10 channel: 21 nodes of a cut, 8 bytes each
         assert!(four.max_halo_bytes >= 8 * 21 && four.max_halo_bytes <= 8 * 2 * 3 * 21);
+    }
+
+    #[test]
+    fn gpus_are_bound_by_launches_and_synchronisation_when_small() {
+        let m = lattice(40, 10, false);
+        let q1 = quality(&m, &partition(&m, 1, Method::Rcb).unwrap());
+        let q4 = quality(&m, &partition(&m, 4, Method::Rcb).unwrap());
+        let one = gpu_model(&q1, &Gpu::H200, &GpuLink::NVLINK);
+        assert_eq!(one.halo, 0.0);
+        // a tiny mesh: the launches and the two synchronisations are all
+        assert!((one.total - (one.compute + 2.0 * Gpu::H200.sync)).abs() < 1e-15);
+        assert!(one.compute > Gpu::H200.launches);
+        let nv = gpu_model(&q4, &Gpu::H200, &GpuLink::NVLINK);
+        let staged = gpu_model(&q4, &Gpu::H200, &GpuLink::NET400_STAGED);
+        // four GPUs are slower than one here: the halo and all-reduces
+        // cost more than the bytes saved
+        assert!(nv.total > one.total);
+        // staging adds two PCIe copies per message round
+        assert!(staged.halo > nv.halo + 2.0 * PCIE_LATENCY);
+        assert_eq!(nv.max_halo_bytes, staged.max_halo_bytes);
     }
 }
