@@ -202,17 +202,29 @@ impl EquilibratedSystem {
         if !b_norm2.is_finite() || parts.iter().any(|p| !p.finite) {
             return Err(SolveError::NonFinite);
         }
-        let (a, inv_diag, b) = concat(exec, m, parts);
+        let (a, inv_diag, b) = {
+            let _s = tracing::info_span!("eq_concat").entered();
+            concat(exec, m, parts)
+        };
         // Renumber the coupled rows by reverse Cuthill-McKee for locality:
         // the full pattern (with each entry's place), the search, then
         // each renumbered row gathered.
-        let (ptr, adj, slot) = full_pattern(&a);
-        let perm = ordering::rcm(m, &ptr, &adj);
+        let (ptr, adj, slot) = {
+            let _s = tracing::info_span!("eq_full_pattern").entered();
+            full_pattern(&a)
+        };
+        let perm = {
+            let _s = tracing::info_span!("eq_rcm").entered();
+            ordering::rcm(m, &ptr, &adj)
+        };
         let mut inv = vec![0u32; m];
         for (new, &old) in perm.iter().enumerate() {
             inv[old as usize] = new as u32;
         }
-        let (a, full) = permute(exec, &a, (&ptr, &adj, &slot), &perm, &inv, want_full);
+        let (a, full) = {
+            let _s = tracing::info_span!("eq_permute").entered();
+            permute(exec, &a, (&ptr, &adj, &slot), &perm, &inv, want_full)
+        };
         let a = CgMatrix::new(a);
         let take = |v: &[f64]| {
             let mut out = vec![0.0; m];
@@ -359,6 +371,22 @@ fn permute(
     let n = a.n;
     let parts = map_blocks(exec, n, BLOCK, |rows| {
         let mut p = RowsPart::default();
+        // the block's entries, counted first: its arrays grow once
+        let full: usize = rows
+            .clone()
+            .map(|r| {
+                let i = perm[r] as usize;
+                1 + (ptr[i + 1] - ptr[i]) as usize
+            })
+            .sum();
+        p.len.reserve(rows.len());
+        p.col.reserve(full / 2 + rows.len());
+        p.val.reserve(full / 2 + rows.len());
+        if want_full {
+            p.full_len.reserve(rows.len());
+            p.full_col.reserve(full);
+            p.full_val.reserve(full);
+        }
         let mut row: Vec<(u32, f64)> = Vec::new();
         for r in rows {
             let i = perm[r] as usize;
