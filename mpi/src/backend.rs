@@ -466,7 +466,10 @@ fn solve(world: &mut World) {
     };
     let result = match settings.method {
         SolverMethod::CgJacobi if run.device => {
-            report.path = "Jacobi-CG: the rank's rows and vectors on its device, the halo staged through host buffers".into();
+            report.path = format!(
+                "Jacobi-CG: the rank's rows and vectors on its device, the halo staged through pinned host buffers ({})",
+                crate::comm::halo_path_note()
+            );
             crate::device::solve_cg_jacobi(world, comm, &part, &sys, &settings.cg, progress)
         }
         SolverMethod::CgJacobi => {

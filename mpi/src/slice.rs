@@ -20,7 +20,7 @@
 
 use crate::comm::{self, Comm};
 use quadflow_systems::element::{self, NODES};
-use quadflow_systems::mesh::{MeshError, OrientationPolicy, reverse};
+use quadflow_systems::mesh::{MeshError, OrientationPolicy, check_element, reverse};
 use quadflow_systems::pipeline::{MeshBlocks, MeshCheck};
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -262,35 +262,6 @@ impl Coordinates<'_> {
             std::array::from_fn(|k| self.y(el[k])),
         )
     }
-}
-
-/// Element `e`'s connectivity checked against `n` nodes, as the engine's
-/// mesh checks it (the same errors).
-fn check_element(e: usize, raw: &[i64; NODES], n: usize) -> Result<[u32; NODES], MeshError> {
-    let mut el = [0u32; NODES];
-    for (k, &v) in raw.iter().enumerate() {
-        if v < 0 || v as u64 >= n as u64 {
-            return Err(MeshError::IndexOutOfRange {
-                element: e,
-                index: v,
-                nodes: n,
-            });
-        }
-        el[k] = v as u32;
-    }
-    for a in 0..NODES {
-        for b in a + 1..NODES {
-            if el[a] == el[b] {
-                return Err(MeshError::RepeatedNode {
-                    element: e,
-                    node: el[a],
-                    a: a + 1,
-                    b: b + 1,
-                });
-            }
-        }
-    }
-    Ok(el)
 }
 
 /// The block's elements (the first is element `first` of the whole

@@ -494,6 +494,25 @@ pub fn read_mesh_with_sets(path: &Path) -> Result<(RawMesh, NodeSets), H5Error> 
     })
 }
 
+/// `quad8`'s datatype checked: integer node indices (int32 or int64), with
+/// how to convert floating-point ones.
+fn check_quad8_type(f: &Opened, q_type: &DType) -> Result<(), H5Error> {
+    if is_float(q_type) {
+        return Err(f.err(format!(
+            "dataset \"quad8\" has floating-point datatype {q_type}; it must hold \
+             integer node indices (int32 or int64); convert it, e.g. \
+             quad8.astype(\"int32\") in NumPy"
+        )));
+    }
+    if !is_int(q_type) {
+        return Err(f.err(format!(
+            "dataset \"quad8\" has datatype {q_type}; it must hold integer node \
+             indices (int32 or int64)"
+        )));
+    }
+    Ok(())
+}
+
 /// Reads `quad8` (shape `[elements, 8]`, already checked) as node indices.
 fn read_quad8(
     f: &Opened,
@@ -502,19 +521,7 @@ fn read_quad8(
     elements: usize,
 ) -> Result<Vec<[i64; 8]>, H5Error> {
     let q_type = f.dtype(ds, "quad8")?;
-    if is_float(&q_type) {
-        return Err(f.err(format!(
-            "dataset \"quad8\" has floating-point datatype {q_type}; it must hold \
-             integer node indices (int32 or int64); convert it, e.g. \
-             quad8.astype(\"int32\") in NumPy"
-        )));
-    }
-    if !is_int(&q_type) {
-        return Err(f.err(format!(
-            "dataset \"quad8\" has datatype {q_type}; it must hold integer node \
-             indices (int32 or int64)"
-        )));
-    }
+    check_quad8_type(f, &q_type)?;
     // The usual int32 and int64: decoded on all cores straight into rows.
     if let Some(kind) = ds.datatype().ok().as_ref().and_then(Stored::of) {
         let mut quad8 = fast::zeroed::<[i64; 8]>(elements);

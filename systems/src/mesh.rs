@@ -98,8 +98,13 @@ pub enum MeshError {
 }
 
 /// Element `e`'s connectivity checked against `n` nodes (indices in range,
-/// no node twice) and narrowed to 32 bits.
-fn check_element(e: usize, raw: &[i64; NODES], n: usize) -> Result<[u32; NODES], MeshError> {
+/// no node twice) and narrowed to 32 bits (the check every reader of a
+/// mesh runs, whole or a slice of it).
+///
+/// # Errors
+/// [`MeshError::IndexOutOfRange`] or [`MeshError::RepeatedNode`], naming
+/// element `e`.
+pub fn check_element(e: usize, raw: &[i64; NODES], n: usize) -> Result<[u32; NODES], MeshError> {
     let mut el = [0u32; NODES];
     for (k, &v) in raw.iter().enumerate() {
         if v < 0 || v as u64 >= n as u64 {

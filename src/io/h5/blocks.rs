@@ -20,7 +20,7 @@ use hdf5_pure::{DType, Dataset};
 use quadflow_systems::pipeline::MeshBlocks;
 
 use super::fast::{self, Stored};
-use super::{H5Error, MESH_HINT, Opened, check_shape, is_float, is_int};
+use super::{H5Error, MESH_HINT, Opened, check_quad8_type, check_shape, is_float, is_int};
 
 /// A mesh file, open for reading in blocks.
 pub struct H5Blocks {
@@ -56,19 +56,7 @@ impl H5Blocks {
                 ))
             })?;
             let q_type = f.dtype(&quad8, "quad8")?;
-            if is_float(&q_type) {
-                return Err(f.err(format!(
-                    "dataset \"quad8\" has floating-point datatype {q_type}; it must hold \
-                     integer node indices (int32 or int64); convert it, e.g. \
-                     quad8.astype(\"int32\") in NumPy"
-                )));
-            }
-            if !is_int(&q_type) {
-                return Err(f.err(format!(
-                    "dataset \"quad8\" has datatype {q_type}; it must hold integer node \
-                     indices (int32 or int64)"
-                )));
-            }
+            check_quad8_type(f, &q_type)?;
             let mut len = [0; 2];
             let mut sets = Vec::new();
             for (k, name) in ["x", "y"].into_iter().enumerate() {
