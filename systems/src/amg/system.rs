@@ -39,11 +39,8 @@ impl AmgSystem {
 
     /// [`AmgSystem::new`] on `exec` (the same bits on every executor).
     pub fn new_with(exec: Exec, k: &SymCsr, f: &[f64]) -> Result<Self, SolveError> {
-        let (eq, a) = EquilibratedSystem::new_with_full(exec, k, f)?;
-        Ok(Self {
-            a,
-            scaling: eq.scaling,
-        })
+        let (scaling, a) = EquilibratedSystem::scaling_with_full(exec, k, f)?;
+        Ok(Self { a, scaling })
     }
 
     /// [`AmgSystem::new`] from the full (both triangles) CSR `(fp, fc,

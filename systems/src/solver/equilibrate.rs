@@ -106,23 +106,51 @@ impl EquilibratedSystem {
     /// scans that number rows, `||D f||` (summed in row order) and the RCM
     /// search are sequential. Every executor gives the same bits.
     pub fn new_with(exec: Exec, k: &SymCsr, f: &[f64]) -> Result<Self, SolveError> {
-        Ok(Self::build(exec, k, f, false)?.0)
+        let (scaling, upper, _) = Self::build(exec, k, f, Want::Upper)?;
+        let (a, inv_diag) = upper.expect("asked for");
+        Ok(Self {
+            a,
+            inv_diag,
+            scaling,
+        })
     }
 
     /// [`EquilibratedSystem::new_with`], with the matrix also as a full
     /// CSR (both triangles, columns sorted: [`Csr::from_sym`] of `a`),
     /// gathered in the same pass as `a`.
     pub fn new_with_full(exec: Exec, k: &SymCsr, f: &[f64]) -> Result<(Self, Csr), SolveError> {
-        let (sys, full) = Self::build(exec, k, f, true)?;
+        let (scaling, upper, full) = Self::build(exec, k, f, Want::Both)?;
+        let (a, inv_diag) = upper.expect("asked for");
+        let sys = Self {
+            a,
+            inv_diag,
+            scaling,
+        };
         Ok((sys, full.expect("asked for")))
     }
 
+    /// The [`Scaling`] of [`EquilibratedSystem::new_with`] and the matrix
+    /// as a full CSR only (what AMG-CG runs on): the same bits as
+    /// [`EquilibratedSystem::new_with_full`], without building the upper
+    /// triangle the CG kernels would read.
+    pub fn scaling_with_full(
+        exec: Exec,
+        k: &SymCsr,
+        f: &[f64],
+    ) -> Result<(Scaling, Csr), SolveError> {
+        let (scaling, _, full) = Self::build(exec, k, f, Want::Full)?;
+        Ok((scaling, full.expect("asked for")))
+    }
+
+    /// The scaling, the upper triangle with `1 / a_ii` (unless
+    /// `want` is [`Want::Full`]) and the full CSR (unless [`Want::Upper`]).
+    #[allow(clippy::type_complexity)]
     fn build(
         exec: Exec,
         k: &SymCsr,
         f: &[f64],
-        want_full: bool,
-    ) -> Result<(Self, Option<Csr>), SolveError> {
+        want: Want,
+    ) -> Result<(Scaling, Option<(CgMatrix, Vec<f64>)>, Option<Csr>), SolveError> {
         let n = k.n;
         assert_eq!(f.len(), n);
         let mut d = vec![0.0; n];
@@ -223,9 +251,8 @@ impl EquilibratedSystem {
         }
         let (a, full) = {
             let _s = tracing::info_span!("eq_permute").entered();
-            permute(exec, &a, (&ptr, &adj, &slot), &perm, &inv, want_full)
+            permute(exec, &a, (&ptr, &adj, &slot), &perm, &inv, want)
         };
-        let a = CgMatrix::new(a);
         let take = |v: &[f64]| {
             let mut out = vec![0.0; m];
             blocks1(exec, &mut out, |s, ob| {
@@ -237,20 +264,28 @@ impl EquilibratedSystem {
             out
         };
         let f_norm = f.iter().map(|v| v * v).sum::<f64>().sqrt();
-        let sys = Self {
-            a,
-            inv_diag: take(&inv_diag),
-            scaling: Scaling {
-                d,
-                rows: perm.iter().map(|&o| rows[o as usize]).collect(),
-                direct,
-                b: take(&b),
-                b_norm: b_norm2.sqrt(),
-                f_norm,
-            },
+        let upper = a.map(|a| (CgMatrix::new(a), take(&inv_diag)));
+        let scaling = Scaling {
+            d,
+            rows: perm.iter().map(|&o| rows[o as usize]).collect(),
+            direct,
+            b: take(&b),
+            b_norm: b_norm2.sqrt(),
+            f_norm,
         };
-        Ok((sys, full))
+        Ok((scaling, upper, full))
     }
+}
+
+/// What [`EquilibratedSystem::build`] gathers of the renumbered matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// The upper triangle (the CG kernels').
+    Upper,
+    /// The full CSR (AMG's).
+    Full,
+    /// Both.
+    Both,
 }
 
 /// The coupled rows of one block of rows of `K` (or of the renumbered
@@ -358,16 +393,19 @@ fn full_pattern(a: &SymCsr) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
 /// of `a`, `inv[old] = new`): each new row gathered from the full pattern
 /// `(ptr, adj, slot)` of [`full_pattern`] (the neighbours numbered at or
 /// after it), columns sorted, diagonal first: the matrix
-/// [`ordering::permute`] builds; with `want_full`, also its full CSR
-/// (every neighbour), as [`Csr::from_sym`] gives it.
+/// [`ordering::permute`] builds (unless `want` is [`Want::Full`]); and
+/// unless [`Want::Upper`], its full CSR (every neighbour), as
+/// [`Csr::from_sym`] gives it.
 fn permute(
     exec: Exec,
     a: &SymCsr,
     (ptr, adj, slot): (&[u32], &[u32], &[u32]),
     perm: &[u32],
     inv: &[u32],
-    want_full: bool,
-) -> (SymCsr, Option<Csr>) {
+    want: Want,
+) -> (Option<SymCsr>, Option<Csr>) {
+    let want_full = want != Want::Upper;
+    let want_upper = want != Want::Full;
     let n = a.n;
     let parts = map_blocks(exec, n, BLOCK, |rows| {
         let mut p = RowsPart::default();
@@ -379,9 +417,11 @@ fn permute(
                 1 + (ptr[i + 1] - ptr[i]) as usize
             })
             .sum();
-        p.len.reserve(rows.len());
-        p.col.reserve(full / 2 + rows.len());
-        p.val.reserve(full / 2 + rows.len());
+        if want_upper {
+            p.len.reserve(rows.len());
+            p.col.reserve(full / 2 + rows.len());
+            p.val.reserve(full / 2 + rows.len());
+        }
         if want_full {
             p.full_len.reserve(rows.len());
             p.full_col.reserve(full);
@@ -399,11 +439,13 @@ fn permute(
                 }
             }
             row.sort_unstable_by_key(|e| e.0);
-            let upper = row.partition_point(|e| (e.0 as usize) < r);
-            p.len.push((row.len() - upper) as u32);
-            for &(c, v) in &row[upper..] {
-                p.col.push(c);
-                p.val.push(v);
+            if want_upper {
+                let upper = row.partition_point(|e| (e.0 as usize) < r);
+                p.len.push((row.len() - upper) as u32);
+                for &(c, v) in &row[upper..] {
+                    p.col.push(c);
+                    p.val.push(v);
+                }
             }
             if want_full {
                 p.full_len.push(row.len());
@@ -427,7 +469,7 @@ fn permute(
         })
         .unzip();
     let full = want_full.then(|| Csr::from_blocks(exec, n, n, fulls));
-    (concat(exec, n, parts).0, full)
+    (want_upper.then(|| concat(exec, n, parts).0), full)
 }
 
 /// A symmetric matrix checked for use by the CG kernels: row pointers
@@ -608,6 +650,14 @@ mod tests {
             assert_eq!(full.rowptr(), want_full.rowptr());
             assert_eq!(full.cols(), want_full.cols());
             assert_eq!(bits(full.vals()), bits(want_full.vals()));
+            let (scaling, only) =
+                team.install(|| EquilibratedSystem::scaling_with_full(exec, &k, &f).unwrap());
+            assert_eq!(only.rowptr(), want_full.rowptr());
+            assert_eq!(only.cols(), want_full.cols());
+            assert_eq!(bits(only.vals()), bits(want_full.vals()));
+            assert_eq!(scaling.rows, want.rows);
+            assert_eq!(bits(&scaling.b), bits(&want.b));
+            assert_eq!(bits(&scaling.d), bits(&want.d));
         }
         for got in [&serial, &par] {
             assert_eq!(got.a.get().rowptr, want.a.get().rowptr);
