@@ -728,16 +728,9 @@ mod tests {
     fn the_kernels_compile_with_nvrtc() {
         // SAFETY: only tries to dlopen the library.
         if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            let line = "quadflow_mpi::device::tests::the_kernels_compile_with_nvrtc: NVRTC (libnvrtc.so) not on the library path (pip install nvidia-cuda-nvrtc gives one)";
-            eprintln!("SKIPPED {line}");
-            if let Some(log) = std::env::var_os("QUADFLOW_SKIP_LOG") {
-                use std::io::Write;
-                let _ = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)
-                    .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
-            }
+            quadflow_systems::record_skip(
+                "quadflow_mpi::device::tests::the_kernels_compile_with_nvrtc: NVRTC (libnvrtc.so) not on the library path (pip install nvidia-cuda-nvrtc gives one)",
+            );
             return;
         }
         let bin = compile::compile(SOURCE, "mpi_cg", "sm_90", &["--std=c++17".to_string()])

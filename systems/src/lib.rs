@@ -54,3 +54,18 @@ pub mod sparse;
 pub mod topology;
 
 pub use pipeline::{Backend, Phase, PhasePlan, Pipeline, PipelineError, Registry, RunConfig};
+
+/// Says that a test skipped and why (`SKIPPED <line>` on stderr) and
+/// records the line in the file `$QUADFLOW_SKIP_LOG` names, where
+/// `tests/run` lists every skip at the end: a skip is never a silent pass.
+pub fn record_skip(line: &str) {
+    eprintln!("SKIPPED {line}");
+    if let Some(log) = std::env::var_os("QUADFLOW_SKIP_LOG") {
+        use std::io::Write;
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    }
+}

@@ -260,17 +260,9 @@ mod tests {
     fn every_module_compiles_with_nvrtc() {
         // SAFETY: only tries to dlopen the library.
         if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            // said on stderr and noted for tests/run's list of skips
-            let line = "quadflow_systems::gpu::compile::tests::every_module_compiles_with_nvrtc: NVRTC (libnvrtc.so) not on the library path (pip install nvidia-cuda-nvrtc gives one)";
-            eprintln!("SKIPPED {line}");
-            if let Some(log) = std::env::var_os("QUADFLOW_SKIP_LOG") {
-                use std::io::Write;
-                let _ = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)
-                    .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
-            }
+            crate::record_skip(
+                "quadflow_systems::gpu::compile::tests::every_module_compiles_with_nvrtc: NVRTC (libnvrtc.so) not on the library path (pip install nvidia-cuda-nvrtc gives one)",
+            );
             return;
         }
         let cache = PtxCache::new(None);
