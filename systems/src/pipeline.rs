@@ -640,6 +640,10 @@ impl Pipeline {
         }
         world.insert_resource(Resolved(std::array::from_fn(|i| runs[i].name())));
         world.insert_resource(Notes(notes));
+        // the mesh's warnings first, then any a backend gave in `prepare`
+        if let Some(w) = world.remove_resource::<Warnings>() {
+            warnings.extend(w.0);
+        }
         world.insert_resource(Warnings(warnings));
         Ok(Self {
             world,

@@ -245,10 +245,15 @@ impl Backend for Parallel {
                     Attr::Str(self.strategy.name().into()),
                 ),
             ],
-            summary: vec![format!(
+            summary: std::iter::once(format!(
                 "{threads} threads, {} assembly",
                 self.strategy.name()
-            )],
+            ))
+            .chain(oversubscribed(
+                threads,
+                std::thread::available_parallelism().ok(),
+            ))
+            .collect(),
         }
     }
 
@@ -291,6 +296,12 @@ impl Backend for Parallel {
                 message: format!("cannot start {} threads: {e}", self.threads),
             }
         })?;
+        if let Some(w) = oversubscribed(self.threads, std::thread::available_parallelism().ok()) {
+            world
+                .get_resource_or_insert_with(Warnings::default)
+                .0
+                .push(w);
+        }
         world.insert_resource(ParallelRuntime {
             pool: Arc::new(pool),
             team: Arc::new(team),
@@ -298,6 +309,18 @@ impl Backend for Parallel {
         });
         Ok(())
     }
+}
+
+/// The warning for `threads` threads in a process that may run on fewer
+/// cores (`cores`: [`std::thread::available_parallelism`], which follows
+/// the process's CPU affinity), if they are fewer.
+fn oversubscribed(threads: usize, cores: Option<std::num::NonZeroUsize>) -> Option<String> {
+    let cores = cores?.get();
+    (threads > cores).then(|| {
+        format!(
+            "{threads} threads asked for, but this process may run on {cores} core(s) only (its CPU affinity; under mpirun each rank is bound to one core by default: give it {threads} with --map-by slot:PE={threads} or --bind-to none); the threads share the cores and the run is slower"
+        )
+    })
 }
 
 /// Quadrature in parallel over elements.
@@ -413,6 +436,15 @@ pub fn post(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn more_threads_than_the_process_may_use_is_said() {
+        let n = |c| std::num::NonZeroUsize::new(c);
+        assert_eq!(oversubscribed(2, n(2)), None);
+        assert_eq!(oversubscribed(2, None), None);
+        let w = oversubscribed(4, n(1)).unwrap();
+        assert!(w.contains("4 threads") && w.contains("1 core(s)") && w.contains("--bind-to none"));
+    }
     use crate::element::{NODES, SYM_ENTRIES, SYM_PAIRS};
     use crate::sparse::{self, SymCsr};
 
