@@ -346,6 +346,12 @@ pub fn metis_elements(
         .collect::<Result<_, _>>()?;
     let adj: Vec<Idx> = adj.iter().map(|&v| v as Idx).collect();
     let mut part: Vec<Idx> = vec![0; ne];
+    // METIS's random numbers come from one state per process (GKlib's,
+    // not thread-local): two calls at once in one process (thread ranks,
+    // parallel tests, a server's jobs) would draw from each other's
+    // sequence and the fixed seed would not fix the partition
+    static METIS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = METIS.lock().unwrap_or_else(|e| e.into_inner());
     metis::Graph::new(1, k as Idx, &xadj, &adj)
         .map_err(|e| PartitionError::Metis(format!("{e:?}")))?
         .set_option(metis::option::Seed(7))
@@ -679,5 +685,23 @@ pub(crate) mod tests {
             let q = quality(&m, &a);
             assert!(q.element_imbalance() < 1.3, "k {k}: {}", q.table(10));
         }
+    }
+
+    /// METIS called from several threads at once (thread ranks, parallel
+    /// tests) gives every caller the partition one call alone gives.
+    #[cfg(feature = "metis")]
+    #[test]
+    fn metis_from_several_threads_is_still_deterministic() {
+        let m = lattice(20, 10, true);
+        let want = partition(&m, 5, Method::Metis).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..25 {
+                        assert_eq!(partition(&m, 5, Method::Metis).unwrap(), want);
+                    }
+                });
+            }
+        });
     }
 }
