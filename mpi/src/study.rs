@@ -30,7 +30,7 @@
 //! ([`FileSystem`]: 5 GB/s, 8 ranks per node), against the lead reading
 //! and writing everything alone.
 
-use crate::partition::Quality;
+use crate::partition::{PartStats, Quality};
 
 /// Machine parameters of the model.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,16 +80,29 @@ pub fn compute_bytes(rows: usize, row_entries: usize) -> usize {
 
 /// Models one iteration on the partition measured by `q`.
 pub fn model(q: &Quality, m: &Machine) -> IterationModel {
+    let steps = (q.parts.max(1) as f64).log2().ceil();
+    iteration(q, 2.0 * steps * m.latency, |s, bytes| {
+        (
+            compute_bytes(s.owned_nodes, s.row_entries) as f64 / m.mem_bw,
+            s.neighbours as f64 * m.latency + bytes as f64 / m.net_bw,
+        )
+    })
+}
+
+/// The iteration of every model: per part its `(compute, halo)` seconds
+/// from `cost(part, halo bytes sent)`; the slowest part's sum plus the
+/// `reductions`, with the halo figures.
+fn iteration(
+    q: &Quality,
+    reductions: f64,
+    cost: impl Fn(&PartStats, usize) -> (f64, f64),
+) -> IterationModel {
     let p = q.parts.max(1);
-    let mut worst = 0.0f64;
-    let (mut wc, mut wh) = (0.0f64, 0.0f64);
-    let mut max_bytes = 0;
-    let mut sum_bytes = 0usize;
-    let mut max_nb = 0;
+    let (mut worst, mut wc, mut wh) = (0.0f64, 0.0f64, 0.0f64);
+    let (mut max_bytes, mut sum_bytes, mut max_nb) = (0, 0usize, 0);
     for s in &q.per_part {
-        let c = compute_bytes(s.owned_nodes, s.row_entries) as f64 / m.mem_bw;
         let bytes = 8 * s.send_values;
-        let h = s.neighbours as f64 * m.latency + bytes as f64 / m.net_bw;
+        let (c, h) = cost(s, bytes);
         worst = worst.max(c + h);
         wc = wc.max(c);
         wh = wh.max(h);
@@ -97,13 +110,11 @@ pub fn model(q: &Quality, m: &Machine) -> IterationModel {
         sum_bytes += bytes;
         max_nb = max_nb.max(s.neighbours);
     }
-    let steps = (p as f64).log2().ceil();
-    let red = 2.0 * steps * m.latency;
     IterationModel {
         compute: wc,
         halo: wh,
-        reductions: red,
-        total: worst + red,
+        reductions,
+        total: worst + reductions,
         max_halo_bytes: max_bytes,
         mean_halo_bytes: sum_bytes as f64 / p as f64,
         max_neighbours: max_nb,
@@ -208,12 +219,9 @@ const PCIE_LATENCY: f64 = 8e-6;
 /// reductions. One GPU has no halo and no all-reduce but still its two
 /// synchronisations (the host reads the residual).
 pub fn gpu_model(q: &Quality, g: &Gpu, link: &GpuLink) -> IterationModel {
-    let p = q.parts.max(1);
-    let (mut worst, mut wc, mut wh) = (0.0f64, 0.0f64, 0.0f64);
-    let (mut max_bytes, mut sum_bytes, mut max_nb) = (0, 0usize, 0);
-    for s in &q.per_part {
+    let steps = (q.parts.max(1) as f64).log2().ceil();
+    iteration(q, 2.0 * (g.sync + steps * link.latency), |s, bytes| {
         let c = compute_bytes(s.owned_nodes, s.row_entries) as f64 / g.hbm_bw + g.launches;
-        let bytes = 8 * s.send_values;
         let mut h = 0.0;
         if s.neighbours > 0 {
             h = s.neighbours as f64 * link.latency + bytes as f64 / link.bw;
@@ -221,24 +229,8 @@ pub fn gpu_model(q: &Quality, g: &Gpu, link: &GpuLink) -> IterationModel {
                 h += 2.0 * (PCIE_LATENCY + bytes as f64 / PCIE_BW);
             }
         }
-        worst = worst.max(c + h);
-        wc = wc.max(c);
-        wh = wh.max(h);
-        max_bytes = max_bytes.max(bytes);
-        sum_bytes += bytes;
-        max_nb = max_nb.max(s.neighbours);
-    }
-    let steps = (p as f64).log2().ceil();
-    let red = 2.0 * (g.sync + steps * link.latency);
-    IterationModel {
-        compute: wc,
-        halo: wh,
-        reductions: red,
-        total: worst + red,
-        max_halo_bytes: max_bytes,
-        mean_halo_bytes: sum_bytes as f64 / p as f64,
-        max_neighbours: max_nb,
-    }
+        (c, h)
+    })
 }
 
 /// The parallel file system of the I/O model: a bandwidth per node, shared
